@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+// sfnet: convert, verify and fine-tune SlowFast video action-recognition weights.
+import PackageDescription
+
+let package = Package(
+    name: "sfnet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sfnet", targets: ["sfnet"]),
+        .library(name: "Formats", targets: ["Formats"]),
+        .library(name: "Convert", targets: ["Convert"]),
+        .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries: shim headers only; Debian packages named as providers.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // bytes <-> named tensors; knows file formats, nothing about models.
+        .target(name: "Formats", dependencies: ["CZlib", "CCrypto"]),
+        // named tensors -> canonical SlowFast weights.
+        .target(name: "Convert", dependencies: ["Formats"]),
+        // tensors, ops (forward + backward side by side), builders.
+        .target(name: "SlowFastNet", dependencies: ["COpenBLAS"]),
+        // the command line: thin, no logic of its own.
+        .executableTarget(name: "sfnet", dependencies: [
+            "Formats", "Convert",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
+        .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet"]),
+        .testTarget(name: "CLITests", dependencies: ["Formats"]),
+    ]
+)

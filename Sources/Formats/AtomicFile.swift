@@ -1,0 +1,103 @@
+// Atomic file output (SECURITY.md 29-30): write a temporary file in the target
+// directory, fsync it, rename it over the target, fsync the directory. The
+// output path holds either the old file or the complete new one, never a
+// partial file; temporaries of killed runs are removed by the next run.
+
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum AtomicFile {
+    /// A sink for the bytes of the new file.
+    public final class Output {
+        let fd: Int32
+        let path: String
+        public private(set) var written = 0
+        init(fd: Int32, path: String) { self.fd = fd; self.path = path }
+
+        public func write(_ buf: UnsafeRawBufferPointer) throws {
+            guard var p = buf.baseAddress else { return }
+            var left = buf.count
+            while left > 0 {
+                let n = Glibc.write(fd, p, min(left, 1 << 30))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let code = errno
+                    throw FormatError(.io, code == ENOSPC ? "disk full while writing" : "write failed: \(String(cString: strerror(code)))", file: path)
+                }
+                p += n
+                left -= n
+                written += n
+            }
+        }
+    }
+
+    static let tempMarker = ".sfnet-tmp-"
+
+    /// The temporary name used for `path` by process `pid`.
+    static func tempPath(for path: String, pid: Int32) -> String {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        return dir + "/." + url.lastPathComponent + tempMarker + "\(pid)-\(UInt32.random(in: 0 ... UInt32.max))"
+    }
+
+    /// Removes temporaries for `path` left by processes that no longer run.
+    public static func cleanStaleTemporaries(for path: String) {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let prefix = "." + url.lastPathComponent + tempMarker
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let pidText = rest.split(separator: "-").first, let pid = Int32(pidText) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(dir + "/" + name)
+            }
+        }
+    }
+
+    /// Runs `body` to produce the file's bytes, then publishes them at `path` atomically.
+    /// Refuses an existing `path` unless `overwrite`; on any error the temporary is removed
+    /// and an existing file at `path` is untouched.
+    public static func write(to path: String, overwrite: Bool, mode: mode_t = 0o644, _ body: (Output) throws -> Void) throws {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            if (st.st_mode & S_IFMT) == S_IFDIR { throw FormatError(.io, "output path is a directory", file: path) }
+            if !overwrite { throw FormatError(.io, "output already exists; use --force to replace it", file: path) }
+        }
+        cleanStaleTemporaries(for: path)
+        let tmp = tempPath(for: path, pid: getpid())
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            throw FormatError(.io, "cannot create a temporary file in the output directory: \(MappedFile.errnoText(errno))", file: path)
+        }
+        var published = false
+        defer {
+            if !published { unlink(tmp) }
+        }
+        var isOpen = true
+        do {
+            let out = Output(fd: fd, path: path)
+            try body(out)
+            if fsync(fd) != 0 {
+                let code = errno
+                throw FormatError(.io, code == ENOSPC ? "disk full while writing" : "fsync failed: \(String(cString: strerror(code)))", file: path)
+            }
+            isOpen = false
+            if close(fd) != 0 { throw FormatError(.io, "close failed: \(String(cString: strerror(errno)))", file: path) }
+        } catch {
+            if isOpen { close(fd) }
+            throw error
+        }
+        if rename(tmp, path) != 0 {
+            throw FormatError(.io, "cannot rename the temporary file into place: \(String(cString: strerror(errno)))", file: path)
+        }
+        published = true
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+}

@@ -1,0 +1,65 @@
+// Format detection by content (never by extension) and the one entry point
+// that opens any supported file.
+
+import Foundation
+
+public enum CheckpointReader {
+    /// What the first bytes say the file is; nil when unrecognised.
+    public static func detect(_ b: Bytes) -> SourceFormat? {
+        if Safetensors.looksLikeSafetensors(b) { return .safetensors }
+        if Npy.looksLikeNpy(b) { return .npy }
+        if ZipArchive.looksLikeZip(b) {
+            guard let zip = try? ZipArchive(b) else { return .torchZip }
+            if TorchCheckpoint.isTorchScript(zip) { return .torchScript }
+            if zip.entries.contains(where: { $0.name.hasSuffix("/data.pkl") }) { return .torchZip }
+            if !zip.entries.isEmpty && zip.entries.allSatisfy({ $0.name.hasSuffix(".npy") }) { return .npz }
+            return .torchZip
+        }
+        if TorchCheckpoint.looksLikeLegacy(b) { return .torchLegacy }
+        if b.count >= 2, b.raw[0] == 0x80, b.raw[1] <= 5 { return .pickle }
+        if b.count >= 1, [UInt8(ascii: "("), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "c")].contains(b.raw[0]) { return .pickle }
+        return nil
+    }
+
+    /// A hint for files sfnet recognises but cannot read (yet).
+    static func unsupportedHint(_ b: Bytes) -> String? {
+        if b.count >= 8, b.raw.prefix(8).elementsEqual([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) {
+            return "this is an HDF5 (Keras) file; Keras reading is not available in this version"
+        }
+        if b.count > 262, b.raw[257 ..< 262].elementsEqual(Array("ustar".utf8)) {
+            return "this is a tar archive: the pre-0.4 tar format of PyTorch checkpoints is not supported; re-save it with a current torch"
+        }
+        return nil
+    }
+
+    /// Reads `path` as `format` (detected from content when nil).
+    public static func read(path: String, as format: SourceFormat? = nil, limits: PickleLimits = PickleLimits()) throws -> Checkpoint {
+        do {
+            let file = try MappedFile(path: path)
+            let b = file.bytes
+            guard let fmt = format ?? detect(b) else {
+                throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz or pickle file")
+            }
+            let ckpt: Checkpoint
+            switch fmt {
+            case .safetensors: ckpt = try Safetensors.read(b)
+            case .npy: ckpt = try Npy.readNpy(b, name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+            case .npz: ckpt = try Npy.readNpz(try ZipArchive(b))
+            case .torchZip, .torchScript:
+                guard ZipArchive.looksLikeZip(b) else { throw FormatError.malformed("not a zip archive (a PyTorch >= 1.6 checkpoint is one)", hint: detect(b).map { "this looks like \($0.rawValue); try --from auto" }) }
+                ckpt = try TorchCheckpoint.readZip(try ZipArchive(b), limits: limits)
+            case .torchLegacy:
+                ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
+            case .pickle:
+                let vm = PickleVM(b, limits: limits)
+                defer { vm.dispose() }
+                let root = try vm.load()
+                ckpt = try TorchCheckpoint.containerize(root, format: .pickle)
+            }
+            try file.checkUnchanged()
+            return ckpt
+        } catch let e as FormatError {
+            throw e.inFile(path)
+        }
+    }
+}
