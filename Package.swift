@@ -35,6 +35,6 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet"]),
-        .testTarget(name: "CLITests", dependencies: ["Formats"]),
+        .testTarget(name: "CLITests", dependencies: ["Formats", "sfnet"]),
     ]
 )

@@ -17,6 +17,9 @@ public enum DTypeCast {
         case .i16: return Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self)))
         case .i8: return Float(raw.load(fromByteOffset: i, as: Int8.self))
         case .u8, .bool: return Float(raw[i])
+        case .u16: return Float(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        case .u32: return Float(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+        case .u64: return Float(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
         }
     }
 

@@ -50,10 +50,9 @@ public final class PickleVM {
         self.persistentLoad = persistentLoad
     }
 
-    deinit { dispose() }
-
     /// Breaks every container's references iteratively so that freeing a deeply
-    /// nested or cyclic structure cannot overflow the stack.
+    /// nested or cyclic structure cannot overflow the stack. Callers extract what
+    /// they need from `load()`'s result first, then call this (readers use `defer`).
     public func dispose() {
         for c in containers {
             if let l = c as? PickleList { l.items = [] }
@@ -62,6 +61,31 @@ public final class PickleVM {
         containers = []
         stack = []
         memo = [:]
+    }
+
+    /// Walks the loaded value as a consumer expanding it would (shared references
+    /// counted each time they are reached) and refuses memo "laughs" bombs, cycles
+    /// and deep nesting before anyone recurses into it.
+    public func checkStructure(_ root: PickleValue) throws {
+        var work: [(PickleValue, Int)] = [(root, 1)]
+        var visits = 0
+        while let (v, depth) = work.popLast() {
+            visits += 1
+            if visits > limits.maxObjects {
+                throw FormatError.limit("pickle structure expands to more than \(limits.maxObjects) objects (object limit; a memo bomb or a cycle)")
+            }
+            if depth > limits.maxDepth {
+                throw FormatError.limit("pickle structure nests deeper than \(limits.maxDepth) levels (depth limit)")
+            }
+            switch v {
+            case .tuple(let xs): for x in xs { work.append((x, depth + 1)) }
+            case .list(let l): for x in l.items { work.append((x, depth + 1)) }
+            case .dict(let d):
+                for (k, x) in d.entries { work.append((k, depth + 1)); work.append((x, depth + 1)) }
+                if let a = d.attributes { work.append((a, depth + 1)) }
+            default: break
+            }
+        }
     }
 
     /// Position just after STOP once `load()` returned.
@@ -174,9 +198,12 @@ public final class PickleVM {
                 if p > 5 { throw fail("unsupported pickle protocol \(p) (0-5 are supported)") }
                 proto = p
             case 0x95: // FRAME
-                let n = try u64()
+                try need(8)
+                let n64 = UInt64(littleEndian: data.raw.loadUnaligned(fromByteOffset: pos, as: UInt64.self))
+                pos += 8
+                if n64 > UInt64(end - pos) { throw fail("FRAME length \(n64) exceeds the \(end - pos) bytes that remain") }
+                let n = Int(n64)
                 if frameEnd != nil { throw fail("FRAME starts inside another FRAME") }
-                if n > end - pos { throw fail("FRAME length \(n) exceeds the \(end - pos) bytes that remain") }
                 frameEnd = pos + n
             case 0x2E: // STOP
                 if let fe = frameEnd, pos != fe { throw fail("STOP inside a FRAME that has \(fe - pos) bytes left (FRAME length disagrees with its contents)") }

@@ -13,7 +13,7 @@ enum PickleGlobals {
     static let torchDTypes: [String: DType] = [
         "float64": .f64, "double": .f64, "float32": .f32, "float": .f32, "float16": .f16, "half": .f16,
         "bfloat16": .bf16, "int64": .i64, "long": .i64, "int32": .i32, "int": .i32, "int16": .i16,
-        "short": .i16, "int8": .i8, "uint8": .u8, "bool": .bool,
+        "short": .i16, "int8": .i8, "uint8": .u8, "bool": .bool, "uint16": .u16, "uint32": .u32, "uint64": .u64,
     ]
 
     static func resolve(module: String, name: String, at location: String) throws -> PickleGlobal {
@@ -234,6 +234,7 @@ public enum NumpyDTypes {
     public static func parse(_ code: String, byteOrder: Character, at: String) throws -> (DType, bigEndian: Bool) {
         let map: [String: DType] = [
             "f8": .f64, "f4": .f32, "f2": .f16, "i8": .i64, "i4": .i32, "i2": .i16, "i1": .i8, "u1": .u8, "b1": .bool,
+            "u2": .u16, "u4": .u32, "u8": .u64,
             "float64": .f64, "float32": .f32, "float16": .f16, "int64": .i64, "int32": .i32, "int16": .i16,
             "int8": .i8, "uint8": .u8, "bool": .bool,
         ]

@@ -16,9 +16,16 @@ public enum CheckpointReader {
             return .torchZip
         }
         if TorchCheckpoint.looksLikeLegacy(b) { return .torchLegacy }
-        if b.count >= 2, b.raw[0] == 0x80, b.raw[1] <= 5 { return .pickle }
+        if b.count >= 2, b.raw[0] == 0x80 { return .pickle }
         if b.count >= 1, [UInt8(ascii: "("), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "c")].contains(b.raw[0]) { return .pickle }
+        // No magic matched: a small header length in the first 8 bytes means a (possibly broken) safetensors file.
+        if b.count < 8 || isLikelySafetensorsLength(b) { return .safetensors }
         return nil
+    }
+
+    /// The first 8 bytes read as a little-endian length below 2^40 (its top three bytes zero).
+    static func isLikelySafetensorsLength(_ b: Bytes) -> Bool {
+        b.count >= 8 && b.raw[5] == 0 && b.raw[6] == 0 && b.raw[7] == 0 && !ZipArchive.looksLikeZip(b)
     }
 
     /// A hint for files sfnet recognises but cannot read (yet).
@@ -54,6 +61,7 @@ public enum CheckpointReader {
                 let vm = PickleVM(b, limits: limits)
                 defer { vm.dispose() }
                 let root = try vm.load()
+                try vm.checkStructure(root)
                 ckpt = try TorchCheckpoint.containerize(root, format: .pickle)
             }
             try file.checkUnchanged()

@@ -7,13 +7,14 @@ import Foundation
 public enum DType: String, CaseIterable, Sendable, Codable {
     case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
     case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+    case u64 = "U64", u32 = "U32", u16 = "U16"
 
     /// Bytes per element.
     public var size: Int {
         switch self {
-        case .f64, .i64: return 8
-        case .f32, .i32: return 4
-        case .f16, .bf16, .i16: return 2
+        case .f64, .i64, .u64: return 8
+        case .f32, .i32, .u32: return 4
+        case .f16, .bf16, .i16, .u16: return 2
         case .i8, .u8, .bool: return 1
         }
     }
@@ -81,7 +82,10 @@ public struct Bytes: @unchecked Sendable {
         return Bytes(UnsafeRawBufferPointer(rebasing: raw[offset ..< offset + length]), owner: owner)
     }
 
-    public var array: [UInt8] { Array(raw) }
+    public var array: [UInt8] { withExtendedLifetime(owner) { Array(raw) } }
+
+    /// The bytes decoded as UTF-8 (invalid sequences repaired), keeping the owner alive while reading.
+    public var text: String { withExtendedLifetime(owner) { String(decoding: raw, as: UTF8.self) } }
 }
 
 /// A tensor: dtype, shape and `numel * dtype.size` contiguous little-endian bytes.

@@ -40,7 +40,7 @@ public enum TorchCheckpoint {
         let prefix = try prefix(of: zip)
         var bigEndian = false
         if let bo = zip.entry(named: prefix + "/byteorder") {
-            let text = String(decoding: try zip.read(bo).raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = try zip.read(bo).text.trimmingCharacters(in: .whitespacesAndNewlines)
             switch text {
             case "little": bigEndian = false
             case "big": bigEndian = true
@@ -70,7 +70,7 @@ public enum TorchCheckpoint {
         }
         defer { vm.dispose() }
         let root: PickleValue
-        do { root = try vm.load() } catch let e as FormatError {
+        do { root = try vm.load(); try vm.checkStructure(root) } catch let e as FormatError {
             var e = e
             if e.location?.hasPrefix("pickle") == true { e.location = "entry '\(prefix)/data.pkl' " + e.location! }
             throw e
@@ -92,7 +92,7 @@ public enum TorchCheckpoint {
         ckpt.metadata.insert(contentsOf: [("archive prefix", prefix), ("byteorder", bigEndian ? "big" : "little"),
                                           ("pickle protocol", String(vm.proto))], at: 0)
         if let v = zip.entry(named: prefix + "/version") {
-            ckpt.metadata.append(("version", String(decoding: try zip.read(v).raw.prefix(16), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+            ckpt.metadata.append(("version", String(try zip.read(v).text.prefix(16)).trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         if bigEndian { for n in ckpt.tensors.names where ckpt.tensors[n]!.dtype.size > 1 { ckpt.notes[n, default: ""] += "byte-swapped from big-endian" } }
         return ckpt
@@ -136,6 +136,7 @@ public enum TorchCheckpoint {
             return .storage(s)
         }
         defer { vm.dispose() }
+        try vm.checkStructure(root)
         let (keysValue, keysVM) = try next()
         defer { keysVM.dispose() }
         guard case .list(let keyList) = keysValue else { throw FormatError.malformed("legacy storage key list is a \(keysValue.typeName), expected a list") }

@@ -19,7 +19,8 @@ public struct ZipEntry: Sendable {
 public final class ZipArchive: @unchecked Sendable {
     public static let maxEntries = 100_000
     /// Largest deflate expansion possible (deflate's theoretical maximum is about 1032:1).
-    public static let maxRatio = 1100
+    /// Refused above this: real checkpoints are stored or compress modestly; 10 MB of zeros reaches 1028:1.
+    public static let maxRatio = 1000
 
     public let bytes: Bytes
     public private(set) var entries: [ZipEntry] = []
@@ -79,6 +80,8 @@ public final class ZipArchive: @unchecked Sendable {
             guard recordOffset + 56 <= eocd - 20, try u32(recordOffset) == 0x06064b50 else {
                 throw FormatError.malformed("inconsistent zip64 records: locator points at offset \(recordOffset), which holds no zip64 end record", at: "offset \(eocd - 20)")
             }
+            let rawCount = UInt64(try u32(recordOffset + 32)) | UInt64(try u32(recordOffset + 36)) << 32
+            if rawCount > UInt64(Self.maxEntries) { throw FormatError.limit("too many entries: \(rawCount) (the limit is \(Self.maxEntries))", at: "offset \(recordOffset)") }
             let c64 = try u64(recordOffset + 32)
             let cDisk64 = try u64(recordOffset + 24)
             let size64 = try u64(recordOffset + 40)
@@ -148,8 +151,8 @@ public final class ZipArchive: @unchecked Sendable {
                 e += 4 + len
             }
             if usize == 0xFFFFFFFF || csize == 0xFFFFFFFF || headerOffset == 0xFFFFFFFF {
-                // Saturated without a zip64 field: only legal if the value really is 0xFFFFFFFF; treat as suspicious.
-                if !(headerOffset < cdOffset) { throw FormatError.malformed("inconsistent zip64 records: saturated size without a zip64 extra field", at: loc) }
+                // A saturated field must be replaced by the zip64 extra field (APPNOTE 4.5.3).
+                throw FormatError.malformed("inconsistent zip64 records: a size or offset is 0xFFFFFFFF but the entry has no zip64 extra field for it", at: loc)
             }
 
             // The local header must agree with the central directory.
@@ -182,8 +185,11 @@ public final class ZipArchive: @unchecked Sendable {
                 }
             }
             let dataOffset = headerOffset + 30 + lNameLen + lExtraLen
+            guard dataOffset <= bytes.count, csize <= bytes.count - dataOffset else {
+                throw FormatError.malformed("entry data (\(csize) bytes at offset \(dataOffset)) lies beyond the end of the file", at: loc)
+            }
             guard dataOffset <= cdOffset, csize <= cdOffset - dataOffset else {
-                throw FormatError.malformed("entry data (\(csize) bytes at offset \(dataOffset)) lies beyond the end of the entries area", at: loc)
+                throw FormatError.malformed("entry data (\(csize) bytes at offset \(dataOffset)) overlaps the central directory at offset \(cdOffset)", at: loc)
             }
             if method == 0 && csize != usize { throw FormatError.malformed("stored entry with compressed size \(csize) != size \(usize)", at: loc) }
             if method == 8 && usize > 0 && (csize == 0 || usize / max(csize, 1) > Self.maxRatio) {

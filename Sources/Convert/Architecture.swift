@@ -1,0 +1,298 @@
+// The SlowFast / Slow / ResNet architecture as data, and the canonical PySlowFast
+// state_dict it implies (names, shapes, order), mirroring PySlowFast's
+// video_model_builder.py + resnet_helper.py module registration order.
+
+import Foundation
+import Formats
+
+/// Which network family a config describes.
+public enum ModelKind: String, Codable, Sendable, CaseIterable {
+    /// Two pathways (slow + fast) with fast -> slow lateral fusions.
+    case slowfast
+    /// The slow pathway alone (Slow-only R50).
+    case slow
+    /// A 2D ResNet in 3D layout: one pathway, every temporal kernel 1.
+    case resnet
+}
+
+/// Activation the head applies in eval mode.
+public enum HeadActivation: String, Codable, Sendable, CaseIterable {
+    case softmax, sigmoid
+}
+
+/// A SlowFast-family architecture. Encoded as the `sfnet.arch` metadata (snake_case keys).
+/// Fields that only concern the fast pathway or the fusions (alpha, beta_inv, fusion_*)
+/// are kept but ignored when `model` is single-pathway.
+public struct ArchConfig: Codable, Equatable, Sendable {
+    /// Network family: "slowfast", "slow" or "resnet".
+    public var model: ModelKind
+    /// ResNet depth (50, 101); informational, `stage_depths` is what the builder reads.
+    public var depth: Int
+    /// Bottleneck blocks in res2..res5 ([3,4,6,3] for R50, [3,4,23,3] for R101).
+    public var stageDepths: [Int]
+    /// Slow stem output channels; bottleneck inner width of res2 is `num_groups * width_per_group`.
+    public var widthPerGroup: Int
+    /// Groups of the 3x3 `branch2.b` convolution (1 = ResNet, >1 = ResNeXt).
+    public var numGroups: Int
+    /// Frame-rate ratio fast/slow; the stride of the lateral fusion conv.
+    public var alpha: Int
+    /// Channel ratio slow/fast (the fast pathway has 1/beta_inv of the slow channels).
+    public var betaInv: Int
+    /// Output/input channel ratio of the fast -> slow fusion conv.
+    public var fusionConvChannelRatio: Int
+    /// Temporal kernel of the fusion conv (7 for 8x8, 5 for 4x16).
+    public var fusionKernel: Int
+    /// true: fusion is conv -> BN -> ReLU (PySlowFast, pytorchvideo); false: plain conv (mmaction2).
+    public var fusionNorm: Bool
+    /// Temporal kernel per stage (stem, res2..res5), per pathway [slow, fast]; `branch2.a` and stem conv.
+    public var temporalKernels: [[Int]]
+    /// Spatial stride of res2..res5 (on `branch2.b`, or on `branch2.a` when `stride_1x1`).
+    public var spatialStrides: [Int]
+    /// Put the spatial stride on the 1x1 `branch2.a` (MSRA style) instead of the 3x3.
+    public var stride1x1: Bool
+    /// Output classes of `head.projection`.
+    public var numClasses: Int
+    /// Dropout rate before the head projection (training only).
+    public var dropout: Double
+    /// Activation of the head in eval mode.
+    public var headActivation: HeadActivation
+    /// Fast-pathway frames the network was trained with (slow gets num_frames / alpha).
+    public var numFrames: Int
+    /// Training crop size; fixes the head's pooling kernel (crop / 32).
+    public var trainCrop: Int
+    /// Name of the preset this config equals, if any.
+    public var preset: String?
+
+    enum CodingKeys: String, CodingKey {
+        case model, depth
+        case stageDepths = "stage_depths"
+        case widthPerGroup = "width_per_group"
+        case numGroups = "num_groups"
+        case alpha
+        case betaInv = "beta_inv"
+        case fusionConvChannelRatio = "fusion_conv_channel_ratio"
+        case fusionKernel = "fusion_kernel"
+        case fusionNorm = "fusion_norm"
+        case temporalKernels = "temporal_kernels"
+        case spatialStrides = "spatial_strides"
+        case stride1x1 = "stride_1x1"
+        case numClasses = "num_classes"
+        case dropout
+        case headActivation = "head_activation"
+        case numFrames = "num_frames"
+        case trainCrop = "train_crop"
+        case preset
+    }
+
+    public init(model: ModelKind, depth: Int, stageDepths: [Int], widthPerGroup: Int = 64, numGroups: Int = 1,
+                alpha: Int = 4, betaInv: Int = 8, fusionConvChannelRatio: Int = 2, fusionKernel: Int = 7,
+                fusionNorm: Bool = true, temporalKernels: [[Int]], spatialStrides: [Int] = [1, 2, 2, 2],
+                stride1x1: Bool = false, numClasses: Int, dropout: Double = 0.5,
+                headActivation: HeadActivation = .softmax, numFrames: Int, trainCrop: Int = 224,
+                preset: String? = nil) {
+        self.model = model
+        self.depth = depth
+        self.stageDepths = stageDepths
+        self.widthPerGroup = widthPerGroup
+        self.numGroups = numGroups
+        self.alpha = alpha
+        self.betaInv = betaInv
+        self.fusionConvChannelRatio = fusionConvChannelRatio
+        self.fusionKernel = fusionKernel
+        self.fusionNorm = fusionNorm
+        self.temporalKernels = temporalKernels
+        self.spatialStrides = spatialStrides
+        self.stride1x1 = stride1x1
+        self.numClasses = numClasses
+        self.dropout = dropout
+        self.headActivation = headActivation
+        self.numFrames = numFrames
+        self.trainCrop = trainCrop
+        self.preset = preset
+    }
+
+    // MARK: JSON
+
+    /// The config as JSON with sorted keys (the `sfnet.arch` metadata value).
+    public func jsonString() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    public static func fromJSON(_ text: String) throws -> ArchConfig {
+        let config: ArchConfig
+        do {
+            config = try JSONDecoder().decode(ArchConfig.self, from: Data(text.utf8))
+        } catch {
+            throw ConvertError.invalidConfig(["not a valid architecture JSON: \(error)"])
+        }
+        try config.validate()
+        return config
+    }
+
+    // MARK: Derived channels
+
+    /// 2 for SlowFast, 1 otherwise.
+    public var pathways: Int { model == .slowfast ? 2 : 1 }
+
+    /// Stem output channels of `pathway`.
+    public func stemChannels(pathway: Int) -> Int {
+        pathway == 0 ? widthPerGroup : widthPerGroup / betaInv
+    }
+
+    /// Bottleneck inner width of `stage` (2...5) on `pathway`.
+    public func innerChannels(stage: Int, pathway: Int) -> Int {
+        let slow = (numGroups * widthPerGroup) << (stage - 2)
+        return pathway == 0 ? slow : slow / betaInv
+    }
+
+    /// Output channels of `stage` (2...5) on `pathway` (inner * 4 on the slow pathway).
+    public func outChannels(stage: Int, pathway: Int) -> Int {
+        let slow = (widthPerGroup * 4) << (stage - 2)
+        return pathway == 0 ? slow : slow / betaInv
+    }
+
+    /// Output channels of stage `stage` (1 = stem, 2...5) on `pathway`.
+    func stageOutput(_ stage: Int, pathway: Int) -> Int {
+        stage == 1 ? stemChannels(pathway: pathway) : outChannels(stage: stage, pathway: pathway)
+    }
+
+    /// Channels the fusion after `stage` (1...4) adds to the slow pathway (0 when single-pathway).
+    public func fusedChannels(afterStage stage: Int) -> Int {
+        model == .slowfast ? stageOutput(stage, pathway: 1) * fusionConvChannelRatio : 0
+    }
+
+    /// Input channels of `stage` (2...5) on `pathway`: the previous stage's output,
+    /// plus the fused fast channels on the slow pathway.
+    public func inChannels(stage: Int, pathway: Int) -> Int {
+        let previous = stageOutput(stage - 1, pathway: pathway)
+        return pathway == 0 ? previous + fusedChannels(afterStage: stage - 1) : previous
+    }
+
+    /// Input features of `head.projection`: slow res5 out (+ fast res5 out).
+    public var headInputChannels: Int {
+        (0 ..< pathways).reduce(0) { $0 + outChannels(stage: 5, pathway: $1) }
+    }
+
+    /// Temporal kernel of `stageIndex` (0 = stem, 1...4 = res2..res5) on `pathway`; 1 if the table is short.
+    public func temporalKernel(stageIndex: Int, pathway: Int) -> Int {
+        guard stageIndex < temporalKernels.count, pathway < temporalKernels[stageIndex].count else { return 1 }
+        return temporalKernels[stageIndex][pathway]
+    }
+
+    // MARK: Canonical parameters
+
+    /// Every canonical PySlowFast state_dict entry in PySlowFast's order. Weights are
+    /// f32 in PyTorch layout `[out, in, kT, kH, kW]`; `num_batches_tracked` is an I64 scalar.
+    public func expectedParameters() -> [(name: String, shape: [Int], dtype: DType)] {
+        var out: [(name: String, shape: [Int], dtype: DType)] = []
+        func conv(_ module: String, _ shape: [Int]) { out.append((module + ".weight", shape, .f32)) }
+        func bn(_ module: String, _ channels: Int) {
+            for field in ["weight", "bias", "running_mean", "running_var"] {
+                out.append((module + "." + field, [channels], .f32))
+            }
+            out.append((module + ".num_batches_tracked", [], .i64))
+        }
+        func fuse(afterStage stage: Int) {
+            guard model == .slowfast else { return }
+            let fast = stageOutput(stage, pathway: 1)
+            conv("s\(stage)_fuse.conv_f2s", [fast * fusionConvChannelRatio, fast, fusionKernel, 1, 1])
+            if fusionNorm { bn("s\(stage)_fuse.bn", fast * fusionConvChannelRatio) }
+        }
+
+        for p in 0 ..< pathways {
+            let c = stemChannels(pathway: p)
+            conv("s1.pathway\(p)_stem.conv", [c, 3, temporalKernel(stageIndex: 0, pathway: p), 7, 7])
+            bn("s1.pathway\(p)_stem.bn", c)
+        }
+        fuse(afterStage: 1)
+        for stage in 2 ... 5 {
+            let blocks = stage - 2 < stageDepths.count ? stageDepths[stage - 2] : 0
+            let stride = stage - 2 < spatialStrides.count ? spatialStrides[stage - 2] : 1
+            for p in 0 ..< pathways {
+                let inner = innerChannels(stage: stage, pathway: p)
+                let dimOut = outChannels(stage: stage, pathway: p)
+                let kT = temporalKernel(stageIndex: stage - 1, pathway: p)
+                for i in 0 ..< blocks {
+                    let block = "s\(stage).pathway\(p)_res\(i)"
+                    let dimIn = i == 0 ? inChannels(stage: stage, pathway: p) : dimOut
+                    // ResBlock has a projection shortcut iff channels or stride change.
+                    if dimIn != dimOut || (i == 0 && stride != 1) {
+                        conv(block + ".branch1", [dimOut, dimIn, 1, 1, 1])
+                        bn(block + ".branch1_bn", dimOut)
+                    }
+                    conv(block + ".branch2.a", [inner, dimIn, kT, 1, 1])
+                    bn(block + ".branch2.a_bn", inner)
+                    conv(block + ".branch2.b", [inner, inner / max(numGroups, 1), 1, 3, 3])
+                    bn(block + ".branch2.b_bn", inner)
+                    conv(block + ".branch2.c", [dimOut, inner, 1, 1, 1])
+                    bn(block + ".branch2.c_bn", dimOut)
+                }
+            }
+            if stage < 5 { fuse(afterStage: stage) }
+        }
+        out.append(("head.projection.weight", [numClasses, headInputChannels], .f32))
+        out.append(("head.projection.bias", [numClasses], .f32))
+        return out
+    }
+
+    /// Learnable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`
+    /// (34,566,488 for SlowFast R50 8x8): BN running statistics and counters excluded.
+    public var parameterCount: Int {
+        expectedParameters().filter { Self.isLearnable($0.name) }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
+    /// Floating-point state_dict elements: parameters plus BN running statistics.
+    public var stateElementCount: Int {
+        expectedParameters().filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+    }
+
+    /// Whether a canonical key is a learnable parameter (not a BN buffer).
+    public static func isLearnable(_ name: String) -> Bool {
+        !(name.hasSuffix(".running_mean") || name.hasSuffix(".running_var") || name.hasSuffix(".num_batches_tracked"))
+    }
+
+    // MARK: Validation
+
+    /// Throws `ConvertError.invalidConfig` listing every inconsistency.
+    public func validate() throws {
+        var problems: [String] = []
+        if stageDepths.count != 4 { problems.append("stage_depths needs 4 entries (res2..res5), has \(stageDepths.count)") }
+        if stageDepths.contains(where: { $0 < 1 }) { problems.append("stage_depths must be >= 1: \(stageDepths)") }
+        if spatialStrides.count != 4 { problems.append("spatial_strides needs 4 entries, has \(spatialStrides.count)") }
+        if temporalKernels.count != 5 {
+            problems.append("temporal_kernels needs 5 entries (stem, res2..res5), has \(temporalKernels.count)")
+        } else if let bad = temporalKernels.firstIndex(where: { $0.count != pathways }) {
+            problems.append("temporal_kernels[\(bad)] needs \(pathways) entr\(pathways == 1 ? "y" : "ies") for model \(model.rawValue), has \(temporalKernels[bad].count)")
+        }
+        if temporalKernels.joined().contains(where: { $0 < 1 || $0 % 2 == 0 }) {
+            problems.append("temporal kernels must be odd and >= 1: \(temporalKernels)")
+        }
+        if widthPerGroup < 1 || numGroups < 1 { problems.append("width_per_group and num_groups must be >= 1") }
+        if numClasses < 1 { problems.append("num_classes must be >= 1, is \(numClasses)") }
+        if model == .slowfast {
+            if betaInv < 1 || widthPerGroup % betaInv != 0 {
+                problems.append("width_per_group \(widthPerGroup) is not divisible by beta_inv \(betaInv)")
+            }
+            if alpha < 1 { problems.append("alpha must be >= 1") }
+            if fusionConvChannelRatio < 1 { problems.append("fusion_conv_channel_ratio must be >= 1") }
+            if fusionKernel < 1 || fusionKernel % 2 == 0 { problems.append("fusion_kernel must be odd, is \(fusionKernel)") }
+        }
+        if model == .resnet, temporalKernels.joined().contains(where: { $0 != 1 }) {
+            problems.append("model resnet needs every temporal kernel 1: \(temporalKernels)")
+        }
+        if !problems.isEmpty { throw ConvertError.invalidConfig(problems) }
+    }
+
+    /// One line for messages: the preset name, or the family with its distinguishing numbers.
+    public var summary: String {
+        if let preset { return "\(preset) (\(numClasses) classes)" }
+        var parts = ["\(model.rawValue) R\(depth)", "width \(widthPerGroup)"]
+        if model == .slowfast {
+            parts += ["alpha \(alpha)", "beta_inv \(betaInv)", "fusion kernel \(fusionKernel)"]
+        }
+        parts.append("\(numClasses) classes")
+        return parts.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,89 @@
+// Fresh initialization of tensors a checkpoint lacks, as PySlowFast's
+// weight_init_helper does: convs N(0, sqrt(2/fan_out)) (c2_msra_fill), the head
+// N(0, 0.01) with zero bias, BN weight 1 / bias 0 / mean 0 / var 1. Seeded and
+// deterministic: each tensor draws from its own stream derived from the seed and its name.
+
+import Foundation
+import Formats
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, well-mixed 64-bit generator.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextUnit() -> Double {
+        Double(next() >> 11) * 0x1.0p-53
+    }
+
+    /// Standard normal draws by Box-Muller, two per pair of uniforms.
+    public mutating func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, std: Double) {
+        var i = 0
+        while i < count {
+            let u1 = 1 - nextUnit()              // (0, 1]: log stays finite
+            let u2 = nextUnit()
+            let r = (-2 * Foundation.log(u1)).squareRoot() * std
+            let theta = 2 * Double.pi * u2
+            out[i] = Float(r * Foundation.cos(theta))
+            if i + 1 < count { out[i + 1] = Float(r * Foundation.sin(theta)) }
+            i += 2
+        }
+    }
+}
+
+enum FreshInit {
+    /// Std of the head projection weight (PySlowFast MODEL.FC_INIT_STD).
+    static let headStd = 0.01
+
+    /// A fresh tensor for canonical `name` (f32, or I64 for num_batches_tracked) and what was done.
+    static func tensor(name: String, shape: [Int], seed: UInt64) -> (tensor: Tensor, action: String) {
+        let count = shape.reduce(1, *)
+        if name.hasSuffix(".num_batches_tracked") {
+            let buffer = OwnedBuffer(count: count * DType.i64.size)
+            buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count)
+            return (Tensor(dtype: .i64, shape: shape, data: buffer.bytes), "initialized 0")
+        }
+        let buffer = OwnedBuffer(count: count * DType.f32.size)
+        let floats = buffer.pointer.bindMemory(to: Float.self, capacity: count)
+        func fill(_ value: Float) { floats.initialize(repeating: value, count: count) }
+        let action: String
+        let isNorm = name.contains("bn.")   // stem .bn., fuse .bn., branch1_bn., branch2.a_bn. ...
+        if name.hasSuffix(".running_var") || (isNorm && name.hasSuffix(".weight")) {
+            fill(1); action = "initialized 1"
+        } else if name.hasSuffix(".running_mean") || name.hasSuffix(".bias") {
+            fill(0); action = "initialized 0"
+        } else {
+            let std: Double
+            if name.hasPrefix("head.") {
+                std = headStd
+                action = "initialized fresh N(0,0.01)"
+            } else {
+                // c2_msra_fill: kaiming normal, fan_out = out channels x kernel volume.
+                let fanOut = shape.isEmpty ? 1 : shape[0] * shape.dropFirst(2).reduce(1, *)
+                std = (2.0 / Double(max(fanOut, 1))).squareRoot()
+                action = "initialized fresh N(0,\(String(format: "%.4g", std))) (kaiming fan_out)"
+            }
+            var rng = SplitMix64(seed: streamSeed(seed, name))
+            rng.fillNormal(floats, count: count, std: std)
+        }
+        for i in 0 ..< count { floats[i] = Float(bitPattern: floats[i].bitPattern.littleEndian) }
+        return (Tensor(dtype: .f32, shape: shape, data: buffer.bytes), action)
+    }
+
+    /// The seed of `name`'s stream: FNV-1a of the name mixed into the user seed, so a
+    /// tensor's values do not depend on which other tensors were initialized.
+    static func streamSeed(_ seed: UInt64, _ name: String) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return seed ^ hash
+    }
+}

@@ -1,0 +1,111 @@
+// Key-map tables: other libraries' tensor names -> canonical PySlowFast keys.
+// Each rule is a regular expression and a replacement ($1, $2 = captures), applied
+// in order to the output of the previous rule, as PySlowFast's c2_model_loading.py
+// does. Adding a naming scheme means adding a table here and a case to `Naming`.
+
+import Foundation
+
+/// One rename rule.
+public struct KeyRule: Sendable {
+    public let pattern: String
+    public let template: String
+    let regex: NSRegularExpression
+
+    public init(_ pattern: String, _ template: String) {
+        self.pattern = pattern
+        self.template = template
+        // The tables are literals checked by the tests; a bad pattern is a programming error.
+        self.regex = try! NSRegularExpression(pattern: pattern)
+    }
+
+    /// `key` with the rule applied (unchanged when the pattern does not match).
+    func apply(_ key: String) -> String {
+        regex.stringByReplacingMatches(in: key, range: NSRange(key.startIndex..., in: key), withTemplate: template)
+    }
+}
+
+/// An ordered list of rules.
+public struct KeyMap: Sendable {
+    public let rules: [KeyRule]
+
+    public init(_ rules: [KeyRule]) { self.rules = rules }
+
+    /// The key after every rule; `changed` is false when no rule rewrote it.
+    public func map(_ key: String) -> (name: String, changed: Bool) {
+        var name = key
+        for rule in rules { name = rule.apply(name) }
+        return (name, name != key)
+    }
+
+    // MARK: Tables
+
+    /// PySlowFast: the canonical naming itself.
+    public static let pyslowfast = KeyMap([])
+
+    /// pytorchvideo `slowfast_r50` / `slow_r50` (hub models, `Net(blocks=...)`).
+    public static let pytorchvideo = KeyMap([
+        // stem
+        KeyRule(#"^blocks\.0\.multipathway_blocks\.(\d+)\.conv\."#, "s1.pathway$1_stem.conv."),    // blocks.0.multipathway_blocks.1.conv.weight -> s1.pathway1_stem.conv.weight
+        KeyRule(#"^blocks\.0\.multipathway_blocks\.(\d+)\.norm\."#, "s1.pathway$1_stem.bn."),      // blocks.0.multipathway_blocks.0.norm.bias -> s1.pathway0_stem.bn.bias
+        KeyRule(#"^blocks\.0\.conv\."#, "s1.pathway0_stem.conv."),                                 // blocks.0.conv.weight (slow_r50) -> s1.pathway0_stem.conv.weight
+        KeyRule(#"^blocks\.0\.norm\."#, "s1.pathway0_stem.bn."),                                   // blocks.0.norm.running_var -> s1.pathway0_stem.bn.running_var
+        // fusions: blocks.K.multipathway_fusion follows stage K (K = 0 is the stem)
+        KeyRule(#"^blocks\.(\d)\.multipathway_fusion\.conv_fast_to_slow\."#, "fuse$1.conv_f2s."),  // blocks.2.multipathway_fusion.conv_fast_to_slow.weight -> fuse2.conv_f2s.weight
+        KeyRule(#"^blocks\.(\d)\.multipathway_fusion\.norm\."#, "fuse$1.bn."),                     // blocks.2.multipathway_fusion.norm.weight -> fuse2.bn.weight
+        KeyRule(#"^fuse0\."#, "s1_fuse."),                                                         // fuse0.conv_f2s.weight -> s1_fuse.conv_f2s.weight
+        KeyRule(#"^fuse1\."#, "s2_fuse."),                                                         // fuse1.bn.weight -> s2_fuse.bn.weight
+        KeyRule(#"^fuse2\."#, "s3_fuse."),                                                         // fuse2.conv_f2s.weight -> s3_fuse.conv_f2s.weight
+        KeyRule(#"^fuse3\."#, "s4_fuse."),                                                         // fuse3.bn.running_mean -> s4_fuse.bn.running_mean
+        // residual blocks: blocks.1..4 are res2..res5
+        KeyRule(#"^blocks\.(\d)\.multipathway_blocks\.(\d+)\.res_blocks\.(\d+)\."#, "res$1.pathway$2_res$3."), // blocks.1.multipathway_blocks.1.res_blocks.2.branch2.conv_a.weight -> res1.pathway1_res2.branch2.conv_a.weight
+        KeyRule(#"^blocks\.(\d)\.res_blocks\.(\d+)\."#, "res$1.pathway0_res$2."),                  // blocks.3.res_blocks.0.branch1_conv.weight (slow_r50) -> res3.pathway0_res0.branch1_conv.weight
+        KeyRule(#"^res1\.pathway"#, "s2.pathway"),                                                 // res1.pathway0_res0.branch1_conv.weight -> s2.pathway0_res0.branch1_conv.weight
+        KeyRule(#"^res2\.pathway"#, "s3.pathway"),                                                 // res2.pathway1_res3.branch2.norm_b.bias -> s3.pathway1_res3.branch2.norm_b.bias
+        KeyRule(#"^res3\.pathway"#, "s4.pathway"),                                                 // res3.pathway0_res5.branch2.conv_c.weight -> s4.pathway0_res5.branch2.conv_c.weight
+        KeyRule(#"^res4\.pathway"#, "s5.pathway"),                                                 // res4.pathway0_res0.branch1_norm.weight -> s5.pathway0_res0.branch1_norm.weight
+        KeyRule(#"(_res\d+)\.branch1_conv\."#, "$1.branch1."),                                     // s2.pathway0_res0.branch1_conv.weight -> s2.pathway0_res0.branch1.weight
+        KeyRule(#"(_res\d+)\.branch1_norm\."#, "$1.branch1_bn."),                                  // s2.pathway0_res0.branch1_norm.bias -> s2.pathway0_res0.branch1_bn.bias
+        KeyRule(#"(_res\d+)\.branch2\.conv_([abc])\."#, "$1.branch2.$2."),                         // s2.pathway0_res1.branch2.conv_b.weight -> s2.pathway0_res1.branch2.b.weight
+        KeyRule(#"(_res\d+)\.branch2\.norm_([abc])\."#, "$1.branch2.$2_bn."),                      // s2.pathway0_res1.branch2.norm_b.weight -> s2.pathway0_res1.branch2.b_bn.weight
+        // head (blocks.6 in slowfast_r50, blocks.5 in slow_r50)
+        KeyRule(#"^blocks\.\d+\.proj\."#, "head.projection."),                                     // blocks.6.proj.weight -> head.projection.weight
+    ])
+
+    /// mmaction2 `ResNet3dSlowFast` / `ResNet3dSlowOnly` backbones with `SlowFastHead` / `I3DHead`.
+    /// The laterals sit under `slow_path` but carry fast features; they are ConvModules
+    /// (`.conv`, `.bn` when lateral_norm) or plain Conv3d in older forks.
+    public static let mmaction2 = KeyMap([
+        // laterals first, before the pathway rules below see `slow_path`
+        KeyRule(#"^backbone\.slow_path\.conv1_lateral\.bn\."#, "s1_fuse.bn."),                     // backbone.slow_path.conv1_lateral.bn.weight -> s1_fuse.bn.weight
+        KeyRule(#"^backbone\.slow_path\.conv1_lateral\.(conv\.)?"#, "s1_fuse.conv_f2s."),          // backbone.slow_path.conv1_lateral.conv.weight -> s1_fuse.conv_f2s.weight
+        KeyRule(#"^backbone\.slow_path\.layer1_lateral\.bn\."#, "s2_fuse.bn."),                    // backbone.slow_path.layer1_lateral.bn.bias -> s2_fuse.bn.bias
+        KeyRule(#"^backbone\.slow_path\.layer1_lateral\.(conv\.)?"#, "s2_fuse.conv_f2s."),         // backbone.slow_path.layer1_lateral.conv.weight -> s2_fuse.conv_f2s.weight
+        KeyRule(#"^backbone\.slow_path\.layer2_lateral\.bn\."#, "s3_fuse.bn."),                    // backbone.slow_path.layer2_lateral.bn.weight -> s3_fuse.bn.weight
+        KeyRule(#"^backbone\.slow_path\.layer2_lateral\.(conv\.)?"#, "s3_fuse.conv_f2s."),         // backbone.slow_path.layer2_lateral.weight -> s3_fuse.conv_f2s.weight
+        KeyRule(#"^backbone\.slow_path\.layer3_lateral\.bn\."#, "s4_fuse.bn."),                    // backbone.slow_path.layer3_lateral.bn.running_var -> s4_fuse.bn.running_var
+        KeyRule(#"^backbone\.slow_path\.layer3_lateral\.(conv\.)?"#, "s4_fuse.conv_f2s."),         // backbone.slow_path.layer3_lateral.conv.weight -> s4_fuse.conv_f2s.weight
+        // pathways
+        KeyRule(#"^backbone\.slow_path\."#, "path0."),                                             // backbone.slow_path.layer1.0.conv1.conv.weight -> path0.layer1.0.conv1.conv.weight
+        KeyRule(#"^backbone\.fast_path\."#, "path1."),                                             // backbone.fast_path.conv1.bn.weight -> path1.conv1.bn.weight
+        KeyRule(#"^backbone\.(conv1|layer\d)\."#, "path0.$1."),                                    // backbone.layer2.0.conv1.conv.weight (slow-only) -> path0.layer2.0.conv1.conv.weight
+        // stem
+        KeyRule(#"^path(\d)\.conv1\.conv\."#, "s1.pathway$1_stem.conv."),                          // path1.conv1.conv.weight -> s1.pathway1_stem.conv.weight
+        KeyRule(#"^path(\d)\.conv1\.bn\."#, "s1.pathway$1_stem.bn."),                              // path0.conv1.bn.running_mean -> s1.pathway0_stem.bn.running_mean
+        // stages: layer1..4 are res2..res5
+        KeyRule(#"^path(\d)\.layer1\.(\d+)\."#, "s2.pathway$1_res$2."),                            // path0.layer1.2.conv3.bn.weight -> s2.pathway0_res2.conv3.bn.weight
+        KeyRule(#"^path(\d)\.layer2\.(\d+)\."#, "s3.pathway$1_res$2."),                            // path1.layer2.0.downsample.conv.weight -> s3.pathway1_res0.downsample.conv.weight
+        KeyRule(#"^path(\d)\.layer3\.(\d+)\."#, "s4.pathway$1_res$2."),                            // path0.layer3.5.conv1.conv.weight -> s4.pathway0_res5.conv1.conv.weight
+        KeyRule(#"^path(\d)\.layer4\.(\d+)\."#, "s5.pathway$1_res$2."),                            // path0.layer4.0.conv2.bn.bias -> s5.pathway0_res0.conv2.bn.bias
+        // inside a block
+        KeyRule(#"(_res\d+)\.downsample\.(conv|0)\."#, "$1.branch1."),                             // s2.pathway0_res0.downsample.conv.weight -> s2.pathway0_res0.branch1.weight
+        KeyRule(#"(_res\d+)\.downsample\.(bn|1)\."#, "$1.branch1_bn."),                            // s2.pathway0_res0.downsample.bn.weight -> s2.pathway0_res0.branch1_bn.weight
+        KeyRule(#"(_res\d+)\.conv1\.conv\."#, "$1.branch2.a."),                                    // s2.pathway0_res0.conv1.conv.weight -> s2.pathway0_res0.branch2.a.weight
+        KeyRule(#"(_res\d+)\.conv1\.bn\."#, "$1.branch2.a_bn."),                                   // s2.pathway0_res0.conv1.bn.bias -> s2.pathway0_res0.branch2.a_bn.bias
+        KeyRule(#"(_res\d+)\.conv2\.conv\."#, "$1.branch2.b."),                                    // s3.pathway1_res1.conv2.conv.weight -> s3.pathway1_res1.branch2.b.weight
+        KeyRule(#"(_res\d+)\.conv2\.bn\."#, "$1.branch2.b_bn."),                                   // s3.pathway1_res1.conv2.bn.weight -> s3.pathway1_res1.branch2.b_bn.weight
+        KeyRule(#"(_res\d+)\.conv3\.conv\."#, "$1.branch2.c."),                                    // s5.pathway0_res2.conv3.conv.weight -> s5.pathway0_res2.branch2.c.weight
+        KeyRule(#"(_res\d+)\.conv3\.bn\."#, "$1.branch2.c_bn."),                                   // s5.pathway0_res2.conv3.bn.running_var -> s5.pathway0_res2.branch2.c_bn.running_var
+        // head: its input is [fast, slow]; the converter reorders the weight columns
+        KeyRule(#"^cls_head\.fc_cls\."#, "head.projection."),                                      // cls_head.fc_cls.weight -> head.projection.weight
+    ])
+}

@@ -1,0 +1,68 @@
+// The naming schemes sfnet maps to canonical PySlowFast keys, and their detection
+// from a file's key set: each table is scored by how many keys it turns into a
+// SlowFast key; the best one wins if it wins clearly.
+
+import Foundation
+
+public enum Naming: String, CaseIterable, Sendable, Codable {
+    case pyslowfast, pytorchvideo, mmaction2
+
+    /// The table that maps this naming to canonical keys.
+    public var keyMap: KeyMap {
+        switch self {
+        case .pyslowfast: return .pyslowfast
+        case .pytorchvideo: return .pytorchvideo
+        case .mmaction2: return .mmaction2
+        }
+    }
+
+    /// `key` in canonical naming, and whether a rule rewrote it.
+    public func canonicalName(_ key: String) -> (name: String, changed: Bool) {
+        keyMap.map(key)
+    }
+
+    /// Whether `key` has the shape of a canonical PySlowFast SlowFast/ResNet key.
+    public static func isCanonical(_ key: String) -> Bool {
+        let range = NSRange(key.startIndex..., in: key)
+        return canonicalPattern.firstMatch(in: key, range: range) != nil
+    }
+
+    // stem, fusion, residual block and head modules, then the tensor field.
+    private static let canonicalPattern = try! NSRegularExpression(pattern:
+        #"^(s1\.pathway\d+_stem\.(conv|bn)|s[1-4]_fuse\.(conv_f2s|bn)"#
+        + #"|s[2-5]\.pathway\d+_res\d+\.(branch1|branch1_bn|branch2\.[abc]|branch2\.[abc]_bn)|head\.projection)"#
+        + #"\.(weight|bias|running_mean|running_var|num_batches_tracked)$"#)
+
+    /// Fraction of `keys` this naming maps to a canonical key. A key counts only if a
+    /// rule rewrote it (PySlowFast: if it is canonical already), so a table that leaves
+    /// foreign keys untouched does not score on them.
+    public func score(_ keys: [String]) -> Double {
+        guard !keys.isEmpty else { return 0 }
+        let hits = keys.reduce(0) { count, key in
+            let (name, changed) = canonicalName(key)
+            return count + ((self == .pyslowfast || changed) && Naming.isCanonical(name) ? 1 : 0)
+        }
+        return Double(hits) / Double(keys.count)
+    }
+
+    /// Every naming's score on `keys`, in `allCases` order.
+    public static func scores(_ keys: [String]) -> [(naming: Naming, score: Double)] {
+        allCases.map { (naming: $0, score: $0.score(keys)) }
+    }
+
+    /// The naming that explains `keys` best; throws when none scores or two tie.
+    public static func detect(_ keys: [String]) throws -> Naming {
+        try detect(keys, scores: scores(keys))
+    }
+
+    static func detect(_ keys: [String], scores: [(naming: Naming, score: Double)]) throws -> Naming {
+        guard let sample = keys.first else { throw ConvertError.noTensors }
+        let ranked = scores.sorted { $0.score > $1.score }
+        guard ranked[0].score > 0, ranked[0].score > ranked[1].score else {
+            // A sample that no table explains says most about what the file is.
+            let unexplained = keys.first { key in allCases.allSatisfy { $0.score([key]) == 0 } } ?? sample
+            throw ConvertError.namingUndetected(scores: scores, sampleKey: unexplained)
+        }
+        return ranked[0].naming
+    }
+}

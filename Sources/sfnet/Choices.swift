@@ -1,0 +1,23 @@
+// Enumerated command-line choices.
+
+import ArgumentParser
+import Convert
+import Formats
+
+enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, torch, safetensors, npz, npy, pickle
+
+    var sourceFormat: SourceFormat? {
+        switch self {
+        case .auto: return nil
+        case .torch: return .torchZip
+        case .safetensors: return .safetensors
+        case .npz: return .npz
+        case .npy: return .npy
+        case .pickle: return .pickle
+        }
+    }
+}
+
+extension Naming: ExpressibleByArgument {}
+extension DTypePolicy: ExpressibleByArgument {}

@@ -1,0 +1,98 @@
+// `sfnet convert INPUT [-o OUTPUT] ...`
+
+import ArgumentParser
+import Convert
+import Foundation
+import Formats
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert a checkpoint into sfnet's native weights (safetensors with canonical PySlowFast names).",
+        discussion: """
+        The naming (pyslowfast, pytorchvideo, mmaction2) and the architecture are detected from the tensors;
+        every tensor must match the architecture unless --allow-partial. An existing output is never replaced
+        without --force, and the output appears atomically only when complete.
+        Examples:
+          sfnet convert SLOWFAST_8x8_R50.pyth
+          sfnet convert mmaction2_slowfast.pth -o slowfast.safetensors --num-classes 9
+          sfnet convert model.pth --arch slowfast-r50-4x16 --dtype f16 --force
+        """
+    )
+
+    @Argument(help: "The checkpoint to convert.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output file (default: the input's name with .safetensors).")
+    var output: String?
+
+    @Option(name: .customLong("from"), help: "Source format: \(FormatChoice.allValueStrings.joined(separator: "|")).")
+    var from: FormatChoice = .auto
+
+    @Option(help: "Source naming: \(Naming.allValueStrings.joined(separator: "|")) (default: detected).")
+    var naming: Naming?
+
+    @Option(help: "Architecture preset: \(ArchConfig.presetNames.joined(separator: "|")) (default: detected from the shapes).")
+    var arch: String?
+
+    @Option(name: .customLong("arch-json"), help: "A JSON file with a custom architecture config.")
+    var archJSON: String?
+
+    @Option(help: "Dtype of floating-point tensors: \(DTypePolicy.allValueStrings.joined(separator: "|")).")
+    var dtype: DTypePolicy = .f32
+
+    @Option(name: .customLong("num-classes"), help: "Replace the head with a fresh one of N classes (N(0, 0.01) weights, zero bias).")
+    var numClasses: Int?
+
+    @Flag(name: .customLong("allow-partial"), help: "Initialize missing or mis-shaped tensors fresh and drop unused ones (all recorded) instead of failing.")
+    var allowPartial = false
+
+    @Option(help: "Seed for fresh initializations.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Replace an existing output file.")
+    var force = false
+
+    @Flag(name: .shortAndLong, help: "Print the per-tensor report.")
+    var verbose = false
+
+    func validate() throws {
+        if let n = numClasses, n < 1 { throw ValidationError("--num-classes must be at least 1") }
+        if arch != nil && archJSON != nil { throw ValidationError("give either --arch or --arch-json, not both") }
+        if let a = arch, ArchConfig.preset(named: a) == nil {
+            throw ValidationError("unknown --arch '\(a)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        var config: ArchConfig?
+        if let a = arch { config = ArchConfig.preset(named: a) }
+        if let path = archJSON {
+            guard let data = FileManager.default.contents(atPath: path) else { throw InputError(description: "\(path): cannot read the architecture JSON") }
+            do { config = try ArchConfig.fromJSON(String(decoding: data, as: UTF8.self)) } catch {
+                throw InputError(description: "\(path): not a valid architecture config: \(error)")
+            }
+        }
+        let options = ConvertOptions(naming: naming, arch: config, dtype: dtype, numClasses: numClasses,
+                                     allowPartial: allowPartial, seed: seed)
+        let request = ConvertRequest(input: input, output: output, from: from.sourceFormat, options: options, force: force)
+        let bar = Terminal.Progress("writing")
+        let summary = try ConvertPipeline.run(request) { stage, done, total in
+            if stage == "write" { bar.update(done, total) }
+        }
+        bar.finish()
+        let r = summary.result
+        let c = r.counts
+        var out = "converted \(input) (\(summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
+        out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.model.rawValue) R\(r.arch.depth), \(r.arch.numClasses) classes)\n"
+        out += "  tensors: \(c.tensors) (\(c.parameters) parameters), \(c.renamed) renamed, \(c.cast) cast, \(c.initialized) initialized fresh, \(c.dropped) dropped\n"
+        if !summary.checkpoint.otherEntries.isEmpty {
+            out += "  kept out of the weights: " + summary.checkpoint.otherEntries.map(\.key).joined(separator: ", ") + " (listed in sfnet.source)\n"
+        }
+        for n in r.notes { out += "  note: \(n)\n" }
+        for d in r.dropped { out += "  dropped \(d.name): \(d.reason)\n" }
+        if verbose { for e in r.report { out += "  \(e.name): \(e.action)\n" } }
+        out += String(format: "  wrote %.1f MB in %.2f s\n", Double(summary.bytesWritten) / 1_048_576, summary.seconds)
+        Terminal.write(out)
+    }
+}

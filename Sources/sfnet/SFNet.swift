@@ -1,0 +1,54 @@
+// The sfnet command line: a root command listing subcommands. Exit codes:
+// 0 success, 1 invalid or hostile input, 2 usage errors.
+
+import ArgumentParser
+import Convert
+import Foundation
+import Formats
+
+struct SFNet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sfnet",
+        abstract: "Convert, inspect and verify SlowFast / ResNet video action-recognition weights.",
+        discussion: """
+        Typical use:
+          sfnet inspect SLOWFAST_8x8_R50.pyth
+          sfnet convert SLOWFAST_8x8_R50.pyth -o slowfast_r50.safetensors
+        Exit codes: 0 success, 1 invalid or hostile input, 2 usage error.
+        """,
+        version: sfnetVersion,
+        subcommands: [InspectCommand.self, ConvertCommand.self]
+    )
+}
+
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try SFNet.parseAsRoot()
+            try command.run()
+        } catch let e as FormatError {
+            Terminal.error(e.description)
+            exit(1)
+        } catch let e as ConvertError {
+            Terminal.error(e.description)
+            exit(1)
+        } catch let e as InputError {
+            Terminal.error(e.description)
+            exit(1)
+        } catch {
+            let code = SFNet.exitCode(for: error)
+            if code == .success {
+                SFNet.exit(withError: error)
+            }
+            // Usage errors (bad flags, validation) print the parser's message and exit 2.
+            Terminal.write(SFNet.fullMessage(for: error) + "\n", to: .stderr)
+            exit(2)
+        }
+    }
+}
+
+/// A runtime problem with the user's input that is not a format error (exit 1).
+struct InputError: Error, CustomStringConvertible {
+    let description: String
+}

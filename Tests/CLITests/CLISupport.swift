@@ -1,0 +1,67 @@
+// Runs the built `sfnet` binary as a user would and captures what it prints.
+
+import Foundation
+import XCTest
+@testable import Formats
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    let signaled: Bool
+}
+
+enum CLI {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func fixture(_ relative: String) -> String { root.appendingPathComponent("fixtures/" + relative).path }
+
+    /// The sfnet binary beside the test bundle (SwiftPM puts products and the .xctest together).
+    static var binary: String {
+        if let env = ProcessInfo.processInfo.environment["SFNET_BIN"] { return env }
+        for b in Bundle.allBundles where b.bundlePath.hasSuffix(".xctest") {
+            let candidate = b.bundleURL.deletingLastPathComponent().appendingPathComponent("sfnet").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("sfnet").path
+        if FileManager.default.isExecutableFile(atPath: exe) { return exe }
+        return root.appendingPathComponent(".build/debug/sfnet").path
+    }
+
+    @discardableResult
+    static func run(_ args: [String]) throws -> RunResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                         stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
+    }
+
+    static func tempDir() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sfnet-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func manifest() throws -> [JSONValue] {
+        let data = try Data(contentsOf: root.appendingPathComponent("fixtures/manifest.json"))
+        guard case .array(let xs) = try data.withUnsafeBytes({ try JSONParser.parse($0) }) else { return [] }
+        return xs
+    }
+}
+
+func assertSameTensor(_ a: Tensor, _ b: Tensor, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.dtype, b.dtype, "\(name): dtype", file: file, line: line)
+    XCTAssertEqual(a.shape, b.shape, "\(name): shape", file: file, line: line)
+    guard a.byteCount == b.byteCount else { return XCTFail("\(name): \(a.byteCount) bytes vs \(b.byteCount)", file: file, line: line) }
+    if let i = zip(a.data.raw, b.data.raw).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+        XCTFail("\(name): bytes differ first at byte \(i)", file: file, line: line)
+    }
+}
