@@ -17,9 +17,13 @@ public struct InspectReport {
 
     public var isNative: Bool { checkpoint.metadataValue("sfnet.format") != nil }
 
+    /// Learnable parameters (BN running statistics and counters excluded), as PyTorch counts them.
     public var parameterCount: Int {
-        checkpoint.tensors.ordered.reduce(0) { $0 + ($1.name.hasSuffix("num_batches_tracked") ? 0 : $1.tensor.numel) }
+        checkpoint.tensors.ordered.reduce(0) { $0 + (ArchConfig.isLearnable($1.name) ? $1.tensor.numel : 0) }
     }
+
+    /// Every element of every tensor.
+    public var elementCount: Int { checkpoint.tensors.ordered.reduce(0) { $0 + $1.tensor.numel } }
 
     // MARK: text
 
@@ -58,7 +62,7 @@ public struct InspectReport {
             lines.append("shared storages:")
             for g in c.aliases { lines.append("  " + g.joined(separator: ", ")) }
         }
-        lines.append("tensors:    \(c.tensors.count), \(parameterCount) parameters, \(Self.size(c.tensors.ordered.reduce(0) { $0 + $1.tensor.byteCount }))")
+        lines.append("tensors:    \(c.tensors.count), \(elementCount) values (\(parameterCount) learnable parameters), \(Self.size(c.tensors.ordered.reduce(0) { $0 + $1.tensor.byteCount }))")
         let w = min(max(c.tensors.names.map(\.count).max() ?? 4, 4), 60)
         lines.append("  " + "name".padding(toLength: w, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
         for (n, t) in c.tensors.ordered {
@@ -112,6 +116,7 @@ public struct InspectReport {
             ("arch_notes", .array(archNotes.map { .string($0) })),
             ("aliases", .array(c.aliases.map { .array($0.map { .string($0) }) })),
             ("parameters", .int(parameterCount)),
+            ("elements", .int(elementCount)),
             ("tensors", .array(tensors)),
         ])
         return v.serialized

@@ -10,17 +10,41 @@ public struct KeyRule: Sendable {
     public let pattern: String
     public let template: String
     let regex: NSRegularExpression
+    /// The literal text every match starts with (for `^`-anchored patterns): keys without it
+    /// skip the regex engine, which keeps mapping a 662-key checkpoint cheap.
+    let literalPrefix: String?
 
     public init(_ pattern: String, _ template: String) {
         self.pattern = pattern
         self.template = template
         // The tables are literals checked by the tests; a bad pattern is a programming error.
         self.regex = try! NSRegularExpression(pattern: pattern)
+        self.literalPrefix = KeyRule.anchoredLiteral(pattern)
     }
 
     /// `key` with the rule applied (unchanged when the pattern does not match).
     func apply(_ key: String) -> String {
-        regex.stringByReplacingMatches(in: key, range: NSRange(key.startIndex..., in: key), withTemplate: template)
+        if let p = literalPrefix, !key.hasPrefix(p) { return key }
+        return regex.stringByReplacingMatches(in: key, range: NSRange(key.startIndex..., in: key), withTemplate: template)
+    }
+
+    /// For `^abc\.d(…)`, "abc.d"; nil when the pattern is not anchored.
+    static func anchoredLiteral(_ pattern: String) -> String? {
+        guard pattern.hasPrefix("^") else { return nil }
+        var out = ""
+        var chars = pattern.dropFirst().makeIterator()
+        while let c = chars.next() {
+            if c == "\\" {
+                guard let n = chars.next(), "._-/".contains(n) else { break }
+                out.append(n)
+            } else if "()[]{}*+?|$^.".contains(c) {
+                break
+            } else {
+                out.append(c)
+            }
+        }
+        // A quantifier right after the literal would make its last character optional.
+        return out.isEmpty ? nil : String(out.dropLast())
     }
 }
 

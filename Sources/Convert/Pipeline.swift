@@ -59,23 +59,29 @@ public enum ConvertPipeline {
         DispatchQueue.global().async(group: group) {
             do { digest.value = .success(try SHA256.hex(file: req.input)) } catch { digest.value = .failure(error) }
         }
+        let profile = ProcessInfo.processInfo.environment["SFNET_PROFILE"] != nil
+        func mark(_ what: String) { if profile { FileHandle.standardError.write(Data(String(format: "[profile] %-8@ %.3f s\n", what, Date().timeIntervalSince(start)).utf8)) } }
         let checkpoint: Checkpoint
         do {
-            checkpoint = try CheckpointReader.read(path: req.input, as: req.from)
+            // CRCs of stored entries are checked as each tensor is written, so the input is read once.
+            checkpoint = try CheckpointReader.read(path: req.input, as: req.from, deferIntegrity: true)
+            mark("read")
         } catch {
             group.wait()
             throw error
         }
         progress?("read", checkpoint.tensors.count, checkpoint.tensors.count)
         let result = try convertTensors(checkpoint, options: req.options)
-        group.wait()
-        let sha = try digest.value!.get()
+        mark("convert")
+        // The source digest is still being computed: write a fixed-size placeholder now and
+        // patch the real digest into the header before the file is synced and published.
+        let placeholder = String(repeating: "#", count: 64)
 
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: req.input)[.size] as? Int) ?? 0
         let source: JSONValue = .object([
             ("file", .string(URL(fileURLWithPath: req.input).lastPathComponent)),
             ("bytes", .int(fileSize)),
-            ("sha256", .string(sha)),
+            ("sha256", .string(placeholder)),
             ("format", .string(checkpoint.format.rawValue)),
             ("container", checkpoint.containerKey.map { .string($0) } ?? .null),
             ("stripped_prefix", checkpoint.strippedPrefix.map { .string($0) } ?? .null),
@@ -92,12 +98,39 @@ public enum ConvertPipeline {
             ("sfnet.report", try result.reportJSON()),
         ]
         let items = result.tensors.ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }
-        try SafetensorsWriter.write(items, metadata: metadata, to: output, overwrite: req.force) { done, total in
+        var sha = ""
+        let pending = checkpoint.pendingChecks
+        try SafetensorsWriter.write(items, metadata: metadata, to: output, overwrite: req.force, progress: { done, total in
             progress?("write", done, total)
-        }
+        }, beforeEach: { item in
+            try pending?.verify(covering: item.tensor.data)
+        }, finish: { out, header in
+            try pending?.verifyAll()
+            mark("data")
+            group.wait()
+            sha = try digest.value!.get()
+            mark("sha256")
+            guard let at = Self.find(Array(placeholder.utf8), in: header) else {
+                throw FormatError(.io, "internal error: digest placeholder missing from the header", file: output)
+            }
+            try Array(sha.utf8).withUnsafeBytes { try out.patch($0, at: 8 + at) }
+        })
+        mark("write")
         let written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return ConvertSummary(output: output, sourceFormat: checkpoint.format, sourceSHA256: sha, result: result,
                               checkpoint: checkpoint, bytesWritten: written, seconds: Date().timeIntervalSince(start))
+    }
+}
+
+extension ConvertPipeline {
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count else { return nil }
+        var found: Int?
+        for i in 0 ... haystack.count - needle.count where haystack[i] == needle[0] && Array(haystack[i ..< i + needle.count]) == needle {
+            if found != nil { return nil } // must be unique
+            found = i
+        }
+        return found
     }
 }
 

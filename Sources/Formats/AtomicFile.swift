@@ -3,6 +3,7 @@
 // output path holds either the old file or the complete new one, never a
 // partial file; temporaries of killed runs are removed by the next run.
 
+import CSys
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,54 @@ public enum AtomicFile {
                 p += n
                 left -= n
                 written += n
+            }
+            startWriteback()
+        }
+
+        /// Writes `bytes`; ranges of a mapped file are copied by the kernel (copy_file_range),
+        /// without touching them in this process.
+        public func write(_ bytes: Bytes) throws {
+            if let mf = bytes.owner as? MappedFile, var off = mf.fileOffset(of: bytes), Self.kernelCopy {
+                var left = bytes.count
+                while left > 0 {
+                    var inOff = Int64(off)
+                    let n = sfnet_copy_file_range(mf.descriptor, &inOff, fd, left)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        if errno == ENOSPC { throw FormatError(.io, "disk full while writing", file: path) }
+                        break // EXDEV, ENOSYS, EINVAL...: fall back to write()
+                    }
+                    if n == 0 { break }
+                    off += n; left -= n; written += n
+                }
+                if left == 0 { startWriteback(); return }
+                let done = bytes.count - left
+                try withExtendedLifetime(bytes) { try write(UnsafeRawBufferPointer(rebasing: bytes.raw[done...])) }
+                return
+            }
+            try withExtendedLifetime(bytes) { try write(bytes.raw) }
+        }
+
+        /// Overwrites bytes already written at `offset` (fixed-size fields filled in at the end).
+        public func patch(_ buf: UnsafeRawBufferPointer, at offset: Int) throws {
+            guard offset >= 0, offset + buf.count <= written else { throw FormatError(.io, "patch outside the written file", file: path) }
+            var done = 0
+            while done < buf.count {
+                let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset + done))
+                if n < 0 { if errno == EINTR { continue }; throw FormatError(.io, "write failed: \(String(cString: strerror(errno)))", file: path) }
+                done += n
+            }
+        }
+
+        public static let kernelCopy = ProcessInfo.processInfo.environment["SFNET_NO_COPY_FILE_RANGE"] == nil
+        private var flushed = 0
+
+        /// Starts disk writeback of every further 16 MB, so the final fsync has little left to do.
+        private func startWriteback() {
+            let step = 16 << 20
+            if written - flushed >= step {
+                _ = sfnet_start_writeback(fd, Int64(flushed), Int64(written - flushed))
+                flushed = written
             }
         }
     }

@@ -34,6 +34,9 @@ public struct Checkpoint: Sendable {
     public var aliases: [[String]]
     /// Per-tensor notes from reading (`gathered from strides [1,4]`, `byte-swapped from big-endian`).
     public var notes: [String: String]
+    /// Integrity checks left to the caller (only when read with `deferIntegrity`); every one
+    /// must pass before anything derived from this checkpoint is published.
+    public var pendingChecks: PendingChecks?
 
     public init(format: SourceFormat, tensors: TensorMap = TensorMap(), containerKey: String? = nil,
                 strippedPrefix: String? = nil, otherEntries: [(key: String, summary: String)] = [],

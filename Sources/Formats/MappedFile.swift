@@ -13,6 +13,8 @@ public final class MappedFile: ByteOwner, @unchecked Sendable {
     public let size: Int
     private let base: UnsafeMutableRawPointer?
     private let modificationTime: timespec
+    /// The open descriptor, kept for kernel-side copies (copy_file_range) of mapped ranges.
+    public let descriptor: Int32
 
     public init(path: String) throws {
         self.path = path
@@ -28,11 +30,11 @@ public final class MappedFile: ByteOwner, @unchecked Sendable {
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FormatError(.io, Self.errnoText(errno), file: path) }
-        defer { close(fd) }
         var fst = stat()
-        guard fstat(fd, &fst) == 0 else { throw FormatError(.io, Self.errnoText(errno), file: path) }
+        guard fstat(fd, &fst) == 0 else { close(fd); throw FormatError(.io, Self.errnoText(errno), file: path) }
         let size = Int(fst.st_size)
-        if size == 0 { throw FormatError(.malformed, "empty file (0 bytes)", file: path) }
+        if size == 0 { close(fd); throw FormatError(.malformed, "empty file (0 bytes)", file: path) }
+        self.descriptor = fd
         self.size = size
         #if canImport(Glibc)
         self.modificationTime = fst.st_mtim
@@ -41,6 +43,7 @@ public final class MappedFile: ByteOwner, @unchecked Sendable {
         #endif
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != MAP_FAILED else {
+            close(fd)
             throw FormatError(.io, "cannot map file: \(Self.errnoText(errno))", file: path)
         }
         self.base = p
@@ -48,6 +51,13 @@ public final class MappedFile: ByteOwner, @unchecked Sendable {
 
     deinit {
         if let base { munmap(base, size) }
+        close(descriptor)
+    }
+
+    /// Where `bytes` (a slice of this map) starts in the file.
+    public func fileOffset(of bytes: Bytes) -> Int? {
+        guard let b = base, let p = bytes.raw.baseAddress, p >= UnsafeRawPointer(b), p + bytes.count <= UnsafeRawPointer(b) + size else { return nil }
+        return p - UnsafeRawPointer(b)
     }
 
     public var bytes: Bytes { Bytes(UnsafeRawBufferPointer(start: base, count: size), owner: self) }

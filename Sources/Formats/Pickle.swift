@@ -56,7 +56,7 @@ public final class PickleVM {
     public func dispose() {
         for c in containers {
             if let l = c as? PickleList { l.items = [] }
-            if let d = c as? PickleDict { d.entries = []; d.attributes = nil }
+            if let d = c as? PickleDict { d.removeAll() }
         }
         containers = []
         stack = []

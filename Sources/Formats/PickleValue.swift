@@ -16,17 +16,25 @@ public final class PickleDict: @unchecked Sendable {
     /// Attribute state set by BUILD (e.g. an OrderedDict's `_metadata`); kept, never interpreted.
     public var attributes: PickleValue?
     public var isOrdered = false
+    /// Position of each string/int key in `entries`, so SETITEMS stays linear.
+    private var index: [String: Int] = [:]
 
     func set(_ key: PickleValue, _ value: PickleValue) {
-        if let k = key.hashKey, let i = entries.firstIndex(where: { $0.key.hashKey == k }) {
-            entries[i].value = value
-        } else {
-            entries.append((key, value))
+        if let k = key.hashKey {
+            if let i = index[k] { entries[i].value = value; return }
+            index[k] = entries.count
         }
+        entries.append((key, value))
+    }
+
+    func removeAll() {
+        entries = []
+        index = [:]
+        attributes = nil
     }
 
     public func value(forKey key: String) -> PickleValue? {
-        entries.first { $0.key.stringValue == key }?.value
+        index["s:" + key].map { entries[$0].value }
     }
 }
 

@@ -39,8 +39,10 @@ public enum CheckpointReader {
         return nil
     }
 
-    /// Reads `path` as `format` (detected from content when nil).
-    public static func read(path: String, as format: SourceFormat? = nil, limits: PickleLimits = PickleLimits()) throws -> Checkpoint {
+    /// Reads `path` as `format` (detected from content when nil). With `deferIntegrity`,
+    /// checks that can run while the bytes are consumed are left in `pendingChecks`.
+    public static func read(path: String, as format: SourceFormat? = nil, limits: PickleLimits = PickleLimits(),
+                            deferIntegrity: Bool = false) throws -> Checkpoint {
         do {
             let file = try MappedFile(path: path)
             let b = file.bytes
@@ -54,7 +56,7 @@ public enum CheckpointReader {
             case .npz: ckpt = try Npy.readNpz(try ZipArchive(b))
             case .torchZip, .torchScript:
                 guard ZipArchive.looksLikeZip(b) else { throw FormatError.malformed("not a zip archive (a PyTorch >= 1.6 checkpoint is one)", hint: detect(b).map { "this looks like \($0.rawValue); try --from auto" }) }
-                ckpt = try TorchCheckpoint.readZip(try ZipArchive(b), limits: limits)
+                ckpt = try TorchCheckpoint.readZip(try ZipArchive(b), limits: limits, deferIntegrity: deferIntegrity)
             case .torchLegacy:
                 ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
             case .pickle:

@@ -129,9 +129,14 @@ public enum SafetensorsWriter {
     }
 
     /// Writes `items` to `path` atomically (temp file, fsync, rename, fsync directory).
-    /// `progress(bytesDone, bytesTotal)` is called as tensors are written.
+    /// `progress(bytesDone, bytesTotal)` is called as tensors are written; `beforeEach(item)` just
+    /// before an item's bytes are written (e.g. to verify them); `finish(output, header)` after the
+    /// last byte, before the file is synced and published (e.g. to patch fixed-size header fields).
+    /// Any error from either leaves no file behind.
     public static func write(_ items: [Item], metadata: [(String, String)], to path: String, overwrite: Bool,
-                             progress: ((Int, Int) -> Void)? = nil) throws {
+                             progress: ((Int, Int) -> Void)? = nil,
+                             beforeEach: ((Item) throws -> Void)? = nil,
+                             finish: ((AtomicFile.Output, [UInt8]) throws -> Void)? = nil) throws {
         var seen = Set<String>()
         for it in items where !seen.insert(it.name).inserted { throw FormatError.malformed("duplicate tensor name '\(it.name)'") }
         let (header, order) = layout(items, metadata: metadata)
@@ -145,8 +150,9 @@ public enum SafetensorsWriter {
             var scratch: OwnedBuffer?
             for i in order {
                 let it = items[i]
+                try beforeEach?(it)
                 if it.dtype == it.tensor.dtype {
-                    try out.write(it.tensor.data.raw)
+                    try out.write(it.tensor.data)
                 } else {
                     let n = it.tensor.numel
                     let buf = scratch ?? OwnedBuffer(count: chunkElements * 8)
@@ -160,10 +166,11 @@ public enum SafetensorsWriter {
                         start += m
                     }
                 }
-                it.tensor.data.releasePages()
+                if !AtomicFile.Output.kernelCopy { it.tensor.data.releasePages() }
                 done += it.tensor.numel * it.dtype.size
                 progress?(done, total)
             }
+            try finish?(out, header)
         }
     }
 }

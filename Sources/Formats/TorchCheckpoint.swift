@@ -32,7 +32,9 @@ public enum TorchCheckpoint {
         }
     }
 
-    public static func readZip(_ zip: ZipArchive, limits: PickleLimits = PickleLimits()) throws -> Checkpoint {
+    /// With `deferIntegrity`, stored storages' CRCs are left in `pendingChecks` for the caller
+    /// (copied storages — deflated or byte-swapped — are always checked here).
+    public static func readZip(_ zip: ZipArchive, limits: PickleLimits = PickleLimits(), deferIntegrity: Bool = false) throws -> Checkpoint {
         if isTorchScript(zip) {
             throw FormatError(.unsupported, "TorchScript archives are not supported: they contain code, and sfnet never runs code from a file",
                               hint: "save the model's state_dict with torch.save(model.state_dict(), path) instead")
@@ -76,6 +78,7 @@ public enum TorchCheckpoint {
             throw e
         }
 
+        let pending = PendingChecks()
         for (key, s) in storages.sorted(by: { $0.key < $1.key }) {
             let name = prefix + "/data/" + key
             guard let entry = zip.entry(named: name) else { throw FormatError.malformed("storage '\(key)' has no entry '\(name)'") }
@@ -83,12 +86,18 @@ public enum TorchCheckpoint {
             guard entry.uncompressedSize == declared else {
                 throw FormatError.malformed("storage '\(key)' declares \(s.numel) elements x \(s.dtype.size) bytes = \(declared) bytes but its entry holds \(entry.uncompressedSize)", at: "entry '\(name)'")
             }
-            var data = try zip.read(entry)
-            data.releasePages()
+            let deferThis = deferIntegrity && entry.method == 0 && !(bigEndian && s.dtype.size > 1)
+            var data = try zip.read(entry, verifyCRC: !deferThis)
+            if deferThis {
+                pending.add(data) { try zip.checkCRC(data, entry); data.releasePages() }
+            } else {
+                data.releasePages()
+            }
             if bigEndian { data = byteSwapped(data, elementSize: s.dtype.size) }
             s.data = data
         }
         var ckpt = try containerize(root, format: .torchZip)
+        if pending.count > 0 { ckpt.pendingChecks = pending }
         ckpt.metadata.insert(contentsOf: [("archive prefix", prefix), ("byteorder", bigEndian ? "big" : "little"),
                                           ("pickle protocol", String(vm.proto))], at: 0)
         if let v = zip.entry(named: prefix + "/version") {

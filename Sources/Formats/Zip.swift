@@ -3,6 +3,7 @@
 // handed out as slices of the mapped file, deflated ones inflated by zlib with
 // the declared size as a hard cap, CRC-32 checked. SECURITY.md 14-19.
 
+import CDeflate
 import CZlib
 import Foundation
 
@@ -62,8 +63,9 @@ public final class ZipArchive: @unchecked Sendable {
         var eocd = -1
         var i = n - 22
         let lowest = max(0, n - 22 - 0xFFFF)
+        let raw = bytes.raw
         while i >= lowest {
-            if try u32(i) == 0x06054b50 { eocd = i; break }
+            if raw[i] == 0x50, raw[i + 1] == 0x4b, raw[i + 2] == 0x05, raw[i + 3] == 0x06 { eocd = i; break }
             i -= 1
         }
         guard eocd >= 0 else { throw FormatError.malformed("no end-of-central-directory record: not a zip archive or truncated") }
@@ -243,16 +245,8 @@ public final class ZipArchive: @unchecked Sendable {
     }
 
     public static func crc32(_ raw: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: uLong = CZlib.crc32(0, nil, 0)
-        var p = raw.baseAddress?.assumingMemoryBound(to: Bytef.self)
-        var left = raw.count
-        while left > 0, let q = p {
-            let n = min(left, 1 << 30)
-            crc = CZlib.crc32(crc, q, uInt(n))
-            p = q + n
-            left -= n
-        }
-        return UInt32(truncatingIfNeeded: crc)
+        guard let base = raw.baseAddress, raw.count > 0 else { return 0 }
+        return libdeflate_crc32(0, base, raw.count)
     }
 
     private func inflate(_ e: ZipEntry, at loc: String) throws -> Bytes {

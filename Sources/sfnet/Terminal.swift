@@ -14,7 +14,7 @@ enum Terminal {
         write("error: \(message)\n", to: .stderr)
     }
 
-    static var stderrIsTerminal: Bool { isatty(2) == 1 }
+    static let stderrIsTerminal: Bool = isatty(2) == 1
 
     /// A single updating progress line on stderr (only on a terminal, at most ~10 updates/s).
     final class Progress {

@@ -1,0 +1,43 @@
+# sfnet: `make demo` runs the main job on bundled data, `make test` runs the tests.
+# Both install missing Debian packages first (as root, or through sudo).
+
+SWIFT        ?= swift
+APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev pkg-config
+SFNET_RELEASE = .build/release/sfnet
+
+.PHONY: deps build test demo check-python bench-convert fixtures hostile clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product sfnet
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: build
+	@bash scripts/demo.sh $(SFNET_RELEASE)
+
+# Opens converted native files with Python's safetensors package (skips loudly without it).
+check-python: build
+	@bash scripts/check_python.sh $(SFNET_RELEASE)
+
+# Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
+bench-convert: build
+	@bash Benchmarks/convert_bench.sh $(SFNET_RELEASE)
+
+fixtures:
+	python3 fixtures/generate.py
+
+hostile:
+	python3 fixtures/hostile/generate.py
+
+clean:
+	rm -rf .build demo-out bench-out

@@ -1,0 +1,25 @@
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <unistd.h>
+#include <errno.h>
+#include "csys.h"
+
+long sfnet_copy_file_range(int in, long long *off_in, int out, size_t len) {
+#ifdef __linux__
+    off64_t o = (off64_t)*off_in;
+    ssize_t n = copy_file_range(in, &o, out, NULL, len, 0);
+    *off_in = (long long)o;
+    return (long)n;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int sfnet_start_writeback(int fd, long long off, long long n) {
+#ifdef __linux__
+    return sync_file_range(fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,267 @@
+// Conv3d forward (torch.nn.functional.conv3d semantics) on OpenBLAS, with the
+// naive loop it is tested against. Per sample and group the work is the
+// row-major GEMM  out[O_g, P] = W[O_g, C_g*kT*kH*kW] x col[C_g*kT*kH*kW, P],
+// P = To*Ho*Wo, with PyTorch's weight layout used as A unchanged. Paths:
+//   1x1x1, stride 1, no padding: the input is col already (no copy);
+//   Tx1x1, stride 1 in time and space, no spatial padding: one GEMM per
+//     temporal tap on shifted frames of the input (no copy);
+//   anything else (incl. strided 1x1x1 = subsample, strided Tx1x1 = frame
+//     copies): im2col (Im2col.swift) into per-thread scratch, chunked along P;
+//     with a W stride and a W kernel > 1 the input is first split into
+//     column phases so that every im2col row is a contiguous copy.
+// Backward (later) needs only the input and weight, which the caller keeps.
+
+import Foundation
+
+/// Stride, padding, dilation and groups of a 3-D convolution (kernel size comes from the weight).
+public struct Conv3dConfig: Equatable, Sendable {
+    public var stride: Size3
+    public var padding: Size3
+    public var dilation: Size3
+    public var groups: Int
+
+    public init(stride: Size3 = 1, padding: Size3 = 0, dilation: Size3 = 1, groups: Int = 1) {
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+    }
+}
+
+/// The checked sizes of one convolution call.
+public struct Conv3dGeometry: Equatable, Sendable {
+    public let input: Shape5D
+    public let outChannels: Int
+    public let kernel: Size3
+    public let config: Conv3dConfig
+    /// Output (To, Ho, Wo).
+    public let output: Size3
+
+    /// Input channels per group.
+    public var groupIn: Int { input.c / config.groups }
+    /// Output channels per group.
+    public var groupOut: Int { outChannels / config.groups }
+    /// GEMM inner dimension: C_g * kT * kH * kW.
+    public var reduction: Int { groupIn * kernel.product }
+    /// Output positions per channel: To * Ho * Wo.
+    public var positions: Int { output.product }
+    public var outputShape: Shape5D {
+        Shape5D(n: input.n, c: outChannels, t: output.t, h: output.h, w: output.w)
+    }
+    /// Multiply-adds of the whole call.
+    public var macs: Int { input.n * outChannels * positions * reduction }
+
+    /// Validates `weight` ([O, C/groups, kT, kH, kW]) and `bias` ([O]) against the input.
+    public init(input: [Int], weight: [Int], bias: [Int]? = nil, config: Conv3dConfig) {
+        precondition(input.count == 5, "conv3d: input must be NCTHW, got \(input)")
+        precondition(weight.count == 5, "conv3d: weight must be [O, C/groups, kT, kH, kW], got \(weight)")
+        let x = Shape5D(input)
+        let g = config.groups
+        precondition(g >= 1 && x.c % g == 0 && weight[0] % g == 0,
+                     "conv3d: groups \(g) must divide input channels \(x.c) and output channels \(weight[0])")
+        precondition(weight[1] == x.c / g,
+                     "conv3d: weight \(weight) expects \(weight[1] * g) input channels, input \(input) has \(x.c)")
+        if let bias { precondition(bias == [weight[0]], "conv3d: bias \(bias) for \(weight[0]) output channels") }
+        let s = config.stride, p = config.padding, d = config.dilation
+        precondition([s.t, s.h, s.w, d.t, d.h, d.w].allSatisfy { $0 >= 1 } && [p.t, p.h, p.w].allSatisfy { $0 >= 0 },
+                     "conv3d: stride \(s) and dilation \(d) must be >= 1, padding \(p) >= 0")
+        let kernel = Size3(weight[2], weight[3], weight[4])
+        let out = windowOutputSize(x.spatial, kernel: kernel, stride: s, padding: p, dilation: d)
+        precondition(out.t >= 1 && out.h >= 1 && out.w >= 1,
+                     "conv3d: kernel \(kernel) dilation \(d) does not fit input \(input) padded by \(p)")
+        self.input = x
+        self.outChannels = weight[0]
+        self.kernel = kernel
+        self.config = config
+        self.output = out
+    }
+
+    /// Tx1x1 with unit strides and no spatial padding: time shifts of whole frames.
+    var isTemporalShift: Bool {
+        kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0
+    }
+    /// 1x1x1 with unit stride and no padding: the input is already the GEMM's B.
+    var isPointwise: Bool { kernel == 1 && config.stride == 1 && config.padding == 0 }
+}
+
+/// Conv3d forward: `input` [N, C, T, H, W], `weight` [O, C/groups, kT, kH, kW],
+/// optional `bias` [O]; returns [N, O, To, Ho, Wo]. Pass a `workspace` to reuse
+/// scratch memory across calls.
+public func conv3dForward(_ input: FloatTensor, weight: FloatTensor, bias: FloatTensor? = nil,
+                          config: Conv3dConfig = Conv3dConfig(), workspace: Workspace? = nil) -> FloatTensor {
+    let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, config: config)
+    let out = FloatTensor(uninitialized: geo.outputShape.array)
+    let beta: Float
+    if let bias {
+        fillChannels(out.pointer, geo.outputShape, values: bias.pointer)
+        beta = 1
+    } else if geo.isTemporalShift && !geo.isPointwise {
+        out.fill(0)
+        beta = 1
+    } else {
+        beta = 0
+    }
+    if geo.isPointwise {
+        conv3dPointwise(geo, input.pointer, weight.pointer, out.pointer, beta: beta)
+    } else if geo.isTemporalShift {
+        conv3dTemporalShift(geo, input.pointer, weight.pointer, out.pointer, workspace: workspace ?? Workspace())
+    } else {
+        conv3dIm2col(geo, input.pointer, weight.pointer, out.pointer, beta: beta, workspace: workspace ?? Workspace())
+    }
+    return out
+}
+
+/// Writes `values[c]` into every element of channel c.
+func fillChannels(_ out: UnsafeMutablePointer<Float>, _ shape: Shape5D, values: UnsafePointer<Float>) {
+    let plane = shape.plane
+    parallelFor(shape.n * shape.c, work: plane) { nc in
+        (out + nc * plane).update(repeating: values[nc % shape.c], count: plane)
+    }
+}
+
+/// 1x1x1, stride 1: out_g = W_g x x_g with the input planes as B (ldb = T*H*W).
+private func conv3dPointwise(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                             _ out: UnsafeMutablePointer<Float>, beta: Float) {
+    let (cg, og, p) = (geo.groupIn, geo.groupOut, geo.positions)
+    for n in 0..<geo.input.n {
+        for g in 0..<geo.config.groups {
+            parallelSgemm(m: og, n: p, k: cg,
+                          a: w + g * og * cg, lda: cg,
+                          b: x + (n * geo.input.c + g * cg) * p, ldb: p,
+                          beta: beta, c: out + (n * geo.outChannels + g * og) * p, ldc: p)
+        }
+    }
+}
+
+/// Tx1x1 with unit strides: for each tap kt, out[:, to] += W[:, :, kt] x x[:, to - pT + kt*dT]
+/// over the range of `to` whose source frame exists. Frames of one channel are
+/// contiguous, so each tap is one GEMM with ldb = T*H*W on a shifted B. Each
+/// thread owns a block of output columns and runs all taps on it. `out` holds bias or zeros.
+private func conv3dTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                 _ out: UnsafeMutablePointer<Float>, workspace: Workspace) {
+    let (cg, og, kT) = (geo.groupIn, geo.groupOut, geo.kernel.t)
+    let o = geo.outChannels
+    let frame = geo.input.h * geo.input.w
+    let inPlane = geo.input.plane, outPlane = geo.positions
+    let (pT, dT, tIn) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t)
+    // Repack [O, C_g, kT] -> [kT, O, C_g] so that one tap is a dense A. (Up to
+    // 3M floats for slow res5; a layer could keep the packed copy instead.)
+    let packed = workspace.buffer(kT * o * cg, slot: 1)
+    parallelFor(o, work: cg * kT) { oc in
+        for c in 0..<cg {
+            for kt in 0..<kT { packed[(kt * o + oc) * cg + c] = w[(oc * cg + c) * kT + kt] }
+        }
+    }
+    for n in 0..<geo.input.n {
+        for g in 0..<geo.config.groups {
+            let xg = x + (n * geo.input.c + g * cg) * inPlane
+            let outg = out + (n * o + g * og) * outPlane
+            forGemmColumnBlocks(outPlane, macs: og * outPlane * cg * kT) { cols in
+                for kt in 0..<kT {
+                    let shift = (kt * dT - pT) * frame // source column = output column + shift
+                    let lo = max(cols.lowerBound, -shift), hi = min(cols.upperBound, tIn * frame - shift)
+                    guard lo < hi else { continue }
+                    sgemm(m: og, n: hi - lo, k: cg,
+                          a: packed + (kt * o + g * og) * cg, lda: cg,
+                          b: xg + lo + shift, ldb: inPlane,
+                          beta: 1, c: outg + lo, ldc: outPlane)
+                }
+            }
+        }
+    }
+}
+
+/// Knobs of the im2col path, for benchmarks and tests; the defaults were
+/// measured on the 2-core box (fast stem and slow res2-res5 shapes).
+public enum Conv3dTuning {
+    /// Floats of im2col scratch per thread (1 MiB): chunks cover whole output
+    /// rows, so the col block stays near L2...
+    nonisolated(unsafe) public static var chunkFloats = 1 << 18
+    /// ...but span at least this many output positions, so that each GEMM stays
+    /// wide enough to amortise OpenBLAS's packing of the weight.
+    nonisolated(unsafe) public static var minChunkColumns = 512
+    /// Whether W-strided convolutions with kW > 1 copy rows from a phase-split
+    /// input (else they gather element by element: 2-3x slower for the stem).
+    nonisolated(unsafe) public static var phaseSplit = true
+}
+
+/// General case: im2col of whole output rows (to, ho) into per-thread scratch,
+/// a chunk at a time, each chunk followed by one GEMM into the matching output
+/// columns. Threads own disjoint row ranges (or, with `splitGemms` off, chunks
+/// run in turn with a parallel im2col and OpenBLAS-threaded GEMMs).
+private func conv3dIm2col(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                          _ out: UnsafeMutablePointer<Float>, beta: Float, workspace: Workspace) {
+    let (cg, og, k) = (geo.groupIn, geo.groupOut, geo.reduction)
+    let rows = geo.output.t * geo.output.h, wo = geo.output.w
+    let p = geo.positions
+    let split = shouldSplitGemm(macs: og * p * k)
+    let parts = split ? min(Threading.threads, rows) : 1
+    let perPart = (rows + parts - 1) / parts
+    let wanted = max(Conv3dTuning.chunkFloats / max(1, k * wo), (Conv3dTuning.minChunkColumns + wo - 1) / wo)
+    let chunkRows = max(1, min(perPart, wanted))
+    let chunkFloats = k * chunkRows * wo
+    let scratch = workspace.buffer(chunkFloats * parts)
+    // The phase split pays off when several W taps re-read each input row (the
+    // stems, strided 3x3s); a strided 1x1 is a plain gather of the rows it needs.
+    let phaseSplit = geo.config.stride.w > 1 && geo.kernel.w > 1 && Conv3dTuning.phaseSplit
+    let phaseBuffer = phaseSplit ? workspace.buffer(PhasedInput.count(geo), slot: 2) : nil
+    for n in 0..<geo.input.n {
+        for g in 0..<geo.config.groups {
+            let xg = x + (n * geo.input.c + g * cg) * geo.input.plane
+            let outg = out + (n * geo.outChannels + g * og) * p
+            let phased = phaseBuffer.map { PhasedInput(geo, xg, buffer: $0, parallel: true) }
+            parallelParts(rows, maxParts: parts) { part, range in
+                let col = scratch + part * chunkFloats
+                var r0 = range.lowerBound
+                while r0 < range.upperBound {
+                    let r1 = min(range.upperBound, r0 + chunkRows)
+                    im2col(geo, xg, phased: phased, rows: r0..<r1, into: col, parallel: !split)
+                    let cols = (r1 - r0) * wo
+                    sgemm(m: og, n: cols, k: k, a: w + g * og * k, lda: k,
+                          b: col, ldb: cols, beta: beta, c: outg + r0 * wo, ldc: p)
+                    r0 = r1
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Reference
+
+/// The oracle: direct loops in double precision, no BLAS, no threads.
+public func conv3dForwardNaive(_ input: FloatTensor, weight: FloatTensor, bias: FloatTensor? = nil,
+                               config: Conv3dConfig = Conv3dConfig()) -> FloatTensor {
+    let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, config: config)
+    let xs = geo.input, os = geo.outputShape, k = geo.kernel
+    let (s, p, d) = (config.stride, config.padding, config.dilation)
+    let out = FloatTensor(zeros: os.array)
+    let x = input.pointer, w = weight.pointer
+    for n in 0..<xs.n {
+        for oc in 0..<os.c {
+            let g = oc / geo.groupOut
+            for to in 0..<os.t { for ho in 0..<os.h { for wo in 0..<os.w {
+                var acc = Double(bias?.pointer[oc] ?? 0)
+                for ci in 0..<geo.groupIn {
+                    let c = g * geo.groupIn + ci
+                    for kt in 0..<k.t {
+                        let ti = to * s.t - p.t + kt * d.t
+                        if ti < 0 || ti >= xs.t { continue }
+                        for kh in 0..<k.h {
+                            let hi = ho * s.h - p.h + kh * d.h
+                            if hi < 0 || hi >= xs.h { continue }
+                            for kw in 0..<k.w {
+                                let wi = wo * s.w - p.w + kw * d.w
+                                if wi < 0 || wi >= xs.w { continue }
+                                let xv = x[(((n * xs.c + c) * xs.t + ti) * xs.h + hi) * xs.w + wi]
+                                let wv = w[(((oc * geo.groupIn + ci) * k.t + kt) * k.h + kh) * k.w + kw]
+                                acc += Double(xv) * Double(wv)
+                            }
+                        }
+                    }
+                }
+                out.pointer[(((n * os.c + oc) * os.t + to) * os.h + ho) * os.w + wo] = Float(acc)
+            } } }
+        }
+    }
+    return out
+}
