@@ -5,7 +5,8 @@ Runs each contender N times, interleaved, in one invocation, on a page-cached in
   cp      : cp INPUT OUT                                    (the floor: read + write the bytes)
   sfnet   : sfnet convert INPUT -o OUT --force              (parse, CRC, SHA-256, map, write, fsync)
   python  : torch.load(weights_only=True) + safetensors.torch.save_file (the Python path)
-Reports median wall seconds and peak RSS (from wait4) per contender, and the ratios.
+Reports median wall seconds and peak RSS (GNU time) per contender, and the ratios.
+Dirty pages are flushed (sync) before each run, outside the timing.
 Usage: convert_bench.py SFNET INPUT [--runs 5] [--python VENV_PYTHON] [--json OUT.json]
 """
 import argparse, json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
@@ -17,16 +18,23 @@ sd = sd.get("model_state", sd)
 safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, sys.argv[2])
 '''
 
+RSS_FILE = tempfile.mktemp(prefix="sfnet-bench-rss-")
+
 def run(cmd):
+    # Every contender starts from the same state: no dirty pages left by the previous run
+    # (Python and cp do not fsync, so their writeback would otherwise land in the next run).
+    os.sync()
+    # GNU time reports the command's own peak RSS (wait4 on a forked Python child would
+    # count the interpreter's pages from before exec).
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", RSS_FILE] + cmd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{cmd[0]} failed: {err}")
-    return wall, ru.ru_maxrss / 1024.0  # MB
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} failed: {p.stderr.decode(errors='replace')}")
+    with open(RSS_FILE) as f:
+        rss_kb = int(f.read().split()[-1])
+    return wall, rss_kb / 1024.0  # MB
 
 def main():
     ap = argparse.ArgumentParser()
@@ -53,10 +61,11 @@ def main():
                 results[k].append(run(mk()))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+        if os.path.exists(RSS_FILE): os.remove(RSS_FILE)
     med = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     rss = {k: max(r for _, r in v) for k, v in results.items()}
     report = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "input_bytes": size, "runs": a.runs,
         "median_s": med, "peak_rss_mb": rss,
         "all_s": {k: [round(w, 4) for w, _ in v] for k, v in results.items()},

@@ -60,6 +60,11 @@ public enum AtomicFile {
             try withExtendedLifetime(bytes) { try write(bytes.raw) }
         }
 
+        /// Flushes what was written so far to disk (the final fsync then has only later changes to write).
+        public func sync() throws {
+            if fsync(fd) != 0 { throw FormatError(.io, errno == ENOSPC ? "disk full while writing" : "fsync failed: \(String(cString: strerror(errno)))", file: path) }
+        }
+
         /// Overwrites bytes already written at `offset` (fixed-size fields filled in at the end).
         public func patch(_ buf: UnsafeRawBufferPointer, at offset: Int) throws {
             guard offset >= 0, offset + buf.count <= written else { throw FormatError(.io, "patch outside the written file", file: path) }
@@ -73,10 +78,11 @@ public enum AtomicFile {
 
         public static let kernelCopy = ProcessInfo.processInfo.environment["SFNET_NO_COPY_FILE_RANGE"] == nil
         private var flushed = 0
+        static let writebackStep = Int(ProcessInfo.processInfo.environment["SFNET_WRITEBACK_MB"] ?? "") .map { $0 << 20 } ?? (16 << 20)
 
         /// Starts disk writeback of every further 16 MB, so the final fsync has little left to do.
         private func startWriteback() {
-            let step = 16 << 20
+            let step = Self.writebackStep
             if written - flushed >= step {
                 _ = sfnet_start_writeback(fd, Int64(flushed), Int64(written - flushed))
                 flushed = written
