@@ -29,7 +29,7 @@ let package = Package(
         // named tensors -> canonical SlowFast weights.
         .target(name: "Convert", dependencies: ["Formats"]),
         // tensors, ops (forward + backward side by side), builders.
-        .target(name: "SlowFastNet", dependencies: ["COpenBLAS"]),
+        .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert",
@@ -38,7 +38,7 @@ let package = Package(
 
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
-        .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet"]),
-        .testTarget(name: "CLITests", dependencies: ["Formats", "sfnet"]),
+        .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
+        .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "sfnet"]),
     ]
 )

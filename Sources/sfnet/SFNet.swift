@@ -27,6 +27,8 @@ enum Main {
         do {
             var command = try SFNet.parseAsRoot()
             try command.run()
+        } catch let e as ExitCode {
+            exit(e.rawValue)
         } catch let e as FormatError {
             Terminal.error(e.description)
             exit(1)
