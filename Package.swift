@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Formats", targets: ["Formats"]),
         .library(name: "Convert", targets: ["Convert"]),
         .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
+        .library(name: "Verify", targets: ["Verify"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,15 +31,18 @@ let package = Package(
         .target(name: "Convert", dependencies: ["Formats"]),
         // tensors, ops (forward + backward side by side), builders.
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
+        // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
+        .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Convert",
+            "Formats", "Convert", "SlowFastNet", "Verify",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
+        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "sfnet"]),
     ]
 )

@@ -5,6 +5,8 @@ import ArgumentParser
 import Convert
 import Foundation
 import Formats
+import SlowFastNet
+import Verify
 
 struct SFNet: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,13 +19,14 @@ struct SFNet: ParsableCommand {
         Exit codes: 0 success, 1 invalid or hostile input, 2 usage error.
         """,
         version: sfnetVersion,
-        subcommands: [InspectCommand.self, ConvertCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, BenchCommand.self]
     )
 }
 
 @main
 enum Main {
     static func main() {
+        BlasKernel.selectForThisCPU()
         do {
             var command = try SFNet.parseAsRoot()
             try command.run()
@@ -33,6 +36,12 @@ enum Main {
             Terminal.error(e.description)
             exit(1)
         } catch let e as ConvertError {
+            Terminal.error(e.description)
+            exit(1)
+        } catch let e as VerifyError {
+            Terminal.error(e.description)
+            exit(1)
+        } catch let e as ModelError {
             Terminal.error(e.description)
             exit(1)
         } catch let e as InputError {

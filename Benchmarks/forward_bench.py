@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Benchmark: SlowFast R50 8x8 forward, batch 1, fast clip 32x224x224, same thread count:
+sfnet (`sfnet bench forward`) vs PyTorch (eager, eval, no_grad) vs onnxruntime (the same
+PyTorch model exported with torch.onnx.export), interleaved rounds in one invocation.
+Each contender runs in its own process so its peak RSS is its own (GNU-time style, ru_maxrss).
+
+The PyTorch model is fixtures/generate.py's SlowFast, a module-for-module mirror of
+PySlowFast's (same state_dict keys); weights are random for all three (timing only).
+Usage: forward_bench.py SFNET [--threads 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 5] [--json OUT]
+"""
+import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def load_generate():
+    spec = importlib.util.spec_from_file_location("sfnet_generate", os.path.join(HERE, "..", "fixtures", "generate.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+def build(a):
+    import torch
+    torch.manual_seed(0)
+    g = load_generate()
+    m = g.SlowFast(width_per_group=64, beta_inv=8, alpha=4, fusion_kernel=7, depths=(3, 4, 6, 3),
+                   num_classes=400, num_frames=a.frames, train_crop=a.size)
+    m.eval()
+    slow = torch.randn(1, 3, a.frames // 4, a.size, a.size)
+    fast = torch.randn(1, 3, a.frames, a.size, a.size)
+    return m, slow, fast
+
+def peer(a):
+    """Runs inside a child process: times one peer and prints JSON."""
+    import torch
+    torch.set_num_threads(a.threads)
+    if a.peer == "torch":
+        m, slow, fast = build(a)
+        with torch.no_grad():
+            m([slow, fast])  # warm-up
+            ts = []
+            for _ in range(a.repeat):
+                t0 = time.perf_counter(); m([slow, fast]); ts.append(time.perf_counter() - t0)
+    else:
+        import onnxruntime as ort, numpy as np
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = a.threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {"slow": rng.standard_normal((1, 3, a.frames // 4, a.size, a.size), dtype=np.float32),
+                 "fast": rng.standard_normal((1, 3, a.frames, a.size, a.size), dtype=np.float32)}
+        sess.run(None, feeds)
+        ts = []
+        for _ in range(a.repeat):
+            t0 = time.perf_counter(); sess.run(None, feeds); ts.append(time.perf_counter() - t0)
+    print(json.dumps({"median_s": statistics.median(ts), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sfnet", nargs="?")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json")
+    ap.add_argument("--peer", choices=["torch", "ort"], help=argparse.SUPPRESS)
+    ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.peer:
+        return peer(a)
+
+    import torch
+    common = ["--threads", str(a.threads), "--size", str(a.size), "--frames", str(a.frames), "--repeat", str(a.repeat)]
+    onnx_path = None
+    try:
+        import onnxruntime  # noqa: F401
+        m, slow, fast = build(a)
+        onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "slowfast.onnx")
+        with torch.no_grad():
+            torch.onnx.export(m, ([slow, fast],), onnx_path, input_names=["slow", "fast"], output_names=["probs"],
+                              opset_version=17, dynamo=False)
+        del m
+    except Exception as e:  # reported loudly, never silently dropped
+        print(f"onnxruntime: SKIPPED ({e})")
+
+    def child(kind):
+        cmd = [sys.executable, os.path.abspath(__file__), "--peer", kind] + common + (["--onnx", onnx_path] if kind == "ort" else [])
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+    def sfnet():
+        out = subprocess.run([a.sfnet, "bench", "forward", "--arch", "slowfast-r50-8x8", "--size", str(a.size), "--frames",
+                              str(a.frames), "--threads", str(a.threads), "--repeat", str(a.repeat), "--json"],
+                             check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+    res = {"sfnet": [], "pytorch": [], "onnxruntime": []}
+    rss = {}
+    extra = {}
+    for _ in range(a.rounds):
+        s = sfnet(); res["sfnet"].append(s["median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
+        t = child("torch"); res["pytorch"].append(t["median_s"]); rss["pytorch"] = t["peak_rss_mb"]
+        if onnx_path:
+            o = child("ort"); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
+    med = {k: statistics.median(v) for k, v in res.items() if v}
+    print(f"SlowFast R50 8x8 forward, batch 1, fast {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
+          f"medians of {a.rounds} rounds x {a.repeat} runs (torch {torch.__version__}):")
+    for k, v in med.items():
+        print(f"  {k:12s} {v:7.3f} s   peak RSS {rss[k]:7.0f} MB   rounds {[round(x, 3) for x in res[k]]}")
+    print(f"  sfnet / pytorch     = {med['sfnet'] / med['pytorch']:.2f}x (target <= 1.0)")
+    if "onnxruntime" in med:
+        print(f"  sfnet / onnxruntime = {med['sfnet'] / med['onnxruntime']:.2f}x")
+    print(f"  sfnet {extra['gflops']:.0f} GFLOP/s ({extra['multiply_adds'] / 1e9:.1f} GMACs), OpenBLAS core {extra.get('openblas_core')}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "size": a.size, "frames": a.frames,
+                       "median_s": med, "rounds_s": res, "peak_rss_mb": rss, "sfnet": extra, "torch": torch.__version__}, f, indent=1)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+// One convolution of the network with its eval BatchNorm folded in once at
+// load (weights scaled per output channel, BN shift as bias, weights repacked
+// for the GEMM path that will run them), run on activation views with a fused
+// epilogue: after each GEMM chunk, while it is still in cache, the chunk gets
+// bias, an optional residual and ReLU (ConvPaths.swift). `accumulate` adds onto
+// what the output already holds (the projection shortcut, or the block input
+// itself for an identity shortcut computed in place).
+
+import Foundation
+
+/// A convolution + folded BN (+ ReLU) ready to run.
+final class ConvLayer: @unchecked Sendable {
+    /// Canonical module name, e.g. `s2.pathway0_res0.branch2.a`.
+    let name: String
+    /// Profile class: "conv stem", "conv 1x1x1", "conv Tx1x1", "conv 1x3x3", ...
+    let kind: String
+    /// PyTorch weight shape [O, C/groups, kT, kH, kW].
+    let shape: [Int]
+    /// The weight in PyTorch layout, BN scale folded in; nil for layers that always
+    /// take a path with its own layout (temporal taps, stem ring), to save the memory.
+    let weight: FloatTensor?
+    /// Temporal-tap layout [kT, O, C/groups] for the shifted-GEMM path, else nil.
+    let tapWeights: FloatTensor?
+    /// For 3-D kernels with unit temporal stride (the stems): [kT rotations][O, kT*C*kH*kW], rotation r
+    /// holding tap (i - r) mod kT in column block i, to run on a ring of per-frame im2col slices.
+    let ringWeights: FloatTensor?
+    /// Whether the row-shift path can run this layer (1xkHxkW, unit strides, one group).
+    let rowShiftable: Bool
+    /// BN shift per output channel (nil without BN).
+    let bias: FloatTensor?
+    let config: Conv3dConfig
+    let kernel: Size3
+    var outChannels: Int { shape[0] }
+    var inChannels: Int { shape[1] * config.groups }
+    /// [kW taps][O, C*kH] for the row-shift path, made on first use (narrow inputs never need it).
+    private var rowWeightsCache: FloatTensor?
+    private let lock = NSLock()
+
+    /// `bn` nil: a plain convolution without bias (mmaction2's laterals).
+    init(name: String, kind: String, weight: FloatTensor, bn: BatchNormFold?, config: Conv3dConfig) {
+        let o = weight.shape[0], perOut = weight.count / max(1, o)
+        let scaled = FloatTensor(uninitialized: weight.shape)
+        for oc in 0..<o {
+            let s = bn.map { Double($0.scale.pointer[oc]) } ?? 1
+            for i in 0..<perOut {
+                scaled.pointer[oc * perOut + i] = Float(Double(weight.pointer[oc * perOut + i]) * s)
+            }
+        }
+        self.name = name
+        self.kind = kind
+        self.shape = weight.shape
+        self.bias = bn.map { $0.shift.copy() }
+        self.config = config
+        let kernel = Size3(weight.shape[2], weight.shape[3], weight.shape[4])
+        self.kernel = kernel
+        if kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0 {
+            let cg = weight.shape[1], kT = kernel.t
+            let taps = FloatTensor(uninitialized: [kT, o, cg])
+            for oc in 0..<o { for c in 0..<cg { for kt in 0..<kT {
+                taps.pointer[(kt * o + oc) * cg + c] = scaled.pointer[(oc * cg + c) * kT + kt]
+            } } }
+            tapWeights = taps
+        } else {
+            tapWeights = nil
+        }
+        if kernel.t > 1 && (kernel.h > 1 || kernel.w > 1) && config.stride.t == 1 && config.dilation == 1 && config.groups == 1 {
+            let (c, kT, k2) = (weight.shape[1], kernel.t, weight.shape[1] * kernel.h * kernel.w)
+            let spatial = kernel.h * kernel.w
+            let rotated = FloatTensor(uninitialized: [kT, o, kT * k2])
+            for r in 0..<kT { for oc in 0..<o { for i in 0..<kT {
+                let kt = ((i - r) % kT + kT) % kT
+                for ci in 0..<c { for q in 0..<spatial {
+                    rotated.pointer[((r * o + oc) * kT + i) * k2 + ci * spatial + q] =
+                        scaled.pointer[((oc * c + ci) * kT + kt) * spatial + q]
+                } }
+            } } }
+            ringWeights = rotated
+        } else {
+            ringWeights = nil
+        }
+        rowShiftable = kernel.t == 1 && kernel.w > 1 && config.stride == 1 && config.dilation == 1 && config.groups == 1
+            && config.padding.t == 0
+        self.weight = tapWeights == nil && ringWeights == nil ? scaled : nil
+    }
+
+    /// The row-shift layout of the weight, built once.
+    func rowWeights() -> FloatTensor {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = rowWeightsCache { return cached }
+        guard let weight else { preconditionFailure("\(name): no weight for the row-shift layout") }
+        let (o, c, kh, kw) = (shape[0], shape[1], kernel.h, kernel.w)
+        let rows = FloatTensor(uninitialized: [kw, o, c * kh])
+        for tap in 0..<kw { for oc in 0..<o { for ci in 0..<c { for r in 0..<kh {
+            rows.pointer[(tap * o + oc) * c * kh + ci * kh + r] = weight.pointer[((oc * c + ci) * kh + r) * kw + tap]
+        } } } }
+        rowWeightsCache = rows
+        return rows
+    }
+
+    /// Sizes of this convolution on an input of shape `input`.
+    func geometry(_ input: Shape5D) -> Conv3dGeometry {
+        Conv3dGeometry(input: input.array, weight: shape, config: config)
+    }
+
+    /// out = [relu]((accumulate ? out : 0) + conv(x) + bias [+ residual]). `out` must
+    /// have the output shape; `residual` (same shape) may not alias `out` (use
+    /// `accumulate` on the residual's memory instead).
+    func run(_ x: Act, into out: Act, relu: Bool, accumulate: Bool = false, residual: Act? = nil,
+             workspace: Workspace) {
+        let geo = geometry(x.shape)
+        precondition(out.shape == geo.outputShape, "\(name): output view \(out.shape) for output \(geo.outputShape)")
+        if let residual { precondition(residual.shape == out.shape && !residual.sameMemory(out)) }
+        withExtendedLifetime((x.buffer, out.buffer, residual?.buffer)) {
+            for n in 0..<geo.input.n {
+                for g in 0..<config.groups {
+                    let og = geo.groupOut
+                    let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer) + g * og },
+                                            residual: residual.map { UnsafePointer($0.sample(n)) + g * og * geo.positions },
+                                            relu: relu, ld: geo.positions)
+                    let xg = UnsafePointer(x.sample(n) + g * geo.groupIn * geo.input.plane)
+                    let outg = out.sample(n) + g * og * geo.positions
+                    let w = weight.map { UnsafePointer($0.pointer) + g * og * geo.reduction }
+                    if geo.isPointwise {
+                        pointwise(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue)
+                    } else if let ring = ringWeights {
+                        temporalRing(geo, xg, UnsafePointer(ring.pointer), outg, accumulate: accumulate,
+                                     epilogue: epilogue, workspace: workspace)
+                    } else if let taps = tapWeights {
+                        temporalShift(geo, xg, UnsafePointer(taps.pointer) + g * og * geo.groupIn, outg,
+                                      accumulate: accumulate, epilogue: epilogue)
+                    } else if rowShiftable && geo.output.w >= ModelTuning.rowShiftMinWidth {
+                        let rows = rowWeights()
+                        rowShift(geo, xg, UnsafePointer(rows.pointer), outg, accumulate: accumulate,
+                                 epilogue: epilogue, workspace: workspace)
+                    } else {
+                        general(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue, workspace: workspace)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+// `sfnet verify`: run the native network on a reference's inputs, compare every
+// output it holds, find where a failure starts, and on a pass write the
+// verification record that `finetune` requires.
+
+import Convert
+import Formats
+import Foundation
+import SlowFastNet
+
+public struct VerifyReport {
+    public var weights: String
+    public var weightsSHA256: String
+    public var reference: String
+    public var referenceSHA256: String
+    public var producedBy: String?
+    public var arch: ArchConfig
+    public var tolerance: Double
+    public var comparisons: [Comparison]
+    public var seconds: Double
+    /// Weight tensors holding NaN or Inf (named so the user knows where the poison is).
+    public var nonFiniteWeights: [String] = []
+    public var passed: Bool { !comparisons.isEmpty && comparisons.allSatisfy(\.passed) && nonFiniteWeights.isEmpty }
+
+    /// The first stage output (in execution order) that fails, with the error just before it:
+    /// where the computation starts to diverge.
+    public var divergence: String? {
+        guard !passed else { return nil }
+        let stages = comparisons.filter { $0.name.hasPrefix("activation.") }
+        guard let i = stages.firstIndex(where: { !$0.passed }) else {
+            return comparisons.first { !$0.passed }.map { "every stage output passes; \($0.name) fails" }
+        }
+        let before = i > 0 ? String(format: " (previous output %@: rel L2 %.2e)", stages[i - 1].name, stages[i - 1].relativeL2) : ""
+        let c = stages[i]
+        if let bad = c.firstNonFinite { return "first failing stage: \(c.name): non-finite value at flat index \(bad)\(before)" }
+        return String(format: "first failing stage: %@: rel L2 %.2e%@", c.name, c.relativeL2, before)
+    }
+
+    public func text() -> String {
+        var lines = ["verify \(weights) against \(reference)\(producedBy.map { " (made by \($0))" } ?? "")",
+                     "  arch: \(arch.preset ?? "custom") \(arch.model.rawValue) R\(arch.depth), tolerance rel L2 <= \(tolerance)"]
+        lines.append("  " + "output".padding(toLength: 26, withPad: " ", startingAt: 0) + "  max abs     rel L2      cosine        top-1  top-5  verdict")
+        for c in comparisons {
+            var l = "  " + c.name.padding(toLength: 26, withPad: " ", startingAt: 0)
+            l += String(format: "  %-10.3e  %-10.3e  %-12.9f", c.maxAbsError, c.relativeL2, c.cosine)
+            l += c.top1Agreement.map { String(format: "  %5.1f%%", $0 * 100) } ?? "       "
+            l += c.top5Agreement.map { String(format: "  %5.1f%%", $0 * 100) } ?? "       "
+            l += c.passed ? "  ok" : (c.firstNonFinite != nil ? "  FAIL (NaN/Inf)" : "  FAIL")
+            lines.append(l)
+        }
+        if let d = divergence { lines.append("  " + d) }
+        if !nonFiniteWeights.isEmpty {
+            lines.append("  weights with NaN/Inf: " + nonFiniteWeights.prefix(10).joined(separator: ", ") + (nonFiniteWeights.count > 10 ? ", ..." : ""))
+        }
+        lines.append(String(format: "  %@ in %.2f s", passed ? "PASSED" : "FAILED", seconds))
+        return lines.joined(separator: "\n")
+    }
+
+    public func json() -> JSONValue {
+        func num(_ d: Double) -> JSONValue { d.isFinite ? .double(d) : .null }
+        return .object([
+            ("passed", .bool(passed)),
+            ("weights", .string(weights)), ("weights_sha256", .string(weightsSHA256)),
+            ("reference", .string(reference)), ("reference_sha256", .string(referenceSHA256)),
+            ("reference_made_by", producedBy.map { .string($0) } ?? .null),
+            ("tolerance", .double(tolerance)),
+            ("arch", (try? JSONParser.parse(try arch.jsonString())) ?? .null),
+            ("outputs", .array(comparisons.map { c in
+                .object([("name", .string(c.name)), ("shape", .array(c.shape.map { .int($0) })),
+                         ("max_abs_error", num(c.maxAbsError)), ("relative_l2", num(c.relativeL2)), ("cosine", num(c.cosine)),
+                         ("top1_agreement", c.top1Agreement.map { .double($0) } ?? .null),
+                         ("top5_agreement", c.top5Agreement.map { .double($0) } ?? .null),
+                         ("first_non_finite", c.firstNonFinite.map { .int($0) } ?? .null),
+                         ("passed", .bool(c.passed))])
+            })),
+            ("divergence", divergence.map { .string($0) } ?? .null),
+            ("non_finite_weights", .array(nonFiniteWeights.map { .string($0) })),
+            ("seconds", .double(seconds)),
+            ("tool", .string("sfnet \(sfnetVersion)")),
+        ])
+    }
+}
+
+/// True when every element is finite (any floating dtype).
+func isFinite(_ t: Tensor) -> Bool {
+    withExtendedLifetime(t.data.owner) {
+        let raw = t.data.raw
+        for i in 0 ..< t.numel where !DTypeCast.loadFloat(raw, index: i, dtype: t.dtype).isFinite { return false }
+        return true
+    }
+}
+
+public enum Verifier {
+    /// The record's path for a weights file.
+    public static func recordPath(for weights: String) -> String { weights + ".verified.json" }
+
+    public static func run(weights: String, reference: String, tolerance: Double = 1e-5) throws -> VerifyReport {
+        let start = Date()
+        let ref = try Reference.load(path: reference)
+        let ck = try CheckpointReader.read(path: weights)
+        var arch = ref.arch
+        if arch == nil, let a = ck.metadataValue("sfnet.arch") { arch = try ArchConfig.fromJSON(a) }
+        guard let config = arch else {
+            throw VerifyError.weights(weights, "no architecture: neither the reference nor the weights carry sfnet.arch (convert the weights with `sfnet convert` first)")
+        }
+        let model = try SlowFastModel(config: config, weights: ck.tensors)
+        let out = try model.forward(ref.inputs, capture: ref.expected.count > 1)
+        var comparisons: [Comparison] = []
+        for (name, expected) in ref.expected {
+            let got: FloatTensor?
+            if name == "output.logits" { got = out.logits } else {
+                let key = String(name.dropFirst("activation.".count))
+                got = out.activations.first { $0.name == key }?.value
+            }
+            guard let g = got else {
+                throw VerifyError.badReference(reference, "\(name) is not an output of this architecture")
+            }
+            comparisons.append(Comparison.compare(name, got: g, expected: expected, tolerance: tolerance, isLogits: name == "output.logits"))
+        }
+        var report = VerifyReport(weights: weights, weightsSHA256: try SHA256.hex(file: weights), reference: reference,
+                                  referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: config, tolerance: tolerance,
+                                  comparisons: comparisons, seconds: Date().timeIntervalSince(start))
+        report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
+        return report
+    }
+
+    /// Writes the passing record beside the weights (atomically; replaces an older record).
+    public static func writeRecord(_ report: VerifyReport) throws {
+        precondition(report.passed)
+        let text = Array((report.json().serialized + "\n").utf8)
+        try AtomicFile.write(to: recordPath(for: report.weights), overwrite: true) { out in
+            try text.withUnsafeBytes { try out.write($0) }
+        }
+    }
+
+    /// A passing record for `weights` whose digest matches the file as it is now, if any.
+    public static func passingRecord(for weights: String) -> JSONValue? {
+        guard let data = FileManager.default.contents(atPath: recordPath(for: weights)),
+              let j = try? data.withUnsafeBytes({ try JSONParser.parse($0) }),
+              j["passed"] == .bool(true),
+              let sha = j["weights_sha256"]?.stringValue,
+              let now = try? SHA256.hex(file: weights), now == sha else { return nil }
+        return j
+    }
+}

@@ -1,0 +1,55 @@
+// `sfnet bench forward --arch PRESET ...`
+
+import ArgumentParser
+import Convert
+import Foundation
+import Formats
+import Verify
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time sfnet's own computations.",
+        subcommands: [BenchForward.self]
+    )
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Time the native forward pass on random weights and a random clip.",
+        discussion: """
+        Example: sfnet bench forward --arch slowfast-r50-8x8 --size 224 --frames 32 --threads 2 --profile
+        The peers (PyTorch, onnxruntime) are timed by Benchmarks/forward_bench.py in the same invocation.
+        """
+    )
+
+    @Option(help: "Architecture preset: \(ArchConfig.presetNames.joined(separator: "|")).")
+    var arch: String = "slowfast-r50-8x8"
+    @Option(help: "Crop size (height = width).")
+    var size: Int = 224
+    @Option(help: "Fast-pathway frames (the slow pathway gets frames/alpha).")
+    var frames: Int = 32
+    @Option(help: "Clips per batch.")
+    var batch: Int = 1
+    @Option(help: "Threads (OpenBLAS and sfnet's own).")
+    var threads: Int = 2
+    @Option(help: "Timed runs after one warm-up.")
+    var `repeat`: Int = 5
+    @Flag(help: "Print a per-op time breakdown.")
+    var profile = false
+    @Flag(help: "Print JSON (median_s, gflops, peak_rss_mb...).")
+    var json = false
+
+    func validate() throws {
+        if ArchConfig.preset(named: arch) == nil { throw ValidationError("unknown --arch '\(arch)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))") }
+        if size < 32 || size % 32 != 0 { throw ValidationError("--size must be a multiple of 32") }
+        if frames < 1 || batch < 1 || threads < 1 || `repeat` < 1 { throw ValidationError("--frames, --batch, --threads and --repeat must be at least 1") }
+    }
+
+    func run() throws {
+        let r = try ForwardBench.run(ForwardBenchOptions(preset: arch, size: size, frames: frames, batch: batch,
+                                                         threads: threads, repeats: `repeat`, profile: profile))
+        Terminal.write(json ? r.json().serialized + "\n" : r.text())
+    }
+}

@@ -1,0 +1,44 @@
+// `sfnet verify` and `sfnet bench forward` through the real binary.
+
+import Foundation
+import XCTest
+@testable import Formats
+
+final class VerifyCLITests: XCTestCase {
+    func testVerifyPassesWritesARecordAndExits0() throws {
+        let dir = try CLI.tempDir()
+        let w = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pytorchvideo.pyth"), "-o", w]).status, 0)
+        let r = try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors")])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("PASSED"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("activation.s5.pathway1"), r.stdout)
+        let record = try JSONParser.parse(String(contentsOfFile: w + ".verified.json", encoding: .utf8))
+        XCTAssertEqual(record["passed"], .bool(true))
+        XCTAssertEqual(record["weights_sha256"]?.stringValue, try SHA256.hex(file: w))
+        let j = try JSONParser.parse(try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors"), "--json"]).stdout)
+        guard case .array(let outputs)? = j["outputs"] else { return XCTFail("outputs") }
+        XCTAssertEqual(outputs.count, 12)
+    }
+
+    func testVerifyFailsWithExit1OnTheWrongReference() throws {
+        let dir = try CLI.tempDir()
+        let w = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w]).status, 0)
+        // The 4x16 reference's architecture does not fit these 8x8 weights: a clear error, exit 1, no record.
+        let r = try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_4x16_ref.safetensors")])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("s1_fuse.conv_f2s.weight"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: w + ".verified.json"))
+        XCTAssertEqual(try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors"), "--tolerance", "0"]).status, 2)
+    }
+
+    func testBenchForwardReportsJSON() throws {
+        let r = try CLI.run(["bench", "forward", "--arch", "slowfast-r50-8x8", "--size", "64", "--frames", "8", "--repeat", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try JSONParser.parse(r.stdout)
+        XCTAssertGreaterThan(j["median_s"].flatMap { if case .number(let d, _, _) = $0 { return d }; return nil } ?? 0, 0)
+        XCTAssertGreaterThan(j["multiply_adds"]?.intValue ?? 0, 1_000_000_000)
+        XCTAssertNotNil(j["peak_rss_mb"])
+    }
+}
