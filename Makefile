@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev pkg-config
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python bench-convert fixtures hostile clean
+.PHONY: deps build test demo check-python bench-convert bench-forward fixtures hostile clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +32,10 @@ check-python: build
 # Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
 bench-convert: build
 	@bash Benchmarks/convert_bench.sh $(SFNET_RELEASE)
+
+# SlowFast R50 8x8 forward against PyTorch and onnxruntime (needs torch, onnx, onnxruntime).
+bench-forward: build
+	@bash Benchmarks/forward_bench.sh $(SFNET_RELEASE)
 
 fixtures:
 	python3 fixtures/generate.py

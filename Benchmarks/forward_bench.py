@@ -30,9 +30,16 @@ def build(a):
     return m, slow, fast
 
 def peer(a):
-    """Runs inside a child process: times one peer and prints JSON."""
+    """Runs inside a child process: times one peer (or exports the ONNX file) and prints JSON."""
     import torch
     torch.set_num_threads(a.threads)
+    if a.peer == "export":
+        m, slow, fast = build(a)
+        with torch.no_grad():
+            torch.onnx.export(m, ([slow, fast],), a.onnx, input_names=["slow", "fast"], output_names=["probs"],
+                              opset_version=17, dynamo=False)
+        print(json.dumps({"onnx": a.onnx}))
+        return
     if a.peer == "torch":
         m, slow, fast = build(a)
         with torch.no_grad():
@@ -64,29 +71,30 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json")
-    ap.add_argument("--peer", choices=["torch", "ort"], help=argparse.SUPPRESS)
+    ap.add_argument("--peer", choices=["torch", "ort", "export"], help=argparse.SUPPRESS)
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.peer:
         return peer(a)
 
-    import torch
+    # The driver never imports torch: every contender runs in a child forked from this small
+    # process, so each child's peak RSS (ru_maxrss, which survives exec) is its own.
     common = ["--threads", str(a.threads), "--size", str(a.size), "--frames", str(a.frames), "--repeat", str(a.repeat)]
-    onnx_path = None
+
+    def child(kind, onnx=None):
+        cmd = [sys.executable, os.path.abspath(__file__), "--peer", kind] + common + (["--onnx", onnx] if onnx else [])
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}")
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "slowfast.onnx")
     try:
-        import onnxruntime  # noqa: F401
-        m, slow, fast = build(a)
-        onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "slowfast.onnx")
-        with torch.no_grad():
-            torch.onnx.export(m, ([slow, fast],), onnx_path, input_names=["slow", "fast"], output_names=["probs"],
-                              opset_version=17, dynamo=False)
-        del m
+        subprocess.run([sys.executable, "-c", "import onnxruntime, onnx"], check=True, capture_output=True)
+        child("export", onnx_path)
     except Exception as e:  # reported loudly, never silently dropped
         print(f"onnxruntime: SKIPPED ({e})")
-
-    def child(kind):
-        cmd = [sys.executable, os.path.abspath(__file__), "--peer", kind] + common + (["--onnx", onnx_path] if kind == "ort" else [])
-        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        onnx_path = None
 
     def sfnet():
         out = subprocess.run([a.sfnet, "bench", "forward", "--arch", "slowfast-r50-8x8", "--size", str(a.size), "--frames",
@@ -101,10 +109,10 @@ def main():
         s = sfnet(); res["sfnet"].append(s["median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
         t = child("torch"); res["pytorch"].append(t["median_s"]); rss["pytorch"] = t["peak_rss_mb"]
         if onnx_path:
-            o = child("ort"); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
+            o = child("ort", onnx_path); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items() if v}
     print(f"SlowFast R50 8x8 forward, batch 1, fast {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
-          f"medians of {a.rounds} rounds x {a.repeat} runs (torch {torch.__version__}):")
+          f"medians of {a.rounds} rounds x {a.repeat} runs:")
     for k, v in med.items():
         print(f"  {k:12s} {v:7.3f} s   peak RSS {rss[k]:7.0f} MB   rounds {[round(x, 3) for x in res[k]]}")
     print(f"  sfnet / pytorch     = {med['sfnet'] / med['pytorch']:.2f}x (target <= 1.0)")
@@ -114,7 +122,7 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "size": a.size, "frames": a.frames,
-                       "median_s": med, "rounds_s": res, "peak_rss_mb": rss, "sfnet": extra, "torch": torch.__version__}, f, indent=1)
+                       "median_s": med, "rounds_s": res, "peak_rss_mb": rss, "sfnet": extra}, f, indent=1)
 
 if __name__ == "__main__":
     main()
