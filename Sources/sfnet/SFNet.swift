@@ -32,20 +32,9 @@ enum Main {
             try command.run()
         } catch let e as ExitCode {
             exit(e.rawValue)
-        } catch let e as FormatError {
-            Terminal.error(e.description)
-            exit(1)
-        } catch let e as ConvertError {
-            Terminal.error(e.description)
-            exit(1)
-        } catch let e as VerifyError {
-            Terminal.error(e.description)
-            exit(1)
-        } catch let e as ModelError {
-            Terminal.error(e.description)
-            exit(1)
-        } catch let e as InputError {
-            Terminal.error(e.description)
+        } catch let e where isInputError(e) {
+            // Invalid or hostile input: the message names the file and what was expected.
+            Terminal.error("\(e)")
             exit(1)
         } catch {
             let code = SFNet.exitCode(for: error)
@@ -57,6 +46,11 @@ enum Main {
             exit(2)
         }
     }
+}
+
+/// The library's typed errors about the user's input (exit 1); anything else is a usage error (exit 2).
+func isInputError(_ e: Error) -> Bool {
+    e is FormatError || e is ConvertError || e is VerifyError || e is ModelError || e is InputError
 }
 
 /// A runtime problem with the user's input that is not a format error (exit 1).
