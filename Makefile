@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev pkg-config
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python bench-convert bench-forward fixtures hostile clean
+.PHONY: deps build test demo check-python interop bench-convert bench-forward fixtures hostile clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,6 +28,12 @@ demo: build
 # Opens converted native files with Python's safetensors package (skips loudly without it).
 check-python: build
 	@bash scripts/check_python.sh $(SFNET_RELEASE)
+
+# Exports loaded by the real torch (torch.load(weights_only=True), strict load_state_dict);
+# prints SKIPPED loudly when torch is missing. PYTHON=... picks the interpreter.
+interop: deps
+	$(SWIFT) build --build-tests
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_torch.py
 
 # Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
 bench-convert: build

@@ -20,9 +20,13 @@ public struct ConvertOptions: Sendable {
     public var allowPartial: Bool
     /// Seed of every fresh initialization.
     public var seed: UInt64
+    /// How 2D ImageNet kernels fill a 3D target's temporal axis; nil = `.mean` when the
+    /// source is 2D (torchvision, Detectron) and the target is not `resnet`.
+    public var inflate: InflateMode?
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
-                numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0) {
+                numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
+        self.inflate = inflate
         self.naming = naming
         self.arch = arch
         self.dtype = dtype
@@ -97,11 +101,20 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             + scores.map { "\($0.naming.rawValue) \(String(format: "%.2f", $0.score))" }.joined(separator: ", ") + ")")
     }
 
-    // 2. Canonical names.
+    // 2. Canonical names. Training-state blobs are left out; 2D kernels get a unit temporal axis.
     var mapped: [String: (source: String, tensor: Tensor)] = [:]
     var mappedOrder: [String] = []
-    for (name, tensor) in source.ordered {
+    var dropped: [(name: String, reason: String)] = []
+    for (name, original) in source.ordered {
+        if let reason = naming.ignoredReason(name) {
+            dropped.append((name, reason))
+            continue
+        }
         let canonical = naming.canonicalName(name).name
+        var tensor = original
+        if naming.is2D, original.shape.count == 4, canonical.hasSuffix(".weight") {
+            tensor = Inflate.addTemporalAxis(original)
+        }
         if let first = mapped[canonical] {
             throw ConvertError.duplicateKey(canonical: canonical, sources: [first.source, name])
         }
@@ -129,12 +142,23 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
         if let before, arch.preset == nil { notes.append("--num-classes \(classes): the output is preset \(before) with \(classes) classes") }
     }
 
+    // 3b. Inflation: 2D ImageNet weights into a 3D target.
+    let inflation: InflateMode?
+    if naming.is2D && arch.model != .resnet {
+        inflation = options.inflate ?? .mean
+        notes.append("inflating 2D \(naming.rawValue) weights into \(arch.summary) (\(inflation!.rawValue)); fast pathway, fusions and head start fresh (PySlowFast init, seed \(options.seed))")
+    } else {
+        inflation = nil
+        if let mode = options.inflate {
+            notes.append("--inflate \(mode.rawValue) ignored: \(naming.is2D ? "the target is 2D" : "the source naming \(naming.rawValue) is not a 2D ImageNet network")")
+        }
+    }
+
     // 4. Match every expected tensor against the file.
     let expected = arch.expectedParameters()
     let fileFloat = dominantFloatDType(source)
     var plan = [PlannedTensor]()
     var offenders = [TensorMismatch]()
-    var dropped: [(name: String, reason: String)] = []
     for entry in expected {
         let inFile = mapped[entry.name]
         if let classes = options.numClasses, entry.name.hasPrefix("head.projection.") {
@@ -144,10 +168,28 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             plan.append(.fresh(entry.name, entry.shape, reason: "--num-classes \(classes)"))
             continue
         }
-        guard let inFile else {
+        if let mode = inflation {
+            if !Inflate.takesFrom2D(entry.name) {
+                if let inFile {
+                    dropped.append((inFile.source, "2D ImageNet tensor \(Tensor.shapeString(inFile.tensor.shape)) not used by \(arch.summary); initialized fresh instead"))
+                }
+                plan.append(.fresh(entry.name, entry.shape, reason: "PySlowFast init", zeroFinalBN: true))
+                continue
+            }
+            if let inFile, inFile.tensor.shape != entry.shape,
+               let (tensor, actions) = Inflate.fit(inFile.tensor, to: entry.shape, mode: mode) {
+                plan.append(.file(entry.name, tensor, renamedFrom: inFile.source == entry.name ? nil : inFile.source, actions: actions))
+                continue
+            }
+        }
+        guard var inFile else {
             if entry.name.hasSuffix(".num_batches_tracked") {
                 // PyTorch's BatchNorm loads older state_dicts without it the same way.
                 plan.append(.fresh(entry.name, entry.shape, reason: "not in file"))
+            } else if naming.mayHaveAffineBN, entry.name.hasSuffix(".running_mean") || entry.name.hasSuffix(".running_var"),
+                      mapped[moduleName(entry.name) + ".weight"] != nil {
+                // Detectron-style affine BN: the scale and shift are the whole normalization.
+                plan.append(.fresh(entry.name, entry.shape, reason: "affine-only BN in file (no running statistics)"))
             } else {
                 offenders.append(TensorMismatch(kind: .missing, name: entry.name, modelShape: entry.shape))
                 plan.append(.fresh(entry.name, entry.shape, reason: "missing from file"))
@@ -155,6 +197,17 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             continue
         }
         let renamedFrom = inFile.source == entry.name ? nil : inFile.source
+        var actions: [String] = []
+        let fileShape = inFile.tensor.shape
+        if naming == .caffe2, fileShape.count < entry.shape.count, Array(entry.shape.prefix(fileShape.count)) == fileShape,
+           entry.shape.dropFirst(fileShape.count).allSatisfy({ $0 == 1 }) {
+            // c2_model_loading.py: a blob with fewer dims than the model tensor gets trailing 1s.
+            inFile.tensor.shape = entry.shape
+            actions.append("trailing unit dims appended \(Tensor.shapeString(fileShape))->\(Tensor.shapeString(entry.shape))")
+        }
+        if naming.is2D, fileShape.count == 5, fileShape[2] == 1, inFile.tensor.shape == entry.shape, entry.shape.count == 5 {
+            actions.append("temporal axis added (2D kernel, T=1)")
+        }
         if inFile.tensor.shape != entry.shape {
             offenders.append(TensorMismatch(kind: .misshaped, name: entry.name, sourceName: renamedFrom,
                                             fileShape: inFile.tensor.shape, modelShape: entry.shape))
@@ -167,7 +220,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             dropped.append((inFile.source, "dtype \(inFile.tensor.dtype.shortName) is not floating point; initialized fresh instead"))
             plan.append(.fresh(entry.name, entry.shape, reason: "file has dtype \(inFile.tensor.dtype.shortName)"))
         } else {
-            plan.append(.file(entry.name, inFile.tensor, renamedFrom: renamedFrom))
+            plan.append(.file(entry.name, inFile.tensor, renamedFrom: renamedFrom, actions: actions))
         }
     }
     let expectedNames = Set(expected.map(\.name))
@@ -193,7 +246,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
         var tensor: Tensor
         let name: String
         switch item {
-        case let .file(canonical, fileTensor, renamedFrom):
+        case let .file(canonical, fileTensor, renamedFrom, derived):
             name = canonical
             tensor = fileTensor
             result.counts.fromFile += 1
@@ -201,6 +254,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
                 actions.append("renamed from \(renamedFrom)")
                 result.counts.renamed += 1
             }
+            actions += derived
             if naming == .mmaction2, canonical == "head.projection.weight", arch.pathways == 2 {
                 tensor = reorderColumns(tensor, leadingColumns: arch.outChannels(stage: 5, pathway: 1))
                 actions.append("columns reordered fast-first -> slow-first (mmaction2 head)")
@@ -213,9 +267,12 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
                 result.counts.cast += 1
             }
             if actions.isEmpty { actions.append("copied") }
-        case let .fresh(canonical, shape, reason):
+        case let .fresh(canonical, shape, reason, zeroFinalBN):
             name = canonical
-            let fresh = FreshInit.tensor(name: canonical, shape: shape, seed: options.seed)
+            var fresh = FreshInit.tensor(name: canonical, shape: shape, seed: options.seed)
+            if zeroFinalBN && Inflate.isZeroInitFinalBN(canonical) {
+                fresh = (Inflate.zeros(shape), "initialized 0 (zero-init final BN)")
+            }
             tensor = fresh.tensor.dtype.isFloatingPoint ? DTypePolicy.cast(fresh.tensor, to: freshFloat) : fresh.tensor
             actions.append("\(fresh.action) (\(reason))")
             result.counts.initialized += 1
@@ -233,8 +290,14 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
 
 /// One output tensor: taken from the file, or initialized fresh (and why).
 private enum PlannedTensor {
-    case file(String, Tensor, renamedFrom: String?)
-    case fresh(String, [Int], reason: String)
+    /// `actions`: what was done to the file's tensor besides renaming and casting.
+    case file(String, Tensor, renamedFrom: String?, actions: [String] = [])
+    case fresh(String, [Int], reason: String, zeroFinalBN: Bool = false)
+}
+
+/// `name` without its field: "s1.pathway0_stem.bn.running_var" -> "s1.pathway0_stem.bn".
+private func moduleName(_ name: String) -> String {
+    name.lastIndex(of: ".").map { String(name[..<$0]) } ?? name
 }
 
 /// The floating-point dtype most of the file's tensors use (fresh tensors follow it under `.keep`).

@@ -132,4 +132,69 @@ public struct KeyMap: Sendable {
         // head: its input is [fast, slow]; the converter reorders the weight columns
         KeyRule(#"^cls_head\.fc_cls\."#, "head.projection."),                                      // cls_head.fc_cls.weight -> head.projection.weight
     ])
+
+    /// Caffe2 blob names of the PySlowFast model zoo `.pkl` files: c2_model_loading.py's
+    /// `get_name_convert_func` rules, in its order (its non-local and `conv1_xy` rules left
+    /// out: sfnet has no such modules, so those blobs fail strictly as unused). Intermediate names keep the blob's
+    /// suffix (`_w`, `_bn_s`, `_riv`) until the last six rules turn it into a field.
+    public static let caffe2 = KeyMap([
+        // fusions (the fast -> slow laterals)
+        KeyRule(#"^t_pool1_subsample_bn_(.*)"#, "s1_fuse.bn.$1"),                                 // t_pool1_subsample_bn_rm -> s1_fuse.bn.rm
+        KeyRule(#"^t_pool1_subsample_(.*)"#, "s1_fuse.conv_f2s.$1"),                              // t_pool1_subsample_w -> s1_fuse.conv_f2s.w
+        KeyRule(#"^t_res(\d+)_(\d+)_branch2c_bn_subsample_bn_(.*)"#, "s$1_fuse.bn.$3"),           // t_res2_2_branch2c_bn_subsample_bn_riv -> s2_fuse.bn.riv
+        KeyRule(#"^t_res(\d+)_(\d+)_branch2c_bn_subsample_(.*)"#, "s$1_fuse.conv_f2s.$3"),        // t_res3_3_branch2c_bn_subsample_w -> s3_fuse.conv_f2s.w
+        // slow pathway
+        KeyRule(#"^res(\d+)_(\d+)_branch(\d+)([a-z])_(.*)"#, "s$1.pathway0_res$2.branch$3.$4_$5"), // res2_0_branch2a_bn_s -> s2.pathway0_res0.branch2.a_bn_s
+        KeyRule(#"^res_conv1_bn_(.*)"#, "s1.pathway0_stem.bn.$1"),                               // res_conv1_bn_riv -> s1.pathway0_stem.bn.riv
+        KeyRule(#"^conv1_(.*)"#, "s1.pathway0_stem.conv.$1"),                                    // conv1_w -> s1.pathway0_stem.conv.w
+        KeyRule(#"^res(\d+)_(\d+)_branch(\d+)_(.*)"#, "s$1.pathway0_res$2.branch$3_$4"),         // res3_0_branch1_w -> s3.pathway0_res0.branch1_w
+        KeyRule(#"^res_conv1_(.*)"#, "s1.pathway0_stem.conv.$1"),                                // res_conv1_w -> s1.pathway0_stem.conv.w
+        // fast pathway: the same with a t_ prefix
+        KeyRule(#"^t_res(\d+)_(\d+)_branch(\d+)([a-z])_(.*)"#, "s$1.pathway1_res$2.branch$3.$4_$5"), // t_res4_5_branch2c_w -> s4.pathway1_res5.branch2.c_w
+        KeyRule(#"^t_res_conv1_bn_(.*)"#, "s1.pathway1_stem.bn.$1"),                             // t_res_conv1_bn_s -> s1.pathway1_stem.bn.s
+        KeyRule(#"^t_conv1_(.*)"#, "s1.pathway1_stem.conv.$1"),                                  // t_conv1_w -> s1.pathway1_stem.conv.w
+        KeyRule(#"^t_res(\d+)_(\d+)_branch(\d+)_(.*)"#, "s$1.pathway1_res$2.branch$3_$4"),       // t_res2_0_branch1_bn_b -> s2.pathway1_res0.branch1_bn_b
+        KeyRule(#"^t_res_conv1_(.*)"#, "s1.pathway1_stem.conv.$1"),                              // t_res_conv1_w -> s1.pathway1_stem.conv.w
+        // head (unanchored, as upstream)
+        KeyRule(#"pred_(.*)"#, "head.projection.$1"),                                            // pred_w -> head.projection.w
+        // suffixes -> fields
+        KeyRule(#"(.*)bn.b$"#, "$1bn.bias"),                                                     // s2.pathway0_res0.branch2.a_bn_b -> s2.pathway0_res0.branch2.a_bn.bias
+        KeyRule(#"(.*)bn.s$"#, "$1bn.weight"),                                                   // s1.pathway0_stem.bn.s -> s1.pathway0_stem.bn.weight
+        KeyRule(#"(.*)bn.rm$"#, "$1bn.running_mean"),                                            // s1_fuse.bn.rm -> s1_fuse.bn.running_mean
+        KeyRule(#"(.*)bn.riv$"#, "$1bn.running_var"),                                            // s3.pathway1_res0.branch1_bn_riv -> s3.pathway1_res0.branch1_bn.running_var
+        KeyRule(#"(.*)[._]b$"#, "$1.bias"),                                                      // head.projection.b -> head.projection.bias
+        KeyRule(#"(.*)[._]w$"#, "$1.weight"),                                                    // s2.pathway0_res0.branch2.a_w -> s2.pathway0_res0.branch2.a.weight
+    ])
+
+    /// Detectron ImageNet `R-50.pkl` (Caffe2 blobs of a 2D ResNet, affine-only BN): the
+    /// slow-pathway half of the Caffe2 rules, plus the ImageNet classifier `fc1000`.
+    public static let detectron = KeyMap([
+        KeyRule(#"^res(\d+)_(\d+)_branch(\d+)([a-z])_(.*)"#, "s$1.pathway0_res$2.branch$3.$4_$5"), // res2_0_branch2a_bn_s -> s2.pathway0_res0.branch2.a_bn_s
+        KeyRule(#"^res(\d+)_(\d+)_branch(\d+)_(.*)"#, "s$1.pathway0_res$2.branch$3_$4"),         // res5_0_branch1_w -> s5.pathway0_res0.branch1_w
+        KeyRule(#"^res_conv1_bn_(.*)"#, "s1.pathway0_stem.bn.$1"),                               // res_conv1_bn_b -> s1.pathway0_stem.bn.b
+        KeyRule(#"^conv1_(.*)"#, "s1.pathway0_stem.conv.$1"),                                    // conv1_w -> s1.pathway0_stem.conv.w
+        KeyRule(#"^fc1000_(.*)"#, "head.projection.$1"),                                         // fc1000_w -> head.projection.w
+        KeyRule(#"(.*)bn.b$"#, "$1bn.bias"),                                                     // s1.pathway0_stem.bn.b -> s1.pathway0_stem.bn.bias
+        KeyRule(#"(.*)bn.s$"#, "$1bn.weight"),                                                   // s2.pathway0_res1.branch2.b_bn_s -> s2.pathway0_res1.branch2.b_bn.weight
+        KeyRule(#"(.*)[._]b$"#, "$1.bias"),                                                      // head.projection.b -> head.projection.bias
+        KeyRule(#"(.*)[._]w$"#, "$1.weight"),                                                    // s3.pathway0_res0.branch1_w -> s3.pathway0_res0.branch1.weight
+    ])
+
+    /// torchvision `resnet50` state_dict (2D kernels; the converter adds the temporal axis).
+    public static let torchvision = KeyMap([
+        KeyRule(#"^conv1\."#, "s1.pathway0_stem.conv."),                                         // conv1.weight -> s1.pathway0_stem.conv.weight
+        KeyRule(#"^bn1\."#, "s1.pathway0_stem.bn."),                                             // bn1.running_var -> s1.pathway0_stem.bn.running_var
+        KeyRule(#"^layer1\.(\d+)\."#, "s2.pathway0_res$1."),                                     // layer1.0.conv1.weight -> s2.pathway0_res0.conv1.weight
+        KeyRule(#"^layer2\.(\d+)\."#, "s3.pathway0_res$1."),                                     // layer2.3.bn2.bias -> s3.pathway0_res3.bn2.bias
+        KeyRule(#"^layer3\.(\d+)\."#, "s4.pathway0_res$1."),                                     // layer3.5.conv3.weight -> s4.pathway0_res5.conv3.weight
+        KeyRule(#"^layer4\.(\d+)\."#, "s5.pathway0_res$1."),                                     // layer4.0.downsample.0.weight -> s5.pathway0_res0.downsample.0.weight
+        KeyRule(#"(_res\d+)\.downsample\.0\."#, "$1.branch1."),                                  // s5.pathway0_res0.downsample.0.weight -> s5.pathway0_res0.branch1.weight
+        KeyRule(#"(_res\d+)\.downsample\.1\."#, "$1.branch1_bn."),                               // s2.pathway0_res0.downsample.1.running_mean -> s2.pathway0_res0.branch1_bn.running_mean
+        KeyRule(#"(_res\d+)\.conv([123])\."#, "$1.branch2.$2."),                                 // s2.pathway0_res0.conv2.weight -> s2.pathway0_res0.branch2.2.weight
+        KeyRule(#"(_res\d+)\.bn([123])\."#, "$1.branch2.$2_bn."),                                // s2.pathway0_res0.bn3.weight -> s2.pathway0_res0.branch2.3_bn.weight
+        KeyRule(#"\.branch2\.1"#, ".branch2.a"),                                                 // s2.pathway0_res0.branch2.1_bn.bias -> s2.pathway0_res0.branch2.a_bn.bias
+        KeyRule(#"\.branch2\.2"#, ".branch2.b"),                                                 // s2.pathway0_res0.branch2.2.weight -> s2.pathway0_res0.branch2.b.weight
+        KeyRule(#"\.branch2\.3"#, ".branch2.c"),                                                 // s4.pathway0_res5.branch2.3.weight -> s4.pathway0_res5.branch2.c.weight
+        KeyRule(#"^fc\."#, "head.projection."),                                                  // fc.weight -> head.projection.weight
+    ])
 }

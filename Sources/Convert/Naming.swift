@@ -6,6 +6,10 @@ import Foundation
 
 public enum Naming: String, CaseIterable, Sendable, Codable {
     case pyslowfast, pytorchvideo, mmaction2
+    /// Caffe2 blobs of PySlowFast's `.pkl` model zoo (and Detectron's ImageNet `R-50.pkl`).
+    case caffe2, detectron
+    /// torchvision's ImageNet `resnet50`.
+    case torchvision
 
     /// The table that maps this naming to canonical keys.
     public var keyMap: KeyMap {
@@ -13,6 +17,9 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
         case .pyslowfast: return .pyslowfast
         case .pytorchvideo: return .pytorchvideo
         case .mmaction2: return .mmaction2
+        case .caffe2: return .caffe2
+        case .detectron: return .detectron
+        case .torchvision: return .torchvision
         }
     }
 
@@ -58,6 +65,11 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
     static func detect(_ keys: [String], scores: [(naming: Naming, score: Double)]) throws -> Naming {
         guard let sample = keys.first else { throw ConvertError.noTensors }
         let ranked = scores.sorted { $0.score > $1.score }
+        // Caffe2 video blobs and Detectron ImageNet blobs share a naming style: the key set decides.
+        if ranked[0].score > 0, ranked.count > 2, ranked[0].score > ranked[2].score,
+           Set([ranked[0].naming, ranked[1].naming]) == [.caffe2, .detectron] {
+            return ranked[0].score == ranked[1].score ? caffe2Flavor(keys) : ranked[0].naming
+        }
         guard ranked[0].score > 0, ranked[0].score > ranked[1].score else {
             // A sample that no table explains says most about what the file is.
             let unexplained = keys.first { key in allCases.allSatisfy { $0.score([key]) == 0 } } ?? sample

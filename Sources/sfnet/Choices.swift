@@ -21,3 +21,5 @@ enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
 
 extension Naming: ExpressibleByArgument {}
 extension DTypePolicy: ExpressibleByArgument {}
+extension InflateMode: ExpressibleByArgument {}
+extension ExportTarget: ExpressibleByArgument {}

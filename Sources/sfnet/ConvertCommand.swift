@@ -10,13 +10,16 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert a checkpoint into sfnet's native weights (safetensors with canonical PySlowFast names).",
         discussion: """
-        The naming (pyslowfast, pytorchvideo, mmaction2) and the architecture are detected from the tensors;
+        The naming (pyslowfast, pytorchvideo, mmaction2, caffe2, detectron, torchvision) and the architecture
+        are detected from the tensors;
         every tensor must match the architecture unless --allow-partial. An existing output is never replaced
         without --force, and the output appears atomically only when complete.
         Examples:
           sfnet convert SLOWFAST_8x8_R50.pyth
           sfnet convert mmaction2_slowfast.pth -o slowfast.safetensors --num-classes 9
           sfnet convert model.pth --arch slowfast-r50-4x16 --dtype f16 --force
+          sfnet convert SLOWFAST_8x8_R50.pkl                      # Caffe2 pickle from the PySlowFast model zoo
+          sfnet convert resnet50.pth --arch slowfast-r50-8x8 --inflate center   # ImageNet 2D -> 3D
         """
     )
 
@@ -40,6 +43,9 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "Dtype of floating-point tensors: \(DTypePolicy.allValueStrings.joined(separator: "|")).")
     var dtype: DTypePolicy = .f32
+
+    @Option(help: "Inflate 2D ImageNet kernels to a 3D --arch: mean (repeat(w, T)/T, default) or center (the 2D kernel in the middle slice).")
+    var inflate: InflateMode?
 
     @Option(name: .customLong("num-classes"), help: "Replace the head with a fresh one of N classes (N(0, 0.01) weights, zero bias).")
     var numClasses: Int?
@@ -73,8 +79,9 @@ struct ConvertCommand: ParsableCommand {
                 throw InputError(description: "\(path): not a valid architecture config: \(error)")
             }
         }
-        let options = ConvertOptions(naming: naming, arch: config, dtype: dtype, numClasses: numClasses,
+        var options = ConvertOptions(naming: naming, arch: config, dtype: dtype, numClasses: numClasses,
                                      allowPartial: allowPartial, seed: seed)
+        options.inflate = inflate
         let request = ConvertRequest(input: input, output: output, from: from.sourceFormat, options: options, force: force)
         let bar = Terminal.Progress("writing")
         let summary = try ConvertPipeline.run(request) { stage, done, total in

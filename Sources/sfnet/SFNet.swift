@@ -11,7 +11,7 @@ import Verify
 struct SFNet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sfnet",
-        abstract: "Convert, inspect and verify SlowFast / ResNet video action-recognition weights.",
+        abstract: "Convert, inspect, verify and export SlowFast / ResNet video action-recognition weights.",
         discussion: """
         Typical use:
           sfnet inspect SLOWFAST_8x8_R50.pyth
@@ -19,7 +19,7 @@ struct SFNet: ParsableCommand {
         Exit codes: 0 success, 1 invalid or hostile input, 2 usage error.
         """,
         version: sfnetVersion,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, BenchCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, BenchCommand.self, ExportCommand.self]
     )
 }
 
@@ -50,7 +50,7 @@ enum Main {
 
 /// The library's typed errors about the user's input (exit 1); anything else is a usage error (exit 2).
 func isInputError(_ e: Error) -> Bool {
-    e is FormatError || e is ConvertError || e is VerifyError || e is ModelError || e is InputError
+    e is FormatError || e is ConvertError || e is VerifyError || e is ModelError || e is ExportError || e is InputError
 }
 
 /// A runtime problem with the user's input that is not a format error (exit 1).

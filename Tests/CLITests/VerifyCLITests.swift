@@ -42,3 +42,25 @@ final class VerifyCLITests: XCTestCase {
         XCTAssertNotNil(j["peak_rss_mb"])
     }
 }
+
+final class ExportCLITests: XCTestCase {
+    func testExportRoundTripsThroughTheCLI() throws {
+        let dir = try CLI.tempDir()
+        let native = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", native]).status, 0)
+        let out = dir.appendingPathComponent("back.pyth").path
+        let r = try CLI.run(["export", native, "--to", "pytorchvideo", "-o", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let original = try CheckpointReader.read(path: CLI.fixture("torch/tiny_pytorchvideo.pyth"))
+        let back = try CheckpointReader.read(path: out)
+        XCTAssertEqual(back.containerKey, "model_state")
+        XCTAssertEqual(back.tensors.names, original.tensors.names)
+        for (n, t) in original.tensors.ordered { assertSameTensor(back.tensors[n]!, t, n) }
+        // Existing output refused; mmaction2 refused for fusion BN; unknown target is a usage error.
+        XCTAssertEqual(try CLI.run(["export", native, "--to", "pytorchvideo", "-o", out]).status, 1)
+        let mm = try CLI.run(["export", native, "--to", "mmaction2", "-o", dir.appendingPathComponent("mm.pth").path])
+        XCTAssertEqual(mm.status, 1)
+        XCTAssertTrue(mm.stderr.contains("lateral"), mm.stderr)
+        XCTAssertEqual(try CLI.run(["export", native, "--to", "caffe2", "-o", dir.appendingPathComponent("x").path]).status, 2)
+    }
+}
