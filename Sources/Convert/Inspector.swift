@@ -137,7 +137,12 @@ public enum Inspector {
             naming = Result { try Naming.detect(ckpt.tensors.names) }
             if case .success(let n) = naming {
                 var shapes: [String: [Int]] = [:]
-                for (name, t) in ckpt.tensors.ordered { shapes[n.canonicalName(name).name] = t.shape }
+                for (name, t) in ckpt.tensors.ordered {
+                    var shape = t.shape
+                    // 2D ImageNet sources: convert gives their 4-D kernels a unit time axis.
+                    if n.is2D && shape.count == 4 { shape.insert(1, at: 2) }
+                    shapes[n.canonicalName(name).name] = shape
+                }
                 do {
                     let d = try ArchDetect.detect(shapes: shapes)
                     arch = .success(d.config)

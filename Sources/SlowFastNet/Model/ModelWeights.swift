@@ -98,7 +98,7 @@ extension SlowFastModel {
     /// identity with small residual-branch gammas so that activations stay
     /// bounded through deep stacks. Deterministic for a seed.
     public static func randomWeights(config: ArchConfig, seed: UInt64) -> TensorMap {
-        var rng = SplitMix64(seed: seed)
+        var rng = Convert.SplitMix64(seed: seed) // the same generator as Convert's fresh initializations
         var map = TensorMap()
         for entry in config.expectedParameters() {
             let n = entry.shape.reduce(1, *)
@@ -136,18 +136,5 @@ extension SlowFastModel {
             map.set(name, Formats.Tensor(dtype: .f32, shape: entry.shape, data: buffer.bytes))
         }
         return map
-    }
-}
-
-/// SplitMix64: small and reproducible across platforms.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
