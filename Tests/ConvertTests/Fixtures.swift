@@ -10,19 +10,25 @@ import Formats
 
 enum Fixtures {
     /// R50 depths, width 4, beta_inv 4, 5 classes, fusion kernel 7.
-    static var tiny: ArchConfig {
+    static var tiny: ArchConfig { tinySlowFast(width: 4, betaInv: 4) }
+
+    /// The tiny config as a single slow pathway.
+    static var tinySlow: ArchConfig { tinySlowOnly(width: 4) }
+
+    /// SlowFast R50 8x8 topology at a small width.
+    static func tinySlowFast(width: Int, betaInv: Int) -> ArchConfig {
         var c = ArchConfig.preset(named: "slowfast-r50-8x8")!
-        c.widthPerGroup = 4
-        c.betaInv = 4
+        c.widthPerGroup = width
+        c.betaInv = betaInv
         c.numClasses = 5
         c.preset = nil
         return c
     }
 
-    /// The tiny config as a single slow pathway.
-    static var tinySlow: ArchConfig {
+    /// Slow-only R50 topology at a small width.
+    static func tinySlowOnly(width: Int) -> ArchConfig {
         var c = ArchConfig.preset(named: "slow-r50-8x8")!
-        c.widthPerGroup = 4
+        c.widthPerGroup = width
         c.numClasses = 5
         c.preset = nil
         return c

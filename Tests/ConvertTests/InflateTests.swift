@@ -8,22 +8,9 @@ import Formats
 
 final class InflateTests: XCTestCase {
     /// Tiny SlowFast 8x8 with the torchvision fixture's widths (2): fast stem 1 channel.
-    private var slowFast: ArchConfig {
-        var c = ArchConfig.preset(named: "slowfast-r50-8x8")!
-        c.widthPerGroup = 2
-        c.betaInv = 2
-        c.numClasses = 5
-        c.preset = nil
-        return c
-    }
+    private var slowFast: ArchConfig { Fixtures.tinySlowFast(width: 2, betaInv: 2) }
 
-    private var slow: ArchConfig {
-        var c = ArchConfig.preset(named: "slow-r50-8x8")!
-        c.widthPerGroup = 2
-        c.numClasses = 5
-        c.preset = nil
-        return c
-    }
+    private var slow: ArchConfig { Fixtures.tinySlowOnly(width: 2) }
 
     private func source() throws -> (checkpoint: Checkpoint, canonical2D: TensorMap) {
         let checkpoint = try SourceFixtures.read("imagenet/tiny_resnet50_tv.pth")
