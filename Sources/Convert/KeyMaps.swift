@@ -13,6 +13,10 @@ public struct KeyRule: Sendable {
     /// The literal text every match starts with (for `^`-anchored patterns): keys without it
     /// skip the regex engine, which keeps mapping a 662-key checkpoint cheap.
     let literalPrefix: String?
+    /// The literal text every match ends with (for `…literal$` patterns) and, for unanchored
+    /// patterns that start with text, a literal every match contains: cheap pre-filters.
+    let literalSuffix: String?
+    let literalInfix: String?
 
     public init(_ pattern: String, _ template: String) {
         self.pattern = pattern
@@ -20,12 +24,35 @@ public struct KeyRule: Sendable {
         // The tables are literals checked by the tests; a bad pattern is a programming error.
         self.regex = try! NSRegularExpression(pattern: pattern)
         self.literalPrefix = KeyRule.anchoredLiteral(pattern)
+        self.literalSuffix = KeyRule.trailingLiteral(pattern)
+        self.literalInfix = pattern.hasPrefix("^") ? nil : KeyRule.anchoredLiteral("^" + pattern)
     }
 
     /// `key` with the rule applied (unchanged when the pattern does not match).
     func apply(_ key: String) -> String {
         if let p = literalPrefix, !key.hasPrefix(p) { return key }
+        if let p = literalSuffix, !key.hasSuffix(p) { return key }
+        if let p = literalInfix, !key.contains(p) { return key }
         return regex.stringByReplacingMatches(in: key, range: NSRange(key.startIndex..., in: key), withTemplate: template)
+    }
+
+    /// For `(.*)bn.b$`, "b": the literal run just before a final `$` (nil when there is none).
+    static func trailingLiteral(_ pattern: String) -> String? {
+        guard pattern.hasSuffix("$"), !pattern.hasSuffix("\\$") else { return nil }
+        var chars = Array(pattern.dropLast())
+        var out: [Character] = []
+        while let c = chars.popLast() {
+            if let prev = chars.last, prev == "\\" {
+                guard "._-/".contains(c) else { break }
+                out.append(c)
+                chars.removeLast()
+            } else if "()[]{}*+?|$^.".contains(c) {
+                break
+            } else {
+                out.append(c)
+            }
+        }
+        return out.isEmpty ? nil : String(out.reversed())
     }
 
     /// For `^abc\.d(…)`, "abc.d"; nil when the pattern is not anchored.
