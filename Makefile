@@ -2,10 +2,10 @@
 # Both install missing Debian packages first (as root, or through sudo).
 
 SWIFT        ?= swift
-APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev pkg-config
+APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python interop bench-convert bench-forward fixtures hostile clean
+.PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,6 +34,11 @@ check-python: build
 interop: deps
 	$(SWIFT) build --build-tests
 	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_torch.py
+
+# ONNX exports checked by onnx.checker (full_check) and run in onnxruntime against the
+# PyTorch references (relative L2 <= 1e-5); prints SKIPPED loudly when onnxruntime is missing.
+interop-onnx: build
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_onnx.py --sfnet $(SFNET_RELEASE)
 
 # Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
 bench-convert: build

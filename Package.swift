@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Convert", targets: ["Convert"]),
         .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
         .library(name: "Verify", targets: ["Verify"]),
+        .library(name: "ONNX", targets: ["ONNX"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,18 +25,22 @@ let package = Package(
         .systemLibrary(name: "CDeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         // Two Linux system calls glibc hides behind _GNU_SOURCE (copy_file_range, sync_file_range).
         .target(name: "CSys"),
+        // ONNX's onnx.proto as C (generated once by protoc-c, committed) on libprotobuf-c.
+        .target(name: "CONNX", linkerSettings: [.linkedLibrary("protobuf-c")]),
 
         // bytes <-> named tensors; knows file formats, nothing about models.
         .target(name: "Formats", dependencies: ["CZlib", "CCrypto", "CDeflate", "CSys"]),
         // named tensors -> canonical SlowFast weights.
         .target(name: "Convert", dependencies: ["Formats"]),
+        // the network of an ArchConfig as an ONNX graph (export), through CONNX.
+        .target(name: "ONNX", dependencies: ["CONNX", "Formats", "Convert"]),
         // tensors, ops (forward + backward side by side), builders.
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Convert", "SlowFastNet", "Verify",
+            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -43,6 +48,7 @@ let package = Package(
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet"]),
-        .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "sfnet"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats"]),
+        .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

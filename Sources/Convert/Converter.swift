@@ -94,6 +94,10 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
     let naming: Naming
     if let given = options.naming {
         naming = given
+    } else if Naming.pyslowfast.score(source.names) == 1 {
+        // Every key is already canonical: no other table can explain more (and scoring them all costs time).
+        naming = .pyslowfast
+        notes.append("naming pyslowfast detected (every key is a canonical PySlowFast name)")
     } else {
         let scores = Naming.scores(source.names)
         naming = try Naming.detect(source.names, scores: scores)

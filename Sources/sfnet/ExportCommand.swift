@@ -1,31 +1,58 @@
-// `sfnet export WEIGHTS --to pyslowfast|pytorchvideo|mmaction2 -o OUT`
+// `sfnet export WEIGHTS --to pyslowfast|pytorchvideo|mmaction2|onnx -o OUT`
 
 import ArgumentParser
 import Convert
 import Foundation
+import ONNX
+
+/// `--to`: a PyTorch ecosystem (ExportTarget) or an ONNX graph.
+enum ExportDestination: ExpressibleByArgument, Equatable {
+    case torch(ExportTarget)
+    case onnx
+
+    init?(argument: String) {
+        if argument == "onnx" { self = .onnx } else if let t = ExportTarget(rawValue: argument) { self = .torch(t) } else { return nil }
+    }
+
+    static var allValueStrings: [String] { ExportTarget.allValueStrings + ["onnx"] }
+}
+
+/// `--batch`: dynamic or a fixed size.
+enum BatchDim: ExpressibleByArgument {
+    case dynamic
+    case fixed(Int)
+
+    init?(argument: String) {
+        if argument == "dynamic" { self = .dynamic } else if let n = Int(argument), n >= 1 { self = .fixed(n) } else { return nil }
+    }
+}
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write native weights as a PyTorch checkpoint for PySlowFast, pytorchvideo or mmaction2.",
+        abstract: "Write native weights as a PyTorch checkpoint for PySlowFast, pytorchvideo or mmaction2, or as an ONNX model.",
         discussion: """
         The file is laid out as torch.save lays it out (stored, 64-byte aligned entries) and names only the
         globals torch.load(weights_only=True) accepts. PySlowFast gets {"model_state", "epoch": -1} and a
         YAML config beside it (--cfg); pytorchvideo {"model_state"} with its names; mmaction2
         {"state_dict", "meta"} with its names and the head's fast-first column order.
+        --to onnx writes the whole network of the file's sfnet.arch as an ONNX graph (inputs slow and fast,
+        or x; outputs logits (pre-activation) and probabilities), with the batch dimension dynamic ("N")
+        unless --batch N; --fold-bn folds each BatchNormalization into its convolution.
         Examples:
           sfnet export slowfast.safetensors --to pyslowfast -o SLOWFAST_8x8_R50_wildlife.pyth
           sfnet export slowfast.safetensors --to mmaction2 -o slowfast_mmaction2.pth --force
+          sfnet export slowfast.safetensors --to onnx -o slowfast.onnx --opset 17 --fold-bn
         """
     )
 
     @Argument(help: "Native weights (from `sfnet convert`).")
     var weights: String
 
-    @Option(name: .customLong("to"), help: "Target: \(ExportTarget.allValueStrings.joined(separator: "|")).")
-    var target: ExportTarget
+    @Option(name: .customLong("to"), help: "Target: \(ExportDestination.allValueStrings.joined(separator: "|")).")
+    var target: ExportDestination
 
-    @Option(name: .shortAndLong, help: "Output checkpoint.")
+    @Option(name: .shortAndLong, help: "Output checkpoint (or .onnx model).")
     var output: String
 
     @Option(help: "PySlowFast YAML config path (default: the output with .yaml).")
@@ -34,14 +61,45 @@ struct ExportCommand: ParsableCommand {
     @Flag(name: .customLong("lateral-norm"), help: "mmaction2: write the fusion BN as *_lateral.bn (a backbone built with lateral_norm=True).")
     var lateralNorm = false
 
+    @Option(help: "ONNX: default-domain opset (\(OnnxExporter.supportedOpsets.lowerBound)...\(OnnxExporter.supportedOpsets.upperBound)).")
+    var opset: Int = 17
+
+    @Option(help: "ONNX: batch dimension, 'dynamic' (dim_param N) or a fixed size.")
+    var batch: BatchDim = .dynamic
+
+    @Flag(name: .customLong("fold-bn"), help: "ONNX: fold BatchNormalization into the convolutions' weights and bias.")
+    var foldBN = false
+
     @Flag(help: "Replace existing output files.")
     var force = false
 
+    func validate() throws {
+        if target != .onnx {
+            if opset != 17 || foldBN { throw ValidationError("--opset and --fold-bn apply to --to onnx only") }
+            if case .fixed = batch { throw ValidationError("--batch applies to --to onnx only") }
+        } else if !OnnxExporter.supportedOpsets.contains(opset) {
+            throw ValidationError("--opset \(opset) is not supported (\(OnnxExporter.supportedOpsets.lowerBound)...\(OnnxExporter.supportedOpsets.upperBound))")
+        }
+    }
+
     func run() throws {
+        guard case let .torch(target) = target else { return try runONNX() }
         let s = try Exporter.export(ExportRequest(input: weights, output: output, target: target, force: force,
                                                   cfgPath: cfg, lateralNorm: lateralNorm))
         var out = "exported \(weights) -> \(s.output) (\(s.target.rawValue), \(s.tensors) tensors, \(String(format: "%.1f MB", Double(s.bytesWritten) / 1_048_576)))\n"
         if let c = s.cfg { out += "  config: \(c)\n" }
+        for n in s.notes { out += "  note: \(n)\n" }
+        Terminal.write(out)
+    }
+
+    func runONNX() throws {
+        var fixed: Int?
+        if case let .fixed(n) = batch { fixed = n }
+        let s = try OnnxExporter.export(OnnxExportRequest(input: weights, output: output, opset: opset, batch: fixed,
+                                                          foldBN: foldBN, force: force))
+        let inputs = s.inputs.map { "\($0.name) (\($0.dims.map(\.description).joined(separator: ", ")))" }.joined(separator: ", ")
+        var out = "exported \(weights) -> \(s.output) (onnx opset \(opset), \(s.nodes) nodes, \(s.initializers) initializers, "
+            + "\(String(format: "%.1f MB", Double(s.bytesWritten) / 1_048_576)))\n  inputs: \(inputs); outputs: logits, probabilities\n"
         for n in s.notes { out += "  note: \(n)\n" }
         Terminal.write(out)
     }
