@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean
+.PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -47,6 +47,16 @@ bench-convert: build
 # SlowFast R50 8x8 forward against PyTorch and onnxruntime (needs torch, onnx, onnxruntime).
 bench-forward: build
 	@bash Benchmarks/forward_bench.sh $(SFNET_RELEASE)
+
+# sfnet export -> PyTorch DistributedDataParallel fine-tuning (2 processes, gloo, CPU) -> sfnet convert;
+# prints SKIPPED loudly when torch is missing. PYTHON=... picks the interpreter.
+ddp-example: build
+	@bash examples/ddp/run_example.sh $(SFNET_RELEASE)
+
+# sfnet's ONNX export vs torch.onnx.export of the same SlowFast R50 8x8 in onnxruntime (same threads,
+# interleaved); needs torch, onnx, onnxruntime. THREADS=... (default 2).
+bench-onnx: build
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/onnx_bench.py --sfnet $(SFNET_RELEASE) --threads $${THREADS:-2}
 
 fixtures:
 	python3 fixtures/generate.py

@@ -14,7 +14,15 @@ succeeds; the container is what the ecosystem expects; every tensor equals
 the source fixture's tensor of the same name (dtype, shape, values, order).
 The PySlowFast export then loads into fixtures/generate.py's SlowFast
 (build_tiny) with load_state_dict(strict=True) and computes the same logits
-as the model loaded from the original fixture. Prints SKIPPED loudly (exit 0,
+as the model loaded from the original fixture. When pytorchvideo is installed,
+the pytorchvideo export loads with strict=True into the real
+pytorchvideo.models.hub.slowfast_r50(pretrained=False) built at the tiny
+fixture's widths, and its eval logits (head_activation None, so
+pre-activation) match fixtures/reference/tiny_slowfast_8x8_ref.safetensors
+(relative L2 <= 1e-5, same top-1); with fixtures/full present, that R50 is
+converted and exported for pytorchvideo by the built sfnet and loaded strictly
+into the default slowfast_r50(pretrained=False), whose logits must match the
+full reference the same way. Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
 or 1 with --require-torch) when torch is missing; never passes silently.
 """
 
@@ -78,6 +86,74 @@ def check_zip(path):
             assert f"{prefix}/{required}" in names, f"missing {required}"
         assert zf.read(f"{prefix}/byteorder") == b"little"
         return prefix, len(names)
+
+
+def check_pytorchvideo(torch, loaded):
+    """The pytorchvideo export, strictly into the real pytorchvideo.models.hub.slowfast_r50 built at the
+    tiny fixture's widths, against the PyTorch reference logits. Returns the number of failures."""
+    import pytorchvideo
+    from pytorchvideo.models.hub import slowfast_r50
+    from safetensors.torch import load_file
+    ref_path = os.path.join(ROOT, "fixtures", "reference", "tiny_slowfast_8x8_ref.safetensors")
+    # The hub entry point passes these on to pytorchvideo.models.slowfast.create_slowfast: the tiny
+    # fixture is width 4 (stem 4 slow / 4 // beta_inv = 1 fast), beta_inv 4, alpha 4, fusion kernel 7,
+    # depth 50, 5 classes; its clip is 8 fast frames at crop 32, so the head pools (2,1,1) and (8,1,1).
+    # head_activation stays None (the hub default): pytorchvideo's eval output is then the logits.
+    # (slowfast_r50 itself fixes model_depth 50 and the fusion kernel (7, 1, 1); the fusion stride
+    # (alpha 4) and channel fusion ratio 2 are create_slowfast's defaults.)
+    model = slowfast_r50(pretrained=False, slowfast_channel_reduction_ratio=(4,), stem_dim_outs=(4, 1), model_num_class=5, head_pool_kernel_sizes=((2, 1, 1), (8, 1, 1)),
+                         dropout_rate=0.5).eval()
+    ref = load_file(ref_path)
+    with torch.no_grad():  # negative control: the freshly initialised model must not already match
+        fresh = model([ref["input.slow"], ref["input.fast"]])
+    sd = loaded["pytorchvideo.pyth"]
+    assert list(model.state_dict()) == list(sd), "pytorchvideo's state_dict keys (or their order) differ from the export's"
+    result = model.load_state_dict(sd, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    with torch.no_grad():
+        logits = model([ref["input.slow"], ref["input.fast"]])
+    expected = ref["output.logits"]
+    assert logits.shape == expected.shape, f"output shape {tuple(logits.shape)} vs {tuple(expected.shape)}"
+    rel = ((logits.double() - expected.double()).norm() / expected.double().norm()).item()
+    top1 = logits.argmax(-1).tolist() == expected.argmax(-1).tolist()
+    fresh_rel = ((fresh.double() - expected.double()).norm() / expected.double().norm()).item()
+    ok = rel <= 1e-5 and top1 and fresh_rel > 1e-3
+    print(f"{'PASS' if ok else 'FAIL'}  pytorchvideo.pyth: pytorchvideo {pytorchvideo.__version__} "
+          f"models.hub.slowfast_r50(pretrained=False, tiny widths) load_state_dict(strict=True) ok ({len(sd)} entries); "
+          f"eval forward on the reference clip (slow {tuple(ref['input.slow'].shape)}, fast {tuple(ref['input.fast'].shape)}): "
+          f"logits (pre-activation; head_activation None) vs the PyTorch reference relative L2 {rel:.2e}, top-1 {'equal' if top1 else 'DIFFERS'} "
+          f"(before the load: relative L2 {fresh_rel:.2e})")
+    return 0 if ok else 1
+
+
+def check_pytorchvideo_full(torch, sfnet, full_src, full_ref, work):
+    """fixtures/full's R50 8x8 converted and exported by sfnet for pytorchvideo, strictly into the
+    hub's slowfast_r50(pretrained=False) with its default settings, against the reference logits."""
+    from pytorchvideo.models.hub import slowfast_r50
+    from safetensors.torch import load_file
+    native = os.path.join(work, "full_r50_for_ptv.safetensors")
+    export = os.path.join(work, "full_pytorchvideo.pyth")
+    for cmd in ([sfnet, "convert", full_src, "-o", native, "--force"],
+                [sfnet, "export", native, "--to", "pytorchvideo", "-o", export, "--force"]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, f"{' '.join(cmd)}: {r.stdout[-500:]} {r.stderr[-500:]}"
+    check_zip(export)
+    sd = torch.load(export, weights_only=True)["model_state"]
+    model = slowfast_r50(pretrained=False).eval()  # the hub's SlowFast R50 8x8 as is (head_activation None)
+    assert list(model.state_dict()) == list(sd), "pytorchvideo's state_dict keys (or their order) differ from the export's"
+    result = model.load_state_dict(sd, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    ref = load_file(full_ref)
+    with torch.no_grad():
+        logits = model([ref["input.slow"], ref["input.fast"]])
+    expected = ref["output.logits"]
+    rel = ((logits.double() - expected.double()).norm() / expected.double().norm()).item()
+    top1 = logits.argmax(-1).tolist() == expected.argmax(-1).tolist()
+    ok = rel <= 1e-5 and top1
+    print(f"{'PASS' if ok else 'FAIL'}  full_pytorchvideo.pyth ({os.path.getsize(export) / 1e6:.1f} MB, sfnet convert + export of "
+          f"fixtures/full): strict load into the default models.hub.slowfast_r50(pretrained=False) ({len(sd)} entries); "
+          f"logits (pre-activation) vs the R50 reference relative L2 {rel:.2e}, top-1 {'equal' if top1 else 'DIFFERS'}")
+    return 0 if ok else 1
 
 
 def main(argv=None):
@@ -209,6 +285,24 @@ def main(argv=None):
 
     if importlib.util.find_spec("pytorchvideo") is None:
         banner("SKIPPED: pytorchvideo is not installed; the hub slowfast_r50 strict load did NOT run")
+    else:
+        try:
+            failures += check_pytorchvideo(torch, loaded)
+        except Exception as exc:
+            failures += 1
+            print(f"FAIL  pytorchvideo.pyth in pytorchvideo's slowfast_r50: {type(exc).__name__}: {exc}")
+        full_src = os.path.join(ROOT, "fixtures", "full", "slowfast_r50_8x8.pyth")
+        sfnet = next((p for p in (os.path.join(ROOT, ".build", d, "sfnet") for d in ("release", "debug")) if os.path.exists(p)), None)
+        if not os.path.exists(full_src) or not os.path.exists(full_ref):
+            banner("SKIPPED: fixtures/full absent (generate.py --full); the full R50 pytorchvideo check did NOT run")
+        elif sfnet is None:
+            banner("SKIPPED: no built sfnet (.build/release or .build/debug); the full R50 pytorchvideo check did NOT run")
+        else:
+            try:
+                failures += check_pytorchvideo_full(torch, sfnet, full_src, full_ref, work)
+            except Exception as exc:
+                failures += 1
+                print(f"FAIL  full R50 pytorchvideo export in the default slowfast_r50: {type(exc).__name__}: {exc}")
 
     if failures:
         banner(f"FAILED: {failures} check(s)")
