@@ -14,6 +14,11 @@ public struct ConvertRequest: Sendable {
     public var from: SourceFormat?
     public var options: ConvertOptions
     public var force: Bool
+    /// Tensors already read by another importer (ONNX); `input` is still the source file
+    /// whose name, size and digest go into the provenance.
+    public var preloaded: Checkpoint?
+    /// Notes from that importer, recorded first in the report.
+    public var importNotes: [String] = []
 
     public init(input: String, output: String? = nil, from: SourceFormat? = nil, options: ConvertOptions = ConvertOptions(), force: Bool = false) {
         self.input = input
@@ -64,14 +69,15 @@ public enum ConvertPipeline {
         let checkpoint: Checkpoint
         do {
             // CRCs of stored entries are checked as each tensor is written, so the input is read once.
-            checkpoint = try CheckpointReader.read(path: req.input, as: req.from, deferIntegrity: true)
+            checkpoint = try req.preloaded ?? CheckpointReader.read(path: req.input, as: req.from, deferIntegrity: true)
             mark("read")
         } catch {
             group.wait()
             throw error
         }
         progress?("read", checkpoint.tensors.count, checkpoint.tensors.count)
-        let result = try convertTensors(checkpoint, options: req.options)
+        var result = try convertTensors(checkpoint, options: req.options)
+        result.notes.insert(contentsOf: req.importNotes, at: 0)
         mark("convert")
         // The source digest is still being computed: write a fixed-size placeholder now and
         // patch the real digest into the header before the file is synced and published.

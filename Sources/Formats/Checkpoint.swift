@@ -12,6 +12,7 @@ public enum SourceFormat: String, Sendable, Codable, CaseIterable {
     case npz
     case pickle          // a bare pickle (e.g. Caffe2 / Detectron `.pkl`)
     case torchScript = "torchscript"
+    case onnx            // read by the ONNX module (`sfnet convert --from onnx`), not by CheckpointReader
 }
 
 /// A file read by one of the readers.

@@ -59,6 +59,8 @@ public enum CheckpointReader {
                 ckpt = try TorchCheckpoint.readZip(try ZipArchive(b), limits: limits, deferIntegrity: deferIntegrity)
             case .torchLegacy:
                 ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
+            case .onnx:
+                throw FormatError(.unsupported, "ONNX models are read by the ONNX importer", hint: "use sfnet convert --from onnx")
             case .pickle:
                 let vm = PickleVM(b, limits: limits)
                 defer { vm.dispose() }

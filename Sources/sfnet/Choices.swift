@@ -5,7 +5,7 @@ import Convert
 import Formats
 
 enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
-    case auto, torch, safetensors, npz, npy, pickle
+    case auto, torch, safetensors, npz, npy, pickle, onnx
 
     var sourceFormat: SourceFormat? {
         switch self {
@@ -15,6 +15,7 @@ enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
         case .npz: return .npz
         case .npy: return .npy
         case .pickle: return .pickle
+        case .onnx: return nil // read by ONNX.OnnxImport, not CheckpointReader
         }
     }
 }

@@ -4,6 +4,7 @@ import ArgumentParser
 import Convert
 import Foundation
 import Formats
+import ONNX
 
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,6 +21,7 @@ struct ConvertCommand: ParsableCommand {
           sfnet convert model.pth --arch slowfast-r50-4x16 --dtype f16 --force
           sfnet convert SLOWFAST_8x8_R50.pkl                      # Caffe2 pickle from the PySlowFast model zoo
           sfnet convert resnet50.pth --arch slowfast-r50-8x8 --inflate center   # ImageNet 2D -> 3D
+          sfnet convert slowfast.onnx --from onnx                 # torch.onnx.export output (BN folded)
         """
     )
 
@@ -84,13 +86,16 @@ struct ConvertCommand: ParsableCommand {
         options.inflate = inflate
         let request = ConvertRequest(input: input, output: output, from: from.sourceFormat, options: options, force: force)
         let bar = Terminal.Progress("writing")
-        let summary = try ConvertPipeline.run(request) { stage, done, total in
+        let onProgress: (String, Int, Int) -> Void = { stage, done, total in
             if stage == "write" { bar.update(done, total) }
         }
+        // ONNX graphs are mapped to canonical names by the importer, then converted as usual.
+        let summary = from == .onnx ? try OnnxImport.convert(request, progress: onProgress)
+                                    : try ConvertPipeline.run(request, progress: onProgress)
         bar.finish()
         let r = summary.result
         let c = r.counts
-        var out = "converted \(input) (\(summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
+        var out = "converted \(input) (\(from == .onnx ? "onnx" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
         out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.model.rawValue) R\(r.arch.depth), \(r.arch.numClasses) classes)\n"
         out += "  tensors: \(c.tensors) (\(c.parameters) parameters), \(c.renamed) renamed, \(c.cast) cast, \(c.initialized) initialized fresh, \(c.dropped) dropped\n"
         if !summary.checkpoint.otherEntries.isEmpty {
