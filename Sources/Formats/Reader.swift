@@ -6,10 +6,15 @@ import Foundation
 public enum CheckpointReader {
     /// What the first bytes say the file is; nil when unrecognised.
     public static func detect(_ b: Bytes) -> SourceFormat? {
+        detect(b, zip: ZipArchive.looksLikeZip(b) ? try? ZipArchive(b) : nil)
+    }
+
+    /// `detect` with the zip directory already parsed (nil when it is not a zip or did not parse).
+    static func detect(_ b: Bytes, zip: ZipArchive?) -> SourceFormat? {
         if Safetensors.looksLikeSafetensors(b) { return .safetensors }
         if Npy.looksLikeNpy(b) { return .npy }
         if ZipArchive.looksLikeZip(b) {
-            guard let zip = try? ZipArchive(b) else { return .torchZip }
+            guard let zip else { return .torchZip }
             if TorchCheckpoint.isTorchScript(zip) { return .torchScript }
             if zip.entries.contains(where: { $0.name.hasSuffix("/data.pkl") }) { return .torchZip }
             if !zip.entries.isEmpty && zip.entries.allSatisfy({ $0.name.hasSuffix(".npy") }) { return .npz }
@@ -46,17 +51,20 @@ public enum CheckpointReader {
         do {
             let file = try MappedFile(path: path)
             let b = file.bytes
-            guard let fmt = format ?? detect(b) else {
+            // The zip directory is parsed once, for detection and for reading.
+            var zip: Result<ZipArchive, Error>?
+            if ZipArchive.looksLikeZip(b) { zip = Result { try ZipArchive(b) } }
+            guard let fmt = format ?? detect(b, zip: try? zip?.get()) else {
                 throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz or pickle file")
             }
             let ckpt: Checkpoint
             switch fmt {
             case .safetensors: ckpt = try Safetensors.read(b)
             case .npy: ckpt = try Npy.readNpy(b, name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
-            case .npz: ckpt = try Npy.readNpz(try ZipArchive(b))
+            case .npz: ckpt = try Npy.readNpz(try (zip ?? Result { try ZipArchive(b) }).get())
             case .torchZip, .torchScript:
                 guard ZipArchive.looksLikeZip(b) else { throw FormatError.malformed("not a zip archive (a PyTorch >= 1.6 checkpoint is one)", hint: detect(b).map { "this looks like \($0.rawValue); try --from auto" }) }
-                ckpt = try TorchCheckpoint.readZip(try ZipArchive(b), limits: limits, deferIntegrity: deferIntegrity)
+                ckpt = try TorchCheckpoint.readZip(try zip!.get(), limits: limits, deferIntegrity: deferIntegrity)
             case .torchLegacy:
                 ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
             case .onnx:

@@ -298,7 +298,7 @@ public enum TorchCheckpoint {
         case .tensor(let t): return "tensor \(t.storage.dtype.shortName) \(Tensor.shapeString(t.shape))"
         case .ndarray(let a): return "ndarray \(Tensor.shapeString(a.shape))"
         default:
-            let (n, tensors) = countTensors(v)
+            let tensors = countTensors(v)
             let what: String
             switch v {
             case .dict(let d): what = "\(d.isOrdered ? "OrderedDict" : "dict") with \(d.entries.count) entries"
@@ -306,13 +306,12 @@ public enum TorchCheckpoint {
             case .tuple(let t): what = "tuple of \(t.count)"
             default: what = v.typeName
             }
-            _ = n
             return tensors > 0 ? "\(what) (\(tensors) tensors inside)" : what
         }
     }
 
-    /// Counts values and tensors below `v`, iteratively and with a budget (cycles and bombs stop early).
-    static func countTensors(_ v: PickleValue) -> (Int, Int) {
+    /// Counts the tensors below `v`, iteratively and with a budget (cycles and bombs stop early).
+    static func countTensors(_ v: PickleValue) -> Int {
         var work = [v]
         var seen = Set<ObjectIdentifier>()
         var visited = 0, tensors = 0
@@ -326,7 +325,7 @@ public enum TorchCheckpoint {
             default: break
             }
         }
-        return (visited, tensors)
+        return tensors
     }
 }
 
