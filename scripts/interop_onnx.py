@@ -6,7 +6,7 @@
 For each tiny fixture (SlowFast 8x8, Slow-only, 2D ResNet) the weights are
 converted with `sfnet convert --arch-json` (the reference's own sfnet.arch,
 so the head's pool kernels fit the reference clip), exported with
-`sfnet export --to onnx` (BN as BatchNormalization, and again with --fold-bn
+`sfnet export --to onnx` (BN as BatchNormalization, again with --external-data, and with --fold-bn
 at opset 18 and a fixed batch), then:
   - onnx.checker.check_model(model, full_check=True) (strict shape inference);
   - onnxruntime runs the model on the reference's inputs; `logits` must match
@@ -55,6 +55,7 @@ VARIANTS = [
     # name suffix, extra export arguments
     ("", []),
     ("_folded_opset18_batch2", ["--fold-bn", "--opset", "18", "--batch", "2"]),
+    ("_external", ["--external-data"]),
 ]
 
 

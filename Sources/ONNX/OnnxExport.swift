@@ -18,14 +18,18 @@ public struct OnnxExportRequest: Sendable {
     public var batch: Int?
     /// Fold each BatchNormalization into its convolution (weights scaled, bias added).
     public var foldBN: Bool
+    /// Initializers of 1 KiB and more go to a page-aligned data file beside the model.
+    public var externalData: Bool
     public var force: Bool
 
-    public init(input: String, output: String, opset: Int = 17, batch: Int? = nil, foldBN: Bool = false, force: Bool = false) {
+    public init(input: String, output: String, opset: Int = 17, batch: Int? = nil, foldBN: Bool = false,
+                externalData: Bool = false, force: Bool = false) {
         self.input = input
         self.output = output
         self.opset = opset
         self.batch = batch
         self.foldBN = foldBN
+        self.externalData = externalData
         self.force = force
     }
 }
@@ -37,6 +41,8 @@ public struct OnnxExportSummary: Sendable {
     public var initializers: Int
     public var bytesWritten: Int
     public var inputs: [OnnxValueInfo]
+    /// The external data file (a sibling of `output`), when written.
+    public var dataFile: String?
     public var notes: [String]
 }
 
@@ -79,15 +85,26 @@ public enum OnnxExporter {
         model.producerVersion = sfnetVersion
         model.docString = "\(arch.summary), exported by sfnet \(sfnetVersion) from \(file)\(req.foldBN ? " (BN folded)" : "")"
         model.metadata = [("sfnet.arch", try arch.jsonString()), ("sfnet.source", file)]
+        var dataFile: String?
+        var dataBytes = 0
+        if req.externalData {
+            let written = try OnnxExternalWriter.write(&model, beside: req.output)
+            (dataFile, dataBytes) = (written.path, written.bytes)
+        }
         let bytes = try model.serialized()
         try AtomicFile.write(to: req.output, overwrite: req.force) { out in
             try bytes.withUnsafeBytes { try out.write($0) }
         }
+        if let dataFile { OnnxExternalWriter.removeStaleDataFiles(beside: req.output, keeping: dataFile) }
         var notes: [String] = []
+        if let dataFile {
+            notes.append("external data: \(URL(fileURLWithPath: dataFile).lastPathComponent) "
+                + "(\(model.initializers.filter { $0.external != nil }.count) initializers, 4096-byte aligned; keep it beside the model)")
+        }
         if req.foldBN { notes.append("BatchNormalization folded into the convolutions (eps \(bnEpsilon))") }
         if arch.model == .resnet { notes.append("2D ResNet: input x is (N, 3, H, W), unsqueezed to (N, 3, 1, H, W) inside the graph") }
         return OnnxExportSummary(output: req.output, arch: arch, nodes: model.nodes.count, initializers: model.initializers.count,
-                                 bytesWritten: bytes.count, inputs: model.inputs, notes: notes)
+                                 bytesWritten: bytes.count + dataBytes, inputs: model.inputs, dataFile: dataFile, notes: notes)
     }
 
     /// Reads a native sfnet file and checks its tensors against its `sfnet.arch`.

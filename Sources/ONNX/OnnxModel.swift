@@ -55,12 +55,15 @@ public struct OnnxInitializer: Sendable {
     public var dataType: Int32
     public var dims: [Int]
     public var rawData: Bytes
+    /// Where the bytes live instead of raw_data when the model is saved with external data.
+    public var external: OnnxExternalLocation?
 
-    public init(name: String, dataType: Int32, dims: [Int], rawData: Bytes) {
+    public init(name: String, dataType: Int32, dims: [Int], rawData: Bytes, external: OnnxExternalLocation? = nil) {
         self.name = name
         self.dataType = dataType
         self.dims = dims
         self.rawData = rawData
+        self.external = external
     }
 
     /// float32 values, copied (little-endian, as ONNX's raw_data requires).
@@ -73,6 +76,18 @@ public struct OnnxInitializer: Sendable {
         let v = values.map { Int64($0).littleEndian }
         return OnnxInitializer(name: name, dataType: int64, dims: [values.count],
                                rawData: v.withUnsafeBytes { OwnedBuffer(copying: $0).bytes })
+    }
+}
+
+/// An initializer's bytes in an external data file: `location` is a bare file name
+/// beside the model (never a path), `offset`/`length` in bytes.
+public struct OnnxExternalLocation: Equatable, Sendable {
+    public var location: String
+    public var offset: Int
+    public var length: Int
+
+    public init(location: String, offset: Int, length: Int) {
+        (self.location, self.offset, self.length) = (location, offset, length)
     }
 }
 
@@ -193,6 +208,18 @@ public struct OnnxModel: Sendable {
             p.pointee.has_data_type = 1
             p.pointee.data_type = t.dataType
             (p.pointee.n_dims, p.pointee.dims) = a.values(t.dims.map { Int64($0) })
+            if let ext = t.external {
+                p.pointee.has_data_location = 1
+                p.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+                (p.pointee.n_external_data, p.pointee.external_data) = a.array(
+                    [("location", ext.location), ("offset", String(ext.offset)), ("length", String(ext.length))].map { kv in
+                        let e = a.message(Onnx__StringStringEntryProto.self, onnx__string_string_entry_proto__init)
+                        e.pointee.key = a.string(kv.0)
+                        e.pointee.value = a.string(kv.1)
+                        return e
+                    })
+                return p
+            }
             p.pointee.has_raw_data = 1
             // Points into the initializer's bytes (kept alive by `serialized`): no copy.
             p.pointee.raw_data = ProtobufCBinaryData(
@@ -273,6 +300,7 @@ public struct OnnxModel: Sendable {
             let name = str(t.pointee.name)
             let dims = list(t.pointee.n_dims, t.pointee.dims).map { Int($0) }
             let raw: Bytes
+            var external: OnnxExternalLocation?
             if t.pointee.has_raw_data != 0 {
                 let d = t.pointee.raw_data
                 raw = Bytes.copying(d.len == 0 ? [] : Array(UnsafeBufferPointer(start: d.data, count: d.len)))
@@ -281,11 +309,18 @@ public struct OnnxModel: Sendable {
             } else if t.pointee.n_int64_data > 0 {
                 raw = list(t.pointee.n_int64_data, t.pointee.int64_data).withUnsafeBytes { OwnedBuffer(copying: $0).bytes }
             } else if t.pointee.n_external_data > 0 {
-                throw FormatError(.io, "initializer '\(name)' keeps its data in an external file (not supported yet)", file: file)
+                // Recorded, not resolved: OnnxImport.read inlines external data (SECURITY.md 23-24) before parsing.
+                var kv: [String: String] = [:]
+                for e in list(t.pointee.n_external_data, t.pointee.external_data).compactMap({ $0 }) { kv[str(e.pointee.key)] = str(e.pointee.value) }
+                guard let location = kv["location"], let offset = Int(kv["offset"] ?? "0"), let length = Int(kv["length"] ?? "0") else {
+                    throw FormatError(.io, "initializer '\(name)' has malformed external_data entries", file: file)
+                }
+                external = OnnxExternalLocation(location: location, offset: offset, length: length)
+                raw = Bytes.copying([])
             } else {
                 raw = Bytes.copying([])
             }
-            return OnnxInitializer(name: name, dataType: t.pointee.data_type, dims: dims, rawData: raw)
+            return OnnxInitializer(name: name, dataType: t.pointee.data_type, dims: dims, rawData: raw, external: external)
         }
         func valueInfo(_ v: UnsafeMutablePointer<Onnx__ValueInfoProto>) -> OnnxValueInfo {
             var info = OnnxValueInfo(name: str(v.pointee.name), elemType: 0, dims: [])

@@ -38,11 +38,13 @@ struct ExportCommand: ParsableCommand {
         {"state_dict", "meta"} with its names and the head's fast-first column order.
         --to onnx writes the whole network of the file's sfnet.arch as an ONNX graph (inputs slow and fast,
         or x; outputs logits (pre-activation) and probabilities), with the batch dimension dynamic ("N")
-        unless --batch N; --fold-bn folds each BatchNormalization into its convolution.
+        unless --batch N; --fold-bn folds each BatchNormalization into its convolution; --external-data
+        puts the weights in MODEL.<content hash>.data beside the model (4096-byte aligned).
         Examples:
           sfnet export slowfast.safetensors --to pyslowfast -o SLOWFAST_8x8_R50_wildlife.pyth
           sfnet export slowfast.safetensors --to mmaction2 -o slowfast_mmaction2.pth --force
           sfnet export slowfast.safetensors --to onnx -o slowfast.onnx --opset 17 --fold-bn
+          sfnet export slowfast.safetensors --to onnx -o slowfast.onnx --external-data
         """
     )
 
@@ -70,12 +72,16 @@ struct ExportCommand: ParsableCommand {
     @Flag(name: .customLong("fold-bn"), help: "ONNX: fold BatchNormalization into the convolutions' weights and bias.")
     var foldBN = false
 
+    @Flag(name: .customLong("external-data"),
+          help: "ONNX: store initializers of 1 KiB and more in a page-aligned data file beside the model (MODEL.<hash>.data); needed above protobuf's 2 GB limit.")
+    var externalData = false
+
     @Flag(help: "Replace existing output files.")
     var force = false
 
     func validate() throws {
         if target != .onnx {
-            if opset != 17 || foldBN { throw ValidationError("--opset and --fold-bn apply to --to onnx only") }
+            if opset != 17 || foldBN || externalData { throw ValidationError("--opset, --fold-bn and --external-data apply to --to onnx only") }
             if case .fixed = batch { throw ValidationError("--batch applies to --to onnx only") }
         } else if !OnnxExporter.supportedOpsets.contains(opset) {
             throw ValidationError("--opset \(opset) is not supported (\(OnnxExporter.supportedOpsets.lowerBound)...\(OnnxExporter.supportedOpsets.upperBound))")
@@ -96,7 +102,7 @@ struct ExportCommand: ParsableCommand {
         var fixed: Int?
         if case let .fixed(n) = batch { fixed = n }
         let s = try OnnxExporter.export(OnnxExportRequest(input: weights, output: output, opset: opset, batch: fixed,
-                                                          foldBN: foldBN, force: force))
+                                                          foldBN: foldBN, externalData: externalData, force: force))
         let inputs = s.inputs.map { "\($0.name) (\($0.dims.map(\.description).joined(separator: ", ")))" }.joined(separator: ", ")
         var out = "exported \(weights) -> \(s.output) (onnx opset \(opset), \(s.nodes) nodes, \(s.initializers) initializers, "
             + "\(String(format: "%.1f MB", Double(s.bytesWritten) / 1_048_576)))\n  inputs: \(inputs); outputs: logits, probabilities\n"
