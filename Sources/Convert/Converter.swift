@@ -23,6 +23,9 @@ public struct ConvertOptions: Sendable {
     /// How 2D ImageNet kernels fill a 3D target's temporal axis; nil = `.mean` when the
     /// source is 2D (torchvision, Detectron) and the target is not `resnet`.
     public var inflate: InflateMode?
+    /// The (preloaded, canonically named) tensors come from a 2D ImageNet network — an ONNX or
+    /// Keras ResNet-50 graph — so a 3D target inflates them as it does torchvision/Detectron sources.
+    public var sourceIs2D = false
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
                 numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
@@ -148,13 +151,14 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
 
     // 3b. Inflation: 2D ImageNet weights into a 3D target.
     let inflation: InflateMode?
-    if naming.is2D && arch.model != .resnet {
+    let source2D = naming.is2D || options.sourceIs2D
+    if source2D && arch.model != .resnet {
         inflation = options.inflate ?? .mean
-        notes.append("inflating 2D \(naming.rawValue) weights into \(arch.summary) (\(inflation!.rawValue)); fast pathway, fusions and head start fresh (PySlowFast init, seed \(options.seed))")
+        notes.append("inflating 2D \(options.sourceIs2D ? "ImageNet graph" : naming.rawValue) weights into \(arch.summary) (\(inflation!.rawValue)); fast pathway, fusions and head start fresh (PySlowFast init, seed \(options.seed))")
     } else {
         inflation = nil
         if let mode = options.inflate {
-            notes.append("--inflate \(mode.rawValue) ignored: \(naming.is2D ? "the target is 2D" : "the source naming \(naming.rawValue) is not a 2D ImageNet network")")
+            notes.append("--inflate \(mode.rawValue) ignored: \(source2D ? "the target is 2D" : "the source naming \(naming.rawValue) is not a 2D ImageNet network")")
         }
     }
 
@@ -209,7 +213,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             inFile.tensor.shape = entry.shape
             actions.append("trailing unit dims appended \(Tensor.shapeString(fileShape))->\(Tensor.shapeString(entry.shape))")
         }
-        if naming.is2D, fileShape.count == 5, fileShape[2] == 1, inFile.tensor.shape == entry.shape, entry.shape.count == 5 {
+        if source2D, fileShape.count == 5, fileShape[2] == 1, inFile.tensor.shape == entry.shape, entry.shape.count == 5 {
             actions.append("temporal axis added (2D kernel, T=1)")
         }
         if inFile.tensor.shape != entry.shape {

@@ -21,11 +21,51 @@ public enum CheckpointReader {
             return .torchZip
         }
         if TorchCheckpoint.looksLikeLegacy(b) { return .torchLegacy }
+        if looksLikeOnnx(b) { return .onnx }
         if b.count >= 2, b.raw[0] == 0x80 { return .pickle }
         if b.count >= 1, [UInt8(ascii: "("), UInt8(ascii: "}"), UInt8(ascii: "]"), UInt8(ascii: "c")].contains(b.raw[0]) { return .pickle }
         // No magic matched: a small header length in the first 8 bytes means a (possibly broken) safetensors file.
         if b.count < 8 || isLikelySafetensorsLength(b) { return .safetensors }
         return nil
+    }
+
+    /// An ONNX ModelProto: protobuf fields in field order, starting with `ir_version` (field 1,
+    /// varint 1...64), then only ModelProto's own field numbers with consistent wire types and
+    /// lengths inside the file, for up to 6 fields. Cheap; the importer does the real parse.
+    public static func looksLikeOnnx(_ b: Bytes) -> Bool {
+        let raw = b.raw
+        guard raw.count >= 4, raw[0] == 0x08 else { return false }
+        var i = 0
+        func varint() -> UInt64? {
+            var v: UInt64 = 0
+            for shift in stride(from: 0, to: 64, by: 7) {
+                guard i < raw.count else { return nil }
+                let byte = raw[i]; i += 1
+                v |= UInt64(byte & 0x7f) << UInt64(shift)
+                if byte & 0x80 == 0 { return v }
+            }
+            return nil
+        }
+        // ModelProto field numbers: varint fields and length-delimited fields.
+        let varints: Set<UInt64> = [1, 5]
+        let lengths: Set<UInt64> = [2, 3, 4, 6, 7, 8, 14, 20, 25, 26]
+        var fields = 0
+        while i < raw.count, fields < 6 {
+            guard let key = varint() else { return false }
+            let (field, wire) = (key >> 3, key & 7)
+            if fields == 0 {
+                guard field == 1, wire == 0, let v = varint(), (1...64).contains(v) else { return false }
+            } else if varints.contains(field), wire == 0 {
+                guard varint() != nil else { return false }
+            } else if lengths.contains(field), wire == 2 {
+                guard let n = varint(), n <= UInt64(raw.count - i) else { return false }
+                i += Int(n)
+            } else {
+                return false
+            }
+            fields += 1
+        }
+        return fields >= 2
     }
 
     /// The first 8 bytes read as a little-endian length below 2^40 (its top three bytes zero).
@@ -46,6 +86,12 @@ public enum CheckpointReader {
 
     /// Reads `path` as `format` (detected from content when nil). With `deferIntegrity`,
     /// checks that can run while the bytes are consumed are left in `pendingChecks`.
+    /// The format of the file at `path` by content (nil: not recognised, or unreadable).
+    public static func detect(path: String) -> SourceFormat? {
+        guard let file = try? MappedFile(path: path) else { return nil }
+        return detect(file.bytes)
+    }
+
     public static func read(path: String, as format: SourceFormat? = nil, limits: PickleLimits = PickleLimits(),
                             deferIntegrity: Bool = false) throws -> Checkpoint {
         do {
@@ -68,7 +114,7 @@ public enum CheckpointReader {
             case .torchLegacy:
                 ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
             case .onnx:
-                throw FormatError(.unsupported, "ONNX models are read by the ONNX importer", hint: "use sfnet convert --from onnx")
+                throw FormatError(.unsupported, "ONNX models are read by the ONNX importer, not as a checkpoint", hint: "sfnet convert reads them (--from onnx or auto)")
             case .pickle:
                 let vm = PickleVM(b, limits: limits)
                 defer { vm.dispose() }

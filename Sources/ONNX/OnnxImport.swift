@@ -110,6 +110,7 @@ public enum OnnxImport {
         var notes: [String: String] = [:]
         var folded = 0, explicitBN = 0
         var used = Set<Int>()
+        var convs2D = 0, convs3D = 0
 
         /// ONNX graphs carry no BN step counter: 0, as a fresh PyTorch BN.
         func setTracked(_ bnName: String) {
@@ -130,6 +131,7 @@ public enum OnnxImport {
             let w = try tensor(n.inputs[1], what: "weight of \(n.name)")
             guard w.shape.count == 5 || w.shape.count == 4 else { throw fail("conv '\(n.name)' weight has shape \(w.shape)", file) }
             // 2-D convs (a 2D ResNet exported with 4-D weights) get a unit temporal axis.
+            if w.shape.count == 4 { convs2D += 1 } else { convs3D += 1 }
             let weight = w.shape.count == 4
                 ? Tensor(dtype: w.dtype, shape: [w.shape[0], w.shape[1], 1, w.shape[2], w.shape[3]], data: w.data) : w
             if let e = expectOut, weight.shape[0] != e { throw fail("\(convName) has \(weight.shape[0]) output channels, expected \(e)", file) }
@@ -301,6 +303,7 @@ public enum OnnxImport {
             ("onnx.fusions", String(fusions)),
             ("onnx.folded_bn", String(folded)),
             ("onnx.batchnorm", String(explicitBN)),
+            ("onnx.conv_dims", convs3D == 0 ? "2d" : convs2D == 0 ? "3d" : "mixed"),
         ]
         if folded > 0 {
             ckpt.otherEntries.append((key: "onnx folded BN", summary: "\(folded) convs with BN folded in: folded BN represented as identity BN carrying the conv bias"))
@@ -332,8 +335,15 @@ extension OnnxImport {
     /// runs the ordinary pipeline on them with naming pyslowfast, so arch detection, dtype
     /// policy, provenance (the .onnx file's name, size and digest) and the report are the usual ones.
     public static func convert(_ req: ConvertRequest, progress: ((String, Int, Int) -> Void)? = nil) throws -> ConvertSummary {
-        let ckpt = try read(path: req.input, arch: req.options.arch)
+        // A 2D ImageNet graph (4-D conv weights) into a video network: read it as the 2D ResNet it is
+        // and let the converter inflate it, exactly as for torchvision and Detectron sources.
+        var ckpt = try read(path: req.input)
+        let is2D = ckpt.metadataValue("onnx.conv_dims") == "2d"
+        if let arch = req.options.arch, !(is2D && arch.model != .resnet) {
+            ckpt = try read(path: req.input, arch: arch)
+        }
         var r = req
+        r.options.sourceIs2D = is2D
         r.output = req.output ?? ConvertPipeline.defaultOutput(for: req.input)
         r.options.naming = .pyslowfast
         r.preloaded = ckpt

@@ -90,12 +90,13 @@ struct ConvertCommand: ParsableCommand {
             if stage == "write" { bar.update(done, total) }
         }
         // ONNX graphs are mapped to canonical names by the importer, then converted as usual.
-        let summary = from == .onnx ? try OnnxImport.convert(request, progress: onProgress)
-                                    : try ConvertPipeline.run(request, progress: onProgress)
+        let onnx = from == .onnx || (from == .auto && CheckpointReader.detect(path: input) == .onnx)
+        let summary = onnx ? try OnnxImport.convert(request, progress: onProgress)
+                           : try ConvertPipeline.run(request, progress: onProgress)
         bar.finish()
         let r = summary.result
         let c = r.counts
-        var out = "converted \(input) (\(from == .onnx ? "onnx" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
+        var out = "converted \(input) (\(onnx ? "onnx" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
         out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.model.rawValue) R\(r.arch.depth), \(r.arch.numClasses) classes)\n"
         out += "  tensors: \(c.tensors) (\(c.parameters) parameters), \(c.renamed) renamed, \(c.cast) cast, \(c.initialized) initialized fresh, \(c.dropped) dropped\n"
         if !summary.checkpoint.otherEntries.isEmpty {

@@ -7,7 +7,7 @@ import XCTest
 
 final class CorruptionSweepTests: XCTestCase {
     static let files = [
-        "torch/tiny_pyslowfast.pyth", "torch/tiny_legacy.pth", "torch/tiny_deflated.pth", "torch/tiny_zip64.pth",
+        "torch/tiny_pyslowfast.pyth", "torch/tiny_legacy.pth", "torch/tiny_deflated.pth", "torch/views_zip64.pt",
         "torch/views.pt", "torch/views_legacy.pt", "torch/views_expected.safetensors",
         "numpy/fortran.npy", "numpy/compressed.npz", "hostile/files/valid_caffe2.pkl",
     ]
