@@ -18,6 +18,12 @@ public struct Reference {
     public var arch: ArchConfig?
     /// Who made it (`sfnet.reference`).
     public var producedBy: String?
+    /// A boring-video reference (`sfnet.boring_video` {"frames": T}): the inputs are one image
+    /// (`input.image`) repeated over T slow frames (and alpha*T fast ones), and the expected
+    /// `activation.s5.pathway0` is the 2D network's res5 output for that image, to be matched
+    /// by every frame (center inflation) or by the frames whose temporal receptive field stays
+    /// inside the clip (mean inflation). Nil for ordinary references.
+    public var boringVideoFrames: Int?
 
     public static func load(path: String) throws -> Reference {
         let ck = try CheckpointReader.read(path: path)
@@ -28,6 +34,13 @@ public struct Reference {
             let t = ck.tensors[name]!
             guard t.dtype.isFloatingPoint else { throw VerifyError.badReference(path, "\(name) has dtype \(t.dtype.shortName), expected floating point") }
             return floatTensorCopy(t)
+        }
+        var arch: ArchConfig?
+        if let a = ck.metadataValue("sfnet.arch") {
+            do { arch = try ArchConfig.fromJSON(a) } catch { throw VerifyError.badReference(path, "sfnet.arch is not a valid architecture: \(error)") }
+        }
+        if let boring = ck.metadataValue("sfnet.boring_video") {
+            return try loadBoringVideo(ck, path: path, spec: boring, arch: arch)
         }
         var inputs: [FloatTensor] = []
         if ck.tensors["input.slow"] != nil || ck.tensors["input.fast"] != nil {
@@ -47,12 +60,45 @@ public struct Reference {
         let unknown = ck.tensors.names.filter { !$0.hasPrefix("input.") && $0 != "output.logits" && !stageOrder.contains($0) }
         if !unknown.isEmpty { throw VerifyError.badReference(path, "unknown entries \(unknown.prefix(5).joined(separator: ", ")) (expected input.*, output.logits, activation.sN.pathwayP, activation.head.pool)") }
         expected.append(("output.logits", try floatTensor("output.logits")))
-        var arch: ArchConfig?
-        if let a = ck.metadataValue("sfnet.arch") {
-            do { arch = try ArchConfig.fromJSON(a) } catch { throw VerifyError.badReference(path, "sfnet.arch is not a valid architecture: \(error)") }
-        }
         return Reference(path: path, sha256: try SHA256.hex(file: path), inputs: inputs, expected: expected,
                          arch: arch, producedBy: ck.metadataValue("sfnet.reference"))
+    }
+}
+
+extension Reference {
+    static let maxBoringFrames = 1024
+
+    /// `input.image` [N, 3, H, W] repeated in time; `activation.s5.pathway0` [N, C, 1, h, w] kept as one frame.
+    static func loadBoringVideo(_ ck: Checkpoint, path: String, spec: String, arch: ArchConfig?) throws -> Reference {
+        guard let json = try? JSONParser.parse(spec), let frames = json["frames"]?.intValue, (1 ... maxBoringFrames).contains(frames) else {
+            throw VerifyError.badReference(path, "sfnet.boring_video must be {\"frames\": T} with 1 <= T <= \(maxBoringFrames), is \(spec.prefix(80))")
+        }
+        guard let arch, arch.model != .resnet else {
+            throw VerifyError.badReference(path, "a boring-video reference needs the 3D target's sfnet.arch (slowfast or slow)")
+        }
+        let names = Set(ck.tensors.names)
+        guard names == ["input.image", "activation.s5.pathway0"] else {
+            throw VerifyError.badReference(path, "a boring-video reference holds exactly input.image and activation.s5.pathway0, has \(names.sorted().joined(separator: ", "))")
+        }
+        for n in names where !ck.tensors[n]!.dtype.isFloatingPoint {
+            throw VerifyError.badReference(path, "\(n) has dtype \(ck.tensors[n]!.dtype.shortName), expected floating point")
+        }
+        let image = floatTensorCopy(ck.tensors["input.image"]!)
+        let res5 = floatTensorCopy(ck.tensors["activation.s5.pathway0"]!)
+        guard image.shape.count == 4, image.shape[1] == 3, res5.shape.count == 5, res5.shape[2] == 1, res5.shape[0] == image.shape[0] else {
+            throw VerifyError.badReference(path, "input.image must be [N, 3, H, W] and activation.s5.pathway0 [N, C, 1, h, w]; are \(image.shape) and \(res5.shape)")
+        }
+        func clip(_ t: Int) -> FloatTensor {
+            let (n, c, plane) = (image.shape[0], 3, image.shape[2] * image.shape[3])
+            let x = FloatTensor(uninitialized: [n, c, t, image.shape[2], image.shape[3]])
+            for b in 0 ..< n { for ch in 0 ..< c { for f in 0 ..< t {
+                (x.pointer + ((b * c + ch) * t + f) * plane).update(from: image.pointer + (b * c + ch) * plane, count: plane)
+            } } }
+            return x
+        }
+        let inputs = arch.model == .slowfast ? [clip(frames), clip(frames * arch.alpha)] : [clip(frames)]
+        return Reference(path: path, sha256: try SHA256.hex(file: path), inputs: inputs, expected: [("activation.s5.pathway0", res5)],
+                         arch: arch, producedBy: ck.metadataValue("sfnet.reference"), boringVideoFrames: frames)
     }
 }
 

@@ -19,6 +19,8 @@ public struct VerifyReport {
     public var seconds: Double
     /// Weight tensors holding NaN or Inf (named so the user knows where the poison is).
     public var nonFiniteWeights: [String] = []
+    /// What was compared and why (boring-video frames left out, the inflation mode found).
+    public var notes: [String] = []
     public var passed: Bool { !comparisons.isEmpty && comparisons.allSatisfy(\.passed) && nonFiniteWeights.isEmpty }
 
     /// The first stage output (in execution order) that fails, with the error just before it:
@@ -48,6 +50,7 @@ public struct VerifyReport {
             lines.append(l)
         }
         if let d = divergence { lines.append("  " + d) }
+        for n in notes { lines.append("  note: " + n) }
         if !nonFiniteWeights.isEmpty {
             lines.append("  weights with NaN/Inf: " + nonFiniteWeights.prefix(10).joined(separator: ", ") + (nonFiniteWeights.count > 10 ? ", ..." : ""))
         }
@@ -74,6 +77,7 @@ public struct VerifyReport {
             })),
             ("divergence", divergence.map { .string($0) } ?? .null),
             ("non_finite_weights", .array(nonFiniteWeights.map { .string($0) })),
+            ("notes", .array(notes.map { .string($0) })),
             ("seconds", .double(seconds)),
             ("tool", .string("sfnet \(sfnetVersion)")),
         ])
@@ -103,6 +107,9 @@ public enum Verifier {
             throw VerifyError.weights(weights, "no architecture: neither the reference nor the weights carry sfnet.arch (convert the weights with `sfnet convert` first)")
         }
         let model = try SlowFastModel(config: config, weights: ck.tensors)
+        if let frames = ref.boringVideoFrames {
+            return try boringVideo(model, ref, frames: frames, weights: weights, ck: ck, tolerance: tolerance, start: start)
+        }
         let out = try model.forward(ref.inputs, capture: ref.expected.count > 1)
         var comparisons: [Comparison] = []
         for (name, expected) in ref.expected {
@@ -119,6 +126,65 @@ public enum Verifier {
         var report = VerifyReport(weights: weights, weightsSHA256: try SHA256.hex(file: weights), reference: reference,
                                   referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: config, tolerance: tolerance,
                                   comparisons: comparisons, seconds: Date().timeIntervalSince(start))
+        report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
+        return report
+    }
+
+    /// The inflation mode recorded in the weights' conversion report ("inflated T=3 (mean)"), if any.
+    static func inflationMode(_ ck: Checkpoint) -> String? {
+        guard let r = ck.metadataValue("sfnet.report"), let j = try? JSONParser.parse(r), case .array(let ts)? = j["tensors"] else { return nil }
+        for t in ts {
+            guard let a = t["action"]?.stringValue, a.contains("inflated T=") else { continue }
+            for mode in ["mean", "center"] where a.contains("(\(mode))") { return mode }
+        }
+        return nil
+    }
+
+    /// Frames at each end of the slow pathway's res5 output whose temporal receptive field reaches
+    /// past the clip: every conv with temporal kernel k > 1 on the slow path widens it by k / 2.
+    public static func temporalBorder(_ a: ArchConfig) -> Int {
+        var border = a.temporalKernels[0][0] / 2
+        for (i, depth) in a.stageDepths.enumerated() { border += depth * (a.temporalKernels[i + 1][0] / 2) }
+        return border
+    }
+
+    /// The boring-video check: res5 of the slow pathway, frame by frame, against the 2D network's.
+    static func boringVideo(_ model: SlowFastModel, _ ref: Reference, frames: Int, weights: String, ck: Checkpoint,
+                            tolerance: Double, start: Date) throws -> VerifyReport {
+        let out = try model.forward(ref.inputs, capture: true)
+        guard let got = out.activations.first(where: { $0.name == "s5.pathway0" })?.value else {
+            throw VerifyError.badReference(ref.path, "s5.pathway0 is not an output of this architecture")
+        }
+        let expected = ref.expected[0].value
+        let (n, c, t, plane) = (got.shape[0], got.shape[1], got.shape[2], got.shape[3] * got.shape[4])
+        guard expected.shape == [n, c, 1, got.shape[3], got.shape[4]] else {
+            throw VerifyError.badReference(ref.path, "activation.s5.pathway0 is \(expected.shape), the network's res5 frame is \([n, c, 1, got.shape[3], got.shape[4]])")
+        }
+        let mode = inflationMode(ck)
+        let border = mode == "mean" ? temporalBorder(model.config) : 0
+        var notes = ["boring video: one image over \(frames) slow frames; res5 of the slow pathway compared frame by frame with the 2D network's"]
+        switch mode {
+        case "center"?: notes.append("center inflation (from the weights' report): every frame must match")
+        case "mean"?: notes.append("mean inflation (from the weights' report): the \(border) frames at each end see the clip's zero padding through their temporal receptive field and are not compared")
+        default: notes.append("the weights' report records no inflation: every frame must match")
+        }
+        var comparisons: [Comparison] = []
+        for f in border ..< max(border, t - border) {
+            let frame = FloatTensor(uninitialized: expected.shape)
+            for b in 0 ..< n { for ch in 0 ..< c {
+                (frame.pointer + (b * c + ch) * plane).update(from: got.pointer + ((b * c + ch) * t + f) * plane, count: plane)
+            } }
+            comparisons.append(Comparison.compare("activation.s5.pathway0[t=\(f)]", got: frame, expected: expected, tolerance: tolerance, isLogits: false))
+        }
+        if comparisons.isEmpty {
+            comparisons.append(Comparison(name: "activation.s5.pathway0 (no frame inside the clip)", shape: got.shape, maxAbsError: .infinity,
+                                          relativeL2: .infinity, cosine: 0, top1Agreement: nil, top5Agreement: nil, firstNonFinite: nil, passed: false))
+            notes.append("no frame of \(t) lies outside the border of \(border): use a reference with more than \(2 * border) slow frames")
+        }
+        var report = VerifyReport(weights: weights, weightsSHA256: try SHA256.hex(file: weights), reference: ref.path,
+                                  referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: model.config, tolerance: tolerance,
+                                  comparisons: comparisons, seconds: Date().timeIntervalSince(start))
+        report.notes = notes
         report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
         return report
     }

@@ -64,3 +64,48 @@ final class ExportCLITests: XCTestCase {
         XCTAssertEqual(try CLI.run(["export", native, "--to", "caffe2", "-o", dir.appendingPathComponent("x").path]).status, 2)
     }
 }
+
+/// Issue 4, part 5 through the binary: ImageNet ResNet-50 (torchvision .pth and its ONNX export,
+/// auto-detected) inflated into SlowFast, verified on torchvision's boring-video reference.
+final class BoringVideoCLITests: XCTestCase {
+    func run(source: String, reference: String, archArgs: [String], inflate: String) throws -> RunResult {
+        let dir = try CLI.tempDir()
+        let w = dir.appendingPathComponent("w.safetensors").path
+        let c = try CLI.run(["convert", source, "-o", w, "--inflate", inflate] + archArgs)
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("inflating 2D") || c.stdout.contains("inflat"), c.stdout)
+        return try CLI.run(["verify", w, "--reference", reference])
+    }
+
+    func archJSON(from reference: String) throws -> [String] {
+        let arch = try XCTUnwrap(try CheckpointReader.read(path: reference).metadataValue("sfnet.arch"))
+        let path = try CLI.tempDir().appendingPathComponent("arch.json")
+        try Data(arch.utf8).write(to: path)
+        return ["--arch-json", path.path]
+    }
+
+    func testTinyTorchvisionAndOnnxSourcesPassTheBoringVideoCheck() throws {
+        let ref = CLI.fixture("boring/tiny_resnet50_tv_boring_ref.safetensors")
+        for source in ["imagenet/tiny_resnet50_tv.pth", "onnx/tiny_resnet50_tv.onnx"] {
+            for mode in ["center", "mean"] {
+                let r = try run(source: CLI.fixture(source), reference: ref, archArgs: try archJSON(from: ref), inflate: mode)
+                XCTAssertEqual(r.status, 0, "\(source) \(mode): " + r.stdout + r.stderr)
+                XCTAssertTrue(r.stdout.contains("PASSED") && r.stdout.contains("boring video"), r.stdout)
+                XCTAssertEqual(r.stdout.components(separatedBy: "activation.s5.pathway0[t=").count - 1, mode == "center" ? 24 : 6, r.stdout)
+            }
+        }
+    }
+
+    /// Full-size torchvision ResNet-50 (random weights; fixtures/generate_boring.py --full).
+    func testFullResNet50InflatesIntoSlowFastR50() throws {
+        let ref = CLI.fixture("full/resnet50_tv_boring_ref.safetensors")
+        guard FileManager.default.fileExists(atPath: ref) else {
+            throw XCTSkip("SKIPPED: full-size boring-video reference absent (run fixtures/generate_boring.py --full)")
+        }
+        for (source, mode) in [("full/resnet50_tv.pth", "center"), ("full/resnet50_tv.onnx", "center"), ("full/resnet50_tv.pth", "mean")] {
+            let r = try run(source: CLI.fixture(source), reference: ref, archArgs: ["--arch", "slowfast-r50-8x8"], inflate: mode)
+            XCTAssertEqual(r.status, 0, "\(source) \(mode): " + r.stdout + r.stderr)
+            print(r.stdout)
+        }
+    }
+}
