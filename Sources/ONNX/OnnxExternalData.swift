@@ -21,6 +21,7 @@ enum OnnxExternalData {
     /// The model bytes with every external/typed initializer turned into raw_data;
     /// nil when nothing needed rewriting.
     static func inline(_ bytes: UnsafeRawBufferPointer, modelPath: String) throws -> [UInt8]? {
+        try OnnxNesting.check(bytes, file: modelPath)
         guard let base = bytes.baseAddress,
               let m = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
             throw FormatError(.io, "not a valid ONNX ModelProto (protobuf-c could not unpack it)", file: modelPath)

@@ -264,6 +264,7 @@ public struct OnnxModel: Sendable {
     /// Parses ModelProto bytes (protobuf-c unpack). Initializers come back with
     /// their raw_data copied; typed `float_data`/`int64_data` are turned into raw bytes.
     public static func parse(_ bytes: UnsafeRawBufferPointer, file: String = "model.onnx") throws -> OnnxModel {
+        try OnnxNesting.check(bytes, file: file)
         guard let base = bytes.baseAddress,
               let m = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
             throw FormatError(.io, "not a valid ONNX ModelProto (protobuf-c could not unpack it)", file: file)
