@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
         .library(name: "Verify", targets: ["Verify"]),
         .library(name: "ONNX", targets: ["ONNX"]),
+        .library(name: "Report", targets: ["Report"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +39,8 @@ let package = Package(
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
+        // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
+        .target(name: "Report"),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
@@ -49,6 +52,7 @@ let package = Package(
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet", "ONNX"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

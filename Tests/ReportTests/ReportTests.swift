@@ -1,0 +1,101 @@
+// metrics.json / metrics.csv / report.html of a run: content, escaping of names that
+// come from users' files, and the experiment table.
+
+import Foundation
+@testable import Report
+import XCTest
+
+final class ReportTests: XCTestCase {
+    func sampleRun() -> RunRecord {
+        var r = RunRecord(name: "wildlife <test>", classes: ["walking", "running", "<script>alert(1)</script>", "eating & drinking"],
+                          settings: [.init("recipe", "study"), .init("weights", "k400.safetensors")])
+        for i in 0 ..< 40 {
+            r.iterations.append(IterationRecord(iteration: i + 1, epoch: Double(i + 1) / 10, loss: 0.7 * exp(-Double(i) / 15),
+                                                lr: 0.00085 + (0.0375 - 0.00085) * min(1, Double(i) / 20)))
+        }
+        for e in 1 ... 4 {
+            r.epochs.append(EpochRecord(epoch: e, trainLoss: 0.7 / Double(e), valMAP: [0.4, 0.62, 0.81, 0.78][e - 1],
+                                        valTop1: [0.3, 0.5, 0.75, 0.7][e - 1], lr: 0.0375, seconds: 12.5, clipsPerSecond: 3.2))
+        }
+        r.evaluation = EvaluationRecord(split: "test", clips: 40, mAP: 0.8, perClassAP: [0.9, 0.7, nil, 0.8], top1: 0.75, top5: 1,
+                                        confusion: [[9, 1, 0, 0], [2, 8, 0, 0], [0, 0, 0, 0], [0, 1, 0, 9]])
+        r.examples = [ExampleClip(path: "clips/a<b>.mp4", truth: ["walking"], predictions: [.init(label: "walking", score: 0.91), .init(label: "running", score: 0.05)]),
+                      ExampleClip(path: "clips/c.mp4", truth: ["running"], predictions: [.init(label: "walking", score: 0.6)])]
+        r.notes = ["head replaced: 400 -> 4 classes"]
+        return r
+    }
+
+    func testBestEpochAndCSV() {
+        let r = sampleRun()
+        XCTAssertEqual(r.best?.epoch, 3)
+        XCTAssertEqual(r.best?.mAP, 0.81)
+        let lines = r.csv().split(separator: "\n")
+        XCTAssertEqual(lines.first, "epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second")
+        XCTAssertEqual(lines.count, 5)
+        XCTAssertEqual(lines[3], "3,0.233333,0.81,0.75,0.0375,12.5,3.2")
+        var noVal = r
+        noVal.epochs[0].valMAP = nil
+        XCTAssertTrue(noVal.csv().split(separator: "\n")[1].hasPrefix("1,0.7,,"))
+    }
+
+    func testJSONRoundTripKeepsEverythingIncludingNonFiniteLoss() throws {
+        var r = sampleRun()
+        r.iterations[3].loss = .nan
+        let back = try RunRecord.decode(try r.json())
+        XCTAssertTrue(back.iterations[3].loss.isNaN)
+        back.iterations.indices.filter { $0 != 3 }.forEach { XCTAssertEqual(back.iterations[$0], r.iterations[$0]) }
+        XCTAssertEqual(back.epochs, r.epochs)
+        XCTAssertEqual(back.evaluation, r.evaluation)
+        XCTAssertEqual(back.examples, r.examples)
+        XCTAssertEqual(back.settings, r.settings)
+    }
+
+    func testHTMLIsSelfContainedAndEscapesUserText() {
+        let html = ReportHTML.render(sampleRun())
+        XCTAssertTrue(html.hasPrefix("<!DOCTYPE html>"))
+        XCTAssertFalse(html.lowercased().contains("<script"), "a class name must never become markup")
+        XCTAssertTrue(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+        XCTAssertTrue(html.contains("eating &amp; drinking"))
+        XCTAssertTrue(html.contains("clips/a&lt;b&gt;.mp4"))
+        XCTAssertFalse(html.contains("http://") && html.contains("src="), "no external resources")
+        // Charts: loss/LR, validation, AP bars, confusion heat map.
+        XCTAssertEqual(html.components(separatedBy: "<svg ").count - 1, 4)
+        XCTAssertTrue(html.contains("81.0%"))                     // best val mAP
+        XCTAssertTrue(html.contains("class=\"bad\">walking (0.60)")) // a wrong top prediction is marked
+        XCTAssertTrue(html.contains(">n/a<"))                      // class without positives
+        XCTAssertTrue(html.contains("head replaced"))
+        // The confusion matrix prints its counts.
+        XCTAssertTrue(html.contains(">9</text>") && html.contains(">8</text>"))
+    }
+
+    func testEmptyRunStillRenders() {
+        let html = ReportHTML.render(RunRecord(name: "empty", classes: ["a"]))
+        XCTAssertTrue(html.contains("no data"))
+        XCTAssertTrue(html.hasSuffix("</html>\n"))
+    }
+
+    func testTicksAreNiceAndCoverTheRange() {
+        XCTAssertEqual(SVG.ticks(0, 1), [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1])
+        let t = SVG.ticks(0.00085, 0.0375)
+        XCTAssertLessThanOrEqual(t.first!, 0.0375)
+        XCTAssertGreaterThanOrEqual(t.last!, 0.03)
+        XCTAssertEqual(SVG.ticks(3, 3), [3])
+    }
+
+    func testExperimentTableAndPage() {
+        let cells = [ReportHTML.GridCell(start: "scratch", perClass: 10, mAP: 0.21, run: "scratch-10"),
+                     ReportHTML.GridCell(start: "scratch", perClass: 100, mAP: 0.35, run: "scratch-100"),
+                     ReportHTML.GridCell(start: "k400", perClass: 10, mAP: 0.52, run: "k400-10"),
+                     ReportHTML.GridCell(start: "k400", perClass: 100, mAP: nil, run: "k400-100")]
+        let text = ReportHTML.table(cells)
+        XCTAssertEqual(text, """
+        start           10/class   100/class
+        scratch            21.0%       35.0%
+        k400               52.0%           —
+
+        """)
+        let html = ReportHTML.renderGrid(name: "study", cells: cells)
+        XCTAssertTrue(html.contains("<a href=\"k400-10/report.html\">52.0%</a>"))
+        XCTAssertEqual(html.components(separatedBy: "<svg ").count - 1, 1)
+    }
+}
