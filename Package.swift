@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "Verify", targets: ["Verify"]),
         .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "Report", targets: ["Report"]),
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,6 +42,8 @@ let package = Package(
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
         .target(name: "Report"),
+        // the bodies of the libFuzzer targets (executables in the separate package Fuzz/), replayed by tests.
+        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
@@ -53,6 +56,7 @@ let package = Package(
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet", "ONNX"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

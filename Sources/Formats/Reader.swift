@@ -84,48 +84,53 @@ public enum CheckpointReader {
         return nil
     }
 
-    /// Reads `path` as `format` (detected from content when nil). With `deferIntegrity`,
-    /// checks that can run while the bytes are consumed are left in `pendingChecks`.
     /// The format of the file at `path` by content (nil: not recognised, or unreadable).
     public static func detect(path: String) -> SourceFormat? {
         guard let file = try? MappedFile(path: path) else { return nil }
         return detect(file.bytes)
     }
 
+    /// Reads `path` as `format` (detected from content when nil). With `deferIntegrity`,
+    /// checks that can run while the bytes are consumed are left in `pendingChecks`.
     public static func read(path: String, as format: SourceFormat? = nil, limits: PickleLimits = PickleLimits(),
                             deferIntegrity: Bool = false) throws -> Checkpoint {
         do {
             let file = try MappedFile(path: path)
-            let b = file.bytes
-            // The zip directory is parsed once, for detection and for reading.
-            var zip: Result<ZipArchive, Error>?
-            if ZipArchive.looksLikeZip(b) { zip = Result { try ZipArchive(b) } }
-            guard let fmt = format ?? detect(b, zip: try? zip?.get()) else {
-                throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz or pickle file")
-            }
-            let ckpt: Checkpoint
-            switch fmt {
-            case .safetensors: ckpt = try Safetensors.read(b)
-            case .npy: ckpt = try Npy.readNpy(b, name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
-            case .npz: ckpt = try Npy.readNpz(try (zip ?? Result { try ZipArchive(b) }).get())
-            case .torchZip, .torchScript:
-                guard ZipArchive.looksLikeZip(b) else { throw FormatError.malformed("not a zip archive (a PyTorch >= 1.6 checkpoint is one)", hint: detect(b).map { "this looks like \($0.rawValue); try --from auto" }) }
-                ckpt = try TorchCheckpoint.readZip(try zip!.get(), limits: limits, deferIntegrity: deferIntegrity)
-            case .torchLegacy:
-                ckpt = try TorchCheckpoint.readLegacy(b, limits: limits)
-            case .onnx:
-                throw FormatError(.unsupported, "ONNX models are read by the ONNX importer, not as a checkpoint", hint: "sfnet convert reads them (--from onnx or auto)")
-            case .pickle:
-                let vm = PickleVM(b, limits: limits)
-                defer { vm.dispose() }
-                let root = try vm.load()
-                try vm.checkStructure(root)
-                ckpt = try TorchCheckpoint.containerize(root, format: .pickle)
-            }
+            let ckpt = try read(bytes: file.bytes, name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent,
+                                as: format, limits: limits, deferIntegrity: deferIntegrity)
             try file.checkUnchanged()
             return ckpt
         } catch let e as FormatError {
             throw e.inFile(path)
+        }
+    }
+
+    /// Reads bytes already in memory (the fuzz targets' entry); `name` names a lone .npy array.
+    public static func read(bytes b: Bytes, name: String = "array", as format: SourceFormat? = nil,
+                            limits: PickleLimits = PickleLimits(), deferIntegrity: Bool = false) throws -> Checkpoint {
+        // The zip directory is parsed once, for detection and for reading.
+        var zip: Result<ZipArchive, Error>?
+        if ZipArchive.looksLikeZip(b) { zip = Result { try ZipArchive(b) } }
+        guard let fmt = format ?? detect(b, zip: try? zip?.get()) else {
+            throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz or pickle file")
+        }
+        switch fmt {
+        case .safetensors: return try Safetensors.read(b)
+        case .npy: return try Npy.readNpy(b, name: name)
+        case .npz: return try Npy.readNpz(try (zip ?? Result { try ZipArchive(b) }).get())
+        case .torchZip, .torchScript:
+            guard ZipArchive.looksLikeZip(b) else { throw FormatError.malformed("not a zip archive (a PyTorch >= 1.6 checkpoint is one)", hint: detect(b).map { "this looks like \($0.rawValue); try --from auto" }) }
+            return try TorchCheckpoint.readZip(try zip!.get(), limits: limits, deferIntegrity: deferIntegrity)
+        case .torchLegacy:
+            return try TorchCheckpoint.readLegacy(b, limits: limits)
+        case .onnx:
+            throw FormatError(.unsupported, "ONNX models are read by the ONNX importer, not as a checkpoint", hint: "sfnet convert reads them (--from onnx or auto)")
+        case .pickle:
+            let vm = PickleVM(b, limits: limits)
+            defer { vm.dispose() }
+            let root = try vm.load()
+            try vm.checkStructure(root)
+            return try TorchCheckpoint.containerize(root, format: .pickle)
         }
     }
 }

@@ -37,12 +37,17 @@ public enum OnnxImport {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw FormatError(.io, "cannot read the ONNX file", file: path)
         }
+        return try data.withUnsafeBytes { try read(bytes: $0, modelPath: path, arch: arch) }
+    }
+
+    /// `read(path:)` on bytes already in memory; external data is resolved beside `modelPath`.
+    public static func read(bytes raw: UnsafeRawBufferPointer, modelPath path: String, arch: ArchConfig? = nil) throws -> Checkpoint {
         // External data (SECURITY.md 23-24) and typed f16/bf16/f64 fields are inlined as raw_data first.
-        let model: OnnxModel = try data.withUnsafeBytes { raw in
-            if let inlined = try OnnxExternalData.inline(raw, modelPath: path) {
-                return try inlined.withUnsafeBytes { try OnnxModel.parse($0, file: path) }
-            }
-            return try OnnxModel.parse(raw, file: path)
+        let model: OnnxModel
+        if let inlined = try OnnxExternalData.inline(raw, modelPath: path) {
+            model = try inlined.withUnsafeBytes { try OnnxModel.parse($0, file: path) }
+        } else {
+            model = try OnnxModel.parse(raw, file: path)
         }
         return try importModel(model, arch: arch, file: path)
     }
