@@ -133,13 +133,16 @@ public enum SVG {
     /// A heat map of counts with row-normalised shading (rows: truth, columns: prediction).
     public static func heatmap(title: String, labels: [String], matrix: [[Int]], cell: Double = 28) -> String {
         let k = labels.count
-        let left = 150.0, top = 120.0
-        let width = left + Double(k) * cell + 20, height = top + Double(k) * cell + 30
+        func short(_ s: String) -> String { s.count > 18 ? String(s.prefix(17)) + "…" : s }
+        let left = 150.0, top = 34 + Double(min(labels.map(\.count).max() ?? 0, 18)) * 5.6
+        // Room on the right for the last rotated column labels and for the title.
+        let longest = Double(labels.map(\.count).max() ?? 0)
+        let width = max(left + Double(k) * cell + min(longest, 18) * 3.5 + 20, 400), height = top + Double(k) * cell + 30
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
         svg += "<text x=\"4\" y=\"16\" class=\"title\">\(escape(title))</text>"
         for (j, name) in labels.enumerated() {
             let x = left + Double(j) * cell + cell / 2
-            svg += "<text transform=\"translate(\(n(x + 4)),\(n(top - 6))) rotate(-60)\" class=\"tick\">\(escape(name))</text>"
+            svg += "<text transform=\"translate(\(n(x + 4)),\(n(top - 6))) rotate(-60)\" class=\"tick\"><title>\(escape(name))</title>\(escape(short(name)))</text>"
         }
         for i in 0 ..< k {
             let rowTotal = max(1, (i < matrix.count ? matrix[i] : []).reduce(0, +))
@@ -155,7 +158,7 @@ public enum SVG {
                 }
             }
         }
-        svg += "<text x=\"\(n(left + Double(k) * cell / 2))\" y=\"\(n(height - 8))\" text-anchor=\"middle\" class=\"axis\">predicted (rows: ground truth)</text>"
+        svg += "<text x=\"\(n(left))\" y=\"\(n(height - 8))\" class=\"axis\">columns: predicted · rows: ground truth</text>"
         return svg + "</svg>"
     }
 }

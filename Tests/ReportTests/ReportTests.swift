@@ -6,7 +6,7 @@ import Foundation
 import XCTest
 
 final class ReportTests: XCTestCase {
-    func sampleRun() -> RunRecord {
+    static func sampleRun() -> RunRecord {
         var r = RunRecord(name: "wildlife <test>", classes: ["walking", "running", "<script>alert(1)</script>", "eating & drinking"],
                           settings: [.init("recipe", "study"), .init("weights", "k400.safetensors")])
         for i in 0 ..< 40 {
@@ -26,7 +26,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testBestEpochAndCSV() {
-        let r = sampleRun()
+        let r = Self.sampleRun()
         XCTAssertEqual(r.best?.epoch, 3)
         XCTAssertEqual(r.best?.mAP, 0.81)
         let lines = r.csv().split(separator: "\n")
@@ -39,7 +39,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testJSONRoundTripKeepsEverythingIncludingNonFiniteLoss() throws {
-        var r = sampleRun()
+        var r = Self.sampleRun()
         r.iterations[3].loss = .nan
         let back = try RunRecord.decode(try r.json())
         XCTAssertTrue(back.iterations[3].loss.isNaN)
@@ -51,7 +51,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testHTMLIsSelfContainedAndEscapesUserText() {
-        let html = ReportHTML.render(sampleRun())
+        let html = ReportHTML.render(Self.sampleRun())
         XCTAssertTrue(html.hasPrefix("<!DOCTYPE html>"))
         XCTAssertFalse(html.lowercased().contains("<script"), "a class name must never become markup")
         XCTAssertTrue(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
@@ -97,5 +97,37 @@ final class ReportTests: XCTestCase {
         let html = ReportHTML.renderGrid(name: "study", cells: cells)
         XCTAssertTrue(html.contains("<a href=\"k400-10/report.html\">52.0%</a>"))
         XCTAssertEqual(html.components(separatedBy: "<svg ").count - 1, 1)
+    }
+}
+
+/// The report rendered by a real browser engine (headless Chromium, when installed): the page
+/// loads without external resources and paints charts. SFNET_REPORT_SCREENSHOT=DIR keeps the
+/// HTML and the PNG for a person to look at.
+final class ReportRenderTests: XCTestCase {
+    func chromium() -> String? {
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    func testChromiumRendersTheReport() throws {
+        guard let browser = chromium() else { throw XCTSkip("SKIPPED: chromium not installed (apt-get install chromium)") }
+        let keep = ProcessInfo.processInfo.environment["SFNET_REPORT_SCREENSHOT"]
+        let dir = keep.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("sfnet-report-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        if keep == nil { addTeardownBlock { try? FileManager.default.removeItem(at: dir) } }
+        let html = dir.appendingPathComponent("report.html"), png = dir.appendingPathComponent("report.png")
+        try ReportHTML.render(ReportTests.sampleRun()).write(to: html, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: browser)
+        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1500",
+                       "--screenshot=\(png.path)", html.absoluteString]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let bytes = try [UInt8](Data(contentsOf: png))
+        XCTAssertEqual(Array(bytes.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "a PNG")
+        // A blank page compresses to a few KB; charts, tables and text make it far larger.
+        XCTAssertGreaterThan(bytes.count, 40_000, "the screenshot looks empty")
     }
 }
