@@ -147,6 +147,11 @@ public enum HDF5Worker {
         if p.terminationStatus != 0 {
             throw malformed(path, firstLine(of: errPath) ?? "the reader exited with status \(p.terminationStatus)")
         }
+        var after = stat()
+        guard stat(path, &after) == 0, after.st_size == st.st_size, after.st_mtim.tv_sec == st.st_mtim.tv_sec,
+              after.st_mtim.tv_nsec == st.st_mtim.tv_nsec, after.st_ino == st.st_ino else {
+            throw FormatError(.io, "the file changed while it was read", file: path)
+        }
         do {
             // The output is ours to validate: safetensors rules first, then the framing's.
             let ckpt = try CheckpointReader.read(path: output, as: .safetensors)
@@ -183,6 +188,7 @@ public enum HDF5Worker {
 
     /// This process's executable (the sfnet binary when called from sfnet).
     public static var currentExecutable: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        if let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"), FileManager.default.isExecutableFile(atPath: p) { return p }
+        return "/proc/self/exe"   // the binary was replaced or removed meanwhile: the kernel still has it
     }
 }
