@@ -10,8 +10,9 @@
 //   var' = var + e - 1e-5. The model config (which holds e) is never read (SECURITY.md 27), so
 //   e comes from the naming generation (table below) unless given (`--keras-bn-epsilon`);
 // - Keras puts a bottleneck's stride on its first 1x1 conv: the result has `stride_1x1`.
-// A `.weights.h5` has no weight names, only var indices: their meaning follows from the
-// layer kind (conv/Dense: kernel, bias; BN: gamma, beta, moving_mean, moving_variance).
+// Weights are taken by position, as Keras's own loader does (a `.weights.h5` has no weight
+// names at all): conv/Dense kernel, bias; BN gamma, beta, moving_mean, moving_variance.
+// Names in a Keras 1/2 file are checked against that order where they are recognisable.
 
 import Convert
 import Foundation
@@ -47,6 +48,24 @@ public enum KerasImport {
 
     static func isBN(_ module: String) -> Bool { module.hasSuffix("_bn") || module.hasSuffix(".bn") }
 
+    /// A BN layer's weights in Keras's order.
+    static let bnFields = ["gamma", "beta", "moving_mean", "moving_variance"]
+
+    /// Weight-name spellings of the Keras generations -> field (Keras 1 wrote `conv1_W:0`,
+    /// `bn_conv1_running_std:0`, whose "std" held the variance; Keras 2 `conv1/kernel:0`; Keras 3 `conv1/kernel`).
+    static let fieldAliases: [String: String] = [
+        "kernel": "kernel", "W": "kernel", "bias": "bias", "b": "bias", "gamma": "gamma", "beta": "beta",
+        "moving_mean": "moving_mean", "running_mean": "moving_mean", "moving_variance": "moving_variance", "running_std": "moving_variance",
+    ]
+
+    /// The field a weight name spells (`conv1_conv/kernel:0` -> kernel, `bn_conv1_running_std:0` -> moving_variance); nil when unrecognised.
+    static func fieldName(_ weightName: String, layer: String) -> String? {
+        var f = String(weightName.split(separator: "/").last ?? Substring(weightName))
+        if let colon = f.lastIndex(of: ":"), f[f.index(after: colon)...].allSatisfy(\.isNumber) { f = String(f[..<colon]) }
+        if f.hasPrefix(layer + "_") { f = String(f.dropFirst(layer.count + 1)) }
+        return fieldAliases[f]
+    }
+
     /// The tensors of `weights` named `<layer>/<field>` for the `keras` key map, with
     /// kernels transposed, conv biases folded and BN epsilons compensated; notes for the report.
     public static func checkpoint(_ weights: KerasWeights, bnEpsilon: Double? = nil, file: String) throws -> (Checkpoint, [String]) {
@@ -70,21 +89,19 @@ public enum KerasImport {
         var actions: [String: [String]] = [:]
         for layer in weights.layers {
             let module = KeyMap.kerasModule(ofLayer: layer.name)
+            // Keras itself loads a layer's weights by position (`set_weights` in `weight_names`
+            // order), so position decides; recognisable names are checked against it.
+            let order = module.map { isBN($0) } == true ? bnFields : ["kernel", "bias"]
+            if let module, isBN(module) ? layer.weights.count != 4 : !(1 ... 2).contains(layer.weights.count) {
+                throw fail("layer '\(layer.name)' has \(layer.weights.count) weights, expected \(isBN(module) ? "4 (gamma, beta, moving_mean, moving_variance)" : "a kernel and a bias")")
+            }
             var fields: [(field: String, tensor: Tensor)] = []
-            if weights.layout == .weightsH5 {
-                let names = module.map { isBN($0) } == true ? ["gamma", "beta", "moving_mean", "moving_variance"] : ["kernel", "bias"]
-                if module != nil, isBN(module!) ? layer.weights.count != 4 : !(1 ... 2).contains(layer.weights.count) {
-                    throw fail("layer '\(layer.name)' has \(layer.weights.count) vars, expected \(isBN(module!) ? "4 (gamma, beta, moving_mean, moving_variance)" : "kernel and bias")")
+            for (i, w) in layer.weights.enumerated() {
+                guard module != nil else { fields.append((String(i), w.tensor)); continue }
+                if weights.layout == .layerNames, let named = fieldName(w.name, layer: layer.name), named != order[i] {
+                    throw fail("layer '\(layer.name)' weight \(i) is named '\(w.name)'; Keras's order puts \(order[i]) there")
                 }
-                for (i, w) in layer.weights.enumerated() { fields.append((i < names.count && module != nil ? names[i] : w.name, w.tensor)) }
-            } else {
-                for w in layer.weights {
-                    // `conv1_conv/kernel:0` (Keras 2), `conv1_conv/kernel` (Keras 3 legacy .h5): the last component.
-                    var f = String(w.name.split(separator: "/").last ?? Substring(w.name))
-                    if let colon = f.lastIndex(of: ":"), f[f.index(after: colon)...].allSatisfy(\.isNumber) { f = String(f[..<colon]) }
-                    guard !fields.contains(where: { $0.field == f }) else { throw fail("layer '\(layer.name)' lists weight '\(f)' twice") }
-                    fields.append((f, w.tensor))
-                }
+                fields.append((order[i], w.tensor))
             }
             guard let module else {
                 // Not a ResNet layer: passed on as it is, so the strict check names it (or --allow-partial drops it).

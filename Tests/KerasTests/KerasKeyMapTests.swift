@@ -61,3 +61,20 @@ final class KerasKeyMapTests: XCTestCase {
         XCTAssertEqual(Naming.keras.score(["conv1_conv/kernel", "conv1_bn/gamma"]), 1)
     }
 }
+
+@testable import Keras
+
+final class KerasWeightNameTests: XCTestCase {
+    func testWeightNamesOfEveryKerasGenerationNameTheirField() {
+        let cases: [(String, String, String?)] = [
+            ("conv1_conv/kernel:0", "conv1_conv", "kernel"),            // Keras 2
+            ("conv1_conv/bias", "conv1_conv", "bias"),                  // Keras 3 legacy .h5
+            ("resnet50/conv1_bn/moving_variance:0", "conv1_bn", "moving_variance"),
+            ("conv1_W:0", "conv1", "kernel"),                           // Keras 1
+            ("bn_conv1_running_std:0", "bn_conv1", "moving_variance"),  // Keras 1: "std" held the variance
+            ("bn_conv1_running_mean:0", "bn_conv1", "moving_mean"),
+            ("something_else:0", "conv1", nil),
+        ]
+        for (name, layer, want) in cases { XCTAssertEqual(KerasImport.fieldName(name, layer: layer), want, name) }
+    }
+}
