@@ -2,10 +2,10 @@
 # Both install missing Debian packages first (as root, or through sudo).
 
 SWIFT        ?= swift
-APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config chromium
+APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
+.PHONY: hdf5-mutations deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -66,3 +66,8 @@ hostile:
 
 clean:
 	rm -rf .build demo-out bench-out
+
+# Truncated, bit-flipped and smashed copies of the Keras fixtures through `sfnet convert --from keras`:
+# each must convert or end in "malformed HDF5 file"; never a crash or a hang. COUNT=... per fixture.
+hdf5-mutations: build
+	@python3 scripts/hdf5_mutations.py --sfnet $(SFNET_RELEASE) --count $${COUNT:-300}

@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "Report", targets: ["Report"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
+        .library(name: "Keras", targets: ["Keras"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libdeflate's CRC-32 uses PCLMULQDQ/VPCLMULQDQ: several times zlib's speed on large checkpoints.
         .systemLibrary(name: "CDeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
+        // libhdf5 (Debian's serial flavour; pkg-config name `hdf5`), called only by the Keras worker process.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         // Two Linux system calls glibc hides behind _GNU_SOURCE (copy_file_range, sync_file_range).
         .target(name: "CSys"),
         // ONNX's onnx.proto as C (generated once by protoc-c, committed) on libprotobuf-c.
@@ -36,6 +39,8 @@ let package = Package(
         .target(name: "Convert", dependencies: ["Formats"]),
         // the network of an ArchConfig as an ONNX graph (export), through CONNX.
         .target(name: "ONNX", dependencies: ["CONNX", "Formats", "Convert"]),
+        // Keras HDF5 weights: libhdf5 in a worker process, then kernels/biases/epsilons to canonical.
+        .target(name: "Keras", dependencies: ["CHDF5", "Formats", "Convert"]),
         // tensors, ops (forward + backward side by side), builders.
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
@@ -46,7 +51,7 @@ let package = Package(
         .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
+            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -57,6 +62,7 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "KerasTests", dependencies: ["Keras", "Convert", "Formats", "Verify", "sfnet"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

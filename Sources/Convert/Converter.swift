@@ -26,6 +26,9 @@ public struct ConvertOptions: Sendable {
     /// The (preloaded, canonically named) tensors come from a 2D ImageNet network — an ONNX or
     /// Keras ResNet-50 graph — so a 3D target inflates them as it does torchvision/Detectron sources.
     public var sourceIs2D = false
+    /// Where the source puts a bottleneck's spatial stride when its convention is known (Keras:
+    /// on the first 1x1 conv, true); nil keeps the architecture's (given or detected) setting.
+    public var stride1x1: Bool?
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
                 numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
@@ -149,6 +152,13 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
         if let before, arch.preset == nil { notes.append("--num-classes \(classes): the output is preset \(before) with \(classes) classes") }
     }
 
+    if let s = options.stride1x1, arch.stride1x1 != s {
+        arch.stride1x1 = s
+        arch = arch.withPresetName()
+        notes.append(s ? "stride_1x1 true: the source puts each bottleneck's spatial stride on its first 1x1 conv (branch2.a), not on the 3x3"
+                       : "stride_1x1 false: the source puts each bottleneck's spatial stride on the 3x3 conv (branch2.b)")
+    }
+
     // 3b. Inflation: 2D ImageNet weights into a 3D target.
     let inflation: InflateMode?
     let source2D = naming.is2D || options.sourceIs2D
@@ -262,6 +272,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
                 actions.append("renamed from \(renamedFrom)")
                 result.counts.renamed += 1
             }
+            actions += checkpoint.reportActions[renamedFrom ?? canonical] ?? []
             actions += derived
             if naming == .mmaction2, canonical == "head.projection.weight", arch.pathways == 2 {
                 tensor = reorderColumns(tensor, leadingColumns: arch.outChannels(stage: 5, pathway: 1))

@@ -10,6 +10,8 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
     case caffe2, detectron
     /// torchvision's ImageNet `resnet50`.
     case torchvision
+    /// Keras `ResNet50` layer names (both generations), as the Keras importer names its tensors.
+    case keras
 
     /// The table that maps this naming to canonical keys.
     public var keyMap: KeyMap {
@@ -20,6 +22,7 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
         case .caffe2: return .caffe2
         case .detectron: return .detectron
         case .torchvision: return .torchvision
+        case .keras: return .keras
         }
     }
 

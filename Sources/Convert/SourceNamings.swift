@@ -6,7 +6,7 @@ import Foundation
 
 extension Naming {
     /// Whether the source network is a 2D ImageNet ResNet (4-D conv kernels).
-    public var is2D: Bool { self == .detectron || self == .torchvision }
+    public var is2D: Bool { self == .detectron || self == .torchvision || self == .keras }
 
     /// Whether the file may hold affine-only BN (scale and bias, no running statistics).
     var mayHaveAffineBN: Bool { self == .caffe2 || self == .detectron }

@@ -13,6 +13,7 @@ public enum SourceFormat: String, Sendable, Codable, CaseIterable {
     case pickle          // a bare pickle (e.g. Caffe2 / Detectron `.pkl`)
     case torchScript = "torchscript"
     case onnx            // read by the ONNX module (`sfnet convert --from onnx`), not by CheckpointReader
+    case hdf5            // Keras weights, read by the Keras module in a worker process (`sfnet convert --from keras`)
 }
 
 /// A file read by one of the readers.
@@ -38,6 +39,9 @@ public struct Checkpoint: Sendable {
     /// Integrity checks left to the caller (only when read with `deferIntegrity`); every one
     /// must pass before anything derived from this checkpoint is published.
     public var pendingChecks: PendingChecks?
+    /// What an importer already did to a tensor (`transposed [kh,kw,in,out] -> [out,in,kh,kw]`,
+    /// a conv bias folded in), keyed by tensor name: the conversion report lists it after the renaming.
+    public var reportActions: [String: [String]] = [:]
 
     public init(format: SourceFormat, tensors: TensorMap = TensorMap(), containerKey: String? = nil,
                 strippedPrefix: String? = nil, otherEntries: [(key: String, summary: String)] = [],

@@ -12,6 +12,7 @@ public enum CheckpointReader {
     /// `detect` with the zip directory already parsed (nil when it is not a zip or did not parse).
     static func detect(_ b: Bytes, zip: ZipArchive?) -> SourceFormat? {
         if Safetensors.looksLikeSafetensors(b) { return .safetensors }
+        if looksLikeHDF5(b) { return .hdf5 }
         if Npy.looksLikeNpy(b) { return .npy }
         if ZipArchive.looksLikeZip(b) {
             guard let zip else { return .torchZip }
@@ -73,11 +74,13 @@ public enum CheckpointReader {
         b.count >= 8 && b.raw[5] == 0 && b.raw[6] == 0 && b.raw[7] == 0 && !ZipArchive.looksLikeZip(b)
     }
 
+    /// The HDF5 signature `\x89HDF\r\n\x1a\n` at offset 0 (Keras writes no user block).
+    public static func looksLikeHDF5(_ b: Bytes) -> Bool {
+        b.count >= 8 && b.raw.prefix(8).elementsEqual([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A])
+    }
+
     /// A hint for files sfnet recognises but cannot read (yet).
     static func unsupportedHint(_ b: Bytes) -> String? {
-        if b.count >= 8, b.raw.prefix(8).elementsEqual([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) {
-            return "this is an HDF5 (Keras) file; Keras reading is not available in this version"
-        }
         if b.count > 262, b.raw[257 ..< 262].elementsEqual(Array("ustar".utf8)) {
             return "this is a tar archive: the pre-0.4 tar format of PyTorch checkpoints is not supported; re-save it with a current torch"
         }
@@ -125,6 +128,8 @@ public enum CheckpointReader {
             return try TorchCheckpoint.readLegacy(b, limits: limits)
         case .onnx:
             throw FormatError(.unsupported, "ONNX models are read by the ONNX importer, not as a checkpoint", hint: "sfnet convert reads them (--from onnx or auto)")
+        case .hdf5:
+            throw FormatError(.unsupported, "HDF5 (Keras) files are read by the Keras importer in a worker process", hint: "use sfnet convert --from keras")
         case .pickle:
             let vm = PickleVM(b, limits: limits)
             defer { vm.dispose() }

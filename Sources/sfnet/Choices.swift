@@ -5,7 +5,7 @@ import Convert
 import Formats
 
 enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
-    case auto, torch, safetensors, npz, npy, pickle, onnx
+    case auto, torch, safetensors, npz, npy, pickle, onnx, keras
 
     var sourceFormat: SourceFormat? {
         switch self {
@@ -16,6 +16,7 @@ enum FormatChoice: String, ExpressibleByArgument, CaseIterable {
         case .npy: return .npy
         case .pickle: return .pickle
         case .onnx: return nil // read by ONNX.OnnxImport, not CheckpointReader
+        case .keras: return nil // read by Keras.KerasImport in a worker process
         }
     }
 }

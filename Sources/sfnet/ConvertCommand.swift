@@ -4,6 +4,7 @@ import ArgumentParser
 import Convert
 import Foundation
 import Formats
+import Keras
 import ONNX
 
 struct ConvertCommand: ParsableCommand {
@@ -22,6 +23,7 @@ struct ConvertCommand: ParsableCommand {
           sfnet convert SLOWFAST_8x8_R50.pkl                      # Caffe2 pickle from the PySlowFast model zoo
           sfnet convert resnet50.pth --arch slowfast-r50-8x8 --inflate center   # ImageNet 2D -> 3D
           sfnet convert slowfast.onnx --from onnx                 # torch.onnx.export output (BN folded)
+          sfnet convert resnet50_weights_tf_dim_ordering_tf_kernels.h5 --from keras   # Keras ResNet50 (HDF5)
         """
     )
 
@@ -58,6 +60,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Seed for fresh initializations.")
     var seed: UInt64 = 0
 
+    @Option(name: .customLong("keras-bn-epsilon"), help: "BatchNorm epsilon of a Keras source (default: from the naming generation: 1.001e-5 for keras.applications names, 1e-3 for Keras 2.2 names).")
+    var kerasBNEpsilon: Double?
+
     @Flag(help: "Replace an existing output file.")
     var force = false
 
@@ -67,6 +72,7 @@ struct ConvertCommand: ParsableCommand {
     func validate() throws {
         if let n = numClasses, n < 1 { throw ValidationError("--num-classes must be at least 1") }
         if arch != nil && archJSON != nil { throw ValidationError("give either --arch or --arch-json, not both") }
+        if let e = kerasBNEpsilon, !(e.isFinite && e >= 0) { throw ValidationError("--keras-bn-epsilon must be a non-negative number") }
         if let a = arch, ArchConfig.preset(named: a) == nil {
             throw ValidationError("unknown --arch '\(a)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))")
         }
@@ -89,14 +95,18 @@ struct ConvertCommand: ParsableCommand {
         let onProgress: (String, Int, Int) -> Void = { stage, done, total in
             if stage == "write" { bar.update(done, total) }
         }
-        // ONNX graphs are mapped to canonical names by the importer, then converted as usual.
-        let onnx = from == .onnx || (from == .auto && CheckpointReader.detect(path: input) == .onnx)
+        // ONNX graphs are mapped to canonical names by the importer, then converted as usual;
+        // Keras HDF5 files are read by a worker process. Both are also detected by content.
+        let detected = from == .auto ? CheckpointReader.detect(path: input) : nil
+        let onnx = from == .onnx || detected == .onnx
+        let keras = from == .keras || detected == .hdf5
         let summary = onnx ? try OnnxImport.convert(request, progress: onProgress)
-                           : try ConvertPipeline.run(request, progress: onProgress)
+                    : keras ? try KerasImport.convert(request, executable: HDF5Worker.currentExecutable, bnEpsilon: kerasBNEpsilon, progress: onProgress)
+                    : try ConvertPipeline.run(request, progress: onProgress)
         bar.finish()
         let r = summary.result
         let c = r.counts
-        var out = "converted \(input) (\(onnx ? "onnx" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
+        var out = "converted \(input) (\(onnx ? "onnx" : keras ? "keras hdf5" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
         out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.model.rawValue) R\(r.arch.depth), \(r.arch.numClasses) classes)\n"
         out += "  tensors: \(c.tensors) (\(c.parameters) parameters), \(c.renamed) renamed, \(c.cast) cast, \(c.initialized) initialized fresh, \(c.dropped) dropped\n"
         if !summary.checkpoint.otherEntries.isEmpty {
@@ -108,4 +118,5 @@ struct ConvertCommand: ParsableCommand {
         out += String(format: "  wrote %.1f MB in %.2f s\n", Double(summary.bytesWritten) / 1_048_576, summary.seconds)
         Terminal.write(out)
     }
+
 }

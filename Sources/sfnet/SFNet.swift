@@ -5,6 +5,7 @@ import ArgumentParser
 import Convert
 import Foundation
 import Formats
+import Keras
 import SlowFastNet
 import Verify
 
@@ -26,6 +27,9 @@ struct SFNet: ParsableCommand {
 @main
 enum Main {
     static func main() {
+        // The HDF5 worker (a re-execution of this binary by the Keras importer) runs before
+        // anything else, and never re-executes itself for OpenBLAS.
+        if let status = HDF5Worker.runIfRequested(CommandLine.arguments) { exit(status) }
         BlasKernel.selectForThisCPU()
         do {
             var command = try SFNet.parseAsRoot()
