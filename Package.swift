@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
         .library(name: "Verify", targets: ["Verify"]),
         .library(name: "ONNX", targets: ["ONNX"]),
+        .library(name: "Train", targets: ["Train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,6 +39,9 @@ let package = Package(
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
+        // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
+        // canonical parameter name, so it does not depend on SlowFastNet.
+        .target(name: "Train", dependencies: ["Formats"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
@@ -49,6 +53,7 @@ let package = Package(
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )
