@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
+.PHONY: deps build test demo check-map check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -66,3 +66,8 @@ hostile:
 
 clean:
 	rm -rf .build demo-out bench-out
+
+# sfnet's mAP (Train/Metrics) against scikit-learn's average_precision_score on seeded random cases
+# (ties, classes without positives); prints SKIPPED loudly when scikit-learn is missing. PYTHON=...
+check-map: deps
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_map_sklearn.py
