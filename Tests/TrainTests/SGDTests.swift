@@ -57,6 +57,25 @@ final class SGDTests: XCTestCase {
         }
     }
 
+    /// Every parameter of the tiny SlowFast 8x8 (canonical names), grouped by torch module type
+    /// (fixtures/train/tiny_param_groups.json, fixtures/generate_train_step.py): the name rules agree.
+    func testNameRulesAgreeWithTorchModuleTypesOnEverySlowFastParameter() throws {
+        struct Groups: Decodable { let bn: [String]; let zero: [String]; let decay: [String] }
+        let g = try JSONDecoder().decode(Groups.self, from: Data(contentsOf: URL(fileURLWithPath: TrainFixtures.path("train/tiny_param_groups.json"))))
+        XCTAssertEqual(g.bn.count + g.zero.count + g.decay.count, 332)  // 662 state entries - 110 BNs x 3 buffers
+        let policy = WeightDecayPolicy()
+        for n in g.bn {
+            XCTAssertTrue(WeightDecayPolicy.isBatchNorm(n), n)
+            XCTAssertEqual(policy.decay(for: n, shape: [4]), 0, n)
+        }
+        XCTAssertEqual(g.zero, ["head.projection.bias"])
+        for n in g.zero { XCTAssertEqual(policy.decay(for: n, shape: [5]), 0, n) }
+        for n in g.decay {
+            XCTAssertFalse(WeightDecayPolicy.isBatchNorm(n), n)
+            XCTAssertEqual(policy.decay(for: n, shape: [4, 4, 1, 1, 1]), 1e-4, n)
+        }
+    }
+
     func testThreeStepsMatchTorchOptimSGDForEveryVariant() throws {
         let (f, _, params, variants) = try loadFixture()
         XCTAssertEqual(Set(variants.map(\.name)), ["plain", "nesterov", "nesterov_wd", "clip_frozen"])
