@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: hdf5-mutations deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
+.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -71,3 +71,8 @@ clean:
 # each must convert or end in "malformed HDF5 file"; never a crash or a hang. COUNT=... per fixture.
 hdf5-mutations: build
 	@python3 scripts/hdf5_mutations.py --sfnet $(SFNET_RELEASE) --count $${COUNT:-300}
+
+# sfnet's mAP (Train/Metrics) against scikit-learn's average_precision_score on seeded random cases
+# (ties, classes without positives); prints SKIPPED loudly when scikit-learn is missing. PYTHON=...
+check-map: deps
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_map_sklearn.py

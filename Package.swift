@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Report", targets: ["Report"]),
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .library(name: "Keras", targets: ["Keras"]),
+        .library(name: "Train", targets: ["Train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -49,6 +50,9 @@ let package = Package(
         .target(name: "Report"),
         // the bodies of the libFuzzer targets (executables in the separate package Fuzz/), replayed by tests.
         .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX"]),
+        // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
+        // canonical parameter name, so it does not depend on SlowFastNet.
+        .target(name: "Train", dependencies: ["Formats"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras",
@@ -63,6 +67,7 @@ let package = Package(
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "KerasTests", dependencies: ["Keras", "Convert", "Formats", "Verify", "sfnet"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

@@ -1,0 +1,101 @@
+// Training checkpoints: weights, optimizer state, schedule and RNG state in
+// one safetensors file, written atomically (temporary file, fsync, rename),
+// with the run state as JSON in `sfnet.train_state`, read back for --resume.
+
+import Foundation
+import Formats
+
+public enum TrainCheckpoint {
+    /// Reads a safetensors file, turning Formats' errors into TrainErrors naming the file.
+    static func readSafetensors(_ path: String) throws -> Checkpoint {
+        do {
+            let c = try CheckpointReader.read(path: path, as: .safetensors)
+            return c
+        } catch let e as FormatError {
+            throw TrainError(e.kind == .io ? .io : .malformed, e.message, file: path, at: e.location, hint: e.hint)
+        }
+    }
+}
+
+extension TrainCheckpoint {
+    public static let stateKey = "sfnet.train_state"
+
+    /// `checkpoint-epoch007.safetensors` for the state after 7 completed epochs.
+    public static func fileName(epoch: Int) -> String { String(format: "checkpoint-epoch%03d.safetensors", epoch) }
+
+    /// Writes weights (parameters and BN buffers, canonical names), the optimizer's buffers and
+    /// metadata, and `state` into one safetensors file, atomically: the path holds either the
+    /// previous file or the complete new one. `metadata` adds entries (`sfnet.arch`, class names...).
+    public static func write(to path: String, weights: [(name: String, tensor: Tensor)], optimizer: SGD, state: TrainState,
+                             metadata: [(String, String)] = [], overwrite: Bool = true) throws {
+        var items: [SafetensorsWriter.Item] = []
+        for (name, t) in weights {
+            guard !name.hasPrefix("optimizer.") else {
+                throw TrainError(.invalidArgument, "weight names may not start with 'optimizer.' (reserved for optimizer state)", at: "tensor '\(name)'")
+            }
+            items.append(SafetensorsWriter.Item(name: name, tensor: t))
+        }
+        items += optimizer.stateTensors().map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }
+        var meta: [(String, String)] = [("sfnet.format", "1")]
+        meta += metadata.filter { m in ![stateKey, SGD.metadataKey, "sfnet.format"].contains(m.0) }
+        meta.append(optimizer.stateMetadata())
+        meta.append((stateKey, state.json()))
+        do {
+            try SafetensorsWriter.write(items, metadata: meta, to: path, overwrite: overwrite)
+        } catch let e as FormatError {
+            throw TrainError(.io, e.message, file: path, at: e.location, hint: e.hint)
+        }
+    }
+
+    /// A checkpoint read back: weights without the optimizer entries, the run state, all metadata.
+    public struct Loaded {
+        public var path: String
+        public var weights: TensorMap
+        public var state: TrainState
+        public var metadata: [(key: String, value: String)]
+        let file: Checkpoint
+
+        /// Restores the momentum buffers and step count into `optimizer` (checked against `params`).
+        public func restoreOptimizer(_ optimizer: SGD, params: TrainableParameters? = nil) throws {
+            do { try optimizer.restore(tensors: file.tensors, metadata: file.metadata, params: params) } catch let e as TrainError { throw e.inFile(path) }
+        }
+
+        /// A new optimizer with the checkpoint's configuration and state.
+        public func makeOptimizer(params: TrainableParameters? = nil) throws -> SGD {
+            let sgd = try SGD(config: state.config.sgd)
+            try restoreOptimizer(sgd, params: params)
+            return sgd
+        }
+    }
+
+    public static func read(_ path: String) throws -> Loaded {
+        let c = try readSafetensors(path)
+        guard let text = c.metadata.first(where: { $0.key == stateKey })?.value else {
+            throw TrainError(.missing, "not a training checkpoint: no '\(stateKey)' metadata", file: path,
+                             hint: "a plain weights file starts a new run (--weights), it cannot be resumed")
+        }
+        let state: TrainState
+        do { state = try TrainState.decode(json: text) } catch let e as TrainError { throw e.inFile(path) }
+        var weights = TensorMap()
+        for (name, t) in c.tensors.ordered where !name.hasPrefix("optimizer.") { weights.set(name, t) }
+        return Loaded(path: path, weights: weights, state: state,
+                      metadata: c.metadata.filter { $0.key != "data offset" }, file: c)
+    }
+
+    /// The checkpoint of the most epochs in `directory` that reads back as one (for --resume);
+    /// nil when there is none. Files that fail to read are skipped, newest first.
+    public static func latest(in directory: String) -> (path: String, loaded: Loaded)? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return nil }
+        let numbered = names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("checkpoint-epoch"), name.hasSuffix(".safetensors") else { return nil }
+            let digits = name.dropFirst("checkpoint-epoch".count).dropLast(".safetensors".count)
+            guard !digits.isEmpty, digits.allSatisfy(\.isNumber), let n = Int(digits) else { return nil }
+            return (n, name)
+        }
+        for (_, name) in numbered.sorted(by: { $0.0 > $1.0 }) {
+            let p = (directory as NSString).appendingPathComponent(name)
+            if let l = try? read(p) { return (p, l) }
+        }
+        return nil
+    }
+}
