@@ -96,6 +96,19 @@ final class BoringVideoCLITests: XCTestCase {
         }
     }
 
+    /// The Keras 3 tiny ResNet-50 (read by the HDF5 worker, stride_1x1) against Keras's own conv5 output.
+    func testKerasSourcePassesTheBoringVideoCheck() throws {
+        let ref = CLI.fixture("boring/tiny_keras3_boring_ref.safetensors")
+        for mode in ["center", "mean"] {
+            let r = try run(source: CLI.fixture("keras/tiny_resnet50_keras3.weights.h5"), reference: ref,
+                            archArgs: try archJSON(from: ref), inflate: mode)
+            XCTAssertEqual(r.status, 0, "keras \(mode): " + r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("PASSED"), r.stdout)
+            // 8 slow frames; mean inflation leaves out 2 at each end (one temporal-3 block in res4 and res5).
+            XCTAssertEqual(r.stdout.components(separatedBy: "activation.s5.pathway0[t=").count - 1, mode == "center" ? 8 : 4, r.stdout)
+        }
+    }
+
     /// Full-size torchvision ResNet-50 (random weights; fixtures/generate_boring.py --full).
     func testFullResNet50InflatesIntoSlowFastR50() throws {
         let ref = CLI.fixture("full/resnet50_tv_boring_ref.safetensors")
