@@ -2,7 +2,7 @@
 # Both install missing Debian packages first (as root, or through sudo).
 
 SWIFT        ?= swift
-APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config
+APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 SFNET_RELEASE = .build/release/sfnet
 
 .PHONY: deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx

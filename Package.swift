@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
         .library(name: "Verify", targets: ["Verify"]),
         .library(name: "ONNX", targets: ["ONNX"]),
+        .library(name: "Video", targets: ["Video"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -23,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // libdeflate's CRC-32 uses PCLMULQDQ/VPCLMULQDQ: several times zlib's speed on large checkpoints.
         .systemLibrary(name: "CDeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
+        // FFmpeg: demux/decode/encode/scale for Video (one module: the four libraries' headers include each other).
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
         // Two Linux system calls glibc hides behind _GNU_SOURCE (copy_file_range, sync_file_range).
         .target(name: "CSys"),
         // ONNX's onnx.proto as C (generated once by protoc-c, committed) on libprotobuf-c.
@@ -38,6 +42,10 @@ let package = Package(
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
+        // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
+        .target(name: "Video", dependencies: ["CFFmpeg", "Convert"]),
+        // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
+        .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX",
@@ -49,6 +57,7 @@ let package = Package(
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )
