@@ -198,3 +198,70 @@ public final class VideoEncoder {
         try encoder.finish()
     }
 }
+
+/// Writes single images (PNG, or JPEG with `.jpg`) through libavcodec's image encoders:
+/// frame folders for tests and exports.
+public enum ImageWriter {
+    public static func write(_ rgb: RGBFrame, to path: String, jpegQuality: Int = 2) throws {
+        _ = ffmpegQuiet
+        let ext = (path as NSString).pathExtension.lowercased()
+        let isJPEG = ext == "jpg" || ext == "jpeg"
+        guard let encoder = avcodec_find_encoder(isJPEG ? AV_CODEC_ID_MJPEG : AV_CODEC_ID_PNG) else {
+            throw VideoError.unsupportedCodec(path: path, codec: isJPEG ? "mjpeg" : "png")
+        }
+        var ctx = avcodec_alloc_context3(encoder)
+        var frame = av_frame_alloc()
+        var packet = av_packet_alloc()
+        var sws: OpaquePointer? = nil
+        defer { avcodec_free_context(&ctx); av_frame_free(&frame); av_packet_free(&packet); sws_freeContext(sws) }
+        guard let ctx, let frame, let packet else { throw VideoError.encodeFailed(path: path, reason: "out of memory") }
+        let pixFmt = isJPEG ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_RGB24
+        ctx.pointee.width = Int32(rgb.width)
+        ctx.pointee.height = Int32(rgb.height)
+        ctx.pointee.pix_fmt = pixFmt
+        ctx.pointee.time_base = AVRational(num: 1, den: 1)
+        if isJPEG {
+            ctx.pointee.flags |= AV_CODEC_FLAG_QSCALE
+            ctx.pointee.global_quality = Int32(FF_QP2LAMBDA) * Int32(jpegQuality)
+        }
+        var rc = avcodec_open2(ctx, encoder, nil)
+        guard rc >= 0 else { throw VideoError.encodeFailed(path: path, reason: ffmpegMessage(rc)) }
+        frame.pointee.format = pixFmt.rawValue
+        frame.pointee.width = Int32(rgb.width)
+        frame.pointee.height = Int32(rgb.height)
+        frame.pointee.quality = ctx.pointee.global_quality
+        rc = av_frame_get_buffer(frame, 0)
+        guard rc >= 0 else { throw VideoError.encodeFailed(path: path, reason: ffmpegMessage(rc)) }
+        sws = sws_getContext(Int32(rgb.width), Int32(rgb.height), AV_PIX_FMT_RGB24, Int32(rgb.width), Int32(rgb.height),
+                             isJPEG ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_RGB24, SWS_BILINEAR, nil, nil, nil)
+        if isJPEG, let sws {
+            let c = sws_getCoefficients(SWS_CS_DEFAULT)
+            _ = sws_setColorspaceDetails(sws, c, 1, c, 1, 0, 1 << 16, 1 << 16)
+        }
+        rgb.pixels.withUnsafeBufferPointer { src in
+            var srcData: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
+            var srcStride: [Int32] = [Int32(rgb.width * 3), 0, 0, 0]
+            withUnsafeMutablePointer(to: &frame.pointee.data) { dataTuple in
+                dataTuple.withMemoryRebound(to: UnsafeMutablePointer<UInt8>?.self, capacity: 8) { dst in
+                    withUnsafePointer(to: &frame.pointee.linesize) { strideTuple in
+                        strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { dstStride in
+                            _ = sws_scale(sws, &srcData, &srcStride, 0, Int32(rgb.height), dst, dstStride)
+                        }
+                    }
+                }
+            }
+        }
+        rc = avcodec_send_frame(ctx, frame)
+        guard rc >= 0 else { throw VideoError.encodeFailed(path: path, reason: ffmpegMessage(rc)) }
+        _ = avcodec_send_frame(ctx, nil)
+        var bytes = Data()
+        while avcodec_receive_packet(ctx, packet) >= 0 {
+            bytes.append(packet.pointee.data, count: Int(packet.pointee.size))
+            av_packet_unref(packet)
+        }
+        guard !bytes.isEmpty else { throw VideoError.encodeFailed(path: path, reason: "the encoder produced no data") }
+        do { try bytes.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw VideoError.encodeFailed(path: path, reason: error.localizedDescription)
+        }
+    }
+}
