@@ -8,7 +8,7 @@ final class FrameScaler {
     /// SWS_BILINEAR: the nearest swscale filter to PySlowFast's torch bilinear resize (see Resize.swift).
     let flags: Int32
 
-    init(flags: Int32 = SWS_BILINEAR) { self.flags = flags }
+    init(flags: Int32 = SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT) { self.flags = flags }
 
     deinit { sws_freeContext(context) }
 
