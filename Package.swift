@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
-        .testTarget(name: "VideoTests", dependencies: ["Video"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

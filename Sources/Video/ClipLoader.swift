@@ -168,13 +168,20 @@ public final class ClipLoader {
         var batch = ClipBatch(fast: [], slow: [], labels: [], sampleIndices: [], viewIndices: [], frames: config.numFrames,
                               slowFrames: config.slowFrames, size: config.crop, classes: classes, skipped: [])
         let clipFast = 3 * config.numFrames * config.crop * config.crop
-        batch.fast.reserveCapacity(range.count * clipFast)
-        batch.slow.reserveCapacity(range.count * 3 * config.slowFrames * config.crop * config.crop)
+        if range.count > 1 {
+            batch.fast.reserveCapacity(range.count * clipFast)
+            batch.slow.reserveCapacity(range.count * 3 * config.slowFrames * config.crop * config.crop)
+        }
         for (i, result) in zip(range, results) {
             switch result {
             case let .success(clip):
-                batch.fast += clip.fast
-                batch.slow += clip.slow
+                if batch.fast.isEmpty && range.count == 1 {
+                    batch.fast = clip.fast      // a batch of one takes the clip's buffers without copying
+                    batch.slow = clip.slow
+                } else {
+                    batch.fast += clip.fast
+                    batch.slow += clip.slow
+                }
                 var row = [Float](repeating: 0, count: classes)
                 for l in dataset.samples[items[i].sample].labels { row[l] = 1 }
                 batch.labels += row

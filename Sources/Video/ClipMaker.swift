@@ -95,7 +95,8 @@ public struct ClipMaker: Sendable {
         let shift = (0..<3).map { (lighting[$0] - Float(c.mean[$0])) / Float(c.std[$0]) }
         let t = c.numFrames, s = c.crop
         let plane = s * s
-        var fast = [Float](repeating: 0, count: 3 * t * plane)
+        // Every element is written below (all frames, rows, columns and channels): skip the zero fill.
+        var fast = [Float](unsafeUninitializedCapacity: 3 * t * plane) { _, n in n = 3 * t * plane }
         let unique = Array(Set(indices)).sorted()
         switch c.resize {
         case .swscale:
@@ -135,7 +136,7 @@ public struct ClipMaker: Sendable {
             }
         }
         let positions = ClipSampling.slowPositions(fastFrames: t, alpha: c.alpha, rule: c.slowRule)
-        var slow = [Float](repeating: 0, count: 3 * positions.count * plane)
+        var slow = [Float](unsafeUninitializedCapacity: 3 * positions.count * plane) { _, n in n = 3 * positions.count * plane }
         for ch in 0..<3 {
             for (k, p) in positions.enumerated() {
                 let src = (ch * t + p) * plane, dst = (ch * positions.count + k) * plane

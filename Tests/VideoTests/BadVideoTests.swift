@@ -25,8 +25,8 @@ final class BadVideoTests: XCTestCase {
         let missing = dir.appendingPathComponent("missing.mp4").path
         let empty = dir.appendingPathComponent("empty.mp4").path
         let garbage = dir.appendingPathComponent("garbage.avi").path
-        FileManager.default.createFile(atPath: empty, contents: Data())
-        FileManager.default.createFile(atPath: garbage, contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }))
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: garbage, contents: Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }))
         for path in [missing, empty, garbage] {
             expectVideoError(path, { _ = try VideoDecoder(path: path) }) { if case .cannotOpen = $0 { return true }; return false }
         }

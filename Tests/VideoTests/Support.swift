@@ -43,3 +43,31 @@ func writeIndexedVideo(_ path: String, count: Int, width: Int = 64, height: Int 
     try VideoEncoder.write((0..<count).map { indexedFrame($0, width: width, height: height) }, to: path, fps: fps,
                            codec: codec, gop: gop, quality: 10, fastStart: fastStart)
 }
+
+/// The built `sfnet-databench` executable (synthetic data and the data benchmark) beside the test
+/// bundle; `SFNET_DATABENCH` overrides. Later CLI tests can make demo data with it.
+enum DataBench {
+    static var binary: String {
+        if let env = ProcessInfo.processInfo.environment["SFNET_DATABENCH"] { return env }
+        for b in Bundle.allBundles where b.bundlePath.hasSuffix(".xctest") {
+            let candidate = b.bundleURL.deletingLastPathComponent().appendingPathComponent("sfnet-databench").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/sfnet-databench").path
+    }
+
+    /// Runs it; (exit status, stdout, stderr).
+    static func run(_ args: [String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}

@@ -76,3 +76,25 @@ final class SyntheticTests: XCTestCase {
         }
     }
 }
+
+final class DataBenchToolTests: XCTestCase {
+    func testSynthCommandWritesTheDataSetAndBadArgumentsExitTwo() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (status, out, err) = try DataBench.run(["synth", "--out", dir.path, "--per-class", "2,1,1", "--size", "48x32", "--seconds", "1",
+                                                   "--classes", "resting,spinning,pulsing"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(out.contains("\"videos\": 12"), out)
+        let classes = try ClassList.load(dir.appendingPathComponent("classes.txt").path)
+        XCTAssertEqual(classes.names, ["resting", "spinning", "pulsing"])
+        let test = try Manifest.loadCSV(dir.appendingPathComponent("test.csv").path, classes: classes)
+        XCTAssertEqual(test.samples.count, 3)
+        XCTAssertEqual(try VideoDecoder(path: test.samples[0].path).info.frameCount, 30)
+        let bad = try DataBench.run(["synth", "--out", dir.path, "--classes", "flying"])
+        XCTAssertEqual(bad.0, 2)
+        XCTAssertTrue(bad.2.contains("unknown motion 'flying'"), bad.2)
+        let missing = try DataBench.run(["bench", "--manifest", dir.appendingPathComponent("none.csv").path])
+        XCTAssertEqual(missing.0, 1)
+        XCTAssertTrue(missing.2.contains("none.csv: cannot read"), missing.2)
+    }
+}
