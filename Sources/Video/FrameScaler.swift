@@ -5,7 +5,9 @@ import CFFmpeg
 
 final class FrameScaler {
     private var context: OpaquePointer?
-    /// SWS_BILINEAR: the nearest swscale filter to PySlowFast's torch bilinear resize (see Resize.swift).
+    /// SWS_BILINEAR, the nearest swscale filter to PySlowFast's torch bilinear resize (Resize.swift), with
+    /// accurate rounding and full chroma interpolation: upscaling 80x60 to 341x256 then differs from torch
+    /// by 1.1/255 on average (1.5 without the two flags; AugmentTests measures it).
     let flags: Int32
 
     init(flags: Int32 = SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT) { self.flags = flags }
