@@ -63,9 +63,8 @@ public final class FrameFolder: FrameSource {
     public func frames(at indices: [Int], width: Int? = nil, height: Int? = nil) throws -> [RGBFrame] {
         let w = width ?? info.width, h = height ?? info.height
         var cache: [Int: RGBFrame] = [:]
-        if Set(indices).count > limits.maxFramesPerRequest {
-            throw VideoError.tooLarge(path: path, what: "frames requested", value: Set(indices).count, limit: limits.maxFramesPerRequest)
-        }
+        try limits.check(path: path, width: w, height: h)
+        try limits.checkRequest(path: path, frames: Set(indices).count, width: w, height: h)
         return try indices.map { i in
             let k = min(max(i, 0), files.count - 1)
             if let f = cache[k] { return f }

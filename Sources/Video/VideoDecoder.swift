@@ -151,9 +151,7 @@ public final class VideoDecoder {
         guard !indices.isEmpty else { return [] }
         let last = info.frameCount - 1
         let wanted = Array(Set(indices.map { min(max($0, 0), last) })).sorted()
-        if wanted.count > limits.maxFramesPerRequest {
-            throw VideoError.tooLarge(path: path, what: "frames requested", value: wanted.count, limit: limits.maxFramesPerRequest)
-        }
+        try limits.checkRequest(path: path, frames: wanted.count, width: outW, height: outH)
         var decoded = try decode(wanted: wanted, width: outW, height: outH, allowSeek: true)
         if decoded == nil {
             // The seek landed after the first wanted frame (a sparse or missing index): decode from the start.

@@ -57,13 +57,26 @@ public struct VideoLimits: Sendable, Equatable {
     public var maxFrames: Int
     /// Most frames kept in memory for one clip request (decoded RGB frames).
     public var maxFramesPerRequest: Int
+    /// Most bytes of RGB frames one request may produce (frames x width x height x 3).
+    public var maxRequestBytes: Int
 
     public init(maxDimension: Int = 8192, maxPixels: Int = 4096 * 4096, maxFrames: Int = 1_000_000,
-                maxFramesPerRequest: Int = 1024) {
+                maxFramesPerRequest: Int = 1024, maxRequestBytes: Int = 1 << 30) {
         self.maxDimension = maxDimension
         self.maxPixels = maxPixels
         self.maxFrames = maxFrames
         self.maxFramesPerRequest = maxFramesPerRequest
+        self.maxRequestBytes = maxRequestBytes
+    }
+
+    func checkRequest(path: String, frames: Int, width: Int, height: Int) throws {
+        if frames > maxFramesPerRequest {
+            throw VideoError.tooLarge(path: path, what: "frames requested", value: frames, limit: maxFramesPerRequest)
+        }
+        let bytes = frames * width * height * 3
+        if bytes > maxRequestBytes {
+            throw VideoError.tooLarge(path: path, what: "bytes of frames requested", value: bytes, limit: maxRequestBytes)
+        }
     }
 
     public static let `default` = VideoLimits()

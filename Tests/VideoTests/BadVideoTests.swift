@@ -102,6 +102,9 @@ final class BadVideoTests: XCTestCase {
         expectVideoError(path, { _ = try VideoDecoder(path: path).frames(at: [0], width: 100_000, height: 10) }) {
             if case .tooLarge = $0 { return true }; return false
         }
+        expectVideoError(path, { _ = try VideoDecoder(path: path, limits: VideoLimits(maxRequestBytes: 64 * 48 * 3 * 4)).frames(at: Array(0..<5)) }) {
+            if case .tooLarge(_, "bytes of frames requested", _, _) = $0 { return true }; return false
+        }
     }
 
     func testFrameFolderWithACorruptImageNamesTheImage() throws {
