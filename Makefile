@@ -2,10 +2,10 @@
 # Both install missing Debian packages first (as root, or through sudo).
 
 SWIFT        ?= swift
-APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium
+APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx
+.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,6 +57,12 @@ ddp-example: build
 # interleaved); needs torch, onnx, onnxruntime. THREADS=... (default 2).
 bench-onnx: build
 	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/onnx_bench.py --sfnet $(SFNET_RELEASE) --threads $${THREADS:-2}
+
+# Data pipeline (decode + sample + augment, 32 frames at 256) vs PyAV + PySlowFast's transforms on the same
+# generated MP4s (needs torch and av: pip install av). REPEATS=... (default 5).
+bench-data: deps
+	$(SWIFT) build -c release --product sfnet-databench
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/data_bench.py --bin .build/release/sfnet-databench --repeats $${REPEATS:-5}
 
 fixtures:
 	python3 fixtures/generate.py

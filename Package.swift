@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
         .library(name: "Keras", targets: ["Keras"]),
         .library(name: "Train", targets: ["Train"]),
+        .library(name: "Video", targets: ["Video"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,6 +30,9 @@ let package = Package(
         .systemLibrary(name: "CDeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         // libhdf5 (Debian's serial flavour; pkg-config name `hdf5`), called only by the Keras worker process.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        // FFmpeg: demux/decode/encode/scale for Video (one module: the four libraries' headers include each other).
+        .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
         // Two Linux system calls glibc hides behind _GNU_SOURCE (copy_file_range, sync_file_range).
         .target(name: "CSys"),
         // ONNX's onnx.proto as C (generated once by protoc-c, committed) on libprotobuf-c.
@@ -53,6 +57,10 @@ let package = Package(
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
+        // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
+        .target(name: "Video", dependencies: ["CFFmpeg", "Convert"]),
+        // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
+        .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras",
@@ -68,6 +76,7 @@ let package = Package(
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
         .testTarget(name: "KerasTests", dependencies: ["Keras", "Convert", "Formats", "Verify", "sfnet"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

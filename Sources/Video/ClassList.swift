@@ -1,0 +1,44 @@
+// A class list file: one class name per line, in id order (line 1 is class 0). Blank lines and
+// lines starting with '#' are skipped.
+
+import Foundation
+
+public struct ClassList: Sendable, Equatable {
+    public let names: [String]
+    private let ids: [String: Int]
+
+    public init(names: [String]) throws {
+        var ids: [String: Int] = [:]
+        for (i, n) in names.enumerated() {
+            if let j = ids[n] { throw DatasetError.invalidRequest("class '\(n)' listed twice (ids \(j) and \(i))") }
+            ids[n] = i
+        }
+        self.names = names
+        self.ids = ids
+    }
+
+    public var count: Int { names.count }
+
+    public func id(of name: String) -> Int? { ids[name] }
+
+    public static func load(_ path: String) throws -> ClassList {
+        var names: [String] = []
+        var seen: [String: Int] = [:]
+        for (i, raw) in try readLines(path).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if let first = seen[line] { throw DatasetError.badLine(path: path, line: i + 1, reason: "class '\(line)' already on line \(first)") }
+            if line.contains(",") || line.contains(";") {
+                throw DatasetError.badLine(path: path, line: i + 1, reason: "class names cannot contain ',' or ';' (manifests separate with them)")
+            }
+            seen[line] = i + 1
+            names.append(line)
+        }
+        guard !names.isEmpty else { throw DatasetError.empty(path: path, what: "class names") }
+        return try ClassList(names: names)
+    }
+
+    public func write(to path: String) throws {
+        try writeText(names.joined(separator: "\n") + "\n", to: path)
+    }
+}

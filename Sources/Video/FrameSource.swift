@@ -1,0 +1,77 @@
+// One interface over video files and frame folders: what the dataset layer opens per clip.
+
+import Foundation
+
+/// Something that hands out frames by index on its own frame grid.
+public protocol FrameSource: AnyObject {
+    var info: VideoInfo { get }
+    /// Frames at `indices` (clamped; repeats allowed) as RGB24, scaled to `width` x `height` when given.
+    func frames(at indices: [Int], width: Int?, height: Int?) throws -> [RGBFrame]
+}
+
+extension VideoDecoder: FrameSource {}
+
+public enum VideoSource {
+    /// A folder of JPEG/PNG frames (at `folderFPS`) or a video file.
+    public static func open(_ path: String, limits: VideoLimits = .default, folderFPS: Double = 30,
+                            threads: Int = 1) throws -> FrameSource {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw VideoError.cannotOpen(path: path, reason: "no such file or folder")
+        }
+        if isDir.boolValue { return try FrameFolder(folder: path, fps: folderFPS, limits: limits) }
+        return try VideoDecoder(path: path, limits: limits, threads: threads)
+    }
+}
+
+/// Frames stored as image files (JPEG, PNG; anything FFmpeg's image decoders read), one per frame,
+/// in natural name order ("img_2" before "img_10"), decoded on demand.
+public final class FrameFolder: FrameSource {
+    public let path: String
+    public let files: [String]
+    public let info: VideoInfo
+    private let limits: VideoLimits
+
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "bmp"]
+
+    /// Every image file directly in `folder`.
+    public convenience init(folder: String, fps: Double = 30, limits: VideoLimits = .default) throws {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+            throw VideoError.cannotOpen(path: folder, reason: "cannot list the folder: \(error.localizedDescription)")
+        }
+        let images = names.filter { Self.imageExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+            .sorted { $0.compare($1, options: [.numeric]) == .orderedAscending }
+        try self.init(files: images.map { (folder as NSString).appendingPathComponent($0) }, name: folder, fps: fps, limits: limits)
+    }
+
+    /// An explicit frame list (a Charades / Animal Kingdom frame-list video); `name` is used in errors.
+    public init(files: [String], name: String, fps: Double = 30, limits: VideoLimits = .default) throws {
+        path = name
+        self.files = files
+        self.limits = limits
+        guard !files.isEmpty else { throw VideoError.noFrames(path: name) }
+        if files.count > limits.maxFrames {
+            throw VideoError.tooLarge(path: name, what: "frame count", value: files.count, limit: limits.maxFrames)
+        }
+        guard fps > 0, fps.isFinite else { throw VideoError.invalidStream(path: name, reason: "frame rate \(fps)") }
+        let first = try VideoDecoder(path: files[0], limits: limits, assumedFPS: fps)
+        info = VideoInfo(width: first.info.width, height: first.info.height, frameCount: files.count, fps: fps,
+                         codec: first.info.codec)
+    }
+
+    public func frames(at indices: [Int], width: Int? = nil, height: Int? = nil) throws -> [RGBFrame] {
+        let w = width ?? info.width, h = height ?? info.height
+        var cache: [Int: RGBFrame] = [:]
+        try limits.check(path: path, width: w, height: h)
+        try limits.checkRequest(path: path, frames: Set(indices).count, width: w, height: h)
+        return try indices.map { i in
+            let k = min(max(i, 0), files.count - 1)
+            if let f = cache[k] { return f }
+            let decoder = try VideoDecoder(path: files[k], limits: limits, assumedFPS: info.fps)
+            guard let f = try decoder.frames(at: [0], width: w, height: h).first else { throw VideoError.noFrames(path: files[k]) }
+            cache[k] = f
+            return f
+        }
+    }
+}

@@ -1,0 +1,208 @@
+// Data sets as manifests: the CSV manifest `path,labels[,animals]` (labels class names or 0-based ids,
+// ';'-separated for multi-label; paths relative to the manifest's folder; an optional header line),
+// and the Charades / Animal Kingdom frame list (SLOWFAST.md): space-separated, a header
+// `original_vido_id video_id frame_id path labels`, one row per frame, labels comma-separated ids.
+
+import Foundation
+
+/// One labelled video: a file, a frame folder, or an explicit list of frame images.
+public struct VideoSample: Sendable, Equatable {
+    /// Absolute path of the video file or frame folder (for frame lists: the video id, used in messages).
+    public var path: String
+    /// Frame image paths when the sample comes from a frame list.
+    public var frames: [String]?
+    /// Class ids.
+    public var labels: [Int]
+    /// Animals in the clip, when the annotations say (the split's single-animal filter reads it).
+    public var animals: Int?
+
+    public init(path: String, frames: [String]? = nil, labels: [Int], animals: Int? = nil) {
+        self.path = path; self.frames = frames; self.labels = labels; self.animals = animals
+    }
+
+    /// The frames of this sample.
+    public func open(limits: VideoLimits = .default, folderFPS: Double = 30) throws -> FrameSource {
+        if let frames { return try FrameFolder(files: frames, name: path, fps: folderFPS, limits: limits) }
+        return try VideoSource.open(path, limits: limits, folderFPS: folderFPS)
+    }
+}
+
+public struct VideoDataset: Sendable, Equatable {
+    public var samples: [VideoSample]
+    public var classes: ClassList
+
+    public init(samples: [VideoSample], classes: ClassList) { self.samples = samples; self.classes = classes }
+
+    /// Multi-hot label rows, [samples x classes].
+    public func labelMatrix() -> [Float] {
+        var m = [Float](repeating: 0, count: samples.count * classes.count)
+        for (i, s) in samples.enumerated() { for l in s.labels { m[i * classes.count + l] = 1 } }
+        return m
+    }
+}
+
+public enum Manifest {
+    /// Most rows a manifest may have.
+    public static let maxRows = 10_000_000
+
+    /// Reads a CSV manifest. Labels that are names need `classes`; without it, all-numeric labels are
+    /// ids (classes named by their id) and names form a class list in sorted order.
+    public static func loadCSV(_ path: String, classes: ClassList? = nil) throws -> VideoDataset {
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        var rows: [(line: Int, path: String, labels: [String], animals: Int?)] = []
+        for (i, raw) in try readLines(path).enumerated() {
+            let lineNo = i + 1
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = try splitCSV(line, path: path, line: lineNo)
+            if rows.isEmpty && fields.first?.lowercased() == "path" { continue }   // header
+            guard fields.count == 2 || fields.count == 3 else {
+                throw DatasetError.badLine(path: path, line: lineNo, reason: "expected 'path,labels' or 'path,labels,animals', found \(fields.count) fields")
+            }
+            let p = fields[0].trimmingCharacters(in: .whitespaces)
+            guard !p.isEmpty else { throw DatasetError.badLine(path: path, line: lineNo, reason: "empty path") }
+            let labels = fields[1].split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !labels.isEmpty else { throw DatasetError.badLine(path: path, line: lineNo, reason: "no labels for '\(p)'") }
+            var animals: Int? = nil
+            if fields.count == 3 {
+                let a = fields[2].trimmingCharacters(in: .whitespaces)
+                if !a.isEmpty {
+                    guard let n = Int(a), n >= 0 else {
+                        throw DatasetError.badLine(path: path, line: lineNo, reason: "animals '\(a)': expected a count >= 0")
+                    }
+                    animals = n
+                }
+            }
+            let resolved = p.hasPrefix("/") ? p : folder.appendingPathComponent(p).standardized.path
+            rows.append((lineNo, resolved, labels, animals))
+            if rows.count > maxRows { throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(maxRows) rows") }
+        }
+        guard !rows.isEmpty else { throw DatasetError.empty(path: path, what: "samples") }
+        let allNumeric = rows.allSatisfy { $0.labels.allSatisfy { Int($0) != nil } }
+        let list: ClassList
+        if let classes { list = classes } else if allNumeric {
+            let maxID = rows.flatMap { $0.labels.compactMap { Int($0) } }.max() ?? 0
+            list = try ClassList(names: (0...max(maxID, 0)).map(String.init))
+        } else {
+            list = try ClassList(names: Array(Set(rows.flatMap(\.labels))).sorted())
+        }
+        let samples: [VideoSample] = try rows.map { row in
+            let ids: [Int] = try row.labels.map { label in
+                if let id = list.id(of: label) { return id }
+                if let id = Int(label) {
+                    guard id >= 0 && id < list.count else {
+                        throw DatasetError.badLine(path: path, line: row.line, reason: "class id \(id) outside 0..<\(list.count)")
+                    }
+                    return id
+                }
+                throw DatasetError.unknownClass(path: path, line: row.line, name: label, known: list.count)
+            }
+            return VideoSample(path: row.path, labels: Array(Set(ids)).sorted(), animals: row.animals)
+        }
+        return VideoDataset(samples: samples, classes: list)
+    }
+
+    /// Reads a Charades / Animal Kingdom frame list; frame paths are relative to `frameRoot`
+    /// (default: the list's folder). A video's labels are the union over its frames.
+    public static func loadFrameList(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil) throws -> VideoDataset {
+        let root = URL(fileURLWithPath: frameRoot ?? URL(fileURLWithPath: path).deletingLastPathComponent().path)
+        var order: [String] = []
+        var videos: [String: (frames: [(Int, String)], labels: Set<Int>)] = [:]
+        var sawHeader = false
+        var rowCount = 0
+        for (i, raw) in try readLines(path).enumerated() {
+            let lineNo = i + 1
+            let fields = raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if fields.isEmpty { continue }
+            if !sawHeader && order.isEmpty && fields[0].hasPrefix("original_vid") { sawHeader = true; continue }
+            guard fields.count == 5 || fields.count == 4 else {
+                throw DatasetError.badLine(path: path, line: lineNo,
+                                           reason: "expected 'original_vido_id video_id frame_id path labels', found \(fields.count) fields")
+            }
+            guard let frameID = Int(fields[2]) else {
+                throw DatasetError.badLine(path: path, line: lineNo, reason: "frame_id '\(fields[2])' is not an integer")
+            }
+            var labels = Set<Int>()
+            if fields.count == 5 && fields[4] != "\"\"" {
+                for l in fields[4].split(separator: ",") {
+                    guard let id = Int(l), id >= 0 else {
+                        throw DatasetError.badLine(path: path, line: lineNo, reason: "label '\(l)' is not a class id")
+                    }
+                    if let classes, id >= classes.count {
+                        throw DatasetError.badLine(path: path, line: lineNo, reason: "class id \(id) outside 0..<\(classes.count)")
+                    }
+                    labels.insert(id)
+                }
+            }
+            let key = fields[0]
+            if videos[key] == nil { order.append(key); videos[key] = ([], []) }
+            let framePath = fields[3].hasPrefix("/") ? fields[3] : root.appendingPathComponent(fields[3]).path
+            videos[key]!.frames.append((frameID, framePath))
+            videos[key]!.labels.formUnion(labels)
+            rowCount += 1
+            if rowCount > maxRows { throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(maxRows) rows") }
+        }
+        guard !order.isEmpty else { throw DatasetError.empty(path: path, what: "frames") }
+        let maxID = videos.values.flatMap(\.labels).max() ?? 0
+        let list = try classes ?? ClassList(names: (0...maxID).map(String.init))
+        let samples = order.map { key -> VideoSample in
+            let v = videos[key]!
+            return VideoSample(path: key, frames: v.frames.sorted { $0.0 < $1.0 }.map(\.1), labels: v.labels.sorted())
+        }
+        return VideoDataset(samples: samples, classes: list)
+    }
+
+    /// Writes a CSV manifest with a header, labels as class names, paths relative to the manifest's
+    /// folder (so the folder tree can move as a whole).
+    public static func writeCSV(_ dataset: VideoDataset, to path: String) throws {
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().standardized.pathComponents
+        let hasAnimals = dataset.samples.contains { $0.animals != nil }
+        var text = hasAnimals ? "path,labels,animals\n" : "path,labels\n"
+        for s in dataset.samples {
+            guard s.frames == nil else {
+                throw DatasetError.writeFailed(path: path, reason: "'\(s.path)' is a frame-list video; CSV manifests hold files or folders")
+            }
+            let p = relativePath(s.path, from: folder)
+            var row = quoteCSV(p) + "," + s.labels.map { dataset.classes.names[$0] }.joined(separator: ";")
+            if hasAnimals { row += "," + (s.animals.map(String.init) ?? "") }
+            text += row + "\n"
+        }
+        try writeText(text, to: path)
+    }
+
+    /// `path` relative to the folder with `base` components ("../videos/a.mp4"); absolute when only "/" is shared.
+    static func relativePath(_ path: String, from base: [String]) -> String {
+        let target = URL(fileURLWithPath: path).standardized.pathComponents
+        var common = 0
+        while common < min(target.count, base.count) && target[common] == base[common] { common += 1 }
+        if common <= 1 { return path }
+        return (Array(repeating: "..", count: base.count - common) + target[common...]).joined(separator: "/")
+    }
+
+    static func splitCSV(_ line: String, path: String, line lineNo: Int) throws -> [String] {
+        var fields: [String] = []
+        var current = ""
+        var quoted = false
+        var chars = line.makeIterator()
+        var wasQuote = false
+        while let c = chars.next() {
+            if quoted {
+                if c == "\"" { quoted = false; wasQuote = true } else { current.append(c) }
+            } else if c == "\"" {
+                if wasQuote { current.append("\"") }   // "" inside a quoted field
+                quoted = true
+            } else if c == "," {
+                fields.append(current); current = ""; wasQuote = false
+            } else {
+                current.append(c); wasQuote = false
+            }
+        }
+        if quoted { throw DatasetError.badLine(path: path, line: lineNo, reason: "unterminated quote") }
+        fields.append(current)
+        return fields
+    }
+
+    static func quoteCSV(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+}
