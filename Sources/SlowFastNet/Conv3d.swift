@@ -90,12 +90,14 @@ public struct Conv3dGeometry: Equatable, Sendable {
 }
 
 /// Conv3d forward: `input` [N, C, T, H, W], `weight` [O, C/groups, kT, kH, kW],
-/// optional `bias` [O]; returns [N, O, To, Ho, Wo]. Pass a `workspace` to reuse
-/// scratch memory across calls.
+/// optional `bias` [O]; returns [N, O, To, Ho, Wo] (written into `output` when
+/// given). Pass a `workspace` to reuse scratch memory across calls.
 public func conv3dForward(_ input: FloatTensor, weight: FloatTensor, bias: FloatTensor? = nil,
-                          config: Conv3dConfig = Conv3dConfig(), workspace: Workspace? = nil) -> FloatTensor {
+                          config: Conv3dConfig = Conv3dConfig(), workspace: Workspace? = nil,
+                          into output: FloatTensor? = nil) -> FloatTensor {
     let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, config: config)
-    let out = FloatTensor(uninitialized: geo.outputShape.array)
+    let out = output ?? FloatTensor(uninitialized: geo.outputShape.array)
+    precondition(out.shape == geo.outputShape.array && out !== input, "conv3d: output \(out.shape) for \(geo.outputShape)")
     let beta: Float
     if let bias {
         fillChannels(out.pointer, geo.outputShape, values: bias.pointer)
