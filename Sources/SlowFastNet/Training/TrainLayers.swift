@@ -15,6 +15,8 @@ final class TrainContext {
     /// Per unit index (execution order): whether any parameter at a smaller index trains,
     /// i.e. whether that unit must produce its input gradient.
     var trainableBefore: [Bool] = []
+    /// Convolution units whose backward ran in the last backward pass.
+    var unitsBackward = 0
 
     init(store: ParameterStore, pool: TensorPool) {
         (self.store, self.pool) = (store, pool)
@@ -78,6 +80,7 @@ final class TrainConvUnit {
         let convGrad = store.gradient(conv + ".weight")
         guard needInput || parameterNames.contains(where: store.isTrainable) else { return nil }
         guard let x = input else { preconditionFailure("\(conv): backward without forward") }
+        ctx.unitsBackward += 1
         if relu, let y = output { reluBackward(output: y, gradOutput: grad) }
         var dz = grad
         if let bn, let stats = saved, let z = convOut {

@@ -232,6 +232,7 @@ public final class TrainableModel {
                                       + "\(Tensor.shapeString([feats.shape[0], config.numClasses]))")
         }
         defer { releaseSaved() }
+        ctx.unitsBackward = 0
         let needFeatures = ctx.trainableBefore[headIndex]
         let dFeats = linearBackward(feats, weight: store.value(required: "head.projection.weight"), gradOutput: gradLogits,
                                     gradWeight: store.gradient("head.projection.weight"),
@@ -304,6 +305,9 @@ public final class TrainableModel {
 
     /// The eval-mode network (BN folded with the current running statistics) on the current weights.
     public func evalModel() throws -> SlowFastModel { try SlowFastModel(config: config, weights: exportWeights()) }
+
+    /// Convolution (+ BN) layers whose backward ran in the last `backward` (0 for head-only training).
+    public var convolutionsBackward: Int { ctx.unitsBackward }
 
     /// Bytes of activation memory the pool holds (its peak, since it never shrinks unless trimmed).
     public var activationBytes: Int { pool.heldBytes }
