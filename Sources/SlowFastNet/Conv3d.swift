@@ -267,6 +267,9 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
                 }
             }
         }
+    } else if geo.isTemporalShift {
+        conv3dBackwardTemporalShift(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
+        return
     } else {
         let rows = geo.output.t * geo.output.h, wo = geo.output.w
         let chunkRows = max(1, min(rows, Conv3dTuning.backwardChunkFloats / max(1, k * wo)))
@@ -298,6 +301,45 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
         }
     }
     if let acc, let gradWeight { acc.finish(into: gradWeight.pointer) }
+}
+
+/// Tx1x1 with unit strides (no copies, as the forward): per temporal tap kt, whose
+/// source frame is the output frame shifted by kt*dT - pT,
+///   dW[:, :, kt] += dY[:, valid] x X[:, valid + shift]^T,
+///   dX[:, valid + shift] += W[:, :, kt]^T x dY[:, valid].
+private func conv3dBackwardTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                         _ dy: UnsafePointer<Float>, gradInput: FloatTensor?, gradWeight: FloatTensor?,
+                                         workspace ws: Workspace) {
+    let (cg, og, kT, o, c) = (geo.groupIn, geo.groupOut, geo.kernel.t, geo.outChannels, geo.input.c)
+    let frame = geo.input.h * geo.input.w
+    let (inPlane, p) = (geo.input.plane, geo.positions)
+    let (pT, dT, tIn) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t)
+    // Tap-major weights [kT, O, C_g] for the input gradient.
+    let packed = ws.buffer(kT * o * cg, slot: 4)
+    for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } } }
+    let acc = gradWeight == nil ? nil : SplitKAccumulator(m: kT * o, n: cg, workspace: ws, slot: 3)
+    for n in 0..<geo.input.n {
+        for g in 0..<geo.config.groups {
+            let xg = x + (n * c + g * cg) * inPlane, dyg = dy + (n * o + g * og) * p
+            for kt in 0..<kT {
+                let shift = (kt * dT - pT) * frame // source column = output column + shift
+                let lo = max(0, -shift), hi = min(p, tIn * frame - shift)
+                guard lo < hi else { continue }
+                acc?.add(m: og, n: cg, k: hi - lo, a: dyg + lo, lda: p, b: xg + lo + shift, ldb: inPlane, rowOffset: kt * o + g * og)
+                if let gradInput {
+                    parallelSgemm(transA: true, transB: false, m: cg, n: hi - lo, k: og, a: packed + (kt * o + g * og) * cg, lda: cg,
+                                  b: dyg + lo, ldb: p, beta: 1, c: gradInput.pointer + (n * c + g * cg) * inPlane + lo + shift, ldc: inPlane)
+                }
+            }
+        }
+    }
+    if let acc, let gradWeight {
+        let taps = ws.buffer(kT * o * cg, slot: 4) // the packed weights are no longer needed
+        taps.update(repeating: 0, count: kT * o * cg)
+        acc.finish(into: taps)
+        let dw = gradWeight.pointer
+        for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { dw[(oc * cg + ci) * kT + kt] += taps[(kt * o + oc) * cg + ci] } } }
+    }
 }
 
 /// sums[c] += the sum of channel c of `x` ([N, C, ...]) over samples and positions.

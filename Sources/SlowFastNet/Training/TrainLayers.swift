@@ -17,6 +17,9 @@ final class TrainContext {
     var trainableBefore: [Bool] = []
     /// Convolution units whose backward ran in the last backward pass.
     var unitsBackward = 0
+    /// Forward passes so far: the eval network's convolution paths (ConvLayer, with
+    /// weights repacked per path) are rebuilt once per pass, after the optimizer moved the weights.
+    var pass = 0
 
     init(store: ParameterStore, pool: TensorPool) {
         (self.store, self.pool) = (store, pool)
@@ -33,6 +36,9 @@ final class TrainConvUnit {
     let index: Int
     private var input: FloatTensor?, convOut: FloatTensor?, output: FloatTensor?
     private var saved: BatchNormSaved?
+    /// The forward's convolution, built from the current weight once per pass.
+    private var layer: ConvLayer?
+    private var layerPass = -1
 
     init(conv: String, bn: String?, config: Conv3dConfig, relu: Bool, index: Int) {
         (self.conv, self.bn, self.config, self.relu, self.index) = (conv, bn, config, relu, index)
@@ -47,7 +53,13 @@ final class TrainConvUnit {
 
     func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
         let w = ctx.store.value(required: conv + ".weight")
-        let z = conv3dForward(x, weight: w, config: config, workspace: ctx.workspace, into: ctx.pool.take(output(for: x.shape, ctx)))
+        if layer == nil || layerPass != ctx.pass {
+            layer = ConvLayer(name: conv, kind: SlowFastModel.kind(w.shape, config), weight: w, bn: nil, config: config)
+            layerPass = ctx.pass
+        }
+        let z = ctx.pool.take(output(for: x.shape, ctx))
+        layer!.run(Act(borrowing: x, as: Shape5D(x.shape)), into: Act(borrowing: z, as: Shape5D(z.shape)), relu: false,
+                   workspace: ctx.workspace)
         input = x
         guard let bn else {
             if relu {

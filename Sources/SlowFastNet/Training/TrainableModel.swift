@@ -182,6 +182,7 @@ public final class TrainableModel {
     public func forward(_ inputs: [FloatTensor]) throws -> FloatTensor {
         let shapes = try validate(inputs.map(\.shape))
         releaseSaved()
+        ctx.pass += 1
         let twoPath = config.model == .slowfast
         // Stems: conv -> BN -> ReLU -> max pool (kept: indices).
         var x: [FloatTensor] = []
