@@ -93,7 +93,16 @@ public func reluBackward(output: FloatTensor, gradOutput: FloatTensor, inPlace: 
     let dx = inPlace ? gradOutput : FloatTensor(uninitialized: gradOutput.shape)
     let y = output.pointer, dy = gradOutput.pointer, d = dx.pointer
     parallelRanges(output.count, minPerThread: 1 << 15) { range in
-        for i in range { d[i] = y[i] > 0 ? dy[i] : 0 }
+        var i = range.lowerBound
+        let zero = SIMD16<Float>(repeating: 0)
+        while i + 16 <= range.upperBound {
+            store16(load16(dy + i).replacing(with: zero, where: load16(y + i) .<= zero), d + i)
+            i += 16
+        }
+        while i < range.upperBound {
+            d[i] = y[i] > 0 ? dy[i] : 0
+            i += 1
+        }
     }
     return dx
 }

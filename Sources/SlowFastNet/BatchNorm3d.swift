@@ -110,29 +110,11 @@ func channelMeanVariance(_ x: FloatTensor) -> (mean: [Double], variance: [Double
             let (mp, vp) = (UncheckedSendable(mp.baseAddress!), UncheckedSendable(vp.baseAddress!))
             parallelFor(c, work: 2 * n * plane) { ch in
                 var sum = 0.0
-                for s in 0..<n {
-                    let row = src + (s * c + ch) * plane
-                    var i = 0
-                    while i < plane {
-                        let end = min(plane, i + 4096)
-                        var block: Float = 0
-                        while i < end { block += row[i]; i += 1 }
-                        sum += Double(block)
-                    }
-                }
+                for s in 0..<n { sum += sums16(src + (s * c + ch) * plane, nil, shift: 0, count: plane).0 }
                 let m = sum / Double(max(1, n * plane))
                 let mf = Float(m)
                 var sq = 0.0
-                for s in 0..<n {
-                    let row = src + (s * c + ch) * plane
-                    var i = 0
-                    while i < plane {
-                        let end = min(plane, i + 4096)
-                        var block: Float = 0
-                        while i < end { let d = row[i] - mf; block += d * d; i += 1 }
-                        sq += Double(block)
-                    }
-                }
+                for s in 0..<n { sq += sums16(src + (s * c + ch) * plane, nil, shift: mf, count: plane).1 }
                 // Correct for the float mean's rounding: E[(x-m')^2] = var + (m-m')^2.
                 let shift = m - Double(mf)
                 mp.value[ch] = m
@@ -228,15 +210,9 @@ public func batchNormBackward(_ x: FloatTensor, gradOutput: FloatTensor, weight:
             let m = saved.mean[ch]
             var s1 = 0.0, s2 = 0.0
             for s in 0..<n {
-                let xr = xs + (s * c + ch) * plane, dr = dys + (s * c + ch) * plane
-                var i = 0
-                while i < plane {
-                    let end = min(plane, i + 4096)
-                    var p1: Float = 0, p2: Float = 0
-                    while i < end { p1 += dr[i]; p2 += dr[i] * (xr[i] - m); i += 1 }
-                    s1 += Double(p1)
-                    s2 += Double(p2)
-                }
+                let (p1, p2) = sums16(xs + (s * c + ch) * plane, dys + (s * c + ch) * plane, shift: m, count: plane)
+                s1 += p1
+                s2 += p2
             }
             a.value[ch] = s1
             b.value[ch] = s2 * Double(saved.invStd[ch])
@@ -264,10 +240,18 @@ public func batchNormBackward(_ x: FloatTensor, gradOutput: FloatTensor, weight:
             let ch = nc % c
             let (kk, aa, bb, m) = (kp.value[ch], ap.value[ch], bp.value[ch], saved.mean[ch])
             let xr = xs + nc * plane, dr = dys + nc * plane, out = dst + nc * plane
-            if saved.batchStatistics {
-                for i in 0..<plane { out[i] = kk * (dr[i] - aa - (xr[i] - m) * bb) }
-            } else {
-                for i in 0..<plane { out[i] = kk * dr[i] }
+            // dx = k * (dy - a - (x - m) * b); a = b = 0 with frozen statistics.
+            let (a, b) = saved.batchStatistics ? (aa, bb) : (0, 0)
+            let kv = SIMD16<Float>(repeating: kk), av = SIMD16<Float>(repeating: a)
+            let bv = SIMD16<Float>(repeating: b), mv = SIMD16<Float>(repeating: m)
+            var i = 0
+            while i + 16 <= plane {
+                store16(kv * (load16(dr + i) - av - (load16(xr + i) - mv) * bv), out + i)
+                i += 16
+            }
+            while i < plane {
+                out[i] = kk * (dr[i] - a - (xr[i] - m) * b)
+                i += 1
             }
         }
     } } }
