@@ -1,6 +1,6 @@
 // Channel concatenation (torch.cat(dim=1)) of tensors that agree on every
 // other dimension: SlowFast's lateral fusion (slow first) and the head.
-// Backward (later) slices the gradient by the same channel offsets.
+// Backward slices the gradient by the same channel offsets.
 
 import Foundation
 
@@ -51,4 +51,27 @@ public func concatChannelsNaive(_ xs: [FloatTensor]) -> FloatTensor {
         offset += c
     }
     return FloatTensor(shape: shape, values: values)
+}
+
+/// Concat backward: the gradient of `[N, sum(channels), ...]` split back into
+/// one `[N, channels[i], ...]` gradient per input.
+public func concatChannelsBackward(_ gradOutput: FloatTensor, channels: [Int]) -> [FloatTensor] {
+    let shape = gradOutput.shape
+    precondition(shape.count >= 2 && channels.reduce(0, +) == shape[1],
+                 "concatBackward: gradient \(shape) for channels \(channels)")
+    let (n, total) = (shape[0], shape[1])
+    let inner = shape[2...].reduce(1, *)
+    var outs: [FloatTensor] = []
+    var offset = 0
+    for c in channels {
+        var s = shape
+        s[1] = c
+        let out = FloatTensor(uninitialized: s)
+        for sample in 0..<n {
+            (out.pointer + sample * c * inner).update(from: gradOutput.pointer + (sample * total + offset) * inner, count: c * inner)
+        }
+        outs.append(out)
+        offset += c
+    }
+    return outs
 }

@@ -9,7 +9,12 @@
 //     copies): im2col (Im2col.swift) into per-thread scratch, chunked along P;
 //     with a W stride and a W kernel > 1 the input is first split into
 //     column phases so that every im2col row is a contiguous copy.
-// Backward (later) needs only the input and weight, which the caller keeps.
+// Backward needs only the input and the weight, which the caller keeps:
+//   dW_g += dY_g x col_g^T   (summed over samples and position chunks; each
+//                             thread accumulates its share of the positions
+//                             into its own copy, added once at the end),
+//   dX_g += col2im(W_g^T x dY_g)   (pointwise: W_g^T x dY_g directly),
+//   db   += sum of dY per channel.
 
 import Foundation
 
@@ -85,12 +90,14 @@ public struct Conv3dGeometry: Equatable, Sendable {
 }
 
 /// Conv3d forward: `input` [N, C, T, H, W], `weight` [O, C/groups, kT, kH, kW],
-/// optional `bias` [O]; returns [N, O, To, Ho, Wo]. Pass a `workspace` to reuse
-/// scratch memory across calls.
+/// optional `bias` [O]; returns [N, O, To, Ho, Wo] (written into `output` when
+/// given). Pass a `workspace` to reuse scratch memory across calls.
 public func conv3dForward(_ input: FloatTensor, weight: FloatTensor, bias: FloatTensor? = nil,
-                          config: Conv3dConfig = Conv3dConfig(), workspace: Workspace? = nil) -> FloatTensor {
+                          config: Conv3dConfig = Conv3dConfig(), workspace: Workspace? = nil,
+                          into output: FloatTensor? = nil) -> FloatTensor {
     let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, config: config)
-    let out = FloatTensor(uninitialized: geo.outputShape.array)
+    let out = output ?? FloatTensor(uninitialized: geo.outputShape.array)
+    precondition(out.shape == geo.outputShape.array && out !== input, "conv3d: output \(out.shape) for \(geo.outputShape)")
     let beta: Float
     if let bias {
         fillChannels(out.pointer, geo.outputShape, values: bias.pointer)
@@ -183,6 +190,8 @@ public enum Conv3dTuning {
     /// Whether W-strided convolutions with kW > 1 copy rows from a phase-split
     /// input (else they gather element by element: 2-3x slower for the stem).
     nonisolated(unsafe) public static var phaseSplit = true
+    /// Floats of each backward im2col / col2im chunk (shared by the threads).
+    nonisolated(unsafe) public static var backwardChunkFloats = 1 << 21
 }
 
 /// General case: im2col of whole output rows (to, ho) into per-thread scratch,
@@ -226,6 +235,130 @@ private func conv3dIm2col(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w:
     }
 }
 
+// MARK: - Backward
+
+/// Conv3d backward. Adds dL/dinput to `gradInput`, dL/dweight to `gradWeight`
+/// and dL/dbias to `gradBias` (each optional: nil skips that gradient's work)
+/// given `gradOutput` = dL/doutput. Gradients accumulate (zero them once).
+public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput: FloatTensor,
+                           config: Conv3dConfig = Conv3dConfig(), gradInput: FloatTensor? = nil,
+                           gradWeight: FloatTensor? = nil, gradBias: FloatTensor? = nil, workspace: Workspace? = nil) {
+    let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, config: config)
+    precondition(gradOutput.shape == geo.outputShape.array,
+                 "conv3dBackward: gradOutput \(gradOutput.shape) for output \(geo.outputShape)")
+    if let gradInput { precondition(gradInput.shape == input.shape, "conv3dBackward: gradInput \(gradInput.shape) for input \(input.shape)") }
+    if let gradWeight { precondition(gradWeight.shape == weight.shape, "conv3dBackward: gradWeight \(gradWeight.shape) for weight \(weight.shape)") }
+    if let gradBias { precondition(gradBias.shape == [geo.outChannels], "conv3dBackward: gradBias \(gradBias.shape)") }
+    if let gradBias { addChannelSums(gradOutput, into: gradBias.pointer) }
+    guard gradInput != nil || gradWeight != nil else { return }
+    let ws = workspace ?? Workspace()
+    let (cg, og, k, p) = (geo.groupIn, geo.groupOut, geo.reduction, geo.positions)
+    let (c, o) = (geo.input.c, geo.outChannels)
+    let x = UnsafePointer(input.pointer), w = UnsafePointer(weight.pointer), dy = UnsafePointer(gradOutput.pointer)
+    let acc = gradWeight == nil ? nil : SplitKAccumulator(m: o, n: k, workspace: ws, slot: 3)
+    if geo.isPointwise {
+        for n in 0..<geo.input.n {
+            for g in 0..<config.groups {
+                let xg = x + (n * c + g * cg) * p, dyg = dy + (n * o + g * og) * p
+                acc?.add(m: og, n: cg, k: p, a: dyg, lda: p, b: xg, ldb: p, rowOffset: g * og)
+                if let gradInput {
+                    parallelSgemm(transA: true, transB: false, m: cg, n: p, k: og, a: w + g * og * cg, lda: cg,
+                                  b: dyg, ldb: p, beta: 1, c: gradInput.pointer + (n * c + g * cg) * p, ldc: p)
+                }
+            }
+        }
+    } else if geo.isTemporalShift {
+        conv3dBackwardTemporalShift(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
+        return
+    } else {
+        let rows = geo.output.t * geo.output.h, wo = geo.output.w
+        let chunkRows = max(1, min(rows, Conv3dTuning.backwardChunkFloats / max(1, k * wo)))
+        let chunkFloats = k * chunkRows * wo
+        let col = acc == nil ? nil : ws.buffer(chunkFloats, slot: 0)
+        let dcol = gradInput == nil ? nil : ws.buffer(chunkFloats, slot: 1)
+        let phaseSplit = acc != nil && geo.config.stride.w > 1 && geo.kernel.w > 1 && Conv3dTuning.phaseSplit
+        let phaseBuffer = phaseSplit ? ws.buffer(PhasedInput.count(geo), slot: 2) : nil
+        for n in 0..<geo.input.n {
+            for g in 0..<config.groups {
+                let xg = x + (n * c + g * cg) * geo.input.plane, dyg = dy + (n * o + g * og) * p
+                let phased = phaseBuffer.map { PhasedInput(geo, xg, buffer: $0, parallel: true) }
+                var r0 = 0
+                while r0 < rows {
+                    let r1 = min(rows, r0 + chunkRows)
+                    let cols = (r1 - r0) * wo
+                    if let acc, let col {
+                        im2col(geo, xg, phased: phased, rows: r0..<r1, into: col, parallel: true)
+                        acc.add(m: og, n: k, k: cols, a: dyg + r0 * wo, lda: p, b: col, ldb: cols, rowOffset: g * og)
+                    }
+                    if let gradInput, let dcol {
+                        parallelSgemm(transA: true, transB: false, m: k, n: cols, k: og, a: w + g * og * k, lda: k,
+                                      b: dyg + r0 * wo, ldb: p, beta: 0, c: dcol, ldc: cols)
+                        col2imAdd(geo, dcol, rows: r0..<r1, into: gradInput.pointer + (n * c + g * cg) * geo.input.plane)
+                    }
+                    r0 = r1
+                }
+            }
+        }
+    }
+    if let acc, let gradWeight { acc.finish(into: gradWeight.pointer) }
+}
+
+/// Tx1x1 with unit strides (no copies, as the forward): per temporal tap kt, whose
+/// source frame is the output frame shifted by kt*dT - pT,
+///   dW[:, :, kt] += dY[:, valid] x X[:, valid + shift]^T,
+///   dX[:, valid + shift] += W[:, :, kt]^T x dY[:, valid].
+private func conv3dBackwardTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                         _ dy: UnsafePointer<Float>, gradInput: FloatTensor?, gradWeight: FloatTensor?,
+                                         workspace ws: Workspace) {
+    let (cg, og, kT, o, c) = (geo.groupIn, geo.groupOut, geo.kernel.t, geo.outChannels, geo.input.c)
+    let frame = geo.input.h * geo.input.w
+    let (inPlane, p) = (geo.input.plane, geo.positions)
+    let (pT, dT, tIn) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t)
+    // Tap-major weights [kT, O, C_g] for the input gradient.
+    let packed = ws.buffer(kT * o * cg, slot: 4)
+    for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } } }
+    let acc = gradWeight == nil ? nil : SplitKAccumulator(m: kT * o, n: cg, workspace: ws, slot: 3)
+    for n in 0..<geo.input.n {
+        for g in 0..<geo.config.groups {
+            let xg = x + (n * c + g * cg) * inPlane, dyg = dy + (n * o + g * og) * p
+            for kt in 0..<kT {
+                let shift = (kt * dT - pT) * frame // source column = output column + shift
+                let lo = max(0, -shift), hi = min(p, tIn * frame - shift)
+                guard lo < hi else { continue }
+                acc?.add(m: og, n: cg, k: hi - lo, a: dyg + lo, lda: p, b: xg + lo + shift, ldb: inPlane, rowOffset: kt * o + g * og)
+                if let gradInput {
+                    parallelSgemm(transA: true, transB: false, m: cg, n: hi - lo, k: og, a: packed + (kt * o + g * og) * cg, lda: cg,
+                                  b: dyg + lo, ldb: p, beta: 1, c: gradInput.pointer + (n * c + g * cg) * inPlane + lo + shift, ldc: inPlane)
+                }
+            }
+        }
+    }
+    if let acc, let gradWeight {
+        let taps = ws.buffer(kT * o * cg, slot: 4) // the packed weights are no longer needed
+        taps.update(repeating: 0, count: kT * o * cg)
+        acc.finish(into: taps)
+        let dw = gradWeight.pointer
+        for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { dw[(oc * cg + ci) * kT + kt] += taps[(kt * o + oc) * cg + ci] } } }
+    }
+}
+
+/// sums[c] += the sum of channel c of `x` ([N, C, ...]) over samples and positions.
+func addChannelSums(_ x: FloatTensor, into sums: UnsafeMutablePointer<Float>) {
+    let (n, c) = (x.shape[0], x.shape[1])
+    let plane = x.count / max(1, n * c)
+    let src = x.pointer
+    parallelFor(c, work: n * plane) { ch in
+        var total = 0.0
+        for s in 0..<n {
+            let row = src + (s * c + ch) * plane
+            var part: Float = 0
+            for i in 0..<plane { part += row[i] }
+            total += Double(part)
+        }
+        sums[ch] += Float(total)
+    }
+}
+
 // MARK: - Reference
 
 /// The oracle: direct loops in double precision, no BLAS, no threads.
@@ -264,4 +397,60 @@ public func conv3dForwardNaive(_ input: FloatTensor, weight: FloatTensor, bias: 
         }
     }
     return out
+}
+
+/// Calls `body(inputIndex, weightIndex, outputIndex)` for every multiply-add of
+/// the convolution (flat indices into input, weight, output): the one loop
+/// nest the float64 oracle's forward and backward share.
+func conv3dVisit(_ geo: Conv3dGeometry, _ body: (Int, Int, Int) -> Void) {
+    let xs = geo.input, os = geo.outputShape, k = geo.kernel
+    let (s, p, d) = (geo.config.stride, geo.config.padding, geo.config.dilation)
+    for n in 0..<xs.n { for oc in 0..<os.c {
+        let g = oc / geo.groupOut
+        for to in 0..<os.t { for ho in 0..<os.h { for wo in 0..<os.w {
+            let oi = (((n * os.c + oc) * os.t + to) * os.h + ho) * os.w + wo
+            for ci in 0..<geo.groupIn {
+                let c = g * geo.groupIn + ci
+                for kt in 0..<k.t {
+                    let ti = to * s.t - p.t + kt * d.t
+                    if ti < 0 || ti >= xs.t { continue }
+                    for kh in 0..<k.h {
+                        let hi = ho * s.h - p.h + kh * d.h
+                        if hi < 0 || hi >= xs.h { continue }
+                        for kw in 0..<k.w {
+                            let wi = wo * s.w - p.w + kw * d.w
+                            if wi < 0 || wi >= xs.w { continue }
+                            body((((n * xs.c + c) * xs.t + ti) * xs.h + hi) * xs.w + wi,
+                                 (((oc * geo.groupIn + ci) * k.t + kt) * k.h + kh) * k.w + kw, oi)
+                        }
+                    }
+                }
+            }
+        } } }
+    } }
+}
+
+/// Float64 oracle forward.
+public func conv3dForward64(_ x: Tensor64, weight: Tensor64, bias: Tensor64? = nil,
+                            config: Conv3dConfig = Conv3dConfig()) -> Tensor64 {
+    let geo = Conv3dGeometry(input: x.shape, weight: weight.shape, bias: bias?.shape, config: config)
+    var out = Tensor64(zeros: geo.outputShape.array)
+    let plane = geo.positions
+    if let bias { for i in 0..<out.count { out.values[i] = bias.values[(i / plane) % geo.outChannels] } }
+    conv3dVisit(geo) { xi, wi, oi in out.values[oi] += x.values[xi] * weight.values[wi] }
+    return out
+}
+
+/// Float64 oracle backward: (dL/dx, dL/dweight, dL/dbias) for dL/dout = `gradOutput`.
+public func conv3dBackward64(_ x: Tensor64, weight: Tensor64, gradOutput: Tensor64,
+                             config: Conv3dConfig = Conv3dConfig()) -> (input: Tensor64, weight: Tensor64, bias: Tensor64) {
+    let geo = Conv3dGeometry(input: x.shape, weight: weight.shape, config: config)
+    var dx = Tensor64(zeros: x.shape), dw = Tensor64(zeros: weight.shape), db = Tensor64(zeros: [geo.outChannels])
+    let plane = geo.positions
+    for i in 0..<gradOutput.count { db.values[(i / plane) % geo.outChannels] += gradOutput.values[i] }
+    conv3dVisit(geo) { xi, wi, oi in
+        dx.values[xi] += gradOutput.values[oi] * weight.values[wi]
+        dw.values[wi] += gradOutput.values[oi] * x.values[xi]
+    }
+    return (dx, dw, db)
 }

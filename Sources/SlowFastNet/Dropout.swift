@@ -1,6 +1,6 @@
 // Dropout (torch.nn.Dropout): identity in eval mode; in training, zeroes each
 // element with probability p and scales the rest by 1/(1-p). The training
-// form returns its mask, which is all the backward pass needs.
+// form returns its mask, which is all the backward pass needs (dx = dy * mask).
 
 import Foundation
 
@@ -21,4 +21,13 @@ public func dropoutForward<R: RandomNumberGenerator>(_ x: FloatTensor, p: Float,
     let out = FloatTensor(uninitialized: x.shape)
     for i in 0..<x.count { out.pointer[i] = x.pointer[i] * mask.pointer[i] }
     return (out, mask)
+}
+
+/// Dropout backward: dy * mask (the mask training-mode forward returned; nil = identity).
+public func dropoutBackward(gradOutput: FloatTensor, mask: FloatTensor?) -> FloatTensor {
+    guard let mask else { return gradOutput }
+    precondition(mask.shape == gradOutput.shape, "dropoutBackward: mask \(mask.shape) for gradient \(gradOutput.shape)")
+    let dx = FloatTensor(uninitialized: gradOutput.shape)
+    for i in 0..<dx.count { dx.pointer[i] = gradOutput.pointer[i] * mask.pointer[i] }
+    return dx
 }

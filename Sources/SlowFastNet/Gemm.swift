@@ -67,3 +67,67 @@ func parallelSgemm(m: Int, n: Int, k: Int,
         }
     }
 }
+
+/// `sgemm` with any transposes, split over the network's threads by blocks of
+/// C's columns (N >= M) or rows; one call when small or `splitGemms` is off.
+func parallelSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                   a: UnsafePointer<Float>, lda: Int,
+                   b: UnsafePointer<Float>, ldb: Int,
+                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard shouldSplitGemm(macs: m * n * k) else {
+        return sgemm(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c, ldc: ldc)
+    }
+    if n >= m {
+        forGemmColumnBlocks(n, macs: m * n * k) { cols in
+            sgemm(transA: transA, transB: transB, m: m, n: cols.count, k: k, a: a, lda: lda,
+                  b: b + (transB ? cols.lowerBound * ldb : cols.lowerBound), ldb: ldb,
+                  beta: beta, c: c + cols.lowerBound, ldc: ldc)
+        }
+    } else {
+        parallelRanges(m) { rows in
+            sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k,
+                  a: a + (transA ? rows.lowerBound : rows.lowerBound * lda), lda: lda, b: b, ldb: ldb,
+                  beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
+        }
+    }
+}
+
+/// Per-thread accumulators for a reduction GEMM (weight gradients: C += A B^T
+/// summed over long K): each thread adds its share of K into its own [m, n]
+/// buffer, and `finish` adds the buffers into the destination once.
+final class SplitKAccumulator {
+    let m: Int, n: Int, parts: Int
+    private let buffer: UnsafeMutablePointer<Float>
+
+    init(m: Int, n: Int, workspace: Workspace, slot: Int) {
+        (self.m, self.n) = (m, n)
+        parts = Threading.splitGemms ? max(1, Threading.threads) : 1
+        buffer = workspace.buffer(parts * m * n, slot: slot)
+        buffer.update(repeating: 0, count: parts * m * n)
+    }
+
+    /// acc += A[m, k] x B[n, k]^T over the K range split across threads (row-major,
+    /// A and B with row strides lda and ldb).
+    func add(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+             rowOffset: Int = 0) {
+        precondition(m + rowOffset <= self.m && n == self.n)
+        let split = shouldSplitGemm(macs: m * n * k) ? parts : 1
+        parallelParts(k, minPerThread: 64, maxParts: split) { part, ks in
+            sgemm(transB: true, m: m, n: n, k: ks.count, a: a + ks.lowerBound, lda: lda, b: b + ks.lowerBound, ldb: ldb,
+                  beta: 1, c: buffer + part * self.m * self.n + rowOffset * n, ldc: n)
+        }
+    }
+
+    /// dst[i] += the sum of the thread buffers.
+    func finish(into dst: UnsafeMutablePointer<Float>) {
+        let total = m * n, parts = self.parts, buffer = self.buffer
+        parallelRanges(total, minPerThread: 1 << 14) { range in
+            for i in range {
+                var s: Float = 0
+                for p in 0..<parts { s += buffer[p * total + i] }
+                dst[i] += s
+            }
+        }
+    }
+}

@@ -114,3 +114,41 @@ func im2col(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, phased: PhasedInpu
         }
     }
 }
+
+/// The adjoint of `im2col`: adds each element of `col` [C_g*kT*kH*kW,
+/// rows.count*Wo] into the input position it was read from, in `dx` (one
+/// group's C_g channel planes of T*H*W); padding reads are dropped. Threads own
+/// whole channels, so no two write the same element.
+func col2imAdd(_ geo: Conv3dGeometry, _ col: UnsafePointer<Float>, rows: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
+    let (kernel, s, p, d) = (geo.kernel, geo.config.stride, geo.config.padding, geo.config.dilation)
+    let (tIn, hIn, wIn) = (geo.input.t, geo.input.h, geo.input.w)
+    let (ho, wo) = (geo.output.h, geo.output.w)
+    let frame = hIn * wIn
+    let cols = rows.count * wo
+    let taps = kernel.product
+    parallelFor(geo.groupIn, work: taps * cols) { c in
+        let xc = dx + c * tIn * frame
+        for tap in 0..<taps {
+            let kt = tap / (kernel.h * kernel.w)
+            let kh = (tap % (kernel.h * kernel.w)) / kernel.w
+            let kw = tap % kernel.w
+            var src = col + (c * taps + tap) * cols
+            let wOff = kw * d.w - p.w
+            let woLo = min(wo, max(0, ceilDiv(-wOff, s.w)))
+            let woHi = max(woLo, min(wo, ceilDiv(wIn - wOff, s.w)))
+            for r in rows {
+                defer { src += wo }
+                let to = r / ho, h = r % ho
+                let ti = to * s.t - p.t + kt * d.t
+                let hi = h * s.h - p.h + kh * d.h
+                if ti < 0 || ti >= tIn || hi < 0 || hi >= hIn { continue }
+                let dst = xc + ti * frame + hi * wIn + wOff
+                if s.w == 1 {
+                    for j in woLo..<woHi { dst[j] += src[j] }
+                } else {
+                    for j in woLo..<woHi { dst[j * s.w] += src[j] }
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 // Linear layer (torch.nn.functional.linear): y = x W^T + b with W in
 // PyTorch layout [O, F], as one sgemm over all leading rows.
-// Backward (later): dx = dy W, dW = dy^T x, db = sum of dy rows; needs x.
+// Backward: dx = dy W, dW += dy^T x, db += sum of dy rows; needs x.
 
 import Foundation
 
@@ -37,4 +37,65 @@ public func linearNaive(_ x: FloatTensor, weight: FloatTensor, bias: FloatTensor
         }
     }
     return out
+}
+
+/// Linear backward for `x` [..., F], `weight` [O, F], `gradOutput` [..., O]: adds
+/// dy^T x to `gradWeight` and the row sums of dy to `gradBias` (when given) and
+/// returns dL/dx (nil when `needInputGradient` is false).
+@discardableResult
+public func linearBackward(_ x: FloatTensor, weight: FloatTensor, gradOutput: FloatTensor,
+                           gradWeight: FloatTensor? = nil, gradBias: FloatTensor? = nil,
+                           needInputGradient: Bool = true) -> FloatTensor? {
+    let (o, f) = (weight.shape[0], weight.shape[1])
+    let rows = f == 0 ? x.count : x.count / f
+    precondition(gradOutput.count == rows * o && x.shape.last == f,
+                 "linearBackward: x \(x.shape), weight \(weight.shape), gradOutput \(gradOutput.shape)")
+    if let gradWeight {
+        precondition(gradWeight.shape == weight.shape)
+        sgemm(transA: true, m: o, n: f, k: rows, a: gradOutput.pointer, lda: o, b: x.pointer, ldb: f,
+              beta: 1, c: gradWeight.pointer, ldc: f)
+    }
+    if let gradBias {
+        precondition(gradBias.shape == [o])
+        for j in 0..<o {
+            var s: Double = 0
+            for r in 0..<rows { s += Double(gradOutput.pointer[r * o + j]) }
+            gradBias.pointer[j] += Float(s)
+        }
+    }
+    guard needInputGradient else { return nil }
+    let dx = FloatTensor(uninitialized: x.shape)
+    sgemm(m: rows, n: f, k: o, a: gradOutput.pointer, lda: o, b: weight.pointer, ldb: f, beta: 0, c: dx.pointer, ldc: f)
+    return dx
+}
+
+// MARK: - Float64 oracle
+
+public func linearForward64(_ x: Tensor64, weight: Tensor64, bias: Tensor64?) -> Tensor64 {
+    let (o, f) = (weight.shape[0], weight.shape[1])
+    let rows = x.count / f
+    var shape = x.shape
+    shape[shape.count - 1] = o
+    var out = Tensor64(zeros: shape)
+    for r in 0..<rows { for j in 0..<o {
+        var acc = bias?.values[j] ?? 0
+        for i in 0..<f { acc += x.values[r * f + i] * weight.values[j * f + i] }
+        out.values[r * o + j] = acc
+    } }
+    return out
+}
+
+public func linearBackward64(_ x: Tensor64, weight: Tensor64, gradOutput: Tensor64) -> (input: Tensor64, weight: Tensor64, bias: Tensor64) {
+    let (o, f) = (weight.shape[0], weight.shape[1])
+    let rows = x.count / f
+    var dx = Tensor64(zeros: x.shape), dw = Tensor64(zeros: weight.shape), db = Tensor64(zeros: [o])
+    for r in 0..<rows { for j in 0..<o {
+        let g = gradOutput.values[r * o + j]
+        db.values[j] += g
+        for i in 0..<f {
+            dx.values[r * f + i] += g * weight.values[j * f + i]
+            dw.values[j * f + i] += g * x.values[r * f + i]
+        }
+    } }
+    return (dx, dw, db)
 }

@@ -1,8 +1,8 @@
 // MaxPool3d, AvgPool3d and global average pooling with PyTorch semantics
 // (ceil_mode false; max pooling pads with -inf, i.e. ignores padding; average
 // pooling counts padding by default). Each with its naive oracle.
-// Backward (later): max pooling routes through the saved argmax indices,
-// average pooling spreads by the same divisors.
+// Backward: max pooling routes each gradient to its saved argmax index,
+// average pooling spreads it over the window by the same divisor.
 
 import Foundation
 
@@ -182,4 +182,129 @@ public func globalAvgPool3dNaive(_ x: FloatTensor) -> FloatTensor {
         out.pointer[nc] = Float(sum / Double(xs.plane))
     }
     return out
+}
+
+// MARK: - Backward
+
+/// Max pooling backward: each output gradient added at its argmax (the indices
+/// `maxPool3dForwardWithIndices` returned, flat within the (n, c) plane).
+public func maxPool3dBackward(gradOutput: FloatTensor, indices: [Int32], inputShape: [Int]) -> FloatTensor {
+    let xs = Shape5D(inputShape), os = gradOutput.shape5D
+    precondition(indices.count == gradOutput.count && os.n == xs.n && os.c == xs.c,
+                 "maxPool3dBackward: gradOutput \(gradOutput.shape), \(indices.count) indices, input \(inputShape)")
+    let dx = FloatTensor(zeros: inputShape)
+    let dy = gradOutput.pointer, d = dx.pointer
+    indices.withUnsafeBufferPointer { ip in
+        let ip = UncheckedSendable(ip.baseAddress!)
+        parallelFor(xs.n * xs.c, work: os.plane) { nc in
+            let dst = d + nc * xs.plane
+            for o in (nc * os.plane)..<((nc + 1) * os.plane) { dst[Int(ip.value[o])] += dy[o] }
+        }
+    }
+    return dx
+}
+
+/// Average pooling backward: each output gradient spread over its window,
+/// divided by the forward's divisor.
+public func avgPool3dBackward(gradOutput: FloatTensor, inputShape: [Int], _ config: Pool3dConfig,
+                              countIncludePad: Bool = true) -> FloatTensor {
+    let xs = Shape5D(inputShape)
+    let os = config.outputShape(xs, op: "avgPool3dBackward")
+    precondition(gradOutput.shape == os.array, "avgPool3dBackward: gradOutput \(gradOutput.shape) for output \(os)")
+    let dx = FloatTensor(zeros: inputShape)
+    let (k, s, p) = (config.kernel, config.stride, config.padding)
+    let dy = gradOutput.pointer, d = dx.pointer
+    let frame = xs.h * xs.w
+    parallelFor(xs.n * xs.c, work: os.plane * k.product) { nc in
+        let xp = d + nc * xs.plane
+        var o = nc * os.plane
+        for to in 0..<os.t {
+            let ts = to * s.t - p.t
+            let t0 = max(0, ts), t1 = min(xs.t, ts + k.t)
+            for ho in 0..<os.h {
+                let hs = ho * s.h - p.h
+                let h0 = max(0, hs), h1 = min(xs.h, hs + k.h)
+                for wo in 0..<os.w {
+                    let ws = wo * s.w - p.w
+                    let w0 = max(0, ws), w1 = min(xs.w, ws + k.w)
+                    let divisor = countIncludePad
+                        ? (min(ts + k.t, xs.t + p.t) - ts) * (min(hs + k.h, xs.h + p.h) - hs) * (min(ws + k.w, xs.w + p.w) - ws)
+                        : (t1 - t0) * (h1 - h0) * (w1 - w0)
+                    let g = dy[o] / Float(divisor)
+                    for t in t0..<t1 { for h in h0..<h1 {
+                        let row = xp + t * frame + h * xs.w
+                        for w in w0..<w1 { row[w] += g }
+                    } }
+                    o += 1
+                }
+            }
+        }
+    }
+    return dx
+}
+
+/// Global average pooling backward: [N, C, 1, 1, 1] (or [N, C]) -> the input shape, dy / (T*H*W) everywhere.
+public func globalAvgPool3dBackward(gradOutput: FloatTensor, inputShape: [Int]) -> FloatTensor {
+    let xs = Shape5D(inputShape)
+    precondition(gradOutput.count == xs.n * xs.c, "globalAvgPool3dBackward: gradOutput \(gradOutput.shape) for input \(inputShape)")
+    let dx = FloatTensor(uninitialized: inputShape)
+    let dy = gradOutput.pointer, d = dx.pointer
+    parallelFor(xs.n * xs.c, work: xs.plane) { nc in
+        (d + nc * xs.plane).update(repeating: dy[nc] / Float(xs.plane), count: xs.plane)
+    }
+    return dx
+}
+
+// MARK: - Float64 oracle
+
+/// Calls `body(inputIndex, outputIndex)` for every in-bounds window element and
+/// `divisor(outputIndex, validCount, paddedCount)` once per output position.
+private func pool3dVisit(_ xs: Shape5D, _ config: Pool3dConfig, _ body: (Int, Int) -> Void, window: (Int, Int, Int) -> Void) {
+    let os = config.outputShape(xs, op: "pool3d")
+    let (k, s, p) = (config.kernel, config.stride, config.padding)
+    var o = 0
+    for nc in 0..<(xs.n * xs.c) { for to in 0..<os.t { for ho in 0..<os.h { for wo in 0..<os.w {
+        var valid = 0, padded = 0
+        for kt in 0..<k.t { for kh in 0..<k.h { for kw in 0..<k.w {
+            let t = to * s.t - p.t + kt, h = ho * s.h - p.h + kh, w = wo * s.w - p.w + kw
+            if t < xs.t + p.t && h < xs.h + p.h && w < xs.w + p.w { padded += 1 }
+            guard t >= 0, t < xs.t, h >= 0, h < xs.h, w >= 0, w < xs.w else { continue }
+            body(((nc * xs.t + t) * xs.h + h) * xs.w + w, o)
+            valid += 1
+        } } }
+        window(o, valid, padded)
+        o += 1
+    } } } }
+}
+
+/// Float64 max (first maximum in scan order) or average pooling.
+public func pool3dForward64(_ x: Tensor64, _ config: Pool3dConfig, max isMax: Bool, countIncludePad: Bool = true) -> Tensor64 {
+    let xs = Shape5D(x.shape)
+    var out = Tensor64(zeros: config.outputShape(xs, op: "pool3d").array)
+    var best = [Double](repeating: -.infinity, count: out.count)
+    pool3dVisit(xs, config, { xi, o in
+        if isMax { best[o] = max(best[o], x.values[xi]) } else { out.values[o] += x.values[xi] }
+    }, window: { o, valid, padded in
+        out.values[o] = isMax ? best[o] : out.values[o] / Double(countIncludePad ? padded : valid)
+    })
+    return out
+}
+
+/// Float64 pooling backward (max: to the first maximum of each window).
+public func pool3dBackward64(_ x: Tensor64, gradOutput: Tensor64, _ config: Pool3dConfig, max isMax: Bool,
+                             countIncludePad: Bool = true) -> Tensor64 {
+    let xs = Shape5D(x.shape)
+    var dx = Tensor64(zeros: x.shape)
+    var members: [Int] = []
+    pool3dVisit(xs, config, { xi, _ in members.append(xi) }, window: { o, valid, padded in
+        if isMax {
+            var arg = members.first
+            for m in members where x.values[m] > x.values[arg!] { arg = m }
+            if let arg { dx.values[arg] += gradOutput.values[o] }
+        } else {
+            for m in members { dx.values[m] += gradOutput.values[o] / Double(countIncludePad ? padded : valid) }
+        }
+        members.removeAll(keepingCapacity: true)
+    })
+    return dx
 }

@@ -26,6 +26,11 @@ public final class FloatTensor: @unchecked Sendable {
         pointer.initialize(repeating: 0, count: count)
     }
 
+    /// Where the storage goes back to on deinit (nil: freed).
+    private let pool: TensorPool?
+    /// Floats allocated behind `pointer` (>= count for pooled storage).
+    let capacity: Int
+
     /// A tensor whose elements the caller writes before reading.
     public init(uninitialized shape: [Int]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
@@ -33,6 +38,18 @@ public final class FloatTensor: @unchecked Sendable {
         self.count = shape.reduce(1, *)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.capacity = max(count, 1)
+        self.pool = nil
+    }
+
+    /// A tensor on storage lent by `pool`, returned to it on deinit.
+    init(shape: [Int], pooled pointer: UnsafeMutablePointer<Float>, capacity: Int, pool: TensorPool) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        precondition(count <= capacity)
+        self.pointer = pointer
+        self.capacity = capacity
+        self.pool = pool
     }
 
     /// A tensor holding a copy of `values` (row-major).
@@ -54,7 +71,9 @@ public final class FloatTensor: @unchecked Sendable {
         pointer.initialize(repeating: value, count: count)
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit {
+        if let pool { pool.recycle(pointer, capacity) } else { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
 
     public var rank: Int { shape.count }
 
@@ -175,4 +194,66 @@ public final class Workspace: @unchecked Sendable {
 
     /// Bytes currently held.
     public var bytes: Int { slots.reduce(0) { $0 + ($1?.capacity ?? 0) * 4 } }
+}
+
+/// Recycles tensor storage across layers and training iterations: a tensor
+/// taken from the pool returns its memory on deinit, and the next request of a
+/// similar size reuses it (no allocation, no page faults after the first
+/// iteration). Thread-safe. Tracks the bytes it holds and their peak.
+public final class TensorPool: @unchecked Sendable {
+    private var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+    private let lock = NSLock()
+    private var held = 0, inUse = 0, peakInUse = 0
+
+    public init() {}
+
+    deinit { for block in free { UnsafeMutableRawPointer(block.pointer).deallocate() } }
+
+    /// A tensor of `shape`, contents undefined; the smallest free block that fits
+    /// (and is at most 1/4 larger) is reused.
+    public func take(_ shape: [Int]) -> FloatTensor {
+        let count = max(1, shape.reduce(1, *))
+        lock.lock()
+        var best: Int?
+        for (i, block) in free.enumerated() where block.capacity >= count && block.capacity <= count + count / 4 + 4096 {
+            if best == nil || block.capacity < free[best!].capacity { best = i }
+        }
+        let block = best.map { free.remove(at: $0) }
+        let capacity = block?.capacity ?? count
+        if block == nil { held += capacity * 4 }
+        inUse += capacity * 4
+        peakInUse = max(peakInUse, inUse)
+        lock.unlock()
+        let pointer = block?.pointer ?? UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+        return FloatTensor(shape: shape, pooled: pointer, capacity: capacity, pool: self)
+    }
+
+    /// A zero-filled tensor of `shape`.
+    public func zeros(_ shape: [Int]) -> FloatTensor {
+        let t = take(shape)
+        t.fill(0)
+        return t
+    }
+
+    fileprivate func recycle(_ pointer: UnsafeMutablePointer<Float>, _ capacity: Int) {
+        lock.lock()
+        free.append((pointer, capacity))
+        inUse -= capacity * 4
+        lock.unlock()
+    }
+
+    /// Frees the blocks no tensor is using.
+    public func trim() {
+        lock.lock()
+        for block in free { UnsafeMutableRawPointer(block.pointer).deallocate() }
+        held -= free.reduce(0) { $0 + $1.capacity * 4 }
+        free.removeAll()
+        lock.unlock()
+    }
+
+    /// Bytes allocated by the pool (in use or free).
+    public var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return held }
+    /// The most bytes lent out at once.
+    public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peakInUse }
 }

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Benchmark: one training step of SlowFast R50 8x8, batch 2, fast clip 32x224x224, same thread
+count: sfnet (`sfnet bench train-step`) vs PyTorch (eager, train mode: forward, backward of
+sum(logits * R), plain SGD update), interleaved rounds in one invocation. Each contender runs in
+its own process so its peak RSS is its own (ru_maxrss).
+
+The PyTorch model is fixtures/generate.py's SlowFast, a module-for-module mirror of PySlowFast's
+(same state_dict keys), dropout 0.5 before the head as in sfnet's preset; weights are random for
+both (timing only).
+Usage: train_step_bench.py SFNET [--threads 2] [--batch 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 3] [--json OUT]
+"""
+import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_generate():
+    spec = importlib.util.spec_from_file_location("sfnet_generate", os.path.join(HERE, "..", "fixtures", "generate.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def torch_peer(a):
+    """Runs inside a child process: times PyTorch's training step and prints JSON."""
+    import torch
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    g = load_generate()
+    m = g.SlowFast(width_per_group=64, beta_inv=8, alpha=4, fusion_kernel=7, depths=(3, 4, 6, 3),
+                   num_classes=400, num_frames=a.frames, train_crop=a.size)
+    m.train()
+    slow = torch.randn(a.batch, 3, a.frames // 4, a.size, a.size)
+    fast = torch.randn(a.batch, 3, a.frames, a.size, a.size)
+    r = torch.randn(a.batch, 400)
+    opt = torch.optim.SGD(m.parameters(), lr=1e-4)
+
+    def step():
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=False)
+        logits = m([slow, fast])
+        t1 = time.perf_counter()
+        (logits * r).sum().backward()
+        opt.step()
+        return time.perf_counter() - t0, t1 - t0
+
+    step()  # warm-up
+    ts, fw = [], []
+    for _ in range(a.repeat):
+        t, f = step()
+        ts.append(t); fw.append(f)
+    print(json.dumps({"median_s": statistics.median(ts), "forward_median_s": statistics.median(fw),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sfnet", nargs="?")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json")
+    ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.peer:
+        return torch_peer(a)
+    common = ["--threads", str(a.threads), "--batch", str(a.batch), "--size", str(a.size), "--frames", str(a.frames),
+              "--repeat", str(a.repeat)]
+
+    def torch_child():
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--peer"] + common, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr.strip()[-2000:] or f"exit {p.returncode}")
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def sfnet():
+        out = subprocess.run([a.sfnet, "bench", "train-step", "--arch", "slowfast-r50-8x8", "--json"] + common,
+                             check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+    res = {"sfnet": [], "pytorch": []}
+    fwd = {"sfnet": [], "pytorch": []}
+    rss, extra = {}, {}
+    for _ in range(a.rounds):
+        s = sfnet(); res["sfnet"].append(s["median_s"]); fwd["sfnet"].append(s["forward_median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
+        t = torch_child(); res["pytorch"].append(t["median_s"]); fwd["pytorch"].append(t["forward_median_s"]); rss["pytorch"] = t["peak_rss_mb"]
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"SlowFast R50 8x8 training step (forward + backward + SGD), batch {a.batch}, fast {a.frames}x{a.size}x{a.size}, "
+          f"{a.threads} threads; medians of {a.rounds} rounds x {a.repeat} steps:")
+    for k, v in med.items():
+        print(f"  {k:8s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
+              f"rounds {[round(x, 3) for x in res[k]]}")
+    print(f"  sfnet / pytorch = {med['sfnet'] / med['pytorch']:.2f}x (target <= 1.0)")
+    print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "batch": a.batch, "size": a.size,
+                       "frames": a.frames, "median_s": med, "rounds_s": res, "peak_rss_mb": rss, "sfnet": extra}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+// The layers of the trainable network: a convolution with its BatchNorm (and
+// ReLU), a bottleneck block, each keeping from its forward only what its
+// backward reads (the conv input, the conv output for BN, the BN statistics,
+// the ReLU output for its mask) and releasing it once backward has run.
+
+import Foundation
+
+/// What every layer of one training pass shares.
+final class TrainContext {
+    let store: ParameterStore
+    let pool: TensorPool
+    let workspace = Workspace()
+    /// false: BN normalises with its running statistics and updates nothing.
+    var batchStatistics = true
+    /// Per unit index (execution order): whether any parameter at a smaller index trains,
+    /// i.e. whether that unit must produce its input gradient.
+    var trainableBefore: [Bool] = []
+    /// Convolution units whose backward ran in the last backward pass.
+    var unitsBackward = 0
+    /// Forward passes so far: the eval network's convolution paths (ConvLayer, with
+    /// weights repacked per path) are rebuilt once per pass, after the optimizer moved the weights.
+    var pass = 0
+
+    init(store: ParameterStore, pool: TensorPool) {
+        (self.store, self.pool) = (store, pool)
+    }
+}
+
+/// Conv3d (no bias) -> BatchNorm3d (optional) -> ReLU (optional).
+final class TrainConvUnit {
+    /// Canonical module names: `s2.pathway0_res0.branch2.a`, `s2.pathway0_res0.branch2.a_bn`.
+    let conv: String, bn: String?
+    let config: Conv3dConfig
+    let relu: Bool
+    /// Position in execution order.
+    let index: Int
+    private var input: FloatTensor?, convOut: FloatTensor?, output: FloatTensor?
+    private var saved: BatchNormSaved?
+    /// The forward's convolution, built from the current weight once per pass.
+    private var layer: ConvLayer?
+    private var layerPass = -1
+
+    init(conv: String, bn: String?, config: Conv3dConfig, relu: Bool, index: Int) {
+        (self.conv, self.bn, self.config, self.relu, self.index) = (conv, bn, config, relu, index)
+    }
+
+    /// The parameter names of this unit.
+    var parameterNames: [String] { [conv + ".weight"] + (bn.map { [$0 + ".weight", $0 + ".bias"] } ?? []) }
+
+    func output(for shape: [Int], _ ctx: TrainContext) -> [Int] {
+        Conv3dGeometry(input: shape, weight: ctx.store.value(required: conv + ".weight").shape, config: config).outputShape.array
+    }
+
+    func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
+        let w = ctx.store.value(required: conv + ".weight")
+        if layer == nil || layerPass != ctx.pass {
+            layer = ConvLayer(name: conv, kind: SlowFastModel.kind(w.shape, config), weight: w, bn: nil, config: config)
+            layerPass = ctx.pass
+        }
+        let z = ctx.pool.take(output(for: x.shape, ctx))
+        layer!.run(Act(borrowing: x, as: Shape5D(x.shape)), into: Act(borrowing: z, as: Shape5D(z.shape)), relu: false,
+                   workspace: ctx.workspace)
+        input = x
+        guard let bn else {
+            if relu {
+                reluForward(z, inPlace: true)
+                output = z
+            } else {
+                convOut = nil
+            }
+            return z
+        }
+        let store = ctx.store
+        let (y, stats) = batchNormTrainForward(z, weight: store.value(bn + ".weight"), bias: store.value(bn + ".bias"),
+                                               runningMean: store.value(bn + ".running_mean"),
+                                               runningVar: store.value(bn + ".running_var"),
+                                               batchStatistics: ctx.batchStatistics, relu: relu, into: ctx.pool.take(z.shape))
+        if ctx.batchStatistics { store.countBatch(bn) }
+        convOut = z
+        saved = stats
+        if relu { output = y }
+        return y
+    }
+
+    /// Backward from dL/d(output) (`grad`, consumed: overwritten in place). Adds the
+    /// parameter gradients of trainable parameters; returns dL/dinput when a
+    /// parameter before this unit trains, else nil. Releases what forward saved.
+    func backward(_ grad: FloatTensor, _ ctx: TrainContext) -> FloatTensor? {
+        defer { input = nil; convOut = nil; output = nil; saved = nil }
+        let store = ctx.store
+        let needInput = ctx.trainableBefore[index]
+        let convGrad = store.gradient(conv + ".weight")
+        guard needInput || parameterNames.contains(where: store.isTrainable) else { return nil }
+        guard let x = input else { preconditionFailure("\(conv): backward without forward") }
+        ctx.unitsBackward += 1
+        if relu, let y = output { reluBackward(output: y, gradOutput: grad) }
+        var dz = grad
+        if let bn, let stats = saved, let z = convOut {
+            dz = batchNormBackward(z, gradOutput: grad, weight: store.value(bn + ".weight"), saved: stats,
+                                   gradWeight: store.gradient(bn + ".weight"), gradBias: store.gradient(bn + ".bias"),
+                                   needInputGradient: needInput || convGrad != nil, inPlace: true) ?? grad
+        }
+        guard needInput || convGrad != nil else { return nil }
+        let dx = needInput ? ctx.pool.zeros(x.shape) : nil
+        conv3dBackward(x, weight: store.value(required: conv + ".weight"), gradOutput: dz, config: config,
+                       gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace)
+        return dx
+    }
+}
+
+/// PySlowFast's ResBlock: branch2 = a (Tx1x1) -> b (1x3x3, stride) -> c (1x1x1, BN
+/// without ReLU); shortcut branch1 (1x1x1 stride + BN) or identity; add; ReLU.
+final class TrainBottleneck {
+    let a: TrainConvUnit, b: TrainConvUnit, c: TrainConvUnit, branch1: TrainConvUnit?
+    private var output: FloatTensor?
+
+    init(a: TrainConvUnit, b: TrainConvUnit, c: TrainConvUnit, branch1: TrainConvUnit?) {
+        (self.a, self.b, self.c, self.branch1) = (a, b, c, branch1)
+    }
+
+    var units: [TrainConvUnit] { (branch1.map { [$0] } ?? []) + [a, b, c] }
+
+    func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
+        let shortcut = branch1?.forward(x, ctx) ?? x
+        let out = c.forward(b.forward(a.forward(x, ctx), ctx), ctx)
+        let o = out.pointer, s = shortcut.pointer
+        withExtendedLifetime(shortcut) {
+            parallelRanges(out.count, minPerThread: 1 << 15) { range in
+                for i in range { o[i] = max(o[i] + s[i], 0) }
+            }
+        }
+        output = out
+        return out
+    }
+
+    /// Backward from dL/d(block output) (consumed); nil when nothing before the block trains.
+    func backward(_ grad: FloatTensor, _ ctx: TrainContext) -> FloatTensor? {
+        guard let out = output else { preconditionFailure("bottleneck backward without forward") }
+        output = nil
+        reluBackward(output: out, gradOutput: grad)
+        let first = branch1 ?? a
+        let needInput = ctx.trainableBefore[first.index]
+        // The shortcut's gradient: branch1's input gradient, or the sum's gradient itself.
+        var shortcutGrad: FloatTensor?
+        if let branch1 {
+            let copy = ctx.pool.take(grad.shape)
+            copy.pointer.update(from: grad.pointer, count: grad.count)
+            shortcutGrad = branch1.backward(copy, ctx)
+        } else if needInput {
+            shortcutGrad = ctx.pool.take(grad.shape)
+            shortcutGrad!.pointer.update(from: grad.pointer, count: grad.count)
+        }
+        var g: FloatTensor? = grad
+        for unit in [c, b, a] {
+            guard let current = g else { break }
+            g = unit.backward(current, ctx)
+        }
+        guard needInput else { return nil }
+        switch (g, shortcutGrad) {
+        case let (main?, short?):
+            let m = main.pointer, s = short.pointer
+            parallelRanges(main.count, minPerThread: 1 << 15) { range in for i in range { m[i] += s[i] } }
+            return main
+        case let (main?, nil): return main
+        case let (nil, short?): return short
+        case (nil, nil): return nil
+        }
+    }
+}
