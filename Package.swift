@@ -61,9 +61,11 @@ let package = Package(
         .target(name: "Video", dependencies: ["CFFmpeg", "Convert"]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
         .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
+        // the jobs users came for: finetune (the loop, checkpoints, resume), eval, predict, experiment.
+        .target(name: "Finetune", dependencies: ["Train", "SlowFastNet", "Video", "Report", "Verify", "Formats", "Convert"]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras",
+            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

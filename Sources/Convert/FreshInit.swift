@@ -87,3 +87,22 @@ enum FreshInit {
         return seed ^ hash
     }
 }
+
+/// Fresh weights for a whole architecture with PySlowFast's init (MSRA fill for convs,
+/// BN weight 1 except each block's last BN at 0, head N(0, 0.01), bias 0), seeded: the
+/// `--init scratch` start of fine-tuning.
+public func freshWeights(for arch: ArchConfig, seed: UInt64) -> TensorMap {
+    var map = TensorMap()
+    for e in arch.expectedParameters() {
+        let t = Inflate.isZeroInitFinalBN(e.name) ? Inflate.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor
+        map.set(e.name, t)
+    }
+    return map
+}
+
+/// A fresh classification head for `classes` classes (N(0, 0.01) weight, zero bias) replacing
+/// `head.projection` in `weights`; the arch's `numClasses` is updated by the caller.
+public func replaceHead(_ weights: inout TensorMap, inputChannels: Int, classes: Int, seed: UInt64) {
+    weights.set("head.projection.weight", FreshInit.tensor(name: "head.projection.weight", shape: [classes, inputChannels], seed: seed).tensor)
+    weights.set("head.projection.bias", FreshInit.tensor(name: "head.projection.bias", shape: [classes], seed: seed).tensor)
+}

@@ -58,7 +58,8 @@ public struct ExampleClip: Codable, Equatable, Sendable {
 public struct EvaluationRecord: Codable, Equatable, Sendable {
     public var split: String
     public var clips: Int
-    public var mAP: Double
+    /// nil when no class has a positive clip.
+    public var mAP: Double?
     /// Per class, in class order; nil for a class without positives (left out of the mAP).
     public var perClassAP: [Double?]
     public var top1: Double
@@ -66,7 +67,7 @@ public struct EvaluationRecord: Codable, Equatable, Sendable {
     /// confusion[truth][predicted] over single-label clips (argmax of the scores).
     public var confusion: [[Int]]
 
-    public init(split: String, clips: Int, mAP: Double, perClassAP: [Double?], top1: Double, top5: Double, confusion: [[Int]]) {
+    public init(split: String, clips: Int, mAP: Double?, perClassAP: [Double?], top1: Double, top5: Double, confusion: [[Int]]) {
         (self.split, self.clips, self.mAP, self.perClassAP, self.top1, self.top5, self.confusion)
             = (split, clips, mAP, perClassAP, top1, top5, confusion)
     }

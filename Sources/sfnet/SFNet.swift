@@ -7,20 +7,27 @@ import Foundation
 import Formats
 import Keras
 import SlowFastNet
+import Train
 import Verify
+import Video
+import Finetune
 
 struct SFNet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sfnet",
-        abstract: "Convert, inspect, verify and export SlowFast / ResNet video action-recognition weights.",
+        abstract: "Convert, verify, fine-tune, evaluate and export SlowFast / ResNet video action-recognition weights.",
         discussion: """
         Typical use:
           sfnet inspect SLOWFAST_8x8_R50.pyth
           sfnet convert SLOWFAST_8x8_R50.pyth -o slowfast_r50.safetensors
+          sfnet verify slowfast_r50.safetensors --reference slowfast_r50_ref.safetensors
+          sfnet finetune --weights slowfast_r50.safetensors --train train.csv --val val.csv --test test.csv --out runs/k400
+          sfnet predict --weights runs/k400/best.safetensors clip.mp4
         Exit codes: 0 success, 1 invalid or hostile input, 2 usage error.
         """,
         version: sfnetVersion,
-        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, BenchCommand.self, ExportCommand.self]
+        subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, FinetuneCommand.self, EvalCommand.self, PredictCommand.self,
+                      ExperimentCommand.self, DataCommand.self, BenchCommand.self, ExportCommand.self]
     )
 }
 
@@ -55,6 +62,7 @@ enum Main {
 /// The library's typed errors about the user's input (exit 1); anything else is a usage error (exit 2).
 func isInputError(_ e: Error) -> Bool {
     e is FormatError || e is ConvertError || e is VerifyError || e is ModelError || e is ExportError || e is InputError
+        || e is FinetuneError || e is TrainError || e is VideoError || e is DatasetError
 }
 
 /// A runtime problem with the user's input that is not a format error (exit 1).

@@ -1,0 +1,86 @@
+// Every setting of `sfnet finetune`, with the study's recipe as the defaults (DESIGN.md
+// "Training"): batch 8, 20 epochs, SGD momentum 0.9 nesterov, weight decay 1e-4 (none on
+// BN and biases), dropout 0.5, sigmoid + BCE, LR warmed up 0.00085 -> 0.0375 over 5 epochs
+// then constant, 8 frames at sampling rate 2, jitter [256, 340], crop 256.
+
+import Foundation
+import Train
+import Video
+
+public enum InitKind: String, Codable, Sendable, CaseIterable {
+    /// Start from `--weights` (converted, verified).
+    case weights
+    /// Fresh PySlowFast init of `--arch` (no weights needed).
+    case scratch
+}
+
+public struct FinetuneOptions: Codable, Sendable, Equatable {
+    public var weights: String?
+    public var initKind: InitKind = .weights
+    /// Preset (or arch JSON) for `--init scratch`.
+    public var arch: String = "slowfast-r50-8x8"
+    public var train: String
+    public var val: String?
+    public var test: String?
+    /// Class list file; default: `classes.txt` beside the train manifest, else the manifest's labels.
+    public var classes: String?
+    public var out: String
+    public var epochs = 20
+    public var batch = 8
+    public var lr = 0.0375
+    public var warmupEpochs = 5.0
+    public var warmupStartLR = 0.00085
+    public var schedule = "constant"
+    public var momentum: Float = 0.9
+    public var nesterov = true
+    public var weightDecay: Float = 1e-4
+    public var clipGradNorm: Float?
+    public var dropout = 0.5
+    public var loss = LossKind.bce
+    public var frames = 8
+    public var samplingRate = 2
+    public var crop = 256
+    public var jitterMin = 256
+    public var jitterMax = 340
+    /// Validation views per clip: temporal x spatial (the study: 1 x 1 during training is enough; eval uses 10 x 3).
+    public var valTemporalViews = 1
+    public var valSpatialCrops = 1
+    /// Glob patterns of parameters that stay fixed (`--freeze 's*'` trains the head only).
+    public var freeze: [String] = []
+    /// Keep BN running statistics fixed (BN in eval mode inside the train step).
+    public var freezeBNStats = false
+    public var threads = 2
+    public var workers = 1
+    public var seed: UInt64 = 0
+    public var skipVerify = false
+    public var resume = false
+    public var onBadVideo = BadVideoPolicy.skip
+    /// Stop after this many epochs in this invocation (tests of kill/resume); nil: run to the end.
+    public var maxEpochsThisRun: Int?
+    /// Examples of test clips in the report.
+    public var reportExamples = 12
+
+    public init(train: String, out: String) {
+        self.train = train
+        self.out = out
+    }
+
+    /// The study's recipe with `overrides` applied by the caller (`--recipe study`).
+    public static let recipes = ["study"]
+
+    public func problems() -> [String] {
+        var p: [String] = []
+        if initKind == .weights && weights == nil { p.append("--weights is required unless --init scratch") }
+        if epochs < 1 { p.append("--epochs must be >= 1") }
+        if batch < 1 { p.append("--batch must be >= 1") }
+        if !(lr > 0) { p.append("--lr must be > 0") }
+        if warmupEpochs < 0 { p.append("--warmup-epochs must be >= 0") }
+        if !(0 ..< 1).contains(dropout) { p.append("--dropout must be in [0, 1)") }
+        if frames < 1 || samplingRate < 1 { p.append("--frames and --sampling-rate must be >= 1") }
+        if crop < 32 || crop % 32 != 0 { p.append("--crop must be a multiple of 32 (the network's stride)") }
+        if jitterMin < crop || jitterMax < jitterMin { p.append("--jitter MIN MAX needs crop <= MIN <= MAX") }
+        if threads < 1 || workers < 1 { p.append("--threads and --workers must be >= 1") }
+        if !["constant", "cosine"].contains(schedule) { p.append("--schedule must be constant or cosine") }
+        return p
+    }
+}

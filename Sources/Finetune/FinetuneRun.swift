@@ -1,0 +1,291 @@
+// `sfnet finetune`: the training loop. Start weights (verified, or fresh with --init
+// scratch), the head replaced when the data set's classes differ, SGD with the study's
+// schedule per iteration, validation mAP per epoch, an atomic checkpoint per epoch
+// (weights + optimizer + schedule + run state) and best.safetensors by val mAP,
+// metrics.json / metrics.csv / report.html kept current, and --resume from the last
+// complete checkpoint of a killed run.
+
+import Convert
+import Foundation
+import Formats
+import Report
+import SlowFastNet
+import Train
+import Verify
+import Video
+
+public enum FinetuneEvent {
+    case note(String)
+    case step(epoch: Int, step: Int, steps: Int, loss: Double, lr: Double, clipsPerSecond: Double, etaSeconds: Double)
+    case validating(done: Int, total: Int)
+    case epoch(Report.EpochRecord, dataWaitFraction: Double, best: Bool)
+}
+
+public struct FinetuneSummary {
+    public var runDirectory: String
+    public var record: RunRecord
+    public var best: String
+    public var lastCheckpoint: String
+    public var resumedFrom: String?
+}
+
+public final class FinetuneRun {
+    public let options: FinetuneOptions
+    let onEvent: (FinetuneEvent) -> Void
+
+    public init(_ options: FinetuneOptions, onEvent: @escaping (FinetuneEvent) -> Void = { _ in }) {
+        self.options = options
+        self.onEvent = onEvent
+    }
+
+    static let keepCheckpoints = 2
+
+    /// The class list: --classes, else classes.txt beside the train manifest, else the manifest's own labels.
+    static func classList(_ o: FinetuneOptions) throws -> ClassList {
+        if let c = o.classes { return try ClassList.load(c) }
+        let beside = URL(fileURLWithPath: o.train).deletingLastPathComponent().appendingPathComponent("classes.txt").path
+        if FileManager.default.fileExists(atPath: beside) { return try ClassList.load(beside) }
+        return try Manifest.loadCSV(o.train).classes
+    }
+
+    public func run() throws -> FinetuneSummary {
+        let o = options
+        let problems = o.problems()
+        guard problems.isEmpty else { throw FinetuneError(problems.joined(separator: "; ")) }
+        Threading.setThreads(o.threads)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: o.out, withIntermediateDirectories: true)
+        let existing = TrainCheckpoint.latest(in: o.out)
+        if existing != nil && !o.resume {
+            throw FinetuneError("\(o.out) already holds a run (\(URL(fileURLWithPath: existing!.path).lastPathComponent))",
+                                hint: "add --resume to continue it, or choose another --out")
+        }
+
+        // Data.
+        let classes = try Self.classList(o)
+        let train = try Manifest.loadCSV(o.train, classes: classes)
+        let val = try o.val.map { try Manifest.loadCSV($0, classes: classes) }
+        let test = try o.test.map { try Manifest.loadCSV($0, classes: classes) }
+        guard !train.samples.isEmpty else { throw FinetuneError("\(o.train) lists no clips") }
+
+        // Start weights and architecture.
+        var notes: [String] = []
+        var arch: ArchConfig
+        var tensors: TensorMap
+        var startDescription: String
+        if let resumed = existing?.loaded {
+            guard let a = resumed.metadata.first(where: { $0.key == "sfnet.arch" })?.value else {
+                throw FinetuneError("\(existing!.path) has no sfnet.arch; it was not written by sfnet finetune")
+            }
+            arch = try ArchConfig.fromJSON(a)
+            tensors = resumed.weights
+            startDescription = "resumed from \(URL(fileURLWithPath: existing!.path).lastPathComponent)"
+        } else if o.initKind == .scratch {
+            guard let a = ArchConfig.preset(named: o.arch) else {
+                throw FinetuneError("unknown --arch \(o.arch)", hint: "one of \(ArchConfig.presetNames.joined(separator: ", "))")
+            }
+            arch = a
+            arch.numClasses = classes.count
+            tensors = freshWeights(for: arch, seed: o.seed)
+            startDescription = "scratch (\(o.arch), PySlowFast init, seed \(o.seed))"
+            notes.append("started from scratch: \(arch.summary) with PySlowFast's init (seed \(o.seed))")
+        } else {
+            let w = try NativeWeights.load(o.weights!)
+            if o.skipVerify {
+                notes.append("verification skipped (--skip-verify): \(o.weights!) was not required to pass sfnet verify")
+            } else {
+                let record = try NativeWeights.requireVerified(o.weights!)
+                notes.append("start weights verified against \(record["reference"]?.stringValue ?? "a reference") (\(record["tolerance"].map { "relative L2 <= \($0.serialized)" } ?? "tolerance not recorded"))")
+            }
+            arch = w.arch
+            tensors = w.tensors
+            startDescription = w.path
+            if arch.numClasses != classes.count || (w.classes != nil && w.classes! != classes.names) {
+                replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
+                notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
+                arch.numClasses = classes.count
+            }
+        }
+        arch.numFrames = o.frames
+        arch.trainCrop = o.crop
+        arch.dropout = o.dropout
+        arch.headActivation = o.loss == .bce ? .sigmoid : .softmax
+        arch.preset = nil
+        arch = arch.withPresetName()
+
+        let model = try TrainableModel(config: arch, weights: tensors,
+                                       options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
+                                                             dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)))
+        if !o.freeze.isEmpty {
+            let trainable = model.store.trainableNames.count
+            notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
+        }
+        let params = StoreParameters(model.store)
+        let itersPerEpoch = (train.samples.count + o.batch - 1) / o.batch
+        let schedule = LRSchedule(baseLR: o.lr, warmupEpochs: o.warmupEpochs, warmupStartLR: o.warmupStartLR, maxEpochs: Double(o.epochs),
+                                  policy: o.schedule == "cosine" ? .cosine(endLR: 0, afterWarmup: true) : .constant)
+        let sgdConfig = SGDConfig(momentum: o.momentum, nesterov: o.nesterov, weightDecay: WeightDecayPolicy(weightDecay: o.weightDecay),
+                                  clipGradNorm: o.clipGradNorm)
+        let config = TrainConfig(epochs: o.epochs, batchSize: o.batch, itersPerEpoch: itersPerEpoch, loss: o.loss, sgd: sgdConfig,
+                                 schedule: schedule, seed: o.seed)
+        try config.validate()
+        let sgd = try SGD(config: sgdConfig)
+        var state = TrainState(config: config)
+        var record = RunRecord(name: URL(fileURLWithPath: o.out).lastPathComponent, classes: classes.names)
+        if let resumed = existing?.loaded {
+            try resumed.restoreOptimizer(sgd, params: params)
+            state = resumed.state
+            state.config.epochs = o.epochs
+            let metrics = URL(fileURLWithPath: o.out).appendingPathComponent("metrics.json").path
+            if let data = fm.contents(atPath: metrics), let r = try? RunRecord.decode(data) {
+                record = r
+                record.iterations = r.iterations.filter { $0.iteration <= state.iteration }
+                record.epochs = r.epochs.filter { $0.epoch <= state.epoch }
+            }
+            record.notes.append("resumed after epoch \(state.epoch) from \(URL(fileURLWithPath: existing!.path).lastPathComponent)")
+            onEvent(.note("resuming after epoch \(state.epoch) of \(o.epochs) (iteration \(state.iteration))"))
+        } else {
+            record.notes = notes
+        }
+        for n in notes { onEvent(.note(n)) }
+        record.settings = settings(arch: arch, start: startDescription, train: train, val: val, test: test, itersPerEpoch: itersPerEpoch)
+
+        let clip = Scoring.clipConfig(arch: arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
+                                      temporalViews: o.valTemporalViews, spatialCrops: o.valSpatialCrops)
+        var trainClip = clip
+        trainClip.jitterMin = o.jitterMin
+        trainClip.jitterMax = o.jitterMax
+        let runURL = URL(fileURLWithPath: o.out)
+        let bestPath = runURL.appendingPathComponent("best.safetensors").path
+        var lastCheckpoint = existing?.path ?? ""
+        let lastEpoch = min(o.epochs, o.maxEpochsThisRun.map { state.epoch + $0 } ?? o.epochs)
+
+        while state.epoch < lastEpoch {
+            let e = state.epoch
+            let t0 = Date()
+            let loader = try ClipLoader(dataset: train, config: trainClip,
+                                        options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true, seed: o.seed, onBadVideo: o.onBadVideo),
+                                        epoch: e)
+            var lossSum = 0.0, lossCount = 0, clips = 0, step = 0
+            var waited = 0.0
+            var lr = 0.0
+            while true {
+                let w0 = Date()
+                guard let b = try loader.next() else { break }
+                waited += Date().timeIntervalSince(w0)
+                for s in b.skipped { onEvent(.note("skipped: \(s)")) }
+                guard b.count > 0 else { continue }
+                model.zeroGradients()
+                let logits = try model.forward(Scoring.inputs(b, arch: arch))
+                let k = arch.numClasses
+                let l = Array(UnsafeBufferPointer(start: logits.pointer, count: logits.count))
+                let result: LossResult
+                switch o.loss {
+                case .bce:
+                    result = try Loss.bceWithLogits(logits: l, targets: b.labels, batch: b.count, classes: k)
+                case .ce:
+                    let labels = (0 ..< b.count).map { i in (0 ..< k).max { b.labels[i * k + $0] < b.labels[i * k + $1] }! }
+                    result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k)
+                }
+                try model.backward(FloatTensor(shape: [b.count, k], values: result.dLogits))
+                lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
+                _ = try sgd.step(params, lr: lr)
+                step += 1
+                state.iteration += 1
+                lossSum += Double(result.loss) * Double(b.count)
+                lossCount += b.count
+                clips += b.count
+                record.iterations.append(IterationRecord(iteration: state.iteration, epoch: Double(e) + Double(step) / Double(itersPerEpoch),
+                                                         loss: Double(result.loss), lr: lr))
+                let elapsed = Date().timeIntervalSince(t0)
+                let rate = Double(clips) / max(elapsed, 1e-9)
+                let remaining = Double(itersPerEpoch - step) * elapsed / Double(step) + Double(lastEpoch - e - 1) * elapsed / Double(step) * Double(itersPerEpoch)
+                onEvent(.step(epoch: e + 1, step: step, steps: itersPerEpoch, loss: Double(result.loss), lr: lr, clipsPerSecond: rate, etaSeconds: remaining))
+            }
+            model.releaseSaved()
+            let trainSeconds = Date().timeIntervalSince(t0)
+            guard lossCount > 0 else { throw FinetuneError("epoch \(e + 1): no clip could be read from \(o.train)") }
+
+            // Validation.
+            var valMAP: Double?, valTop1: Double?
+            if let val, !val.samples.isEmpty {
+                let ev = try evaluate(try model.evalModel(), val, clip: clip, progress: { self.onEvent(.validating(done: $0, total: $1)) })
+                valMAP = ev.evaluation.meanAP.mAP
+                valTop1 = ev.evaluation.top1
+            }
+            let epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossSum / Double(lossCount), valMAP: valMAP, valTop1: valTop1,
+                                                 lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / trainSeconds)
+            record.epochs.append(epochRecord)
+            state.epoch = e + 1
+            state.history.append(Train.EpochRecord(epoch: e + 1, trainLoss: epochRecord.trainLoss, lr: lr, valMAP: valMAP, valTop1: valTop1,
+                                                   seconds: epochRecord.seconds))
+            let isBest = valMAP.map { m in state.bestMAP.map { m > $0 } ?? true } ?? true
+            if isBest {
+                state.bestMAP = valMAP
+                state.bestEpoch = e + 1
+            }
+
+            // Checkpoint, best weights, reports: each written atomically.
+            let weights = model.exportWeights().ordered.map { (name: $0.name, tensor: $0.tensor) }
+            let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
+                                            (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
+            let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
+            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
+            lastCheckpoint = ckpt
+            if isBest {
+                try NativeWeights.write(weights, arch: arch, classes: classes.names,
+                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(e + 1)),
+                                                 ("val_map", valMAP.map { .double($0) } ?? .null)],
+                                        to: bestPath)
+            }
+            if e + 1 - Self.keepCheckpoints >= 1 {
+                try? fm.removeItem(at: runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)))
+            }
+            try writeReports(record, to: runURL)
+            onEvent(.epoch(epochRecord, dataWaitFraction: waited / max(trainSeconds, 1e-9), best: isBest))
+        }
+
+        // Final evaluation of the best weights on the test set.
+        if state.epoch >= o.epochs, let test, !test.samples.isEmpty, fm.fileExists(atPath: bestPath) {
+            let best = try NativeWeights.load(bestPath)
+            let eval = try evaluate(try SlowFastModel(config: best.arch, weights: best.tensors), test,
+                                    clip: Scoring.clipConfig(arch: best.arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
+                                                             temporalViews: o.valTemporalViews, spatialCrops: o.valSpatialCrops),
+                                    progress: { self.onEvent(.validating(done: $0, total: $1)) })
+            record.evaluation = eval.record(split: "test")
+            record.examples = eval.examples(dataset: test, classes: classes.names, count: o.reportExamples)
+            try writeReports(record, to: runURL)
+        }
+        return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, lastCheckpoint: lastCheckpoint,
+                               resumedFrom: existing?.path)
+    }
+
+    func evaluate(_ model: SlowFastModel, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+        try Evaluation.run(model: model, dataset: data, clip: clip, batch: options.batch, workers: options.workers,
+                           onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, progress: progress)
+    }
+
+    func settings(arch: ArchConfig, start: String, train: VideoDataset, val: VideoDataset?, test: VideoDataset?, itersPerEpoch: Int) -> [RunRecord.Setting] {
+        let o = options
+        return [
+            .init("start", start), .init("architecture", arch.summary),
+            .init("data", "train \(train.samples.count) clips\(val.map { ", val \($0.samples.count)" } ?? "")\(test.map { ", test \($0.samples.count)" } ?? ""), \(train.classes.count) classes"),
+            .init("epochs x iterations", "\(o.epochs) x \(itersPerEpoch) (batch \(o.batch))"),
+            .init("optimizer", "SGD momentum \(o.momentum)\(o.nesterov ? " nesterov" : ""), weight decay \(o.weightDecay) (none on BN and biases)\(o.clipGradNorm.map { ", clip \($0)" } ?? "")"),
+            .init("learning rate", "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"),
+            .init("loss", o.loss == .bce ? "sigmoid + binary cross-entropy" : "softmax cross-entropy"),
+            .init("clips", "\(o.frames) frames at sampling rate \(o.samplingRate), crop \(o.crop), jitter [\(o.jitterMin), \(o.jitterMax)], flip, PCA lighting"),
+            .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
+            .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
+        ]
+    }
+
+    func writeReports(_ r: RunRecord, to dir: URL) throws {
+        let json = try r.json()
+        try AtomicFile.write(to: dir.appendingPathComponent("metrics.json").path, overwrite: true) { out in try json.withUnsafeBytes { try out.write($0) } }
+        for (name, text) in [("metrics.csv", r.csv()), ("report.html", ReportHTML.render(r))] {
+            let bytes = Array(text.utf8)
+            try AtomicFile.write(to: dir.appendingPathComponent(name).path, overwrite: true) { out in try bytes.withUnsafeBytes { try out.write($0) } }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+// The trainable network's parameter store seen through Train's `TrainableParameters`,
+// so the optimizer updates the network's own buffers in place (no copies per step).
+
+import SlowFastNet
+import Train
+
+final class StoreParameters: TrainableParameters {
+    let store: ParameterStore
+    let names: [String]
+    private var scratch: [Int: FloatTensor] = [:]
+
+    init(_ store: ParameterStore) {
+        self.store = store
+        self.names = store.parameterNames
+    }
+
+    var parameterCount: Int { names.count }
+    func parameterName(at i: Int) -> String { names[i] }
+    func parameterShape(at i: Int) -> [Int] { store.value(names[i])!.shape }
+    func parameterIsTrainable(at i: Int) -> Bool { store.isTrainable(names[i]) }
+
+    func withParameter<R>(at i: Int, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        let v = store.value(names[i])!
+        // Frozen parameters have no gradient buffer; the optimizer skips them, but hand it zeros if asked.
+        let g = store.gradient(names[i]) ?? scratch[i] ?? {
+            let z = FloatTensor(shape: v.shape, repeating: 0)
+            scratch[i] = z
+            return z
+        }()
+        return try body(UnsafeMutableBufferPointer(start: v.pointer, count: v.count), UnsafeMutableBufferPointer(start: g.pointer, count: g.count))
+    }
+}

@@ -1,0 +1,135 @@
+// `sfnet eval` and `sfnet predict`: thin wrappers over Finetune.Evaluation / Predictor.
+
+import ArgumentParser
+import Finetune
+import Formats
+import Foundation
+import SlowFastNet
+import Train
+import Video
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "mAP, per-class AP, top-1/top-5 and the confusion matrix of weights on a labelled data set.",
+        discussion: """
+        mAP is the unweighted mean over classes with at least one positive of scikit-learn's
+        average_precision_score. Each video is scored over SxT views (spatial crops x temporal clips),
+        ensembled by max (sigmoid heads) or mean (softmax heads).
+        Examples:
+          sfnet eval --weights runs/k400/best.safetensors --data data/test.csv
+          sfnet eval --weights runs/k400/best.safetensors --data data/test.csv --views 3x10 --json
+        """)
+
+    @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
+    @Option(help: "Manifest (CSV) of labelled videos.") var data: String
+    @Option(help: "Class list (default: classes.txt beside the manifest, else the weights' class names).") var classes: String?
+    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
+    @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
+    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
+    @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
+    @Option(help: "Clips per forward pass.") var batch = 8
+    @Option(help: "Compute threads.") var threads = 2
+    @Option(help: "Video loading threads.") var workers = 1
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        Threading.setThreads(threads)
+        let w = try NativeWeights.load(weights)
+        var arch = w.arch
+        if let frames { arch.numFrames = frames }
+        if let crop { arch.trainCrop = crop }
+        let list: ClassList
+        let beside = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("classes.txt").path
+        if let classes { list = try ClassList.load(classes) }
+        else if FileManager.default.fileExists(atPath: beside) { list = try ClassList.load(beside) }
+        else if let names = w.classes { list = try ClassList(names: names) }
+        else { throw InputError(description: "\(data): no class list (pass --classes, or put classes.txt beside the manifest)") }
+        if let names = w.classes, names != list.names {
+            throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
+        }
+        let ds = try Manifest.loadCSV(data, classes: list)
+        let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: samplingRate, crop: arch.trainCrop,
+                                      temporalViews: views.temporal, spatialCrops: views.spatial)
+        let bar = Terminal.Progress("scoring")
+        let e = try Evaluation.run(model: try SlowFastModel(config: arch, weights: w.tensors), dataset: ds, clip: clip, batch: batch,
+                                   workers: workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid, progress: bar.update)
+        bar.finish()
+        let ev = e.evaluation
+        if json {
+            func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .double($0) : .null } ?? .null }
+            let j: JSONValue = .object([
+                ("weights", .string(weights)), ("data", .string(data)), ("clips", .int(ev.clips)),
+                ("skipped", .array(e.scores.skipped.map { .string("\($0)") })), ("views", .string("\(views.spatial)x\(views.temporal)")),
+                ("map", num(ev.meanAP.mAP)), ("top1", .double(ev.top1)), ("top5", .double(ev.top5)),
+                ("per_class_ap", .object(zip(list.names, ev.meanAP.perClass).map { ($0, num($1)) })),
+                ("confusion", ev.confusion.map { .array($0.map { .array($0.map { .int($0) }) }) } ?? .null),
+                ("seconds", .double(e.scores.seconds)),
+            ])
+            Terminal.write(j.serialized + "\n")
+            return
+        }
+        var out = "eval \(weights) on \(data): \(ev.clips) clips, \(views.spatial)x\(views.temporal) views, \(String(format: "%.1f", e.scores.seconds)) s\n"
+        for s in e.scores.skipped { out += "  skipped: \(s)\n" }
+        out += "  mAP    \(ev.meanAP.mAP.map { String(format: "%.2f%%", $0 * 100) } ?? "n/a (no class has a positive clip)")\n"
+        out += String(format: "  top-1  %.2f%%\n  top-5  %.2f%%\n  per-class AP:\n", ev.top1 * 100, ev.top5 * 100)
+        let w0 = max(12, list.names.map(\.count).max() ?? 0)
+        for (name, ap) in zip(list.names, ev.meanAP.perClass) {
+            out += "    \(name.padding(toLength: w0, withPad: " ", startingAt: 0))  \(ap.map { String(format: "%.3f", $0) } ?? "n/a (no positives)")\n"
+        }
+        if let c = ev.confusion {
+            out += "  confusion (rows: truth, columns: predicted):\n"
+            for (name, row) in zip(list.names, c) {
+                out += "    \(name.padding(toLength: w0, withPad: " ", startingAt: 0))  " + row.map { String(format: "%4d", $0) }.joined(separator: " ") + "\n"
+            }
+        }
+        Terminal.write(out)
+    }
+}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "The top classes of each video, with their confidence.",
+        discussion: """
+        Class names come from the weights (fine-tuned weights carry them; converted K400 weights print class ids).
+        Examples:
+          sfnet predict --weights runs/k400/best.safetensors clip1.mp4 clip2.mkv
+          sfnet predict --weights runs/k400/best.safetensors videos/*.mp4 --top-k 3 --csv predictions.csv
+        """)
+
+    @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
+    @Argument(help: "Videos (MP4, MKV, AVI, WebM) or folders of frames.") var videos: [String]
+    @Option(name: .customLong("top-k"), help: "Classes per video.") var topK = 3
+    @Option(help: "Also write the predictions as CSV here.") var csv: String?
+    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
+    @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
+    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
+    @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
+    @Option(help: "Compute threads.") var threads = 2
+    @Option(help: "Video loading threads.") var workers = 1
+
+    func validate() throws {
+        if videos.isEmpty { throw ValidationError("give at least one video") }
+        if topK < 1 { throw ValidationError("--top-k must be >= 1") }
+    }
+
+    func run() throws {
+        let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: frames, samplingRate: samplingRate, crop: crop,
+                                      temporalViews: views.temporal, spatialCrops: views.spatial, threads: threads, workers: workers)
+        var out = ""
+        var rows = ["video,rank,label,score"]
+        for p in preds {
+            if let e = p.error { out += "\(p.path): ERROR \(e)\n"; continue }
+            out += "\(p.path): " + p.top.map { "\($0.label) \(String(format: "%.3f", $0.score))" }.joined(separator: ", ") + "\n"
+            func q(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
+            for (r, t) in p.top.enumerated() { rows.append("\(q(p.path)),\(r + 1),\(q(t.label)),\(String(format: "%.6f", t.score))") }
+        }
+        Terminal.write(out)
+        if let csv {
+            let bytes = Array((rows.joined(separator: "\n") + "\n").utf8)
+            try AtomicFile.write(to: csv, overwrite: true) { o in try bytes.withUnsafeBytes { try o.write($0) } }
+        }
+        if preds.contains(where: { $0.error != nil }) { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,61 @@
+// `sfnet finetune`: thin wrapper over Finetune.FinetuneRun.
+
+import ArgumentParser
+import Finetune
+import Foundation
+
+struct FinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune converted, verified weights (or a fresh network) on a video data set.",
+        discussion: """
+        Defaults are the study's recipe: batch 8, 20 epochs, SGD momentum 0.9 (Nesterov), weight decay 1e-4
+        (none on BN and biases), dropout 0.5, sigmoid + binary cross-entropy, learning rate warmed up from
+        0.00085 to 0.0375 over 5 epochs then constant, 8 frames at sampling rate 2, jitter [256, 340], crop 256.
+        The run directory gets checkpoint-epochNNN.safetensors each epoch (weights, optimizer, schedule, state;
+        written atomically; the last two kept), best.safetensors (by val mAP; native weights with class names),
+        metrics.json, metrics.csv and report.html. A killed run continues with --resume. When the data set's
+        classes differ from the weights' head, the head is replaced (fresh) and the run records it. Weights
+        without a passing `sfnet verify` record are refused unless --skip-verify.
+        Manifests are CSV: path,labels (names or ids, ';' for several), paths relative to the manifest.
+        Examples:
+          sfnet finetune --weights k400.safetensors --train data/train.csv --val data/val.csv --test data/test.csv --out runs/k400
+          sfnet finetune --init scratch --arch slowfast-r50-8x8 --train train.csv --val val.csv --out runs/scratch --epochs 40
+          sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/head --freeze 's*' --lr 0.1
+          sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/k400 --resume
+        """)
+
+    @Option(help: "Start weights (native, from `sfnet convert`).") var weights: String?
+    @Option(name: .customLong("init"), help: "weights (from --weights) or scratch (fresh --arch).") var initKind = InitKind.weights
+    @Option(help: "Architecture preset for --init scratch.") var arch = "slowfast-r50-8x8"
+    @Option(help: "Training manifest (CSV).") var train: String
+    @Option(help: "Validation manifest (CSV); val mAP per epoch picks best.safetensors.") var val: String?
+    @Option(help: "Test manifest (CSV): the best weights are evaluated on it at the end.") var test: String?
+    @Option(help: "Run directory.") var out: String
+    @Flag(help: "Continue the run in --out from its last complete checkpoint.") var resume = false
+    @Flag(name: .customLong("skip-verify"), help: "Accept weights without a passing verification record (recorded in the run).") var skipVerify = false
+    @Option(name: .customLong("stop-after"), help: .hidden) var stopAfter: Int?
+    @OptionGroup var recipe: RecipeOptions
+
+    func validate() throws {
+        if initKind == .weights && weights == nil { throw ValidationError("--weights is required (or --init scratch)") }
+        if initKind == .scratch && weights != nil { throw ValidationError("--init scratch takes no --weights") }
+    }
+
+    func run() throws {
+        var o = FinetuneOptions(train: train, out: out)
+        o.weights = weights; o.initKind = initKind; o.arch = arch; o.val = val; o.test = test
+        o.resume = resume; o.skipVerify = skipVerify; o.maxEpochsThisRun = stopAfter
+        recipe.apply(to: &o)
+        let console = FinetuneConsole(epochs: o.epochs)
+        let s = try FinetuneRun(o, onEvent: console.handle).run()
+        var text = ""
+        if let best = s.record.best { text += String(format: "best val mAP %.1f%% at epoch %d -> %@\n", best.mAP * 100, best.epoch, s.best) }
+        else if FileManager.default.fileExists(atPath: s.best) { text += "weights of the last epoch -> \(s.best)\n" }
+        if let e = s.record.evaluation {
+            text += String(format: "test: mAP %@, top-1 %.1f%%, top-5 %.1f%% on %d clips\n", e.mAP.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a", e.top1 * 100, e.top5 * 100, e.clips)
+        }
+        text += "report: \(URL(fileURLWithPath: s.runDirectory).appendingPathComponent("report.html").path)\n"
+        Terminal.write(text)
+    }
+}
