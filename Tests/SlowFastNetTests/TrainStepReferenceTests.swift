@@ -5,7 +5,9 @@
 // within relative L2 1e-4 of the float64 truth, or within 10x PyTorch float32's
 // own distance to it where that is larger (ill-conditioned BN gradients);
 // running statistics within 1e-5. The full-size SlowFast R50 reference
-// (`--full`, git-ignored) is checked when present and SFNET_FULL_REFERENCE=1.
+// (`--full`, git-ignored) is checked when present and SFNET_FULL_REFERENCE=1;
+// its noise floor is the gap between PyTorch's own two float32 implementations
+// (oneDNN vs native: above 1e-4 on 324 of 332 gradients for that model).
 
 import Convert
 import Foundation
