@@ -25,6 +25,15 @@ final class TrainStepReferenceTests: XCTestCase {
         for name in ref.tensors.names where name.hasPrefix("weights.") {
             weights.set(String(name.dropFirst("weights.".count)), ref.tensors[name]!)
         }
+        // Running statistics left out of the file are PyTorch's fresh ones: mean 0, variance 1.
+        for entry in config.expectedParameters() where weights[entry.name] == nil {
+            let fill: Float
+            if entry.name.hasSuffix(".running_mean") { fill = 0 } else if entry.name.hasSuffix(".running_var") { fill = 1 } else { continue }
+            let n = entry.shape.reduce(1, *)
+            let buffer = OwnedBuffer(count: n * 4)
+            buffer.pointer.bindMemory(to: Float.self, capacity: max(1, n)).initialize(repeating: fill, count: n)
+            weights.set(entry.name, Formats.Tensor(dtype: .f32, shape: entry.shape, data: buffer.bytes))
+        }
         let model = try TrainableModel(config: config, weights: weights, options: options)
         return (model, try inputs(ref, config: config))
     }
