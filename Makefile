@@ -5,7 +5,7 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data
+.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -66,6 +66,14 @@ bench-data: deps
 
 fixtures:
 	python3 fixtures/generate.py
+
+# Train-step gradient references (fixtures/train/; FULL=1 adds fixtures/full/slowfast_r50_8x8_train_ref.safetensors).
+fixtures-train:
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" fixtures/generate_train_grads.py $${FULL:+--full}
+
+# One SlowFast R50 8x8 training step (batch 2, 32x224x224) against PyTorch's (needs torch). THREADS=... ROUNDS=...
+bench-train-step: build
+	@bash Benchmarks/train_step_bench.sh $(SFNET_RELEASE)
 
 hostile:
 	python3 fixtures/hostile/generate.py

@@ -48,6 +48,16 @@ public final class FinetuneRun {
         return try Manifest.loadCSV(o.train).classes
     }
 
+    /// A preset name, or a JSON file in the `sfnet.arch` format.
+    static func architecture(_ spec: String) throws -> ArchConfig {
+        if let a = ArchConfig.preset(named: spec) { return a }
+        if spec.hasSuffix(".json") {
+            guard let data = FileManager.default.contents(atPath: spec) else { throw FinetuneError("cannot read the architecture file \(spec)") }
+            return try ArchConfig.fromJSON(String(decoding: data, as: UTF8.self))
+        }
+        throw FinetuneError("unknown --arch \(spec)", hint: "a preset (\(ArchConfig.presetNames.joined(separator: ", "))) or a .json file in the sfnet.arch format")
+    }
+
     public func run() throws -> FinetuneSummary {
         let o = options
         let problems = o.problems()
@@ -81,10 +91,7 @@ public final class FinetuneRun {
             tensors = resumed.weights
             startDescription = "resumed from \(URL(fileURLWithPath: existing!.path).lastPathComponent)"
         } else if o.initKind == .scratch {
-            guard let a = ArchConfig.preset(named: o.arch) else {
-                throw FinetuneError("unknown --arch \(o.arch)", hint: "one of \(ArchConfig.presetNames.joined(separator: ", "))")
-            }
-            arch = a
+            arch = try Self.architecture(o.arch)
             arch.numClasses = classes.count
             tensors = freshWeights(for: arch, seed: o.seed)
             startDescription = "scratch (\(o.arch), PySlowFast init, seed \(o.seed))"

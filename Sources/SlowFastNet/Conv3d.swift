@@ -85,6 +85,12 @@ public struct Conv3dGeometry: Equatable, Sendable {
     var isTemporalShift: Bool {
         kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0
     }
+    /// Tx1x1 with unit spatial strides and no spatial padding (any temporal stride):
+    /// every tap maps whole input frames to whole output frames.
+    var isTemporalTaps: Bool {
+        kernel.h == 1 && kernel.w == 1 && config.stride.h == 1 && config.stride.w == 1
+            && config.padding.h == 0 && config.padding.w == 0
+    }
     /// 1x1x1 with unit stride and no padding: the input is already the GEMM's B.
     var isPointwise: Bool { kernel == 1 && config.stride == 1 && config.padding == 0 }
 }
@@ -267,8 +273,8 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
                 }
             }
         }
-    } else if geo.isTemporalShift {
-        conv3dBackwardTemporalShift(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
+    } else if geo.isTemporalTaps {
+        conv3dBackwardTemporalTaps(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
         return
     } else {
         let rows = geo.output.t * geo.output.h, wo = geo.output.w
@@ -303,17 +309,19 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
     if let acc, let gradWeight { acc.finish(into: gradWeight.pointer) }
 }
 
-/// Tx1x1 with unit strides (no copies, as the forward): per temporal tap kt, whose
-/// source frame is the output frame shifted by kt*dT - pT,
-///   dW[:, :, kt] += dY[:, valid] x X[:, valid + shift]^T,
-///   dX[:, valid + shift] += W[:, :, kt]^T x dY[:, valid].
-private func conv3dBackwardTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+/// Tx1x1 with unit spatial strides and no spatial padding (no copies): per temporal
+/// tap kt, output frame `to` reads input frame to*sT - pT + kt*dT, so
+///   dW[:, :, kt] += dY[:, frames] x X[:, source frames]^T,
+///   dX[:, source frames] += W[:, :, kt]^T x dY[:, frames],
+/// over all valid frames at once when sT = 1 (a plain shift), frame by frame otherwise
+/// (the strided fast -> slow fusions).
+private func conv3dBackwardTemporalTaps(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                          _ dy: UnsafePointer<Float>, gradInput: FloatTensor?, gradWeight: FloatTensor?,
                                          workspace ws: Workspace) {
     let (cg, og, kT, o, c) = (geo.groupIn, geo.groupOut, geo.kernel.t, geo.outChannels, geo.input.c)
     let frame = geo.input.h * geo.input.w
     let (inPlane, p) = (geo.input.plane, geo.positions)
-    let (pT, dT, tIn) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t)
+    let (pT, dT, tIn, sT) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t, geo.config.stride.t)
     // Tap-major weights [kT, O, C_g] for the input gradient.
     let packed = ws.buffer(kT * o * cg, slot: 4)
     for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } } }
@@ -321,10 +329,20 @@ private func conv3dBackwardTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePoint
     for n in 0..<geo.input.n {
         for g in 0..<geo.config.groups {
             let xg = x + (n * c + g * cg) * inPlane, dyg = dy + (n * o + g * og) * p
+            // (output column range, source shift) blocks: one per tap when sT = 1, else one per tap and output frame.
+            var blocks: [(kt: Int, lo: Int, hi: Int, shift: Int)] = []
             for kt in 0..<kT {
-                let shift = (kt * dT - pT) * frame // source column = output column + shift
-                let lo = max(0, -shift), hi = min(p, tIn * frame - shift)
-                guard lo < hi else { continue }
+                if sT == 1 {
+                    let shift = (kt * dT - pT) * frame // source column = output column + shift
+                    blocks.append((kt, max(0, -shift), min(p, tIn * frame - shift), shift))
+                } else {
+                    for to in 0..<geo.output.t {
+                        let ti = to * sT - pT + kt * dT
+                        if ti >= 0 && ti < tIn { blocks.append((kt, to * frame, (to + 1) * frame, (ti - to) * frame)) }
+                    }
+                }
+            }
+            for (kt, lo, hi, shift) in blocks where lo < hi {
                 acc?.add(m: og, n: cg, k: hi - lo, a: dyg + lo, lda: p, b: xg + lo + shift, ldb: inPlane, rowOffset: kt * o + g * og)
                 if let gradInput {
                     parallelSgemm(transA: true, transB: false, m: cg, n: hi - lo, k: og, a: packed + (kt * o + g * og) * cg, lda: cg,

@@ -32,6 +32,9 @@ public struct SyntheticOptions: Sendable {
     public var codec = VideoCodec.preferred
     /// Per-pixel noise amplitude is drawn in 0...maxNoise (0-255 units).
     public var maxNoise = 12.0
+    /// Object size relative to the default (half-length 7-12 px at 64x64); larger objects make
+    /// motion a larger share of the frame, i.e. an easier task.
+    public var objectScale = 1.0
 
     public init() {}
 }
@@ -48,7 +51,7 @@ public struct SyntheticSummary: Sendable {
 public enum SyntheticData {
     /// The frames of one clip of `motion`, all random choices from `rng`.
     public static func render(_ motion: SyntheticMotion, width: Int, height: Int, frames: Int, fps: Int,
-                              maxNoise: Double, rng: inout SplitMix64) -> [RGBFrame] {
+                              maxNoise: Double, objectScale: Double = 1, rng: inout SplitMix64) -> [RGBFrame] {
         let scale = Double(min(width, height)) / 64
         // Background: a gradient between two random colours along a random direction.
         let c0 = (0..<3).map { _ in rng.uniform(20, 235) }, c1 = (0..<3).map { _ in rng.uniform(20, 235) }
@@ -57,7 +60,7 @@ public enum SyntheticData {
         var colour = (0..<3).map { _ in rng.uniform(0, 255) }
         let meanBG = (0..<3).map { (c0[$0] + c1[$0]) / 2 }
         if zip(colour, meanBG).map({ abs($0 - $1) }).reduce(0, +) < 180 { colour = meanBG.map { $0 > 127 ? $0 - 120 : $0 + 120 } }
-        let halfLong = rng.uniform(7, 12) * scale, halfShort = halfLong / rng.uniform(1.6, 3)
+        let halfLong = rng.uniform(7, 12) * scale * objectScale, halfShort = halfLong / rng.uniform(1.6, 3)
         let angle0 = rng.uniform(0, .pi)
         let noise = rng.uniform(0, maxNoise)
         let seconds = Double(frames) / Double(fps)
@@ -155,7 +158,7 @@ public enum SyntheticData {
             let job = allJobs[j]
             var rng = ClipRandom.generator(seed: options.seed, epoch: -2, sample: job.cls, view: job.index)
             let clip = render(job.motion, width: options.width, height: options.height, frames: frames, fps: options.fps,
-                              maxNoise: options.maxNoise, rng: &rng)
+                              maxNoise: options.maxNoise, objectScale: options.objectScale, rng: &rng)
             do { try VideoEncoder.write(clip, to: job.path, fps: options.fps, codec: options.codec, gop: options.fps, quality: 20) }
             catch { errors.record(error) }
         }

@@ -73,10 +73,14 @@ struct DataSynthCommand: ParsableCommand {
     @Option(name: .customLong("test-per-class")) var testPerClass = 2
     @Option(help: "Frame width and height.") var size = 64
     @Option(help: "Seconds per clip.") var seconds = 2.0
+    @Option(help: "Maximum per-pixel noise (0-255 scale; each clip draws its level in [0, MAX]).") var noise = 12.0
+    @Option(name: .customLong("object-scale"), help: "Object size relative to the default (larger: easier).") var objectScale = 1.0
     @Option(help: "Seed.") var seed: UInt64 = 0
 
     func run() throws {
         var o = SyntheticOptions()
+        o.maxNoise = noise
+        o.objectScale = objectScale
         o.trainPerClass = trainPerClass; o.valPerClass = valPerClass; o.testPerClass = testPerClass
         o.width = size; o.height = size; o.seconds = seconds; o.seed = seed
         let start = Date()

@@ -39,6 +39,9 @@ final class TrainConvUnit {
     /// The forward's convolution, built from the current weight once per pass.
     private var layer: ConvLayer?
     private var layerPass = -1
+    /// The input-gradient convolution (see `transposedLayer`), built once per pass.
+    private var transposed: ConvLayer?
+    private var transposedPass = -1
 
     init(conv: String, bn: String?, config: Conv3dConfig, relu: Bool, index: Int) {
         (self.conv, self.bn, self.config, self.relu, self.index) = (conv, bn, config, relu, index)
@@ -101,10 +104,47 @@ final class TrainConvUnit {
                                    needInputGradient: needInput || convGrad != nil, inPlace: true) ?? grad
         }
         guard needInput || convGrad != nil else { return nil }
+        let w = store.value(required: conv + ".weight")
+        if needInput, let transposed = transposedLayer(w, ctx) {
+            // Stride-1 spatial kernels: dx is a forward convolution of dz (the eval network's fast paths).
+            let dx = ctx.pool.take(x.shape)
+            transposed.run(Act(borrowing: dz, as: Shape5D(dz.shape)), into: Act(borrowing: dx, as: Shape5D(dx.shape)),
+                           relu: false, workspace: ctx.workspace)
+            if convGrad != nil {
+                conv3dBackward(x, weight: w, gradOutput: dz, config: config, gradWeight: convGrad, workspace: ctx.workspace)
+            }
+            return dx
+        }
         let dx = needInput ? ctx.pool.zeros(x.shape) : nil
-        conv3dBackward(x, weight: store.value(required: conv + ".weight"), gradOutput: dz, config: config,
-                       gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace)
+        conv3dBackward(x, weight: w, gradOutput: dz, config: config, gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace)
         return dx
+    }
+
+    /// For a stride-1, undilated, ungrouped convolution with a spatial kernel, the
+    /// input gradient is the convolution of the output gradient with the kernel
+    /// flipped and transposed ([C, O, kT, kH, kW] reversed along each kernel axis),
+    /// padded by k - 1 - p: built once per pass; nil for other convolutions.
+    private func transposedLayer(_ w: FloatTensor, _ ctx: TrainContext) -> ConvLayer? {
+        let k = Size3(w.shape[2], w.shape[3], w.shape[4]), p = config.padding
+        guard config.stride == 1, config.dilation == 1, config.groups == 1, k.h > 1 || k.w > 1,
+              p.t <= k.t - 1, p.h <= k.h - 1, p.w <= k.w - 1 else { return nil }
+        if let cached = transposed, transposedPass == ctx.pass { return cached }
+        let (o, c) = (w.shape[0], w.shape[1])
+        let flipped = FloatTensor(uninitialized: [c, o, k.t, k.h, k.w])
+        let taps = k.product
+        let src = w.pointer, dst = flipped.pointer
+        parallelFor(c, work: o * taps) { ci in
+            for oc in 0..<o {
+                let from = src + (oc * c + ci) * taps, to = dst + (ci * o + oc) * taps
+                for i in 0..<taps { to[i] = from[taps - 1 - i] }
+            }
+        }
+        let pad = Size3(k.t - 1 - p.t, k.h - 1 - p.h, k.w - 1 - p.w)
+        let layer = ConvLayer(name: conv + " (input gradient)", kind: "conv transposed", weight: flipped, bn: nil,
+                              config: Conv3dConfig(padding: pad))
+        transposed = layer
+        transposedPass = ctx.pass
+        return layer
     }
 }
 
