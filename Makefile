@@ -90,3 +90,8 @@ hdf5-mutations: build
 # (ties, classes without positives); prints SKIPPED loudly when scikit-learn is missing. PYTHON=...
 check-map: deps
 	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_map_sklearn.py
+
+# libFuzzer + AddressSanitizer on every parser (Fuzz/), SECS per target (default 600), JOBS in parallel;
+# findings are copied to Fuzz/regressions/<target>/, which `make test` replays.
+fuzz: deps
+	@JOBS=$${JOBS:-1} bash scripts/fuzz.sh $${SECS:-600}

@@ -75,12 +75,21 @@ struct DataSynthCommand: ParsableCommand {
     @Option(help: "Seconds per clip.") var seconds = 2.0
     @Option(help: "Maximum per-pixel noise (0-255 scale; each clip draws its level in [0, MAX]).") var noise = 12.0
     @Option(name: .customLong("object-scale"), help: "Object size relative to the default (larger: easier).") var objectScale = 1.0
+    @Option(help: "Comma-separated motions (default: moving_across,bouncing,spinning,resting; also pulsing).") var classes: String?
     @Option(help: "Seed.") var seed: UInt64 = 0
 
     func run() throws {
         var o = SyntheticOptions()
         o.maxNoise = noise
         o.objectScale = objectScale
+        if let classes {
+            o.classes = try classes.split(separator: ",").map { name in
+                guard let m = SyntheticMotion(rawValue: String(name)) else {
+                    throw ValidationError("--classes: unknown motion '\(name)' (one of \(SyntheticMotion.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return m
+            }
+        }
         o.trainPerClass = trainPerClass; o.valPerClass = valPerClass; o.testPerClass = testPerClass
         o.width = size; o.height = size; o.seconds = seconds; o.seed = seed
         let start = Date()
