@@ -49,7 +49,7 @@ let package = Package(
         // tensors, ops (forward + backward side by side), builders.
         .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
-        .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet"]),
+        .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet", "Train"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
         .target(name: "Report"),
         // the bodies of the libFuzzer targets (executables in the separate package Fuzz/), replayed by tests.

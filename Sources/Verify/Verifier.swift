@@ -41,13 +41,19 @@ public struct VerifyReport {
         var lines = ["verify \(weights) against \(reference)\(producedBy.map { " (made by \($0))" } ?? "")",
                      "  arch: \(arch.preset ?? "custom") \(arch.model.rawValue) R\(arch.depth), tolerance rel L2 <= \(tolerance)"]
         lines.append("  " + "output".padding(toLength: 26, withPad: " ", startingAt: 0) + "  max abs     rel L2      cosine        top-1  top-5  verdict")
-        for c in comparisons {
+        let shown = comparisons.count <= 30 ? comparisons
+            : comparisons.filter { !$0.passed || !$0.name.hasPrefix("grad.") && !$0.name.hasPrefix("running.") }
+        for c in shown {
             var l = "  " + c.name.padding(toLength: 26, withPad: " ", startingAt: 0)
             l += String(format: "  %-10.3e  %-10.3e  %-12.9f", c.maxAbsError, c.relativeL2, c.cosine)
             l += c.top1Agreement.map { String(format: "  %5.1f%%", $0 * 100) } ?? "       "
             l += c.top5Agreement.map { String(format: "  %5.1f%%", $0 * 100) } ?? "       "
             l += c.passed ? "  ok" : (c.firstNonFinite != nil ? "  FAIL (NaN/Inf)" : "  FAIL")
             lines.append(l)
+        }
+        if shown.count < comparisons.count {
+            let rest = comparisons.filter { c in !shown.contains { $0.name == c.name } }
+            lines.append("  ... and \(rest.count) more (\(rest.filter(\.passed).count) ok): gradients and running statistics; --json lists each")
         }
         if let d = divergence { lines.append("  " + d) }
         for n in notes { lines.append("  note: " + n) }
@@ -99,6 +105,11 @@ public enum Verifier {
 
     public static func run(weights: String, reference: String, tolerance: Double = 1e-5) throws -> VerifyReport {
         let start = Date()
+        let refFile = try CheckpointReader.read(path: reference)
+        if TrainStepCheck.isTrainReference(refFile) {
+            return try TrainStepCheck.run(weights: weights, ck: try CheckpointReader.read(path: weights), reference: reference, ref: refFile,
+                                          tolerance: tolerance, start: start)
+        }
         let ref = try Reference.load(path: reference)
         let ck = try CheckpointReader.read(path: weights)
         var arch = ref.arch

@@ -122,3 +122,59 @@ final class BoringVideoCLITests: XCTestCase {
         }
     }
 }
+
+/// Issue 6, part 5 through the binary: `sfnet verify` on PyTorch's train-step reference runs one
+/// train-mode forward/backward and compares logits, loss, every gradient and the running statistics.
+final class TrainStepVerifyCLITests: XCTestCase {
+    /// The reference's own weights (`weights.*`, fresh running statistics filled in) as a native file.
+    func nativeWeights(of ref: String, in dir: URL) throws -> String {
+        let ck = try CheckpointReader.read(path: ref)
+        var items: [SafetensorsWriter.Item] = []
+        var have = Set<String>()
+        for (name, t) in ck.tensors.ordered where name.hasPrefix("weights.") {
+            let n = String(name.dropFirst("weights.".count))
+            items.append(SafetensorsWriter.Item(name: n, tensor: t, dtype: t.dtype.isFloatingPoint ? .f32 : nil))
+            have.insert(n)
+        }
+        let arch = try XCTUnwrap(ck.metadataValue("sfnet.arch"))
+        // Running statistics the generator left out are PyTorch's fresh ones (mean 0, var 1).
+        for name in ck.tensors.names where name.hasPrefix("running.") {
+            let n = String(name.dropFirst("running.".count))
+            guard !have.contains(n) else { continue }
+            let shape = ck.tensors[name]!.shape
+            let count = shape.reduce(1, *)
+            let values = [Float](repeating: n.hasSuffix("running_var") ? 1 : 0, count: count)
+            let buffer = OwnedBuffer(count: count * 4)
+            values.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
+            items.append(SafetensorsWriter.Item(name: n, tensor: Tensor(dtype: .f32, shape: shape, data: buffer.bytes)))
+        }
+        let out = dir.appendingPathComponent("w.safetensors").path
+        try SafetensorsWriter.write(items, metadata: [("sfnet.format", "1"), ("sfnet.naming", "pyslowfast"), ("sfnet.arch", arch)],
+                                    to: out, overwrite: false)
+        return out
+    }
+
+    func testVerifyRunsTheTrainStepReference() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        for fixture in ["train/tiny_slowfast_8x8_train.safetensors", "train/tiny_resnet2d_train.safetensors"] {
+            let ref = CLI.fixture(fixture)
+            let sub = dir.appendingPathComponent(URL(fileURLWithPath: fixture).lastPathComponent)
+            try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
+            let w = try nativeWeights(of: ref, in: sub)
+            let r = try CLI.run(["verify", w, "--reference", ref, "--json"])
+            XCTAssertEqual(r.status, 0, fixture + ": " + r.stdout + r.stderr)
+            let j = try Array(r.stdout.utf8).withUnsafeBytes { try JSONParser.parse($0) }
+            guard case .array(let outputs)? = j["outputs"] else { return XCTFail("outputs") }
+            let grads = outputs.filter { $0["name"]?.stringValue?.hasPrefix("grad.") == true }
+            let expectedGrads = try CheckpointReader.read(path: ref).tensors.names.filter { $0.hasPrefix("grad.") }.count
+            XCTAssertEqual(grads.count, expectedGrads, fixture)
+            XCTAssertTrue(outputs.contains { $0["name"]?.stringValue == "output.loss (BCE, mean)" } || !fixture.contains("slowfast"), fixture)
+            XCTAssertTrue(outputs.contains { $0["name"]?.stringValue?.hasPrefix("running.") == true }, fixture)
+        }
+        // The text form summarises the gradient rows.
+        let ref = CLI.fixture("train/tiny_slowfast_8x8_train.safetensors")
+        let t = try CLI.run(["verify", dir.appendingPathComponent("tiny_slowfast_8x8_train.safetensors/w.safetensors").path, "--reference", ref])
+        XCTAssertTrue(t.stdout.contains("PASSED") && t.stdout.contains("more ("), t.stdout)
+    }
+}
