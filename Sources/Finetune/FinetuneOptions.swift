@@ -49,6 +49,9 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var freeze: [String] = []
     /// Keep BN running statistics fixed (BN in eval mode inside the train step).
     public var freezeBNStats = false
+    /// With the whole backbone and its BN statistics frozen, the head trains on pooled features
+    /// cached once for this many augmented views of each clip (epoch e uses view e mod N).
+    public var cacheViews = 4
     public var threads = 2
     public var workers = 1
     public var seed: UInt64 = 0
@@ -80,6 +83,7 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if crop < 32 || crop % 32 != 0 { p.append("--crop must be a multiple of 32 (the network's stride)") }
         if jitterMin < crop || jitterMax < jitterMin { p.append("--jitter MIN MAX needs crop <= MIN <= MAX") }
         if threads < 1 || workers < 1 { p.append("--threads and --workers must be >= 1") }
+        if cacheViews < 1 { p.append("--cache-views must be >= 1") }
         if !["constant", "cosine"].contains(schedule) { p.append("--schedule must be constant or cosine") }
         return p
     }

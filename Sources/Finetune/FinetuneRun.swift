@@ -128,6 +128,11 @@ public final class FinetuneRun {
             notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
         }
         let params = StoreParameters(model.store)
+        let backboneFrozen = model.store.trainableNames.allSatisfy { $0.hasPrefix("head.") }
+        let useCache = backboneFrozen && o.freezeBNStats
+        if backboneFrozen && !o.freezeBNStats {
+            notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
+        }
         let itersPerEpoch = (train.samples.count + o.batch - 1) / o.batch
         let schedule = LRSchedule(baseLR: o.lr, warmupEpochs: o.warmupEpochs, warmupStartLR: o.warmupStartLR, maxEpochs: Double(o.epochs),
                                   policy: o.schedule == "cosine" ? .cosine(endLR: 0, afterWarmup: true) : .constant)
@@ -167,9 +172,86 @@ public final class FinetuneRun {
         var lastCheckpoint = existing?.path ?? ""
         let lastEpoch = min(o.epochs, o.maxEpochsThisRun.map { state.epoch + $0 } ?? o.epochs)
 
+        /// Validation, the checkpoint, best weights and reports after epoch `e` (both training paths).
+        func finishEpoch(e: Int, t0: Date, trainSeconds: Double, lossMean: Double, clips: Int, lr: Double, waited: Double) throws {
+            // Validation.
+            var valMAP: Double?, valTop1: Double?
+            if let val, !val.samples.isEmpty {
+                let ev = try evaluate(try model.evalModel(), val, clip: clip, progress: { self.onEvent(.validating(done: $0, total: $1)) })
+                valMAP = ev.evaluation.meanAP.mAP
+                valTop1 = ev.evaluation.top1
+            }
+            let epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossMean, valMAP: valMAP, valTop1: valTop1,
+                                                 lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / max(trainSeconds, 1e-9))
+            record.epochs.append(epochRecord)
+            state.epoch = e + 1
+            state.history.append(Train.EpochRecord(epoch: e + 1, trainLoss: epochRecord.trainLoss, lr: lr, valMAP: valMAP, valTop1: valTop1,
+                                                   seconds: epochRecord.seconds))
+            let isBest = valMAP.map { m in state.bestMAP.map { m > $0 } ?? true } ?? true
+            if isBest {
+                state.bestMAP = valMAP
+                state.bestEpoch = e + 1
+            }
+
+            // Checkpoint, best weights, reports: each written atomically.
+            let weights = model.exportWeights().ordered.map { (name: $0.name, tensor: $0.tensor) }
+            let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
+                                            (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
+            let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
+            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
+            lastCheckpoint = ckpt
+            if isBest {
+                try NativeWeights.write(weights, arch: arch, classes: classes.names,
+                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(e + 1)),
+                                                 ("val_map", valMAP.map { .double($0) } ?? .null)],
+                                        to: bestPath)
+            }
+            if e + 1 - Self.keepCheckpoints >= 1 {
+                try? fm.removeItem(at: runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)))
+            }
+            try writeReports(record, to: runURL)
+            onEvent(.epoch(epochRecord, dataWaitFraction: waited / max(trainSeconds, 1e-9), best: isBest))
+        }
+
+        var cache: FeatureCache?
+        if useCache && state.epoch < lastEpoch {
+            onEvent(.note("backbone and BN statistics frozen: computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
+            let c0 = Date()
+            cache = try FeatureCache.build(model: try model.evalModel(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
+                                           workers: o.workers, seed: o.seed, onBadVideo: o.onBadVideo,
+                                           progress: { self.onEvent(.validating(done: $0, total: $1)) })
+            record.notes.append(String(format: "head trained on cached features (%d views per clip, computed in %.1f s)", o.cacheViews, Date().timeIntervalSince(c0)))
+        }
+
         while state.epoch < lastEpoch {
             let e = state.epoch
             let t0 = Date()
+            if let cache {
+                // Head-only epoch on cached features: the samples in a seeded order, view e mod views.
+                let view = e % cache.views
+                var rng = TrainRNG(seed: o.seed &+ 0x9E37_79B9 &* UInt64(e + 1))
+                let order = (0 ..< train.samples.count).filter { cache.features[view][$0] != nil }.shuffled(using: &rng)
+                var lossSum = 0.0, step = 0, lr = 0.0
+                for start in Swift.stride(from: 0, to: order.count, by: o.batch) {
+                    let idx = Array(order[start ..< min(start + o.batch, order.count)])
+                    let rows = idx.map { cache.features[view][$0]! }
+                    let targets = idx.flatMap { cache.labels[$0] }
+                    let loss = try FeatureCache.headStep(rows, targets: targets, store: model.store, dropout: o.dropout, loss: o.loss, rng: &rng)
+                    lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
+                    _ = try sgd.step(params, lr: lr)
+                    step += 1
+                    state.iteration += 1
+                    lossSum += Double(loss) * Double(idx.count)
+                    record.iterations.append(IterationRecord(iteration: state.iteration, epoch: Double(e) + Double(step) / Double(itersPerEpoch),
+                                                             loss: Double(loss), lr: lr))
+                    onEvent(.step(epoch: e + 1, step: step, steps: itersPerEpoch, loss: Double(loss), lr: lr,
+                                  clipsPerSecond: Double(start + idx.count) / max(Date().timeIntervalSince(t0), 1e-9), etaSeconds: 0))
+                }
+                guard !order.isEmpty else { throw FinetuneError("no training clip could be read from \(o.train)") }
+                try finishEpoch(e: e, t0: t0, trainSeconds: Date().timeIntervalSince(t0), lossMean: lossSum / Double(order.count), clips: order.count,
+                                lr: lr, waited: 0)
+                continue
+            }
             let loader = try ClipLoader(dataset: train, config: trainClip,
                                         options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true, seed: o.seed, onBadVideo: o.onBadVideo),
                                         epoch: e)
@@ -213,43 +295,7 @@ public final class FinetuneRun {
             let trainSeconds = Date().timeIntervalSince(t0)
             guard lossCount > 0 else { throw FinetuneError("epoch \(e + 1): no clip could be read from \(o.train)") }
 
-            // Validation.
-            var valMAP: Double?, valTop1: Double?
-            if let val, !val.samples.isEmpty {
-                let ev = try evaluate(try model.evalModel(), val, clip: clip, progress: { self.onEvent(.validating(done: $0, total: $1)) })
-                valMAP = ev.evaluation.meanAP.mAP
-                valTop1 = ev.evaluation.top1
-            }
-            let epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossSum / Double(lossCount), valMAP: valMAP, valTop1: valTop1,
-                                                 lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / trainSeconds)
-            record.epochs.append(epochRecord)
-            state.epoch = e + 1
-            state.history.append(Train.EpochRecord(epoch: e + 1, trainLoss: epochRecord.trainLoss, lr: lr, valMAP: valMAP, valTop1: valTop1,
-                                                   seconds: epochRecord.seconds))
-            let isBest = valMAP.map { m in state.bestMAP.map { m > $0 } ?? true } ?? true
-            if isBest {
-                state.bestMAP = valMAP
-                state.bestEpoch = e + 1
-            }
-
-            // Checkpoint, best weights, reports: each written atomically.
-            let weights = model.exportWeights().ordered.map { (name: $0.name, tensor: $0.tensor) }
-            let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
-                                            (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
-            let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
-            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
-            lastCheckpoint = ckpt
-            if isBest {
-                try NativeWeights.write(weights, arch: arch, classes: classes.names,
-                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(e + 1)),
-                                                 ("val_map", valMAP.map { .double($0) } ?? .null)],
-                                        to: bestPath)
-            }
-            if e + 1 - Self.keepCheckpoints >= 1 {
-                try? fm.removeItem(at: runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)))
-            }
-            try writeReports(record, to: runURL)
-            onEvent(.epoch(epochRecord, dataWaitFraction: waited / max(trainSeconds, 1e-9), best: isBest))
+            try finishEpoch(e: e, t0: t0, trainSeconds: trainSeconds, lossMean: lossSum / Double(lossCount), clips: clips, lr: lr, waited: waited)
         }
 
         // Final evaluation of the best weights on the test set.

@@ -46,7 +46,8 @@ struct RecipeOptions: ParsableArguments {
     @Option(name: .customLong("val-views"), help: "Validation views SxT (spatial x temporal).") var valViews = Views(spatial: 1, temporal: 1)
     @Option(help: "Parameters to keep fixed (glob on canonical names; repeatable), e.g. --freeze 's*' trains the head only.")
     var freeze: [String] = []
-    @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed.") var freezeBNStats = false
+    @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed (with the backbone frozen too, the head trains on cached features).") var freezeBNStats = false
+    @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
     @Option(help: "Compute threads.") var threads = 2
     @Option(help: "Video loading threads (run beside the compute).") var workers = 1
     @Option(help: "Seed for initialisation, sampling, augmentation and dropout.") var seed: UInt64 = 0
@@ -63,7 +64,7 @@ struct RecipeOptions: ParsableArguments {
         o.schedule = schedule; o.momentum = momentum; o.nesterov = !noNesterov; o.weightDecay = weightDecay; o.clipGradNorm = clipGrad
         o.dropout = dropout; o.loss = loss; o.frames = frames; o.samplingRate = samplingRate; o.crop = crop
         o.jitterMin = jitter[0]; o.jitterMax = jitter[1]; o.valSpatialCrops = valViews.spatial; o.valTemporalViews = valViews.temporal
-        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.threads = threads; o.workers = workers; o.seed = seed
+        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.threads = threads; o.workers = workers; o.seed = seed
         o.onBadVideo = onBadVideo; o.classes = classes
     }
 }

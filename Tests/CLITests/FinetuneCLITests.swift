@@ -110,6 +110,31 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertEqual(leftovers, [])
     }
 
+    /// --freeze 's*' --freeze-bn-stats: features cached once, only the head changes.
+    func testHeadOnlyTrainsOnCachedFeaturesAndLeavesTheBackboneUntouched() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 6)
+        let w = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w]).status, 0)
+        XCTAssertEqual(try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors")]).status, 0)
+        let run = dir.appendingPathComponent("run")
+        let r = try CLI.run(["finetune", "--weights", w, "--train", data.appendingPathComponent("train.csv").path,
+                             "--val", data.appendingPathComponent("val.csv").path, "--out", run.path, "--epochs", "5",
+                             "--freeze", "s*", "--freeze-bn-stats", "--cache-views", "2", "--lr", "0.01"] + Self.recipe.filter { $0 != "0.05" && $0 != "--lr" })
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("computing the pooled features of 12 clips x 2 augmented views once"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("epoch 5/5"), r.stdout)
+        let start = try CheckpointReader.read(path: w), end = try CheckpointReader.read(path: run.appendingPathComponent("checkpoint-epoch005.safetensors").path)
+        var changed: [String] = []
+        for (name, t) in start.tensors.ordered where !name.hasPrefix("head.") {
+            guard let e = end.tensors[name] else { XCTFail("missing \(name)"); continue }
+            if t.floats() != e.floats() && !name.hasSuffix("num_batches_tracked") { changed.append(name) }
+        }
+        XCTAssertEqual(changed, [], "frozen backbone tensors (and BN statistics) must not move")
+        XCTAssertEqual(end.tensors["head.projection.weight"]?.shape, [2, 160])
+    }
+
     func testRefusals() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }

@@ -1,0 +1,102 @@
+// Head-only fine-tuning on cached features: when every backbone parameter is frozen and
+// so are the BN statistics, the network below the head computes the same pooled features
+// for the same clip on every epoch. They are computed once, for `views` augmented views
+// of each training clip (epoch e trains on view e mod views), and the head (dropout +
+// linear projection) is then trained on them: each step is a small GEMM instead of a
+// SlowFast forward pass, so head-only training on a laptop takes minutes.
+
+import Foundation
+import SlowFastNet
+import Train
+import Video
+
+struct FeatureCache {
+    let views: Int
+    let channels: Int
+    /// features[view][sample] -> channels floats (nil when the video could not be read).
+    var features: [[[Float]?]]
+    var labels: [[Float]]
+
+    static func build(model: SlowFastModel, dataset: VideoDataset, clip: ClipConfig, views: Int, batch: Int, workers: Int, seed: UInt64,
+                      onBadVideo: BadVideoPolicy, progress: (Int, Int) -> Void) throws -> FeatureCache {
+        let n = dataset.samples.count
+        var features = [[[Float]?]](repeating: [[Float]?](repeating: nil, count: n), count: views)
+        var channels = 0
+        var done = 0
+        for v in 0 ..< views {
+            // The same augmentation stream the full loop would draw for epoch v.
+            let loader = try ClipLoader(dataset: dataset, config: clip,
+                                        options: LoaderOptions(batchSize: batch, workers: workers, training: true, seed: seed, onBadVideo: onBadVideo),
+                                        epoch: v)
+            while let b = try loader.next() {
+                guard b.count > 0 else { continue }
+                let out = try model.forward(Scoring.inputs(b, arch: model.config), capture: true)
+                guard let pool = out.activations.first(where: { $0.name == "head.pool" })?.value else {
+                    throw FinetuneError("the network did not report its pooled head features")
+                }
+                let per = pool.count / b.count
+                guard pool.shape.count == 5, pool.shape[2] * pool.shape[3] * pool.shape[4] == 1 else {
+                    throw FinetuneError("cached features need the clip at the network's training size (head grid 1x1x1), got \(pool.shape)")
+                }
+                channels = per
+                for (j, s) in b.sampleIndices.enumerated() {
+                    features[v][s] = Array(UnsafeBufferPointer(start: pool.pointer + j * per, count: per))
+                }
+                done += b.count
+                progress(done, n * views)
+            }
+        }
+        let k = dataset.classes.count
+        let labels = dataset.samples.map { s -> [Float] in
+            var row = [Float](repeating: 0, count: k)
+            for l in s.labels where l >= 0 && l < k { row[l] = 1 }
+            return row
+        }
+        return FeatureCache(views: views, channels: channels, features: features, labels: labels)
+    }
+
+    /// One optimisation step of the head on `rows` (features of a batch): dropout, projection,
+    /// loss, and the gradients written into the store's head gradient buffers. Returns the loss.
+    static func headStep(_ rows: [[Float]], targets: [Float], store: ParameterStore, dropout: Double, loss: LossKind,
+                         rng: inout TrainRNG) throws -> Float {
+        guard let w = store.value("head.projection.weight"), let b = store.value("head.projection.bias"),
+              let gw = store.gradient("head.projection.weight"), let gb = store.gradient("head.projection.bias") else {
+            throw FinetuneError("the head is frozen: nothing to train")
+        }
+        let (k, c, n) = (w.shape[0], w.shape[1], rows.count)
+        // Inverted dropout, as nn.Dropout in train mode.
+        let keep = 1 - dropout
+        var x = [Float](repeating: 0, count: n * c)
+        for i in 0 ..< n {
+            for j in 0 ..< c {
+                let kept = dropout == 0 || Double(rng.next() >> 11) / Double(1 << 53) < keep
+                x[i * c + j] = kept ? rows[i][j] / Float(keep) : 0
+            }
+        }
+        var logits = [Float](repeating: 0, count: n * k)
+        for i in 0 ..< n {
+            for o in 0 ..< k {
+                var s = b.pointer[o]
+                for j in 0 ..< c { s += x[i * c + j] * w.pointer[o * c + j] }
+                logits[i * k + o] = s
+            }
+        }
+        let r: LossResult
+        switch loss {
+        case .bce: r = try Loss.bceWithLogits(logits: logits, targets: targets, batch: n, classes: k)
+        case .ce:
+            let labels = (0 ..< n).map { i in (0 ..< k).max { targets[i * k + $0] < targets[i * k + $1] }! }
+            r = try Loss.softmaxCrossEntropy(logits: logits, labels: labels, batch: n, classes: k)
+        }
+        gw.fill(0)
+        gb.fill(0)
+        for i in 0 ..< n {
+            for o in 0 ..< k {
+                let d = r.dLogits[i * k + o]
+                gb.pointer[o] += d
+                for j in 0 ..< c { gw.pointer[o * c + j] += d * x[i * c + j] }
+            }
+        }
+        return r.loss
+    }
+}
