@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
 // sfnet: convert, verify and fine-tune SlowFast video action-recognition weights.
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -82,3 +83,14 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )
+
+// libFuzzer targets (issue 8), present only when SFNET_FUZZ is set, so that ordinary builds never link
+// an executable without a main; each is built on its own with the sanitizers (scripts/fuzz.sh):
+//   SFNET_FUZZ=1 swift build --scratch-path .build-fuzz --product FuzzPickle --sanitize fuzzer --sanitize address
+// Their bodies live in FuzzTargets, which FuzzReplayTests replays in `make test`.
+if ProcessInfo.processInfo.environment["SFNET_FUZZ"] != nil {
+    for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2"] {
+        package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets"]))
+        package.products.append(.executable(name: "Fuzz\(name)", targets: ["Fuzz\(name)"]))
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds sfnet's libFuzzer targets (Fuzz/, ASan + libFuzzer) and runs each for a given
+# Builds sfnet's libFuzzer targets (Sources/Fuzz*, present with SFNET_FUZZ=1; ASan + libFuzzer) and runs each for a given
 # time, seeded from the fixtures, with the dictionaries in Fuzz/dict. Prints per target
 # the executions, CPU seconds, corpus size and findings; every crash / timeout / OOM
 # input is copied to Fuzz/regressions/<target>/ (replayed by `make test`).
@@ -34,7 +34,7 @@ seeds() { # files under 1 MiB that exercise the target
 
 echo "building the fuzz targets (libFuzzer + AddressSanitizer) ..."
 for t in "${TARGETS[@]}"; do
-  swift build --package-path Fuzz --scratch-path .build-fuzz -c debug --product "$(product "$t")" --sanitize fuzzer --sanitize address 2>&1 | tail -1
+  SFNET_FUZZ=1 swift build --scratch-path .build-fuzz -c debug --product "$(product "$t")" --sanitize fuzzer --sanitize address 2>&1 | tail -1
 done
 
 run_one() {
