@@ -5,7 +5,8 @@ SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 SFNET_RELEASE = .build/release/sfnet
 
-.PHONY: hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
+PHONY_EXTRA := check-eval faults
+.PHONY: $(PHONY_EXTRA) hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -95,3 +96,12 @@ check-map: deps
 # findings are copied to Fuzz/regressions/<target>/, which `make test` replays.
 fuzz: deps
 	@JOBS=$${JOBS:-1} bash scripts/fuzz.sh $${SECS:-600}
+
+# `sfnet eval`'s mAP against scikit-learn on the scores it wrote, for every run of the demo
+# (run `make demo` first); prints SKIPPED loudly without scikit-learn. PYTHON=...
+check-eval: build
+	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_eval_sklearn.py --sfnet $(SFNET_RELEASE) --demo
+
+# kill -9 at random moments of convert, export and finetune (RUNS per job, default 100).
+faults: build
+	@python3 scripts/fault_inject.py --sfnet $(SFNET_RELEASE) --runs $${RUNS:-100}

@@ -32,6 +32,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Compute threads.") var threads = 2
     @Option(help: "Video loading threads.") var workers = 1
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Also write each video's ensembled scores and labels as CSV here (path, score per class, label per class).")
+    var scores: String?
 
     func run() throws {
         Threading.setThreads(threads)
@@ -56,6 +58,17 @@ struct EvalCommand: ParsableCommand {
                                    workers: workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid, progress: bar.update)
         bar.finish()
         let ev = e.evaluation
+        if let scores {
+            func q(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
+            var rows = ["path," + list.names.map { q("score:" + $0) }.joined(separator: ",") + "," + list.names.map { q("label:" + $0) }.joined(separator: ",")]
+            for (k, s) in e.scores.samples.enumerated() {
+                let row = e.scores.row(k).map { String(format: "%.9g", $0) }
+                let labels = (0 ..< list.count).map { e.labels[k].contains($0) ? "1" : "0" }
+                rows.append(([q(ds.samples[s].path)] + row + labels).joined(separator: ","))
+            }
+            let bytes = Array((rows.joined(separator: "\n") + "\n").utf8)
+            try AtomicFile.write(to: scores, overwrite: true) { o in try bytes.withUnsafeBytes { try o.write($0) } }
+        }
         if json {
             func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .double($0) : .null } ?? .null }
             let j: JSONValue = .object([
