@@ -15,42 +15,13 @@ import Train
 enum TrainStepCheck {
     static func isTrainReference(_ ck: Checkpoint) -> Bool { ck.tensors["grad_output.logits"] != nil }
 
-    /// Network inputs: `pixels.fast` / `pixels.x` (uint8, normalised as the generator does; slow
-    /// frames by PySlowFast's linspace rule) or float `input.*`.
-    static func inputs(_ ref: Checkpoint, config: ArchConfig) throws -> [FloatTensor] {
-        func normalized(_ t: Formats.Tensor) -> FloatTensor {
-            let bytes = [UInt8](t.data.raw)
-            return FloatTensor(shape: t.shape, values: bytes.map { Float((Double($0) / 255 - 0.45) / 0.225) })
-        }
-        if let x = ref.tensors["pixels.x"] { return [normalized(x)] }
-        if let fast = ref.tensors["pixels.fast"] {
-            let f = normalized(fast)
-            let s = f.shape5D
-            let slowT = s.t / config.alpha
-            let slow = FloatTensor(uninitialized: [s.n, s.c, slowT, s.h, s.w])
-            let frame = s.h * s.w
-            for nc in 0 ..< (s.n * s.c) {
-                for i in 0 ..< slowT {
-                    let src = slowT == 1 ? 0 : Int((Double(i) * Double(s.t - 1) / Double(slowT - 1)).rounded(.down))
-                    (slow.pointer + (nc * slowT + i) * frame).update(from: f.pointer + (nc * s.t + src) * frame, count: frame)
-                }
-            }
-            return [slow, f]
-        }
-        let names = config.pathways == 2 ? ["input.slow", "input.fast"] : ["input.x"]
-        return try names.map { n in
-            guard let t = ref.tensors[n] else { throw VerifyError.badReference("train reference", "holds no \(n) (nor pixels.*)") }
-            return floatTensorCopy(t)
-        }
-    }
-
     static func run(weights: String, ck: Checkpoint, reference path: String, ref: Checkpoint, tolerance: Double, start: Date) throws -> VerifyReport {
         guard let archText = ref.metadataValue("sfnet.arch") ?? ck.metadataValue("sfnet.arch") else {
             throw VerifyError.weights(weights, "no architecture in the reference or the weights")
         }
         let config = try ArchConfig.fromJSON(archText)
         let model = try TrainableModel(config: config, weights: ck.tensors, options: TrainOptions(dropout: 0))
-        let inputs = try inputs(ref, config: config)
+        let inputs = try ReferenceInputs.load(ref, config: config)
         var gaps: [String: Double] = [:]
         if let g = ref.metadataValue("sfnet.torch_f32_gap") {
             gaps = (try? JSONDecoder().decode([String: Double].self, from: Data(g.utf8))) ?? [:]

@@ -38,30 +38,8 @@ final class TrainStepReferenceTests: XCTestCase {
         return (model, try inputs(ref, config: config))
     }
 
-    /// Pixels (u8) normalised as fixtures/generate.py does, slow frames picked as PySlowFast does; or float inputs.
     static func inputs(_ ref: Checkpoint, config: ArchConfig) throws -> [FloatTensor] {
-        func normalized(_ t: Formats.Tensor) -> FloatTensor {
-            let bytes = [UInt8](t.data.raw)
-            return FloatTensor(shape: t.shape, values: bytes.map { Float((Double($0) / 255 - 0.45) / 0.225) })
-        }
-        if let x = ref.tensors["pixels.x"] { return [normalized(x)] }
-        if let fast = ref.tensors["pixels.fast"] {
-            let f = normalized(fast)
-            let s = f.shape5D
-            let slowT = s.t / config.alpha
-            let slow = FloatTensor(uninitialized: [s.n, s.c, slowT, s.h, s.w])
-            let frame = s.h * s.w
-            for nc in 0..<(s.n * s.c) {
-                for i in 0..<slowT {
-                    // floor(linspace(0, T - 1, T / alpha)[i])
-                    let src = slowT == 1 ? 0 : Int((Double(i) * Double(s.t - 1) / Double(slowT - 1)).rounded(.down))
-                    (slow.pointer + (nc * slowT + i) * frame).update(from: f.pointer + (nc * s.t + src) * frame, count: frame)
-                }
-            }
-            return [slow, f]
-        }
-        let names = config.pathways == 2 ? ["input.slow", "input.fast"] : ["input.x"]
-        return try names.map { ModelReferenceTests.floatTensor(try XCTUnwrap(ref.tensors[$0], "no \($0)")) }
+        try ReferenceInputs.load(ref, config: config)
     }
 
     @discardableResult
