@@ -80,6 +80,7 @@ public final class FinetuneRun {
 
         // Start weights and architecture.
         var notes: [String] = []
+        if o.resume && existing == nil { notes.append("--resume: no checkpoint in \(o.out) yet, starting the run") }
         var arch: ArchConfig
         var tensors: TensorMap
         var startDescription: String
