@@ -7,15 +7,17 @@ import Formats
 @testable import ONNX
 import XCTest
 
+/// A protobuf varint.
+func varint(_ v: Int) -> [UInt8] {
+    var v = UInt64(v), out: [UInt8] = []
+    repeat { out.append(UInt8(v & 0x7f) | (v >= 0x80 ? 0x80 : 0)); v >>= 7 } while v > 0
+    return out
+}
+
+/// A length-delimited protobuf field.
+func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(payload.count) + payload }
+
 final class OnnxNestingTests: XCTestCase {
-    func varint(_ v: Int) -> [UInt8] {
-        var v = UInt64(v), out: [UInt8] = []
-        repeat { out.append(UInt8(v & 0x7f) | (v >= 0x80 ? 0x80 : 0)); v >>= 7 } while v > 0
-        return out
-    }
-
-    func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(payload.count) + payload }
-
     /// ModelProto { ir_version 8, graph { node { attribute { g { node { ... } } } } } } with `levels` subgraphs.
     func nestedModel(levels: Int) -> [UInt8] {
         var graph: [UInt8] = field(2, Array("g".utf8))                    // GraphProto.name
@@ -65,6 +67,27 @@ final class OnnxNestingTests: XCTestCase {
         for f in ["fixtures/onnx/tiny_slowfast_8x8.onnx", "fixtures/onnx/tiny_resnet50_tv.onnx", "fixtures/onnx/tiny_resnet2d_external.onnx"] {
             let data = try Data(contentsOf: root.appendingPathComponent(f))
             XCTAssertNoThrow(try data.withUnsafeBytes { try OnnxNesting.check($0, file: f) }, f)
+        }
+    }
+}
+
+final class OnnxNestingLimitTests: XCTestCase {
+    /// Model -> graph -> value_info -> type, then `sequences` x (Sequence -> TypeProto); with a
+    /// subgraph (node -> attribute -> graph) in front when `subgraph`.
+    func typeChain(sequences: Int, subgraph: Bool) -> [UInt8] {
+        var type: [UInt8] = field(1, [0x08, 0x01])
+        for _ in 0 ..< sequences { type = field(4, field(1, type)) }
+        var graph = field(11, field(1, Array("x".utf8)) + field(2, type))
+        if subgraph { graph = field(1, field(4, Array("If".utf8)) + field(5, field(1, Array("b".utf8)) + field(6, graph))) }
+        return [0x08, 0x08] + field(7, graph)
+    }
+
+    func testNestingLimitIsExactly64Messages() throws {
+        // 4 + 2 x 30 = 64 messages deep: accepted by the check.
+        XCTAssertNoThrow(try typeChain(sequences: 30, subgraph: false).withUnsafeBytes { try OnnxNesting.check($0, file: "64.onnx") })
+        // 7 + 2 x 29 = 65: refused.
+        XCTAssertThrowsError(try typeChain(sequences: 29, subgraph: true).withUnsafeBytes { try OnnxNesting.check($0, file: "65.onnx") }) {
+            XCTAssertTrue("\($0)".contains("nested deeper than 64"), "\($0)")
         }
     }
 }
