@@ -36,10 +36,18 @@ public struct Evaluation {
     public func examples(dataset: VideoDataset, classes: [String], count: Int) -> [ExampleClip] {
         guard count > 0, !scores.samples.isEmpty else { return [] }
         let stride = max(1, scores.samples.count / count)
+        // Paths shown relative to the folder all the data set's videos share.
+        let dirs = dataset.samples.map { URL(fileURLWithPath: $0.path).deletingLastPathComponent().pathComponents }
+        var common = dirs.first ?? []
+        for d in dirs.dropFirst() { common = Array(zip(common, d).prefix { $0 == $1 }.map(\.0)) }
+        func shown(_ path: String) -> String {
+            let parts = URL(fileURLWithPath: path).pathComponents
+            return common.count > 1 && parts.starts(with: common) ? parts.dropFirst(common.count).joined(separator: "/") : path
+        }
         return Swift.stride(from: 0, to: scores.samples.count, by: stride).prefix(count).map { k in
             let row = scores.row(k)
             let top = Metrics.ranking(row).prefix(3).map { ExampleClip.Prediction(label: classes[$0], score: Double(row[row.startIndex + $0])) }
-            return ExampleClip(path: dataset.samples[scores.samples[k]].path, truth: labels[k].map { classes[$0] }, predictions: Array(top))
+            return ExampleClip(path: shown(dataset.samples[scores.samples[k]].path), truth: labels[k].map { classes[$0] }, predictions: Array(top))
         }
     }
 }
