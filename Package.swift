@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
         .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert"]),
-        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet", "ONNX", "Train"]),
+        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet", "ONNX", "Finetune", "Train"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),

@@ -4,22 +4,22 @@
 import SlowFastNet
 import Train
 
-final class StoreParameters: TrainableParameters {
+public final class StoreParameters: TrainableParameters {
     let store: ParameterStore
     let names: [String]
     private var scratch: [Int: FloatTensor] = [:]
 
-    init(_ store: ParameterStore) {
+    public init(_ store: ParameterStore) {
         self.store = store
         self.names = store.parameterNames
     }
 
-    var parameterCount: Int { names.count }
-    func parameterName(at i: Int) -> String { names[i] }
-    func parameterShape(at i: Int) -> [Int] { store.value(names[i])!.shape }
-    func parameterIsTrainable(at i: Int) -> Bool { store.isTrainable(names[i]) }
+    public var parameterCount: Int { names.count }
+    public func parameterName(at i: Int) -> String { names[i] }
+    public func parameterShape(at i: Int) -> [Int] { store.value(names[i])!.shape }
+    public func parameterIsTrainable(at i: Int) -> Bool { store.isTrainable(names[i]) }
 
-    func withParameter<R>(at i: Int, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+    public func withParameter<R>(at i: Int, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         let v = store.value(names[i])!
         // Frozen parameters have no gradient buffer; the optimizer skips them, but hand it zeros if asked.
         let g = store.gradient(names[i]) ?? scratch[i] ?? {

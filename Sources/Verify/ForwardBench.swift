@@ -55,25 +55,9 @@ public struct ForwardBenchResult {
 
 public enum ForwardBench {
     public static func run(_ o: ForwardBenchOptions) throws -> ForwardBenchResult {
-        guard var config = ArchConfig.preset(named: o.preset) else {
-            throw VerifyError.weights(o.preset, "unknown preset; presets: \(ArchConfig.presetNames.joined(separator: ", "))")
-        }
-        config.numFrames = o.frames
-        config.trainCrop = o.size
-        Threading.setThreads(o.threads)
+        let config = try BenchSupport.config(preset: o.preset, frames: o.frames, size: o.size, threads: o.threads)
         let model = SlowFastModel.random(config: config, seed: 0)
-        var shapes: [[Int]]
-        switch config.model {
-        case .slowfast: shapes = [[o.batch, 3, o.frames / config.alpha, o.size, o.size], [o.batch, 3, o.frames, o.size, o.size]]
-        case .slow: shapes = [[o.batch, 3, o.frames, o.size, o.size]]
-        case .resnet: shapes = [[o.batch, 3, 1, o.size, o.size]]
-        }
-        var rng = SplitMix64(seed: 1)
-        let inputs = shapes.map { s -> FloatTensor in
-            let t = FloatTensor(uninitialized: s)
-            rng.fillNormal(t.pointer, count: t.count, std: 1)
-            return t
-        }
+        let (shapes, inputs) = BenchSupport.inputs(config, batch: o.batch, frames: o.frames, size: o.size)
         _ = try model.forward(inputs) // warm-up: buffers, packed weights, page faults
         var times: [Double] = []
         let profile = o.profile ? ForwardProfile() : nil

@@ -66,28 +66,13 @@ public struct TrainStepBenchResult {
 
 public enum TrainStepBench {
     public static func run(_ o: TrainStepBenchOptions) throws -> TrainStepBenchResult {
-        guard var config = ArchConfig.preset(named: o.preset) else {
-            throw VerifyError.weights(o.preset, "unknown preset; presets: \(ArchConfig.presetNames.joined(separator: ", "))")
-        }
-        config.numFrames = config.model == .resnet ? 1 : o.frames
-        config.trainCrop = o.size
-        Threading.setThreads(o.threads)
+        let config = try BenchSupport.config(preset: o.preset, frames: o.frames, size: o.size, threads: o.threads)
         let model = try TrainableModel(config: config, weights: SlowFastModel.randomWeights(config: config, seed: 0),
                                        options: TrainOptions(seed: 1))
-        var shapes: [[Int]]
-        switch config.model {
-        case .slowfast: shapes = [[o.batch, 3, o.frames / config.alpha, o.size, o.size], [o.batch, 3, o.frames, o.size, o.size]]
-        case .slow: shapes = [[o.batch, 3, o.frames, o.size, o.size]]
-        case .resnet: shapes = [[o.batch, 3, 1, o.size, o.size]]
-        }
-        var rng = SplitMix64(seed: 1)
-        let inputs = shapes.map { s -> FloatTensor in
-            let t = FloatTensor(uninitialized: s)
-            rng.fillNormal(t.pointer, count: t.count, std: 1)
-            return t
-        }
+        let (shapes, inputs) = BenchSupport.inputs(config, batch: o.batch, frames: o.frames, size: o.size)
         // dL/dlogits of sum(logits * R), as the PyTorch peer's loss.
         let r = FloatTensor(uninitialized: [o.batch, config.numClasses])
+        var rng = SplitMix64(seed: 2)
         rng.fillNormal(r.pointer, count: r.count, std: 1)
         func step() throws -> (Double, Double) {
             let t0 = DispatchTime.now().uptimeNanoseconds

@@ -41,11 +41,7 @@ struct BenchForward: ParsableCommand {
     @Flag(help: "Print JSON (median_s, gflops, peak_rss_mb...).")
     var json = false
 
-    func validate() throws {
-        if ArchConfig.preset(named: arch) == nil { throw ValidationError("unknown --arch '\(arch)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))") }
-        if size < 32 || size % 32 != 0 { throw ValidationError("--size must be a multiple of 32") }
-        if frames < 1 || batch < 1 || threads < 1 || `repeat` < 1 { throw ValidationError("--frames, --batch, --threads and --repeat must be at least 1") }
-    }
+    func validate() throws { try validateBench(arch: arch, size: size, frames: frames, batch: batch, threads: threads, repeat: `repeat`) }
 
     func run() throws {
         let r = try ForwardBench.run(ForwardBenchOptions(preset: arch, size: size, frames: frames, batch: batch,
@@ -79,15 +75,18 @@ struct BenchTrainStep: ParsableCommand {
     @Flag(help: "Print JSON (median_s, forward_median_s, backward_median_s, peak_rss_mb...).")
     var json = false
 
-    func validate() throws {
-        if ArchConfig.preset(named: arch) == nil { throw ValidationError("unknown --arch '\(arch)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))") }
-        if size < 32 || size % 32 != 0 { throw ValidationError("--size must be a multiple of 32") }
-        if frames < 1 || batch < 1 || threads < 1 || `repeat` < 1 { throw ValidationError("--frames, --batch, --threads and --repeat must be at least 1") }
-    }
+    func validate() throws { try validateBench(arch: arch, size: size, frames: frames, batch: batch, threads: threads, repeat: `repeat`) }
 
     func run() throws {
         let r = try TrainStepBench.run(TrainStepBenchOptions(preset: arch, size: size, frames: frames, batch: batch,
                                                              threads: threads, repeats: `repeat`))
         Terminal.write(json ? r.json().serialized + "\n" : r.text())
     }
+}
+
+/// The checks both benchmarks make of their clip options.
+func validateBench(arch: String, size: Int, frames: Int, batch: Int, threads: Int, repeat: Int) throws {
+    if ArchConfig.preset(named: arch) == nil { throw ValidationError("unknown --arch '\(arch)'; presets: \(ArchConfig.presetNames.joined(separator: ", "))") }
+    if size < 32 || size % 32 != 0 { throw ValidationError("--size must be a multiple of 32") }
+    if frames < 1 || batch < 1 || threads < 1 || `repeat` < 1 { throw ValidationError("--frames, --batch, --threads and --repeat must be at least 1") }
 }

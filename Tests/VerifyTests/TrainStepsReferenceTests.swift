@@ -13,26 +13,13 @@
 
 import Convert
 import Foundation
+import Finetune
 import Formats
 import SlowFastNet
 import Train
 import XCTest
 
 /// The network's parameter store as Train's optimizer sees it (no copies: SGD updates it in place).
-private final class StoreParams: TrainableParameters {
-    let store: ParameterStore
-    let names: [String]
-    init(_ store: ParameterStore) { self.store = store; names = store.parameterNames }
-    var parameterCount: Int { names.count }
-    func parameterName(at i: Int) -> String { names[i] }
-    func parameterShape(at i: Int) -> [Int] { store.value(names[i])!.shape }
-    func parameterIsTrainable(at i: Int) -> Bool { store.isTrainable(names[i]) }
-    func withParameter<R>(at i: Int, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        let v = store.value(names[i])!, g = store.gradient(names[i])!
-        return try body(UnsafeMutableBufferPointer(start: v.pointer, count: v.count), UnsafeMutableBufferPointer(start: g.pointer, count: g.count))
-    }
-}
-
 final class TrainStepsReferenceTests: XCTestCase {
     static func fixture(_ p: String) -> String { VerifyTests.fixture(p) }
 
@@ -94,7 +81,7 @@ final class TrainStepsReferenceTests: XCTestCase {
         }
         let sgd = try SGD(config: SGDConfig(momentum: Float(recipe.optimizer.momentum), dampening: Float(recipe.optimizer.dampening),
                                             nesterov: recipe.optimizer.nesterov, weightDecay: policy))
-        let params = StoreParams(model.store)
+        let params = StoreParameters(model.store)
 
         // The inputs: uint8 images normalised as fixtures/generate.py does (float64, rounded once).
         let pixels = try XCTUnwrap(ref.tensors["pixels.x"])

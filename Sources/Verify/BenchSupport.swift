@@ -1,0 +1,35 @@
+// What the forward and train-step benchmarks share: the preset with the clip's
+// frames and crop, and a seeded random clip of the network's input shapes.
+
+import Convert
+import Formats
+import SlowFastNet
+
+enum BenchSupport {
+    /// The preset at the benchmark's clip size (frames, crop), threads set.
+    static func config(preset: String, frames: Int, size: Int, threads: Int) throws -> ArchConfig {
+        guard var config = ArchConfig.preset(named: preset) else {
+            throw VerifyError.weights(preset, "unknown preset; presets: \(ArchConfig.presetNames.joined(separator: ", "))")
+        }
+        config.numFrames = config.model == .resnet ? 1 : frames
+        config.trainCrop = size
+        Threading.setThreads(threads)
+        return config
+    }
+
+    /// N(0, 1) inputs of the network's shapes (slow + fast, or the single pathway), seeded.
+    static func inputs(_ config: ArchConfig, batch: Int, frames: Int, size: Int) -> (shapes: [[Int]], tensors: [FloatTensor]) {
+        let shapes: [[Int]]
+        switch config.model {
+        case .slowfast: shapes = [[batch, 3, frames / config.alpha, size, size], [batch, 3, frames, size, size]]
+        case .slow: shapes = [[batch, 3, frames, size, size]]
+        case .resnet: shapes = [[batch, 3, 1, size, size]]
+        }
+        var rng = SplitMix64(seed: 1)
+        return (shapes, shapes.map { s -> FloatTensor in
+            let t = FloatTensor(uninitialized: s)
+            rng.fillNormal(t.pointer, count: t.count, std: 1)
+            return t
+        })
+    }
+}
