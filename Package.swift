@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "KerasTests", dependencies: ["Keras", "Convert", "Formats", "Verify", "sfnet"]),
+        .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),

@@ -64,19 +64,24 @@ public enum ConvertPipeline {
         DispatchQueue.global().async(group: group) {
             do { digest.value = .success(try SHA256.hex(file: req.input)) } catch { digest.value = .failure(error) }
         }
+        // Every way out waits for it: exiting while the digest thread is inside libcrypto
+        // crashed the process (exit() tears libcrypto down under it) after a conversion error.
+        defer { group.wait() }
         let profile = ProcessInfo.processInfo.environment["SFNET_PROFILE"] != nil
         func mark(_ what: String) { if profile { FileHandle.standardError.write(Data(String(format: "[profile] %-8@ %.3f s\n", what, Date().timeIntervalSince(start)).utf8)) } }
-        let checkpoint: Checkpoint
+        // CRCs of stored entries are checked as each tensor is written, so the input is read once.
+        let checkpoint = try req.preloaded ?? CheckpointReader.read(path: req.input, as: req.from, deferIntegrity: true)
+        mark("read")
+        progress?("read", checkpoint.tensors.count, checkpoint.tensors.count)
+        var result: ConversionResult
         do {
-            // CRCs of stored entries are checked as each tensor is written, so the input is read once.
-            checkpoint = try req.preloaded ?? CheckpointReader.read(path: req.input, as: req.from, deferIntegrity: true)
-            mark("read")
+            result = try convertTensors(checkpoint, options: req.options)
         } catch {
-            group.wait()
+            // A corrupt file is reported as corrupt (a CRC mismatch), not by the conversion
+            // problem its damage may have caused.
+            do { try checkpoint.pendingChecks?.verifyAll() } catch let e as FormatError { throw e.inFile(req.input) }
             throw error
         }
-        progress?("read", checkpoint.tensors.count, checkpoint.tensors.count)
-        var result = try convertTensors(checkpoint, options: req.options)
         result.notes.insert(contentsOf: req.importNotes, at: 0)
         mark("convert")
         // The source digest is still being computed: write a fixed-size placeholder now and
@@ -109,9 +114,9 @@ public enum ConvertPipeline {
         try SafetensorsWriter.write(items, metadata: metadata, to: output, overwrite: req.force, progress: { done, total in
             progress?("write", done, total)
         }, beforeEach: { item in
-            try pending?.verify(covering: item.tensor.data)
+            do { try pending?.verify(covering: item.tensor.data) } catch let e as FormatError { throw e.inFile(req.input) }
         }, finish: { out, header in
-            try pending?.verifyAll()
+            do { try pending?.verifyAll() } catch let e as FormatError { throw e.inFile(req.input) }
             mark("data")
             // Flush the data while the digest finishes on the other core; the patch below
             // then leaves a single dirty page for the final fsync.

@@ -65,7 +65,13 @@ public final class FinetuneRun {
         Threading.setThreads(o.threads)
         let fm = FileManager.default
         try fm.createDirectory(atPath: o.out, withIntermediateDirectories: true)
-        let existing = TrainCheckpoint.latest(in: o.out)
+        let scan = TrainCheckpoint.scan(in: o.out)
+        let existing = scan.latest
+        if existing == nil, let newest = scan.damaged.first {
+            // Checkpoints that all fail to read: never start over on top of them silently.
+            throw FinetuneError("\(o.out) holds \(scan.damaged.count) checkpoint file(s) and none reads back; the newest, \(newest.name): \(newest.reason)",
+                                hint: "move the damaged checkpoint files out of the folder to start the run again, or choose another --out")
+        }
         if existing != nil && !o.resume {
             throw FinetuneError("\(o.out) already holds a run (\(URL(fileURLWithPath: existing!.path).lastPathComponent))",
                                 hint: "add --resume to continue it, or choose another --out")
@@ -91,6 +97,9 @@ public final class FinetuneRun {
             arch = try ArchConfig.fromJSON(a)
             tensors = resumed.weights
             startDescription = "resumed from \(URL(fileURLWithPath: existing!.path).lastPathComponent)"
+            for d in scan.damaged {
+                notes.append("skipped \(d.name), which does not read back (\(d.reason)); the epochs after \(resumed.state.epoch) run again")
+            }
         } else if o.initKind == .scratch {
             arch = try Self.architecture(o.arch)
             arch.numClasses = classes.count
@@ -113,6 +122,13 @@ public final class FinetuneRun {
                 notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
                 arch.numClasses = classes.count
             }
+        }
+        // Poisoned start weights (NaN/Inf) would poison every step and checkpoint: refuse them by name.
+        let poisoned = Self.nonFinite(tensors)
+        if !poisoned.isEmpty {
+            throw FinetuneError("the start weights (\(startDescription)) hold NaN or infinite values in \(poisoned.count) tensor(s): " +
+                                poisoned.prefix(5).joined(separator: ", ") + (poisoned.count > 5 ? ", ..." : ""),
+                                hint: "sfnet verify names them too; convert the source again or start from other weights")
         }
         arch.numFrames = o.frames
         arch.trainCrop = o.crop
@@ -156,6 +172,7 @@ public final class FinetuneRun {
                 record.epochs = r.epochs.filter { $0.epoch <= state.epoch }
             }
             record.notes.append("resumed after epoch \(state.epoch) from \(URL(fileURLWithPath: existing!.path).lastPathComponent)")
+            record.notes += notes
             onEvent(.note("resuming after epoch \(state.epoch) of \(o.epochs) (iteration \(state.iteration))"))
         } else {
             record.notes = notes
@@ -194,8 +211,14 @@ public final class FinetuneRun {
                 state.bestEpoch = e + 1
             }
 
-            // Checkpoint, best weights, reports: each written atomically.
-            let weights = model.exportWeights().ordered.map { (name: $0.name, tensor: $0.tensor) }
+            // Checkpoint, best weights, reports: each written atomically, and never poisoned.
+            let exported = model.exportWeights()
+            let poisoned = Self.nonFinite(exported)
+            if !poisoned.isEmpty {
+                throw Self.diverged(epoch: e + 1, what: "the weights hold NaN or infinite values (\(poisoned.prefix(3).joined(separator: ", ")))", lr: lr,
+                                    kept: lastCheckpoint)
+            }
+            let weights = exported.ordered.map { (name: $0.name, tensor: $0.tensor) }
             let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
                                             (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
             let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
@@ -237,9 +260,14 @@ public final class FinetuneRun {
                     let idx = Array(order[start ..< min(start + o.batch, order.count)])
                     let rows = idx.map { cache.features[view][$0]! }
                     let targets = idx.flatMap { cache.labels[$0] }
-                    let loss = try FeatureCache.headStep(rows, targets: targets, store: model.store, dropout: o.dropout, loss: o.loss, rng: &rng)
                     lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
-                    _ = try sgd.step(params, lr: lr)
+                    let loss = try FeatureCache.headStep(rows, targets: targets, store: model.store, dropout: o.dropout, loss: o.loss, rng: &rng)
+                    guard loss.isFinite else {
+                        throw Self.diverged(epoch: e + 1, what: "the loss is \(loss.isNaN ? "NaN" : "infinite") at step \(step + 1)", lr: lr, kept: lastCheckpoint)
+                    }
+                    do { _ = try sgd.step(params, lr: lr) } catch let error as TrainError where error.message.contains("not finite") {
+                        throw Self.diverged(epoch: e + 1, what: "the gradient is not finite at step \(step + 1)", lr: lr, kept: lastCheckpoint)
+                    }
                     step += 1
                     state.iteration += 1
                     lossSum += Double(loss) * Double(idx.count)
@@ -266,6 +294,7 @@ public final class FinetuneRun {
                 for s in b.skipped { onEvent(.note("skipped: \(s)")) }
                 guard b.count > 0 else { continue }
                 model.zeroGradients()
+                lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
                 let logits = try model.forward(Scoring.inputs(b, arch: arch))
                 let k = arch.numClasses
                 let l = Array(UnsafeBufferPointer(start: logits.pointer, count: logits.count))
@@ -277,9 +306,13 @@ public final class FinetuneRun {
                     let labels = (0 ..< b.count).map { i in (0 ..< k).max { b.labels[i * k + $0] < b.labels[i * k + $1] }! }
                     result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k)
                 }
+                guard result.loss.isFinite else {
+                    throw Self.diverged(epoch: e + 1, what: "the loss is \(result.loss.isNaN ? "NaN" : "infinite") at step \(step + 1)", lr: lr, kept: lastCheckpoint)
+                }
                 try model.backward(FloatTensor(shape: [b.count, k], values: result.dLogits))
-                lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
-                _ = try sgd.step(params, lr: lr)
+                do { _ = try sgd.step(params, lr: lr) } catch let error as TrainError where error.message.contains("not finite") {
+                    throw Self.diverged(epoch: e + 1, what: "the gradient is not finite at step \(step + 1)", lr: lr, kept: lastCheckpoint)
+                }
                 step += 1
                 state.iteration += 1
                 lossSum += Double(result.loss) * Double(b.count)
@@ -312,6 +345,23 @@ public final class FinetuneRun {
         }
         return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, lastCheckpoint: lastCheckpoint,
                                resumedFrom: existing?.path)
+    }
+
+    /// Names of the floating-point tensors holding NaN or infinity.
+    static func nonFinite(_ tensors: TensorMap) -> [String] {
+        tensors.ordered.filter { item in
+            let t = item.tensor
+            guard t.dtype.isFloatingPoint else { return false }
+            let raw = t.data.raw
+            return !(0 ..< t.numel).allSatisfy { DTypeCast.loadFloat(raw, index: $0, dtype: t.dtype).isFinite }
+        }.map(\.name)
+    }
+
+    /// Training stopped before a poisoned checkpoint: what happened, what is kept, what to try.
+    static func diverged(epoch: Int, what: String, lr: Double, kept: String) -> FinetuneError {
+        FinetuneError("training diverged in epoch \(epoch): \(what); stopped without writing a checkpoint for this epoch" +
+                      (kept.isEmpty ? "" : "; the last good one is \(URL(fileURLWithPath: kept).lastPathComponent)"),
+                      hint: String(format: "lower --lr (the rate was %g here), add --clip-grad-norm, or check the data", lr))
     }
 
     func evaluate(_ model: SlowFastModel, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {

@@ -115,7 +115,7 @@ public enum CheckpointReader {
         var zip: Result<ZipArchive, Error>?
         if ZipArchive.looksLikeZip(b) { zip = Result { try ZipArchive(b) } }
         guard let fmt = format ?? detect(b, zip: try? zip?.get()) else {
-            throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz or pickle file")
+            throw FormatError(.unsupported, "unrecognised file format", hint: unsupportedHint(b) ?? "expected a PyTorch checkpoint, safetensors, .npy/.npz, a Caffe2 pickle, an ONNX model or a Keras HDF5 file; for a damaged one of these, name its kind with --from to see what is wrong")
         }
         switch fmt {
         case .safetensors: return try Safetensors.read(b)

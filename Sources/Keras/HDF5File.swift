@@ -208,6 +208,10 @@ enum HDF5File {
                 let size = H5Tget_size(ftype)
                 guard size > 0, size <= limits.maxNameBytes else { throw Failure(description: "attribute \(name) has strings of \(size) bytes") }
                 H5Tset_size(mtype, size)
+                // Null-padded, not null-terminated: a name that fills its field (the longest of
+                // a Keras 2 `layer_names` array, written by h5py as fixed-length NULLPAD) keeps
+                // its last byte; C_S1's NULLTERM would overwrite it with the terminator.
+                H5Tset_strpad(mtype, H5T_STR_NULLPAD)
                 var buf = [UInt8](repeating: 0, count: n * size)
                 guard H5Aread(attr, mtype, &buf) >= 0 else { throw Failure(description: "attribute \(name) cannot be read") }
                 for i in 0 ..< n {

@@ -103,49 +103,43 @@ public enum HDF5Worker {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let output = dir + "/weights.safetensors"
         let errPath = dir + "/stderr"
-        guard FileManager.default.createFile(atPath: errPath, contents: nil), let errHandle = FileHandle(forWritingAtPath: errPath) else {
-            throw FormatError(.io, "cannot create the HDF5 worker's log")
-        }
-
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
         let fsize = limits.keras.maxTotalBytes + (64 << 20)
-        p.arguments = [subcommand, path, output, String(limits.addressSpace), String(limits.cpuSeconds),
-                       String(limits.keras.maxTotalBytes), String(limits.keras.maxElements), String(fsize)]
+        let arguments = [executable, subcommand, path, output, String(limits.addressSpace), String(limits.cpuSeconds),
+                         String(limits.keras.maxTotalBytes), String(limits.keras.maxElements), String(fsize)]
         var env = ProcessInfo.processInfo.environment
         env["SFNET_KEEP_BLAS_KERNEL"] = "1"        // no OpenBLAS re-exec in the worker (BlasKernel.swift)
         env["OPENBLAS_NUM_THREADS"] = "1"          // no BLAS thread buffers under RLIMIT_AS
         env["SWIFT_BACKTRACE"] = "enable=no"       // a crash ends at once; the parent reports it
         env["HDF5_PLUGIN_PRELOAD"] = "::"          // libhdf5: load no filter plugins
         env["HDF5_USE_FILE_LOCKING"] = "FALSE"     // read-only files on read-only mounts
-        p.environment = env
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = errHandle
-        do { try p.run() } catch {
-            throw FormatError(.io, "cannot start the HDF5 worker \(executable): \(error)")
-        }
-        try? errHandle.close()
+
+        // posix_spawn and waitpid, not Foundation's Process: Process keeps a monitoring thread
+        // whose teardown raced with exit() and crashed the parent now and then after an error.
+        let pid = try spawn(arguments, environment: env, stderrPath: errPath)
         let deadline = Date().addingTimeInterval(limits.wallSeconds)
         var killed = false
-        while p.isRunning {
-            if Date() >= deadline {
-                kill(p.processIdentifier, SIGKILL)
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { throw FormatError(.io, "lost the HDF5 worker: \(String(cString: strerror(errno)))") }
+            if !killed && Date() >= deadline {
+                kill(pid, SIGKILL)
                 killed = true
-                break
             }
             usleep(2_000)
         }
-        p.waitUntilExit()
 
         if killed { throw malformed(path, "the reader exceeded its \(formatSeconds(limits.wallSeconds)) wall-clock limit and was killed") }
-        if p.terminationReason == .uncaughtSignal {
-            let sig = p.terminationStatus
+        let signaled = status & 0x7F != 0 && status & 0x7F != 0x7F
+        if signaled {
+            let sig = status & 0x7F
             let why = sig == SIGXCPU ? "its \(limits.cpuSeconds) s CPU limit" : sig == SIGXFSZ ? "its output size limit" : "signal \(sig) (\(signalName(sig)))"
             throw malformed(path, "the reader was stopped by \(why)")
         }
-        if p.terminationStatus != 0 {
-            throw malformed(path, firstLine(of: errPath) ?? "the reader exited with status \(p.terminationStatus)")
+        let exitStatus = (status >> 8) & 0xFF
+        if exitStatus != 0 {
+            throw malformed(path, firstLine(of: errPath) ?? "the reader exited with status \(exitStatus)")
         }
         var after = stat()
         guard stat(path, &after) == 0, after.st_size == st.st_size, after.st_mtim.tv_sec == st.st_mtim.tv_sec,
@@ -159,6 +153,24 @@ public enum HDF5Worker {
         } catch {
             throw malformed(path, "\(error)".replacingOccurrences(of: output + ": ", with: ""))
         }
+    }
+
+    /// Starts `arguments[0]` with `arguments`, `environment`, stdin and stdout on /dev/null and
+    /// stderr into `stderrPath`; returns its pid.
+    static func spawn(_ arguments: [String], environment: [String: String], stderrPath: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, arguments[0], &actions, nil, argv, envp)
+        guard rc == 0 else { throw FormatError(.io, "cannot start the HDF5 worker \(arguments[0]): \(String(cString: strerror(rc)))") }
+        return pid
     }
 
     /// The first line the worker printed (bounded, control characters removed).

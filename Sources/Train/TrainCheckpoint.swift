@@ -85,17 +85,30 @@ extension TrainCheckpoint {
     /// The checkpoint of the most epochs in `directory` that reads back as one (for --resume);
     /// nil when there is none. Files that fail to read are skipped, newest first.
     public static func latest(in directory: String) -> (path: String, loaded: Loaded)? {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return nil }
+        scan(in: directory).latest
+    }
+
+    /// What --resume finds in `directory`: the newest checkpoint that reads back, and the newer
+    /// ones that do not (newest first, each with the reason), which a resume skips and reports.
+    public static func scan(in directory: String) -> (latest: (path: String, loaded: Loaded)?, damaged: [(name: String, reason: String)]) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return (nil, []) }
         let numbered = names.compactMap { name -> (Int, String)? in
             guard name.hasPrefix("checkpoint-epoch"), name.hasSuffix(".safetensors") else { return nil }
             let digits = name.dropFirst("checkpoint-epoch".count).dropLast(".safetensors".count)
             guard !digits.isEmpty, digits.allSatisfy(\.isNumber), let n = Int(digits) else { return nil }
             return (n, name)
         }
+        var damaged: [(name: String, reason: String)] = []
         for (_, name) in numbered.sorted(by: { $0.0 > $1.0 }) {
             let p = (directory as NSString).appendingPathComponent(name)
-            if let l = try? read(p) { return (p, l) }
+            do {
+                return ((p, try read(p)), damaged)
+            } catch {
+                var reason = "\(error)"
+                for prefix in [p + ": ", p] where reason.hasPrefix(prefix) { reason.removeFirst(prefix.count); break }
+                damaged.append((name, reason))
+            }
         }
-        return nil
+        return (nil, damaged)
     }
 }

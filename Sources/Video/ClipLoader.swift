@@ -75,6 +75,8 @@ public final class ClipLoader {
         var windowEnd = 0
         var results: [Int: Result<Clip, VideoError>] = [:]
         var stopped = false
+        /// Worker threads that have not returned yet.
+        var running = 0
     }
 
     public init(dataset: VideoDataset, config: ClipConfig, options: LoaderOptions, epoch: Int = 0) throws {
@@ -101,6 +103,7 @@ public final class ClipLoader {
         state = State()
         state.windowEnd = min(items.count, options.prefetchBatches * options.batchSize)
         let maker = ClipMaker(config: config)
+        state.running = options.workers
         for _ in 0..<options.workers {
             let thread = Thread { [state, items, dataset, views, options, epoch] in
                 Self.work(state: state, items: items, dataset: dataset, views: views, maker: maker, options: options, epoch: epoch)
@@ -110,15 +113,24 @@ public final class ClipLoader {
         }
     }
 
+    /// Stops the workers and waits for them (each finishes the clip it is decoding): a process
+    /// that exits right after, on an error, must not tear FFmpeg down under a running decoder.
     deinit {
         state.condition.lock()
         state.stopped = true
         state.condition.broadcast()
+        while state.running > 0 { state.condition.wait() }
         state.condition.unlock()
     }
 
     private static func work(state: State, items: [(sample: Int, view: Int)], dataset: VideoDataset, views: [ClipView],
                              maker: ClipMaker, options: LoaderOptions, epoch: Int) {
+        defer {
+            state.condition.lock()
+            state.running -= 1
+            state.condition.broadcast()
+            state.condition.unlock()
+        }
         while true {
             state.condition.lock()
             while !state.stopped && state.nextItem < items.count && state.nextItem >= state.windowEnd { state.condition.wait() }

@@ -100,7 +100,7 @@ final class FinetuneConsole {
             var line = "\(prefix)epoch \(r.epoch)/\(epochs)  train loss \(String(format: "%.4f", r.trainLoss))"
             if let m = r.valMAP { line += "  val mAP \(String(format: "%.1f%%", m * 100))" }
             if let t = r.valTop1 { line += "  top-1 \(String(format: "%.1f%%", t * 100))" }
-            line += "  lr \(String(format: "%.5f", r.lr))  \(String(format: "%.1f", r.seconds)) s  \(String(format: "%.1f", r.clipsPerSecond)) clips/s"
+            line += "  lr \(String(format: r.lr == 0 || (r.lr >= 1e-4 && r.lr < 1e4) ? "%.5f" : "%.3g", r.lr))  \(String(format: "%.1f", r.seconds)) s  \(String(format: "%.1f", r.clipsPerSecond)) clips/s"
             line += "  data wait \(String(format: "%.0f%%", wait * 100))\(best ? "  *best" : "")\n"
             Terminal.write(line)
         }

@@ -161,4 +161,95 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertEqual(b.status, 1, b.stderr)
         XCTAssertTrue(b.stderr.contains("bad.csv:2"), b.stderr)
     }
+
+    // MARK: SECURITY 31-32 (hostile corpus cases made by tests: see HostileCLITests.madeElsewhere)
+
+    /// A damaged newest checkpoint: --resume goes back to the one before, says which file it skipped and
+    /// why, runs the lost epoch again and finishes; every checkpoint damaged: refused, nothing overwritten.
+    func testResumeSkipsADamagedNewestCheckpoint() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 2)
+        let run = dir.appendingPathComponent("run")
+        let args = ["finetune", "--init", "scratch", "--arch", Self.arch, "--train", data.appendingPathComponent("train.csv").path,
+                    "--out", run.path] + Self.recipe
+        XCTAssertEqual(try CLI.run(args + ["--epochs", "2"]).status, 0)
+        let second = run.appendingPathComponent("checkpoint-epoch002.safetensors")
+        let bytes = try Data(contentsOf: second)
+        try bytes.prefix(bytes.count / 2).write(to: second)
+        let r = try CLI.run(args + ["--epochs", "3", "--resume"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("skipped checkpoint-epoch002.safetensors"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("resuming after epoch 1 of 3"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("epoch 2/3") && r.stdout.contains("epoch 3/3"), r.stdout)
+        for e in [2, 3] {
+            XCTAssertNoThrow(try CheckpointReader.read(path: run.appendingPathComponent(String(format: "checkpoint-epoch%03d.safetensors", e)).path))
+        }
+        // Every checkpoint damaged: refused with the newest one's reason; the files stay as they are.
+        for f in try FileManager.default.contentsOfDirectory(atPath: run.path) where f.hasPrefix("checkpoint-") {
+            try Data("not a checkpoint".utf8).write(to: run.appendingPathComponent(f))
+        }
+        let before = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
+        let all = try CLI.run(args + ["--epochs", "4", "--resume"])
+        XCTAssertEqual(all.status, 1, all.stdout + all.stderr)
+        XCTAssertTrue(all.stderr.contains("none reads back") && all.stderr.contains("checkpoint-epoch003.safetensors"), all.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run.path).sorted(), before)
+    }
+
+    /// NaN in one weight of converted weights: `verify` fails naming the tensor; `finetune --skip-verify`
+    /// refuses them by name before training and writes no checkpoint.
+    func testPoisonedWeightsFailVerifyAndFinetune() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 2)
+        let w = dir.appendingPathComponent("w.safetensors")
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w.path]).status, 0)
+        var bytes = [UInt8](try Data(contentsOf: w))
+        let name = "s1.pathway0_stem.conv.weight"
+        let headerLength = Int(bytes[0 ..< 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        let header = try bytes[8 ..< 8 + headerLength].withUnsafeBytes { try JSONParser.parse($0) }
+        guard case .array(let offsets)? = header[name]?["data_offsets"], let start = offsets.first?.intValue else { return XCTFail("no \(name)") }
+        let nan = Float.nan.bitPattern
+        for k in 0 ..< 4 { bytes[8 + headerLength + start + k] = UInt8((nan >> (8 * UInt32(k))) & 0xFF) }
+        let poisoned = dir.appendingPathComponent("poisoned.safetensors")
+        try Data(bytes).write(to: poisoned)
+
+        let v = try CLI.run(["verify", poisoned.path, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors")])
+        XCTAssertEqual(v.status, 1, v.stdout + v.stderr)
+        XCTAssertTrue((v.stdout + v.stderr).contains("weights with NaN/Inf: \(name)"), v.stdout + v.stderr)
+
+        let run = dir.appendingPathComponent("run")
+        let f = try CLI.run(["finetune", "--weights", poisoned.path, "--skip-verify", "--train", data.appendingPathComponent("train.csv").path,
+                             "--out", run.path, "--epochs", "1"] + Self.recipe)
+        XCTAssertEqual(f.status, 1, f.stdout + f.stderr)
+        XCTAssertTrue(f.stderr.contains("NaN or infinite") && f.stderr.contains(name), f.stderr)
+        let written = (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
+        XCTAssertEqual(written.filter { $0.hasSuffix(".safetensors") }, [])
+    }
+
+    /// A learning rate that blows the weights up: the run stops in the epoch where the loss turns NaN/Inf,
+    /// names the last good checkpoint and writes none for the poisoned epoch.
+    func testDivergingRunStopsBeforeAPoisonedCheckpoint() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 2)
+        let run = dir.appendingPathComponent("run")
+        var recipe = Self.recipe
+        recipe[recipe.firstIndex(of: "--lr")! + 1] = "1e30"
+        let r = try CLI.run(["finetune", "--init", "scratch", "--arch", Self.arch, "--train", data.appendingPathComponent("train.csv").path,
+                             "--out", run.path, "--epochs", "3"] + recipe)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("training diverged in epoch") && r.stderr.contains("lower --lr"), r.stderr)
+        // What is on disk is finite; the poisoned epoch has no checkpoint.
+        let names = try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("checkpoint-") }.sorted()
+        let diverged = Int(r.stderr.split(separator: " ").drop { $0 != "epoch" }.dropFirst().first?.filter(\.isNumber) ?? "") ?? 0
+        XCTAssertGreaterThan(diverged, 0, r.stderr)
+        XCTAssertFalse(names.contains(String(format: "checkpoint-epoch%03d.safetensors", diverged)), "\(names)")
+        for n in names {
+            let ck = try CheckpointReader.read(path: run.appendingPathComponent(n).path)
+            for (t, tensor) in ck.tensors.ordered where tensor.dtype == .f32 {
+                XCTAssertTrue(tensor.data.raw.bindMemory(to: Float.self).allSatisfy(\.isFinite), "\(n): \(t) is not finite")
+            }
+        }
+    }
 }

@@ -1,31 +1,138 @@
-// The whole hostile corpus through the real binary: exit 1 with a message, no
-// crash, no output file, no payload run.
+// The whole hostile corpus (fixtures/hostile: cases.json and cases_hdf5.json, every
+// case of SECURITY.md) through the real binary: the expected exit status, the case's
+// own error phrase, no crash, no output file, no temporaries, no payload run.
 
 import Foundation
 import XCTest
 @testable import Formats
 
-final class HostileCLITests: XCTestCase {
-    func testEveryHostileFileExits1WithoutOutputOrCrash() throws {
-        let data = try Data(contentsOf: CLI.root.appendingPathComponent("fixtures/hostile/cases.json"))
-        guard case .array(let cases) = try data.withUnsafeBytes({ try JSONParser.parse($0) }) else { return XCTFail("cases") }
-        let dir = try CLI.tempDir()
-        var count = 0
-        for c in cases where c["make"] == nil && c["valid"] != .bool(true) {
-            let file = c["file"]!.stringValue!
-            let out = dir.appendingPathComponent("out.safetensors").path
-            if let canary = c["canary"]?.stringValue { try? FileManager.default.removeItem(atPath: canary) }
-            let r = try CLI.run(["convert", CLI.fixture("hostile/" + file), "-o", out])
-            XCTAssertFalse(r.signaled, "\(file): crashed")
-            XCTAssertEqual(r.status, 1, "\(file): \(r.stderr)")
-            XCTAssertTrue(r.stderr.hasPrefix("error: "), "\(file): \(r.stderr)")
-            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(file): output written")
-            if let canary = c["canary"]?.stringValue {
-                XCTAssertFalse(FileManager.default.fileExists(atPath: canary), "\(file): payload ran")
+struct HostileCase {
+    let file: String, caseNumber: Int?, container: String, command: String, args: [String]
+    let expect: String?, exit: Int32, canary: String?, valid: Bool, make: String?, what: String
+
+    static func all() throws -> [HostileCase] {
+        var out: [HostileCase] = []
+        for name in ["cases.json", "cases_hdf5.json"] {
+            let data = try Data(contentsOf: CLI.root.appendingPathComponent("fixtures/hostile/" + name))
+            guard case .array(let xs) = try data.withUnsafeBytes({ try JSONParser.parse($0) }) else { throw XCTSkip("\(name) is not a list") }
+            for x in xs {
+                var args: [String] = []
+                if case .array(let a)? = x["args"] { args = a.compactMap(\.stringValue) }
+                out.append(HostileCase(file: x["file"]!.stringValue!, caseNumber: x["case"]?.intValue,
+                                       container: x["container"]?.stringValue ?? "any", command: x["command"]?.stringValue ?? "convert",
+                                       args: args, expect: x["expect"]?.stringValue, exit: Int32(x["exit"]?.intValue ?? 1),
+                                       canary: x["canary"]?.stringValue, valid: x["valid"] == .bool(true), make: x["make"]?.stringValue,
+                                       what: x["what"]?.stringValue ?? ""))
             }
-            count += 1
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [], "no temporaries left")
-        print("hostile corpus through the CLI: \(count) files, all refused with exit 1")
+        return out
+    }
+
+    var name: String { URL(fileURLWithPath: file).lastPathComponent }
+}
+
+final class HostileCLITests: XCTestCase {
+    /// Test-made cases that need a training run or a special file system, and the test that makes each.
+    static let madeElsewhere: [String: String] = [
+        "keras-model-config": "KerasCLITests.testHostileModelConfigsAreNeverRead",
+        "tmpfs-full": "FaultTests.testDiskFullFailsCleanlyAndKeepsTheOldOutput",
+        "kill-9": "FinetuneCLITests.testKilledRunResumesToTheEnd",
+        "newest-damaged": "FinetuneCLITests.testResumeSkipsADamagedNewestCheckpoint",
+        "nan-weights-verify": "FinetuneCLITests.testPoisonedWeightsFailVerifyAndFinetune",
+        "nan-weights-finetune": "FinetuneCLITests.testPoisonedWeightsFailVerifyAndFinetune",
+        "diverge": "FinetuneCLITests.testDivergingRunStopsBeforeAPoisonedCheckpoint",
+    ]
+    /// Test-made cases this test builds itself.
+    static let madeHere: Set<String> = ["directory", "unreadable", "onnx-symlink", "onnx-directory", "onnx-fifo", "existing-output"]
+
+    func testEveryHostileCaseThroughTheCLI() throws {
+        let cases = try HostileCase.all()
+        XCTAssertGreaterThan(cases.count, 200)
+        let fm = FileManager.default
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? fm.removeItem(at: dir) }
+        let files = CLI.root.appendingPathComponent("fixtures/hostile/files")
+        // A manifest for the resume cases (they fail before any clip is read).
+        let manifest = dir.appendingPathComponent("train.csv"), classes = dir.appendingPathComponent("classes.txt")
+        try "path,labels\nvideos/none.mp4,a\n".write(to: manifest, atomically: true, encoding: .utf8)
+        try "a\nb\n".write(to: classes, atomically: true, encoding: .utf8)
+
+        var ran: [Int: Int] = [:]
+        var covered = Set<Int>()
+        for (k, c) in cases.enumerated() where !c.valid {
+            if let n = c.caseNumber { covered.insert(n) }
+            if let make = c.make {
+                XCTAssertTrue(Self.madeHere.contains(make) || Self.madeElsewhere[make] != nil, "\(c.name): no test makes '\(make)'")
+                if !Self.madeHere.contains(make) { continue }
+            }
+            let work = dir.appendingPathComponent("case\(k)")
+            try fm.createDirectory(at: work, withIntermediateDirectories: true)
+            let out = work.appendingPathComponent("out.safetensors").path
+            var input = files.appendingPathComponent(c.name).path
+            var args: [String]
+            var keep: (path: String, bytes: Data)?
+            switch c.make {
+            case "directory"?:
+                input = work.appendingPathComponent(c.name).path
+                try fm.createDirectory(atPath: input, withIntermediateDirectories: true)
+            case "unreadable"?:
+                if getuid() == 0 { continue }    // root reads it anyway (the Formats test says so too)
+                input = work.appendingPathComponent(c.name).path
+                try fm.copyItem(atPath: files.appendingPathComponent("valid_baseline.pth").path, toPath: input)
+                chmod(input, 0)
+            case let m? where m.hasPrefix("onnx-"):
+                input = work.appendingPathComponent(c.name).path
+                try fm.copyItem(atPath: files.appendingPathComponent("onnx_data_bin_beside.onnx").path, toPath: input)
+                let data = work.appendingPathComponent("data.bin").path
+                switch m {
+                case "onnx-symlink": try fm.createSymbolicLink(atPath: data, withDestinationPath: files.appendingPathComponent("c24_onnx_data.bin").path)
+                case "onnx-directory": try fm.createDirectory(atPath: data, withIntermediateDirectories: false)
+                default: XCTAssertEqual(mkfifo(data, 0o600), 0, "mkfifo")
+                }
+            case "existing-output"?:
+                input = files.appendingPathComponent("valid_baseline.pth").path
+                let old = Data("an older output, to be kept".utf8)
+                try old.write(to: URL(fileURLWithPath: out))
+                keep = (out, old)
+            default:
+                break
+            }
+            switch c.command {
+            case "convert":
+                args = ["convert", input, "-o", out] + c.args
+            case "resume":
+                let run = work.appendingPathComponent("run")
+                try fm.createDirectory(at: run, withIntermediateDirectories: true)
+                try fm.copyItem(atPath: input, toPath: run.appendingPathComponent("checkpoint-epoch001.safetensors").path)
+                args = ["finetune", "--resume", "--init", "scratch", "--train", manifest.path, "--classes", classes.path, "--out", run.path] + c.args
+            default:
+                XCTFail("\(c.name): command '\(c.command)' is not run by this test"); continue
+            }
+            if let canary = c.canary { try? fm.removeItem(atPath: canary) }
+            let r = try CLI.run(args)
+            let label = "\(c.name) (case \(c.caseNumber.map(String.init) ?? "-"))"
+            XCTAssertFalse(r.signaled, "\(label): crashed: \(r.stderr.suffix(400))")
+            XCTAssertEqual(r.status, c.exit, "\(label): \(r.stderr)")
+            if c.exit == 1 { XCTAssertTrue(r.stderr.hasPrefix("error: "), "\(label): \(r.stderr)") }
+            if let expect = c.expect {
+                // The phrase must come from the message, not from a path that happens to contain it.
+                let bare = r.stderr.replacingOccurrences(of: input, with: "<input>").replacingOccurrences(of: work.path, with: "<dir>").lowercased()
+                XCTAssertTrue(bare.contains(expect.lowercased()), "\(label): expected '\(expect)' in: \(r.stderr)")
+            }
+            if let keep {
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: keep.path)), keep.bytes, "\(label): the existing output changed")
+            } else if c.command == "convert" {
+                XCTAssertFalse(fm.fileExists(atPath: out), "\(label): output written")
+            }
+            if let canary = c.canary { XCTAssertFalse(fm.fileExists(atPath: canary), "\(label): payload ran (\(canary) exists)") }
+            let left = try fm.contentsOfDirectory(atPath: work.path).filter { $0.contains(".sfnet-tmp-") }
+            XCTAssertEqual(left, [], "\(label): temporaries left")
+            if let n = c.caseNumber { ran[n, default: 0] += 1 }
+        }
+        // Every SECURITY.md case has at least one entry in the corpus.
+        XCTAssertEqual(Set(1 ... 32).subtracting(covered), [], "SECURITY.md cases without a hostile case")
+        let total = ran.values.reduce(0, +)
+        print("hostile corpus through the CLI: \(total) cases run here, every one refused with its phrase (or exit \(0) where it must convert); "
+              + "test-made elsewhere: \(cases.filter { $0.make.map { Self.madeElsewhere[$0] != nil } ?? false }.count)")
     }
 }
