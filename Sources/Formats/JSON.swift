@@ -103,9 +103,12 @@ public struct JSONParser {
         while i < s.count, s[i] == 0x20 || s[i] == 0x0A || s[i] == 0x0D || s[i] == 0x09 { i += 1 }
     }
 
+    /// `depth`: the arrays and objects around this value; at most `maxDepth` may nest (a scalar adds no level).
     mutating func value(depth: Int) throws -> JSONValue {
-        if depth > maxDepth { throw Failure(offset: i, message: "nesting deeper than \(maxDepth)") }
         guard i < s.count else { throw Failure(offset: i, message: "unexpected end") }
+        if depth >= maxDepth, s[i] == UInt8(ascii: "{") || s[i] == UInt8(ascii: "[") {
+            throw Failure(offset: i, message: "nesting deeper than \(maxDepth)")
+        }
         switch s[i] {
         case UInt8(ascii: "{"):
             i += 1

@@ -6,6 +6,8 @@ import Foundation
 
 public enum Npy {
     static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] // \x93NUMPY
+    /// Longest header accepted (numpy writes ~128 bytes; its own reader stops at 10 000 unless told otherwise).
+    public static let maxHeaderBytes = 1 << 20
 
     public static func looksLikeNpy(_ b: Bytes) -> Bool { b.count >= 6 && b.raw.prefix(6).elementsEqual(magic) }
 
@@ -22,7 +24,8 @@ public enum Npy {
             headerLen = Int(UInt32(littleEndian: b.raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self))); start = 12
         default: throw FormatError(.unsupported, "npy format version \(major) is not supported", at: loc)
         }
-        guard headerLen <= 1 << 20, headerLen <= b.count - start else { throw FormatError.malformed("npy header length \(headerLen) reaches beyond the data", at: loc) }
+        guard headerLen <= maxHeaderBytes else { throw FormatError.limit("npy header length \(headerLen) exceeds the 1 MiB limit", at: loc) }
+        guard headerLen <= b.count - start else { throw FormatError.malformed("npy header length \(headerLen) reaches beyond the data", at: loc) }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: b.raw[start ..< start + headerLen]), as: UTF8.self)
         let (descr, fortran, shape) = try parseHeader(text, at: loc)
         var code = descr

@@ -15,6 +15,11 @@ public struct PickleLimits: Sendable {
     /// Largest single string/bytes object.
     public var maxStringBytes = 1 << 31
     public init() {}
+
+    /// Largest LONG1/LONG4 integer, in bytes.
+    public static let maxLongBytes = 1 << 20
+    /// Most decimal digits of a text LONG (its conversion is quadratic in the digits).
+    public static let maxLongDigits = 4095
 }
 
 public final class PickleVM {
@@ -32,6 +37,9 @@ public final class PickleVM {
     var marks: [Int] = []
     var memo: [Int: PickleValue] = [:]
     var objects = 0
+    /// Nested tuples visited while computing tuple depths, bounded by `maxObjects`: a tuple
+    /// built from shared tuples (BINGET, DUP) would otherwise be walked exponentially often.
+    var tupleVisits = 0
     var frameEnd: Int? = nil
     var opStart = 0
     /// Protocol declared by PROTO (0 if none).
@@ -114,10 +122,13 @@ public final class PickleVM {
         return Int(v)
     }
     func take(_ n: Int) throws -> Bytes {
-        if n > limits.maxStringBytes { throw FormatError.limit("object of \(n) bytes exceeds the limit of \(limits.maxStringBytes)", at: "pickle offset \(base + opStart)") }
+        try checkStringSize(n)
         try need(n)
         defer { pos += n }
         return data.slice(pos, n)
+    }
+    func checkStringSize(_ n: Int) throws {
+        if n > limits.maxStringBytes { throw FormatError.limit("object of \(n) bytes exceeds the limit of \(limits.maxStringBytes)", at: "pickle offset \(base + opStart)") }
     }
     func line() throws -> String {
         var i = pos
@@ -158,15 +169,19 @@ public final class PickleVM {
     }
     func tuple(_ items: [PickleValue]) throws -> PickleValue {
         var depth = 0
-        for v in items { if case .tuple = v { depth = max(depth, tupleDepth(v)) } }
+        for v in items { if case .tuple = v { depth = max(depth, try tupleDepth(v)) } }
         if depth + 1 > limits.maxDepth { throw FormatError.limit("tuple nesting deeper than \(limits.maxDepth) (depth limit)", at: "pickle offset \(base + opStart)") }
         return .tuple(items)
     }
-    func tupleDepth(_ v: PickleValue) -> Int {
+    func tupleDepth(_ v: PickleValue) throws -> Int {
         // Tuples are immutable, so their depth is fixed when built; compute it iteratively.
         var best = 0
         var work: [(PickleValue, Int)] = [(v, 1)]
         while let (x, d) = work.popLast() {
+            tupleVisits += 1
+            if tupleVisits > limits.maxObjects {
+                throw FormatError.limit("tuples nest through more than \(limits.maxObjects) shared tuples (object limit; a memo bomb of tuples)", at: "pickle offset \(base + opStart)")
+            }
             best = max(best, d)
             if d > limits.maxDepth { return d }
             if case .tuple(let xs) = x { for y in xs { if case .tuple = y { work.append((y, d + 1)) } } }
@@ -230,7 +245,11 @@ public final class PickleVM {
             case 0x4C: // LONG (text)
                 var s = try line()
                 if s.hasSuffix("L") { s.removeLast() }
-                if let v = Int64(s) { try push(.int(v)) } else { try push(.bigInt(try Self.decimalToBytes(s, fail: fail))) }
+                if let v = Int64(s) { try push(.int(v)) } else {
+                    let digits = s.utf8.count - (s.hasPrefix("-") ? 1 : 0)
+                    if digits > PickleLimits.maxLongDigits { throw FormatError.limit("LONG of \(digits) digits exceeds the limit of \(PickleLimits.maxLongDigits)", at: "pickle offset \(base + opStart)") }
+                    try push(.bigInt(try Self.decimalToBytes(s, fail: fail)))
+                }
             case 0x8A: try push(try long(Int(try u8()))) // LONG1
             case 0x8B: // LONG4
                 let n = try i32()
@@ -245,13 +264,19 @@ public final class PickleVM {
                 let bits = UInt64(bigEndian: data.raw.loadUnaligned(fromByteOffset: pos, as: UInt64.self))
                 pos += 8
                 try push(.float(Double(bitPattern: bits)))
-            case 0x53: try push(.py2String(try Self.unquote(try line(), fail: fail))) // STRING
+            case 0x53: // STRING
+                let b = try Self.unquote(try line(), fail: fail)
+                try checkStringSize(b.count)
+                try push(.py2String(b))
             case 0x54: // BINSTRING
                 let n = try i32()
                 if n < 0 { throw fail("BINSTRING with negative length") }
                 try push(.py2String(try take(n)))
             case 0x55: try push(.py2String(try take(Int(try u8())))) // SHORT_BINSTRING
-            case 0x56: try push(.string(Self.rawUnicodeEscape(try line()))) // UNICODE
+            case 0x56: // UNICODE
+                let s = Self.rawUnicodeEscape(try line())
+                try checkStringSize(s.utf8.count)
+                try push(.string(s))
             case 0x58: try push(.string(try utf8(try take(try u32())))) // BINUNICODE
             case 0x8C: try push(.string(try utf8(try take(Int(try u8()))))) // SHORT_BINUNICODE
             case 0x8D: try push(.string(try utf8(try take(try u64())))) // BINUNICODE8
@@ -362,7 +387,7 @@ public final class PickleVM {
     }
 
     func long(_ n: Int) throws -> PickleValue {
-        if n > 1 << 20 { throw FormatError.limit("integer of \(n) bytes exceeds the limit", at: "pickle offset \(base + opStart)") }
+        if n > PickleLimits.maxLongBytes { throw FormatError.limit("integer of \(n) bytes exceeds the limit of \(PickleLimits.maxLongBytes)", at: "pickle offset \(base + opStart)") }
         let b = try take(n)
         if n == 0 { return .int(0) }
         if n <= 8 {
@@ -379,7 +404,7 @@ public final class PickleVM {
         var digits = Array(s.utf8)
         var negative = false
         if digits.first == UInt8(ascii: "-") { negative = true; digits.removeFirst() }
-        guard !digits.isEmpty, digits.count < 4096, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw fail("LONG argument is not an integer") }
+        guard !digits.isEmpty, digits.count <= PickleLimits.maxLongDigits, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw fail("LONG argument is not an integer") }
         var mag: [UInt8] = [0]
         for d in digits {
             var carry = Int(d - 48)

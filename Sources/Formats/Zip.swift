@@ -194,8 +194,9 @@ public final class ZipArchive: @unchecked Sendable {
                 throw FormatError.malformed("entry data (\(csize) bytes at offset \(dataOffset)) overlaps the central directory at offset \(cdOffset)", at: loc)
             }
             if method == 0 && csize != usize { throw FormatError.malformed("stored entry with compressed size \(csize) != size \(usize)", at: loc) }
-            if method == 8 && usize > 0 && (csize == 0 || usize / max(csize, 1) > Self.maxRatio) {
-                throw FormatError.limit("absurd compression ratio: \(csize) bytes declared to inflate to \(usize)", at: loc)
+            // Exact: `usize / csize > maxRatio` would let 1000.9:1 through. csize is within the file, so no overflow.
+            if method == 8 && usize > 0 && usize > csize * Self.maxRatio {
+                throw FormatError.limit("absurd compression ratio: \(csize) bytes declared to inflate to \(usize) (the limit is \(Self.maxRatio):1)", at: loc)
             }
             byName[name] = entries.count
             entries.append(ZipEntry(name: name, method: method, crc32: crc, compressedSize: csize, uncompressedSize: usize,

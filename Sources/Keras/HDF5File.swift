@@ -122,7 +122,10 @@ enum HDF5File {
 
         /// Every prefix of `path` must exist as a hard link.
         func checkPath(_ loc: hid_t, _ path: String, where base: String) throws {
-            guard !path.isEmpty, path.utf8.count <= limits.maxNameBytes, !path.hasPrefix("/"), !path.contains("\0") else {
+            guard path.utf8.count <= limits.maxNameBytes else {
+                throw Failure(description: "\(base): object name of \(path.utf8.count) bytes, name limit \(limits.maxNameBytes)")
+            }
+            guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0") else {
                 throw Failure(description: "\(base): invalid object name '\(path.prefix(80))'")
             }
             var prefix = ""
@@ -141,7 +144,8 @@ enum HDF5File {
             var names: [String] = []
             for i in 0 ..< info.nlinks {
                 let n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, sfnet_h5p_default())
-                guard n > 0, n <= limits.maxNameBytes else { throw Failure(description: "\(base): link \(i) has no valid name") }
+                guard n <= limits.maxNameBytes else { throw Failure(description: "\(base): link \(i) name of \(n) bytes, name limit \(limits.maxNameBytes)") }
+                guard n > 0 else { throw Failure(description: "\(base): link \(i) has no valid name") }
                 var buf = [CChar](repeating: 0, count: n + 1)
                 guard H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, n + 1, sfnet_h5p_default()) == n else {
                     throw Failure(description: "\(base): link \(i) has no valid name")
@@ -179,7 +183,8 @@ enum HDF5File {
             defer { H5Sclose(space) }
             let count = H5Sget_simple_extent_npoints(space)
             let rank = H5Sget_simple_extent_ndims(space)
-            guard count >= 0, rank >= 0, rank <= 1, count <= Int64(limits.maxLayers) else {
+            guard count <= Int64(limits.maxLayers) else { throw Failure(description: "attribute \(name): \(count) elements, limit \(limits.maxLayers)") }
+            guard count >= 0, rank >= 0, rank <= 1 else {
                 throw Failure(description: "attribute \(name) has \(count) elements of rank \(rank)")
             }
             if count == 0 { return [] }
@@ -201,12 +206,13 @@ enum HDF5File {
                 for p in ptrs {
                     guard let p else { throw Failure(description: "attribute \(name) holds a null string") }
                     let len = strnlen(p, limits.maxNameBytes + 1)
-                    guard len <= limits.maxNameBytes else { throw Failure(description: "attribute \(name) holds a string over \(limits.maxNameBytes) bytes") }
+                    guard len <= limits.maxNameBytes else { throw Failure(description: "attribute \(name) holds a string over the name limit \(limits.maxNameBytes)") }
                     out.append(String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self))
                 }
             } else {
                 let size = H5Tget_size(ftype)
-                guard size > 0, size <= limits.maxNameBytes else { throw Failure(description: "attribute \(name) has strings of \(size) bytes") }
+                guard size <= limits.maxNameBytes else { throw Failure(description: "attribute \(name) has strings of \(size) bytes, name limit \(limits.maxNameBytes)") }
+                guard size > 0 else { throw Failure(description: "attribute \(name) has strings of \(size) bytes") }
                 H5Tset_size(mtype, size)
                 // Null-padded, not null-terminated: a name that fills its field (the longest of
                 // a Keras 2 `layer_names` array, written by h5py as fixed-length NULLPAD) keeps
@@ -251,12 +257,14 @@ enum HDF5File {
             guard space >= 0 else { throw Failure(description: "\(at) has no dataspace") }
             defer { H5Sclose(space) }
             let rank = Int(H5Sget_simple_extent_ndims(space))
-            guard rank >= 1, rank <= limits.maxRank else { throw Failure(description: "\(at) has rank \(rank)") }
+            guard rank <= limits.maxRank else { throw Failure(description: "\(at) has rank \(rank), rank limit \(limits.maxRank)") }
+            guard rank >= 1 else { throw Failure(description: "\(at) has rank \(rank)") }
             var dims = [hsize_t](repeating: 0, count: rank)
             guard H5Sget_simple_extent_dims(space, &dims, nil) == rank else { throw Failure(description: "\(at): cannot read its dims") }
             var numel = 1
             for dim in dims {
-                guard dim >= 1, dim <= UInt64(limits.maxElements) else { throw Failure(description: "\(at) has dims \(dims)") }
+                guard dim >= 1 else { throw Failure(description: "\(at) has dims \(dims)") }
+                guard dim <= UInt64(limits.maxElements) else { throw Failure(description: "\(at): dims \(dims) exceed \(limits.maxElements) elements") }
                 let (p, o) = numel.multipliedReportingOverflow(by: Int(dim))
                 guard !o, p <= limits.maxElements else { throw Failure(description: "\(at): dims \(dims) exceed \(limits.maxElements) elements") }
                 numel = p

@@ -50,7 +50,7 @@ public struct KerasLimits: Sendable {
     /// claims more is refused before it is read).
     public static func forFile(size: Int) -> KerasLimits {
         var l = KerasLimits()
-        l.maxTotalBytes = min(1 << 34, size.multipliedReportingOverflow(by: 8).partialValue + (64 << 20))
+        l.maxTotalBytes = size >= 1 << 31 ? 1 << 34 : min(1 << 34, size * 8 + (64 << 20))   // no overflow for any size
         return l
     }
 }
@@ -86,29 +86,45 @@ enum KerasFraming {
         guard let layoutText = c.metadataValue(layoutKey), let layout = KerasLayout(rawValue: layoutText) else {
             throw bad("no or unknown \(layoutKey)")
         }
-        guard let weightless = c.metadataValue(weightlessKey).flatMap({ Int($0) }), (0 ... limits.maxLayers).contains(weightless) else {
+        guard let weightless = c.metadataValue(weightlessKey).flatMap({ Int($0) }), weightless >= 0 else {
             throw bad("no or invalid \(weightlessKey)")
         }
-        guard let text = c.metadataValue(layersKey), case .array(let list)? = try? JSONParser.parse(text), list.count <= limits.maxLayers else {
+        guard weightless <= limits.maxLayers else { throw bad("\(weightless) weightless layers, limit \(limits.maxLayers) layers") }
+        guard let text = c.metadataValue(layersKey), case .array(let list)? = try? JSONParser.parse(text) else {
             throw bad("no or invalid \(layersKey)")
         }
+        guard list.count <= limits.maxLayers else { throw bad("\(list.count) layers, limit \(limits.maxLayers) layers") }
         var layers: [KerasLayer] = []
         var total = 0
         var seen = Set<String>()
         for (li, entry) in list.enumerated() {
             guard case .array(let pair) = entry, pair.count == 2, case .string(let name) = pair[0], case .array(let names) = pair[1],
-                  !name.isEmpty, name.utf8.count <= limits.maxNameBytes, (1 ... limits.maxWeightsPerLayer).contains(names.count) else {
-                throw bad("layer entry \(li) is not [name, [weight names]] within bounds")
+                  !name.isEmpty, !names.isEmpty else {
+                throw bad("layer entry \(li) is not [name, [weight names]]")
+            }
+            guard name.utf8.count <= limits.maxNameBytes else {
+                throw bad("layer entry \(li): name of \(name.utf8.count) bytes, name limit \(limits.maxNameBytes)")
+            }
+            guard names.count <= limits.maxWeightsPerLayer else {
+                throw bad("layer '\(name)': \(names.count) weights, limit \(limits.maxWeightsPerLayer)")
             }
             guard seen.insert(name).inserted else { throw bad("layer '\(name)' listed twice") }
             var weights: [(name: String, tensor: Tensor)] = []
             for (wi, n) in names.enumerated() {
-                guard case .string(let wname) = n, wname.utf8.count <= limits.maxNameBytes else { throw bad("weight \(wi) of layer '\(name)' has no valid name") }
+                guard case .string(let wname) = n else { throw bad("weight \(wi) of layer '\(name)' has no valid name") }
+                guard wname.utf8.count <= limits.maxNameBytes else {
+                    throw bad("weight \(wi) of layer '\(name)': name of \(wname.utf8.count) bytes, name limit \(limits.maxNameBytes)")
+                }
                 guard let t = c.tensors[key(li, wi)] else { throw bad("tensor \(key(li, wi)) of layer '\(name)' missing") }
                 guard t.dtype == .f32 else { throw bad("tensor \(key(li, wi)) has dtype \(t.dtype.shortName), expected f32") }
-                guard (1 ... limits.maxRank).contains(t.shape.count), t.shape.allSatisfy({ $0 > 0 }), t.numel <= limits.maxElements,
-                      t.byteCount == t.numel * 4 else {
+                guard t.shape.count <= limits.maxRank else {
+                    throw bad("tensor \(key(li, wi)) has rank \(t.shape.count), rank limit \(limits.maxRank)")
+                }
+                guard !t.shape.isEmpty, t.shape.allSatisfy({ $0 > 0 }), t.byteCount == t.numel * 4 else {
                     throw bad("tensor \(key(li, wi)) has shape \(Tensor.shapeString(t.shape))")
+                }
+                guard t.numel <= limits.maxElements else {
+                    throw bad("tensor \(key(li, wi)) has \(t.numel) elements, limit \(limits.maxElements)")
                 }
                 total += t.byteCount
                 guard total <= limits.maxTotalBytes else { throw bad("tensors exceed \(limits.maxTotalBytes) bytes") }

@@ -73,7 +73,11 @@ public struct VideoLimits: Sendable, Equatable {
         if frames > maxFramesPerRequest {
             throw VideoError.tooLarge(path: path, what: "frames requested", value: frames, limit: maxFramesPerRequest)
         }
-        let bytes = frames * width * height * 3
+        // Overflow-checked: the sizes may come from a caller with lifted limits.
+        let (pixels, o1) = width.multipliedReportingOverflow(by: height)
+        let (perFrame, o2) = pixels.multipliedReportingOverflow(by: 3)
+        let (product, o3) = perFrame.multipliedReportingOverflow(by: frames)
+        let bytes = o1 || o2 || o3 ? Int.max : product
         if bytes > maxRequestBytes {
             throw VideoError.tooLarge(path: path, what: "bytes of frames requested", value: bytes, limit: maxRequestBytes)
         }
@@ -87,8 +91,9 @@ public struct VideoLimits: Sendable, Equatable {
         }
         if width > maxDimension { throw VideoError.tooLarge(path: path, what: "frame width", value: width, limit: maxDimension) }
         if height > maxDimension { throw VideoError.tooLarge(path: path, what: "frame height", value: height, limit: maxDimension) }
-        if width * height > maxPixels {
-            throw VideoError.tooLarge(path: path, what: "frame pixels", value: width * height, limit: maxPixels)
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        if overflow || pixels > maxPixels {
+            throw VideoError.tooLarge(path: path, what: "frame pixels", value: overflow ? Int.max : pixels, limit: maxPixels)
         }
     }
 }
