@@ -6,7 +6,13 @@ times, and check after each kill that the output path holds either the previous 
 clean run's output; that leftover temporaries are gone after the next run; and that a
 killed fine-tuning run finishes with --resume with every epoch and readable checkpoints.
 
-    python3 scripts/fault_inject.py [--sfnet .build/release/sfnet] [--runs 100] [--seed 1]
+    python3 scripts/fault_inject.py [--sfnet .build/release/sfnet] [--runs 100] [--write-kills 100] [--seed 1]
+
+--write-kills N more fine-tuning runs are killed exactly inside a write: sfnet's test hook
+SFNET_FAULT_KILL_AT_BYTE=K makes the process SIGKILL itself once K bytes in all have gone
+into its atomic outputs (checkpoints, best weights, metrics, report), K drawn uniformly
+over what a clean run writes; then each checkpoint must read back, metrics.json must parse,
+and --resume must finish the run.
 
 Uses the full-size R50 checkpoint (fixtures/full/slowfast_r50_8x8.pyth) for convert when
 present (a 0.25 s write), else the tiny fixture. Prints one line per job and a summary;
@@ -98,6 +104,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sfnet", default=os.path.join(ROOT, ".build", "release", "sfnet"))
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--write-kills", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rng = random.Random(a.seed)
@@ -139,8 +146,55 @@ def main():
             ft_ok = False; print(f"  FAIL finetune run {i}: rc {r.returncode} {r.stderr[-300:]}")
     print(f"{'ok  ' if ft_ok else 'FAIL'} finetune: {ft_runs} runs killed at random moments, {resumed} continued with --resume, "
           f"every run finished its 3 epochs with readable checkpoints and no temporaries")
+    # finetune, killed exactly inside a write (checkpoint, best weights, metrics, report).
+    wk_ok, wk_killed, wk_where = True, 0, {}
+    if a.write_kills > 0:
+        clean = os.path.join(work, "clean")
+        base_cmd = [sf, "finetune", "--init", "scratch", "--arch", arch, "--train", os.path.join(data, "train.csv"), "--val",
+                    os.path.join(data, "val.csv"), "--epochs", "3", "--crop", "32", "--jitter", "32", "40", "--batch", "4", "--seed", "1"]
+        r = run(base_cmd + ["--out", clean])
+        if r.returncode != 0:
+            print("FAIL clean fine-tuning run: " + r.stderr[-300:]); wk_ok = False
+        else:
+            # Every epoch rewrites its checkpoint, the reports and (when best) the best weights.
+            per_epoch = sum(os.path.getsize(os.path.join(clean, n)) for n in os.listdir(clean)
+                            if n in ("best.safetensors", "metrics.json", "metrics.csv", "report.html") or n == "checkpoint-epoch003.safetensors")
+            total = 3 * per_epoch
+            for i in range(a.write_kills):
+                out = os.path.join(work, f"w{i}")
+                at = rng.randrange(0, total)
+                env = dict(os.environ, SFNET_FAULT_KILL_AT_BYTE=str(at))
+                p = subprocess.run(base_cmd + ["--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                killed = p.returncode == -signal.SIGKILL
+                wk_killed += killed
+                tmp = temps(out) if os.path.isdir(out) else []
+                if killed and tmp:
+                    kind = tmp[0].split(".sfnet-tmp-")[0].lstrip(".")
+                    kind = "checkpoint" if kind.startswith("checkpoint-") else kind
+                    wk_where[kind] = wk_where.get(kind, 0) + 1
+                names = os.listdir(out) if os.path.isdir(out) else []
+                for n in names:
+                    if n.endswith(".safetensors") and ".sfnet-tmp-" not in n and not inspect_ok(os.path.join(out, n)):
+                        wk_ok = False; print(f"  CORRUPT {out}/{n} after a kill at byte {at}")
+                if "metrics.json" in names:
+                    try:
+                        import json
+                        json.load(open(os.path.join(out, "metrics.json")))
+                    except Exception as e:
+                        wk_ok = False; print(f"  CORRUPT {out}/metrics.json after a kill at byte {at}: {e}")
+                resume = any(n.startswith("checkpoint-") and ".sfnet-tmp-" not in n for n in names)
+                r = run(base_cmd + ["--out", out] + (["--resume"] if resume else []))
+                ckpts = sorted(n for n in os.listdir(out) if n.startswith("checkpoint-") and ".sfnet-tmp-" not in n)
+                good = r.returncode == 0 and ckpts and ckpts[-1] == "checkpoint-epoch003.safetensors" and not temps(out)
+                good = good and all(inspect_ok(os.path.join(out, n)) for n in ckpts)
+                if not good:
+                    wk_ok = False; print(f"  FAIL run killed at byte {at}: rc {r.returncode} {r.stderr[-300:]}")
+            where = ", ".join(f"{k} {v}" for k, v in sorted(wk_where.items()))
+            print(f"{'ok  ' if wk_ok else 'FAIL'} finetune writes: {a.write_kills} runs, {wk_killed} killed inside a write "
+                  f"(bytes 0..{total} of a clean run's outputs; temporaries left by: {where}), 0 corrupt files, every run "
+                  f"finished its 3 epochs afterwards" if wk_ok else "FAIL finetune writes")
     shutil.rmtree(work, ignore_errors=True)
-    ok = all(r[0] for r in results) and ft_ok
+    ok = all(r[0] for r in results) and ft_ok and wk_ok
     print("PASSED: no corrupt output after any kill" if ok else "FAILED")
     return 0 if ok else 1
 

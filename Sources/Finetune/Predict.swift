@@ -1,5 +1,5 @@
 // `sfnet predict`: the top classes of each video with their confidence, class names from
-// the weights' metadata. Each video is scored over the test views (ensembled as in eval).
+// the weights' metadata or a class list file. Each video is scored over the test views (ensembled as in eval).
 
 import Convert
 import Foundation
@@ -17,14 +17,19 @@ public struct VideoPrediction {
 
 public enum Predictor {
     public static func run(weights: String, videos: [String], topK: Int, frames: Int?, samplingRate: Int, crop: Int?,
-                           temporalViews: Int, spatialCrops: Int, threads: Int, workers: Int) throws -> [VideoPrediction] {
+                           temporalViews: Int, spatialCrops: Int, threads: Int, workers: Int,
+                           classNames: [String]? = nil) throws -> [VideoPrediction] {
         Threading.setThreads(threads)
         let w = try NativeWeights.load(weights)
         var arch = w.arch
         if let frames { arch.numFrames = frames }
         if let crop { arch.trainCrop = crop }
         let model = try SlowFastModel(config: arch, weights: w.tensors)
-        let names = (0 ..< arch.numClasses).map(w.className)
+        if let given = classNames, given.count != arch.numClasses {
+            throw FinetuneError("the class list has \(given.count) names but \(weights) has \(arch.numClasses) classes",
+                                hint: "give one name per line, in class id order, for every class of the weights")
+        }
+        let names = classNames ?? (0 ..< arch.numClasses).map(w.className)
         // A throwaway data set: one sample per video, no labels.
         let classes = try ClassList(names: names)
         let dataset = VideoDataset(samples: videos.map { VideoSample(path: $0, labels: []) }, classes: classes)

@@ -22,6 +22,7 @@ public enum AtomicFile {
         public func write(_ buf: UnsafeRawBufferPointer) throws {
             guard var p = buf.baseAddress else { return }
             var left = buf.count
+            if let stop = AtomicFile.faultKillAtByte { left = AtomicFile.faultBudget(left, stop: stop) }
             while left > 0 {
                 let n = Glibc.write(fd, p, min(left, 1 << 30))
                 if n < 0 {
@@ -33,13 +34,14 @@ public enum AtomicFile {
                 left -= n
                 written += n
             }
+            if AtomicFile.faultKillAtByte != nil { AtomicFile.faultCheck() }
             startWriteback()
         }
 
         /// Writes `bytes`; ranges of a mapped file are copied by the kernel (copy_file_range),
         /// without touching them in this process.
         public func write(_ bytes: Bytes) throws {
-            if let mf = bytes.owner as? MappedFile, var off = mf.fileOffset(of: bytes), Self.kernelCopy {
+            if let mf = bytes.owner as? MappedFile, var off = mf.fileOffset(of: bytes), Self.kernelCopy, AtomicFile.faultKillAtByte == nil {
                 var left = bytes.count
                 while left > 0 {
                     var inOff = Int64(off)
@@ -91,6 +93,30 @@ public enum AtomicFile {
     }
 
     static let tempMarker = ".sfnet-tmp-"
+
+    // MARK: fault injection (scripts/fault_inject.py)
+
+    /// `SFNET_FAULT_KILL_AT_BYTE=N`: the process kills itself with SIGKILL once N bytes in all have
+    /// gone into atomic outputs, in the middle of the write that reaches N. A test hook that lands
+    /// kill -9 exactly inside checkpoint and report writes; unset, it costs one nil check per write.
+    static let faultKillAtByte: Int? = ProcessInfo.processInfo.environment["SFNET_FAULT_KILL_AT_BYTE"].flatMap { Int($0) }.map { max($0, 0) }
+    private static let faultLock = NSLock()
+    nonisolated(unsafe) private static var faultWritten = 0
+
+    /// How many of `count` bytes may still be written before the kill point.
+    static func faultBudget(_ count: Int, stop: Int) -> Int {
+        faultLock.lock(); defer { faultLock.unlock() }
+        let allowed = max(0, min(count, stop - faultWritten))
+        faultWritten += allowed
+        if allowed == 0 && count > 0 { kill(getpid(), SIGKILL) }
+        return allowed
+    }
+
+    /// Kills the process once the kill point has been reached.
+    static func faultCheck() {
+        faultLock.lock(); defer { faultLock.unlock() }
+        if let stop = faultKillAtByte, faultWritten >= stop { kill(getpid(), SIGKILL) }
+    }
 
     /// The temporary name used for `path` by process `pid`.
     static func tempPath(for path: String, pid: Int32) -> String {

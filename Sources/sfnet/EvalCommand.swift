@@ -105,16 +105,19 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "The top classes of each video, with their confidence.",
         discussion: """
-        Class names come from the weights (fine-tuned weights carry them; converted K400 weights print class ids).
+        Class names come from the weights (fine-tuned weights carry them) or from --classes (one name per line, \
+        in class id order; converted K400 weights carry none and print class ids without it).
         Examples:
           sfnet predict --weights runs/k400/best.safetensors clip1.mp4 clip2.mkv
           sfnet predict --weights runs/k400/best.safetensors videos/*.mp4 --top-k 3 --csv predictions.csv
+          sfnet predict --weights k400.safetensors --classes kinetics400.txt clip.mp4
         """)
 
     @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
     @Argument(help: "Videos (MP4, MKV, AVI, WebM) or folders of frames.") var videos: [String]
     @Option(name: .customLong("top-k"), help: "Classes per video.") var topK = 3
     @Option(help: "Also write the predictions as CSV here.") var csv: String?
+    @Option(help: "Class names, one per line in class id order (overrides names the weights carry).") var classes: String?
     @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
     @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
     @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
@@ -129,7 +132,8 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: frames, samplingRate: samplingRate, crop: crop,
-                                      temporalViews: views.temporal, spatialCrops: views.spatial, threads: threads, workers: workers)
+                                      temporalViews: views.temporal, spatialCrops: views.spatial, threads: threads, workers: workers,
+                                      classNames: try classes.map { try ClassList.load($0).names })
         var out = ""
         var rows = ["video,rank,label,score"]
         for p in preds {

@@ -252,4 +252,30 @@ final class FinetuneCLITests: XCTestCase {
             }
         }
     }
+
+    /// Converted weights carry no class names: predict prints ids, or the names of --classes; a list of
+    /// the wrong length is refused.
+    func testPredictTakesClassNamesFromAFile() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 1)
+        let w = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w]).status, 0)
+        let videos = FileManager.default.enumerator(atPath: data.appendingPathComponent("videos").path)?.compactMap { $0 as? String } ?? []
+        let video = try XCTUnwrap(videos.filter { $0.hasSuffix(".mp4") }.sorted().first)
+        let path = data.appendingPathComponent("videos/" + video).path
+        let plain = try CLI.run(["predict", "--weights", w, path, "--top-k", "5", "--crop", "64", "--frames", "8"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let names = ["grooming", "feeding", "resting", "walking", "fighting"]
+        let list = dir.appendingPathComponent("names.txt")
+        try (names.joined(separator: "\n") + "\n").write(to: list, atomically: true, encoding: .utf8)
+        let named = try CLI.run(["predict", "--weights", w, path, "--top-k", "5", "--crop", "64", "--frames", "8", "--classes", list.path])
+        XCTAssertEqual(named.status, 0, named.stderr)
+        for n in names { XCTAssertTrue(named.stdout.contains(n), named.stdout) }
+        XCTAssertFalse(names.contains { plain.stdout.contains($0) }, plain.stdout)
+        try "a\nb\n".write(to: list, atomically: true, encoding: .utf8)
+        let wrong = try CLI.run(["predict", "--weights", w, path, "--classes", list.path])
+        XCTAssertEqual(wrong.status, 1, wrong.stderr)
+        XCTAssertTrue(wrong.stderr.contains("has 2 names but") && wrong.stderr.contains("5 classes"), wrong.stderr)
+    }
 }
