@@ -93,6 +93,38 @@ final class OnnxImportTests: XCTestCase {
         }
     }
 
+    /// Truncation and bit-flip sweeps over an ONNX fixture (as CorruptionSweepTests does for the
+    /// Formats readers): each damaged model is read or refused with a FormatError, never a crash.
+    func testTruncationAndBitFlipSweep() throws {
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: fixture("onnx/tiny_resnet2d.onnx"))))
+        let dir = try tempDir()
+        let p = dir.appendingPathComponent("damaged.onnx").path
+        var read = 0, refused = 0
+        func check(_ data: [UInt8], _ label: String) throws {
+            try Data(data).write(to: URL(fileURLWithPath: p))
+            do { _ = try OnnxImport.read(path: p); read += 1 } catch is FormatError { refused += 1 } catch {
+                XCTFail("\(label): unexpected error type \(type(of: error)): \(error)")
+            }
+        }
+        var cuts = Set(0 ..< 160)
+        cuts.formUnion((bytes.count - 160) ..< bytes.count)
+        for k in 0 ..< 48 { cuts.insert(bytes.count * k / 48) }
+        for cut in cuts.sorted() { try check(Array(bytes[..<cut]), "cut at \(cut)") }
+        var s: UInt64 = 0x9E3779B97F4A7C15
+        func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s }
+        for trial in 0 ..< 200 {
+            var b = bytes
+            for _ in 0 ..< 1 + Int(next() % 4) {
+                // Half the flips in the first 4 KB and the last 4 KB, where the graph's messages are.
+                let i = trial % 2 == 0 ? Int(next() % 4096) : (trial % 4 == 1 ? b.count - 1 - Int(next() % 4096) : Int(next() % UInt64(b.count)))
+                b[i] ^= UInt8(1 << (next() % 8))
+            }
+            try check(b, "trial \(trial)")
+        }
+        XCTAssertGreaterThan(refused, 0)
+        print("ONNX sweep: \(cuts.count) truncations and 200 bit-flipped models: \(read) read, \(refused) refused, no crash")
+    }
+
     func testShapeMismatchWithArchRefused() throws {
         var arch = try referenceArch("tiny_slowfast_8x8_ref.safetensors")
         arch.numClasses = 7
