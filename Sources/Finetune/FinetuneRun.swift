@@ -124,7 +124,7 @@ public final class FinetuneRun {
             }
         }
         // Poisoned start weights (NaN/Inf) would poison every step and checkpoint: refuse them by name.
-        let poisoned = Self.nonFinite(tensors)
+        let poisoned = tensors.nonFiniteNames
         if !poisoned.isEmpty {
             throw FinetuneError("the start weights (\(startDescription)) hold NaN or infinite values in \(poisoned.count) tensor(s): " +
                                 poisoned.prefix(5).joined(separator: ", ") + (poisoned.count > 5 ? ", ..." : ""),
@@ -213,7 +213,7 @@ public final class FinetuneRun {
 
             // Checkpoint, best weights, reports: each written atomically, and never poisoned.
             let exported = model.exportWeights()
-            let poisoned = Self.nonFinite(exported)
+            let poisoned = exported.nonFiniteNames
             if !poisoned.isEmpty {
                 throw Self.diverged(epoch: e + 1, what: "the weights hold NaN or infinite values (\(poisoned.prefix(3).joined(separator: ", ")))", lr: lr,
                                     kept: lastCheckpoint)
@@ -345,16 +345,6 @@ public final class FinetuneRun {
         }
         return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, lastCheckpoint: lastCheckpoint,
                                resumedFrom: existing?.path)
-    }
-
-    /// Names of the floating-point tensors holding NaN or infinity.
-    static func nonFinite(_ tensors: TensorMap) -> [String] {
-        tensors.ordered.filter { item in
-            let t = item.tensor
-            guard t.dtype.isFloatingPoint else { return false }
-            let raw = t.data.raw
-            return !(0 ..< t.numel).allSatisfy { DTypeCast.loadFloat(raw, index: $0, dtype: t.dtype).isFinite }
-        }.map(\.name)
     }
 
     /// Training stopped before a poisoned checkpoint: what happened, what is kept, what to try.

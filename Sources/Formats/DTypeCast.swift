@@ -94,3 +94,21 @@ public enum DTypeCast {
         return Tensor(dtype: to, shape: t.shape, data: out.bytes)
     }
 }
+
+extension Tensor {
+    /// True when every element is finite (false for any NaN or infinity; true for integer dtypes).
+    public var isAllFinite: Bool {
+        guard dtype.isFloatingPoint else { return true }
+        return withExtendedLifetime(data.owner) {
+            let raw = data.raw
+            for i in 0 ..< numel where !DTypeCast.loadFloat(raw, index: i, dtype: dtype).isFinite { return false }
+            return true
+        }
+    }
+}
+
+extension TensorMap {
+    /// Names of the tensors holding NaN or infinity, in order (`verify` and `finetune` name the poison).
+    public var nonFiniteNames: [String] { ordered.filter { !$0.tensor.isAllFinite }.map(\.name) }
+}
+

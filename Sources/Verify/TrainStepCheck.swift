@@ -77,7 +77,7 @@ enum TrainStepCheck {
                                   referenceSHA256: try SHA256.hex(file: path), producedBy: ref.metadataValue("sfnet.reference"),
                                   arch: config, tolerance: tolerance, comparisons: comparisons, seconds: Date().timeIntervalSince(start))
         report.notes = notes
-        report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
+        report.nonFiniteWeights = ck.tensors.nonFiniteNames
         return report
     }
 }

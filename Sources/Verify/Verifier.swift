@@ -90,14 +90,6 @@ public struct VerifyReport {
     }
 }
 
-/// True when every element is finite (any floating dtype).
-func isFinite(_ t: Tensor) -> Bool {
-    withExtendedLifetime(t.data.owner) {
-        let raw = t.data.raw
-        for i in 0 ..< t.numel where !DTypeCast.loadFloat(raw, index: i, dtype: t.dtype).isFinite { return false }
-        return true
-    }
-}
 
 public enum Verifier {
     /// The record's path for a weights file.
@@ -137,7 +129,7 @@ public enum Verifier {
         var report = VerifyReport(weights: weights, weightsSHA256: try SHA256.hex(file: weights), reference: reference,
                                   referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: config, tolerance: tolerance,
                                   comparisons: comparisons, seconds: Date().timeIntervalSince(start))
-        report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
+        report.nonFiniteWeights = ck.tensors.nonFiniteNames
         return report
     }
 
@@ -196,7 +188,7 @@ public enum Verifier {
                                   referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: model.config, tolerance: tolerance,
                                   comparisons: comparisons, seconds: Date().timeIntervalSince(start))
         report.notes = notes
-        report.nonFiniteWeights = ck.tensors.ordered.filter { $0.tensor.dtype.isFloatingPoint && !isFinite($0.tensor) }.map(\.name)
+        report.nonFiniteWeights = ck.tensors.nonFiniteNames
         return report
     }
 
