@@ -79,10 +79,10 @@ bench-train-step: build
 # The hostile corpus (fixtures/hostile): generate.py needs only Python; generate_hdf5.py needs h5py
 # (skipped loudly without it, leaving the committed HDF5 cases in place). PYTHON=...
 hostile:
-	python3 fixtures/hostile/generate.py
 	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; \
 	if "$$PY" -c "import h5py" 2>/dev/null; then "$$PY" fixtures/hostile/generate_hdf5.py; \
 	else echo "SKIPPED fixtures/hostile/generate_hdf5.py: no h5py for $$PY (pip install h5py); the committed HDF5 cases stay"; fi
+	python3 fixtures/hostile/generate.py
 
 clean:
 	rm -rf .build demo-out bench-out
@@ -109,4 +109,4 @@ check-eval: build
 
 # kill -9 at random moments of convert, export and finetune (RUNS per job, default 100).
 faults: build
-	@python3 scripts/fault_inject.py --sfnet $(SFNET_RELEASE) --runs $${RUNS:-100}
+	@python3 scripts/fault_inject.py --sfnet $(SFNET_RELEASE) --runs $${RUNS:-100} --write-kills $${WRITE_KILLS:-100}

@@ -66,7 +66,7 @@ final class TrainConvUnit {
         input = x
         guard let bn else {
             if relu {
-                reluForward(z, inPlace: true)
+                _ = reluForward(z, inPlace: true)
                 output = z
             } else {
                 convOut = nil
