@@ -25,6 +25,9 @@ public struct FinetuneSummary {
     public var runDirectory: String
     public var record: RunRecord
     public var best: String
+    /// The epoch best.safetensors holds and its validation mAP (nil without validation).
+    public var bestEpoch: Int?
+    public var bestMAP: Double?
     public var lastCheckpoint: String
     public var resumedFrom: String?
 }
@@ -171,6 +174,12 @@ public final class FinetuneRun {
                 record.iterations = r.iterations.filter { $0.iteration <= state.iteration }
                 record.epochs = r.epochs.filter { $0.epoch <= state.epoch }
             }
+            // Epochs the checkpoint holds but metrics.json missed (killed between the two writes).
+            for h in state.history where !record.epochs.contains(where: { $0.epoch == h.epoch }) {
+                record.epochs.append(Report.EpochRecord(epoch: h.epoch, trainLoss: h.trainLoss, valMAP: h.valMAP, valTop1: h.valTop1,
+                                                        lr: h.lr, seconds: h.seconds, clipsPerSecond: 0))
+            }
+            record.epochs.sort { $0.epoch < $1.epoch }
             record.notes.append("resumed after epoch \(state.epoch) from \(URL(fileURLWithPath: existing!.path).lastPathComponent)")
             record.notes += notes
             onEvent(.note("resuming after epoch \(state.epoch) of \(o.epochs) (iteration \(state.iteration))"))
@@ -188,6 +197,22 @@ public final class FinetuneRun {
         let runURL = URL(fileURLWithPath: o.out)
         let bestPath = runURL.appendingPathComponent("best.safetensors").path
         var lastCheckpoint = existing?.path ?? ""
+        AtomicFile.cleanStaleTemporaries(inDirectory: o.out)
+        if let resumed = existing?.loaded, let bestEpoch = state.bestEpoch, !fm.fileExists(atPath: bestPath) {
+            if bestEpoch == state.epoch {
+                // The checkpoint resumed from is the best epoch: its weights are the best weights.
+                try NativeWeights.write(resumed.weights.ordered.map { (name: $0.name, tensor: $0.tensor) }, arch: arch, classes: classes.names,
+                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(bestEpoch)),
+                                                 ("val_map", state.bestMAP.map { .double($0) } ?? .null)],
+                                        to: bestPath)
+                onEvent(.note("best.safetensors was missing; rewritten from \(URL(fileURLWithPath: resumed.path).lastPathComponent) (epoch \(bestEpoch), the best)"))
+            } else {
+                onEvent(.note("best.safetensors (epoch \(bestEpoch)) is missing; the best of the remaining epochs will be kept instead"))
+                record.notes.append("best.safetensors of epoch \(bestEpoch) was missing at resume; best kept among the later epochs")
+                state.bestMAP = nil
+                state.bestEpoch = nil
+            }
+        }
         let lastEpoch = min(o.epochs, o.maxEpochsThisRun.map { state.epoch + $0 } ?? o.epochs)
 
         /// Validation, the checkpoint, best weights and reports after epoch `e` (both training paths).
@@ -221,15 +246,18 @@ public final class FinetuneRun {
             let weights = exported.ordered.map { (name: $0.name, tensor: $0.tensor) }
             let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
                                             (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
-            let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
-            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
-            lastCheckpoint = ckpt
+            // The best weights go first: a checkpoint whose state names epoch e as the best is only
+            // ever written after best.safetensors holds epoch e (a kill between the two leaves the
+            // previous checkpoint, and the resumed run repeats epoch e and writes both again).
             if isBest {
                 try NativeWeights.write(weights, arch: arch, classes: classes.names,
                                         source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(e + 1)),
                                                  ("val_map", valMAP.map { .double($0) } ?? .null)],
                                         to: bestPath)
             }
+            let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
+            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
+            lastCheckpoint = ckpt
             if e + 1 - Self.keepCheckpoints >= 1 {
                 try? fm.removeItem(at: runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)))
             }
@@ -343,7 +371,8 @@ public final class FinetuneRun {
             record.examples = eval.examples(dataset: test, classes: classes.names, count: o.reportExamples)
             try writeReports(record, to: runURL)
         }
-        return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, lastCheckpoint: lastCheckpoint,
+        return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, bestEpoch: state.bestEpoch, bestMAP: state.bestMAP,
+                               lastCheckpoint: lastCheckpoint,
                                resumedFrom: existing?.path)
     }
 

@@ -140,6 +140,16 @@ public enum AtomicFile {
         }
     }
 
+    /// Removes the temporaries of every file in `directory` left by processes that no longer run
+    /// (a job that may not rewrite each of its outputs calls this when it starts).
+    public static func cleanStaleTemporaries(inDirectory directory: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasPrefix(".") {
+            guard let r = name.range(of: tempMarker) else { continue }
+            cleanStaleTemporaries(for: (directory as NSString).appendingPathComponent(String(name[name.index(after: name.startIndex) ..< r.lowerBound])))
+        }
+    }
+
     /// Runs `body` to produce the file's bytes, then publishes them at `path` atomically.
     /// Refuses an existing `path` unless `overwrite`; on any error the temporary is removed
     /// and an existing file at `path` is untouched.

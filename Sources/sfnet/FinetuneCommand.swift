@@ -50,7 +50,9 @@ struct FinetuneCommand: ParsableCommand {
         let console = FinetuneConsole(epochs: o.epochs)
         let s = try FinetuneRun(o, onEvent: console.handle).run()
         var text = ""
-        if let best = s.record.best { text += String(format: "best val mAP %.1f%% at epoch %d -> %@\n", best.mAP * 100, best.epoch, s.best) }
+        if let epoch = s.bestEpoch, let mAP = s.bestMAP, FileManager.default.fileExists(atPath: s.best) {
+            text += String(format: "best val mAP %.1f%% at epoch %d -> %@\n", mAP * 100, epoch, s.best)
+        }
         else if FileManager.default.fileExists(atPath: s.best) { text += "weights of the last epoch -> \(s.best)\n" }
         if let e = s.record.evaluation {
             text += String(format: "test: mAP %@, top-1 %.1f%%, top-5 %.1f%% on %d clips\n", e.mAP.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a", e.top1 * 100, e.top5 * 100, e.clips)

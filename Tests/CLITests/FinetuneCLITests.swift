@@ -278,4 +278,46 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertEqual(wrong.status, 1, wrong.stderr)
         XCTAssertTrue(wrong.stderr.contains("has 2 names but") && wrong.stderr.contains("5 classes"), wrong.stderr)
     }
+
+    /// kill -9 exactly inside writes (the SFNET_FAULT_KILL_AT_BYTE hook): inside the first best.safetensors
+    /// write, and inside the first checkpoint write just after best.safetensors landed. Each time the
+    /// resumed run finishes with every output complete, best.safetensors present and no temporary left
+    /// (a stale `.best.safetensors.sfnet-tmp-*` and a missing best file were the bugs this found).
+    func testKillsInsideWritesThenResume() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 2)
+        let args = ["finetune", "--init", "scratch", "--arch", Self.arch, "--train", data.appendingPathComponent("train.csv").path,
+                    "--val", data.appendingPathComponent("val.csv").path, "--epochs", "2"] + Self.recipe
+        let clean = dir.appendingPathComponent("clean")
+        XCTAssertEqual(try CLI.run(args + ["--out", clean.path]).status, 0)
+        let bestSize = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: clean.appendingPathComponent("best.safetensors").path)[.size] as? Int)
+        for (label, at) in [("inside best.safetensors", bestSize / 2), ("inside checkpoint-epoch001", bestSize + 1000)] {
+            let run = dir.appendingPathComponent(label.replacingOccurrences(of: " ", with: "-"))
+            let killed = try CLI.run(args + ["--out", run.path], environment: ["SFNET_FAULT_KILL_AT_BYTE": String(at)])
+            XCTAssertTrue(killed.signaled, "\(label): not killed: \(killed.stdout)")
+            let before = try FileManager.default.contentsOfDirectory(atPath: run.path)
+            XCTAssertEqual(before.filter { $0.contains(".sfnet-tmp-") }.count, 1, "\(label): \(before)")
+            let r = try CLI.run(args + ["--out", run.path, "--resume"])
+            XCTAssertEqual(r.status, 0, "\(label): " + r.stdout + r.stderr)
+            let after = try FileManager.default.contentsOfDirectory(atPath: run.path)
+            XCTAssertEqual(after.filter { $0.contains(".sfnet-tmp-") }, [], "\(label): temporaries left")
+            XCTAssertTrue(after.contains("best.safetensors") && after.contains("checkpoint-epoch002.safetensors"), "\(label): \(after)")
+            for f in after where f.hasSuffix(".safetensors") {
+                XCTAssertNoThrow(try CheckpointReader.read(path: run.appendingPathComponent(f).path), "\(label): \(f)")
+            }
+        }
+        // The state those bugs left: a checkpoint naming epoch 1 as the best, no best.safetensors, and a
+        // dead process's temporary of it. The resume rewrites best from the checkpoint and removes the temporary.
+        let one = dir.appendingPathComponent("one")
+        XCTAssertEqual(try CLI.run(args.map { $0 == "2" ? "1" : $0 } + ["--out", one.path]).status, 0)
+        try FileManager.default.removeItem(at: one.appendingPathComponent("best.safetensors"))
+        let stale = one.appendingPathComponent(".best.safetensors.sfnet-tmp-4194303-1")
+        try Data("half a file".utf8).write(to: stale)
+        let r = try CLI.run(args + ["--out", one.path, "--resume"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("best.safetensors was missing; rewritten from checkpoint-epoch001.safetensors"), r.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale.path), "the dead process's temporary is still there")
+        XCTAssertNoThrow(try CheckpointReader.read(path: one.appendingPathComponent("best.safetensors").path))
+    }
 }
