@@ -113,8 +113,8 @@ public enum HDF5Worker {
         env["HDF5_PLUGIN_PRELOAD"] = "::"          // libhdf5: load no filter plugins
         env["HDF5_USE_FILE_LOCKING"] = "FALSE"     // read-only files on read-only mounts
 
-        // posix_spawn and waitpid, not Foundation's Process: Process keeps a monitoring thread
-        // whose teardown raced with exit() and crashed the parent now and then after an error.
+        // posix_spawn and waitpid rather than Foundation's Process: no monitoring thread is left
+        // running in the parent, which usually exits right after reporting the worker's error.
         let pid = try spawn(arguments, environment: env, stderrPath: errPath)
         let deadline = Date().addingTimeInterval(limits.wallSeconds)
         var killed = false
