@@ -7,17 +7,18 @@ import XCTest
 @testable import Formats
 
 final class FaultTests: XCTestCase {
-    func testDiskFullFailsCleanlyAndKeepsTheOldOutput() throws {
+    /// Mounts a tmpfs of `size` on a fresh folder for `body`; false (and a SKIPPED line) where mounting is not allowed.
+    func withSmallTmpfs(_ size: String, _ what: String, _ body: (String) throws -> Void) throws -> Bool {
         let mountPoint = try CLI.tempDir().path
         let mount = Process()
         mount.executableURL = URL(fileURLWithPath: "/bin/mount")
-        mount.arguments = ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]
+        mount.arguments = ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", mountPoint]
         mount.standardError = Pipe()
         try? mount.run()
         mount.waitUntilExit()
         guard mount.terminationStatus == 0 else {
-            print("SKIPPED disk-full test: cannot mount a small tmpfs here (needs root)")
-            return
+            print("SKIPPED \(what): cannot mount a small tmpfs here (needs root)")
+            return false
         }
         defer {
             let u = Process()
@@ -26,14 +27,51 @@ final class FaultTests: XCTestCase {
             try? u.run()
             u.waitUntilExit()
         }
-        let out = mountPoint + "/model.safetensors"
-        try Data("previous version".utf8).write(to: URL(fileURLWithPath: out))
-        // The tiny checkpoint converts to about 750 KB: more than the 256 KB file system holds.
-        let r = try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", out, "--force"])
-        XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("disk full"), r.stderr)
-        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "previous version", "old output intact")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), ["model.safetensors"], "temporary removed")
+        try body(mountPoint)
+        return true
+    }
+
+    func testDiskFullFailsCleanlyAndKeepsTheOldOutput() throws {
+        _ = try withSmallTmpfs("256k", "disk-full test") { mountPoint in
+            let out = mountPoint + "/model.safetensors"
+            try Data("previous version".utf8).write(to: URL(fileURLWithPath: out))
+            // The tiny checkpoint converts to about 750 KB: more than the 256 KB file system holds.
+            let r = try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", out, "--force"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains("disk full"), r.stderr)
+            XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "previous version", "old output intact")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint), ["model.safetensors"], "temporary removed")
+        }
+    }
+
+    /// The same for both exports and for a fine-tuning run whose folder is on the full disk: a clear
+    /// "disk full" error, exit 1, old files intact, no temporary, no partial checkpoint.
+    func testDiskFullDuringExportAndFinetune() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let w = dir.appendingPathComponent("w.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w]).status, 0)
+        let data = dir.appendingPathComponent("data")
+        XCTAssertEqual(try CLI.run(["data", "synth", "-o", data.path, "--classes", "moving_across,resting", "--train-per-class", "2",
+                                    "--val-per-class", "1", "--test-per-class", "1", "--size", "32"]).status, 0)
+        _ = try withSmallTmpfs("256k", "disk-full export/finetune test") { mountPoint in
+            for (to, name) in [("pyslowfast", "model.pyth"), ("onnx", "model.onnx")] {
+                let out = mountPoint + "/" + name
+                try Data("previous version".utf8).write(to: URL(fileURLWithPath: out))
+                let r = try CLI.run(["export", w, "--to", to, "-o", out, "--force"])
+                XCTAssertEqual(r.status, 1, "\(to): " + r.stderr)
+                XCTAssertTrue(r.stderr.contains("disk full"), "\(to): " + r.stderr)
+                XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "previous version", "\(to): old output intact")
+            }
+            let run = mountPoint + "/run"
+            let f = try CLI.run(["finetune", "--init", "scratch", "--arch", FinetuneCLITests.arch, "--train", data.appendingPathComponent("train.csv").path,
+                                 "--out", run, "--epochs", "1", "--crop", "32", "--jitter", "32", "40", "--batch", "4"])
+            XCTAssertEqual(f.status, 1, f.stdout + f.stderr)
+            XCTAssertTrue(f.stderr.contains("disk full"), f.stderr)
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []
+            XCTAssertEqual(left.filter { $0.contains(".sfnet-tmp-") || $0.hasSuffix(".safetensors") }, [], "\(left)")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: mountPoint).sorted(), ["model.onnx", "model.pyth", "run"])
+        }
     }
 
     func testKill9DuringConvertNeverLeavesAPartialOutput() throws {
