@@ -34,8 +34,10 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "Also write each video's ensembled scores and labels as CSV here (path, score per class, label per class).")
     var scores: String?
+    @Flag(help: "Replace an existing --scores file.") var force = false
 
     func run() throws {
+        if let scores { try refuseExisting(scores, force: force) }
         Threading.setThreads(threads)
         let w = try NativeWeights.load(weights)
         var arch = w.arch
@@ -67,7 +69,7 @@ struct EvalCommand: ParsableCommand {
                 rows.append(([q(ds.samples[s].path)] + row + labels).joined(separator: ","))
             }
             let bytes = Array((rows.joined(separator: "\n") + "\n").utf8)
-            try AtomicFile.write(to: scores, overwrite: true) { o in try bytes.withUnsafeBytes { try o.write($0) } }
+            try AtomicFile.write(to: scores, overwrite: force) { o in try bytes.withUnsafeBytes { try o.write($0) } }
         }
         if json {
             func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .double($0) : .null } ?? .null }
@@ -118,6 +120,7 @@ struct PredictCommand: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "Classes per video.") var topK = 3
     @Option(help: "Also write the predictions as CSV here.") var csv: String?
     @Option(help: "Class names, one per line in class id order (overrides names the weights carry).") var classes: String?
+    @Flag(help: "Replace an existing --csv file.") var force = false
     @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
     @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
     @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
@@ -131,6 +134,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let csv { try refuseExisting(csv, force: force) }
         let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: frames, samplingRate: samplingRate, crop: crop,
                                       temporalViews: views.temporal, spatialCrops: views.spatial, threads: threads, workers: workers,
                                       classNames: try classes.map { try ClassList.load($0).names })
@@ -145,8 +149,16 @@ struct PredictCommand: ParsableCommand {
         Terminal.write(out)
         if let csv {
             let bytes = Array((rows.joined(separator: "\n") + "\n").utf8)
-            try AtomicFile.write(to: csv, overwrite: true) { o in try bytes.withUnsafeBytes { try o.write($0) } }
+            try AtomicFile.write(to: csv, overwrite: force) { o in try bytes.withUnsafeBytes { try o.write($0) } }
         }
         if preds.contains(where: { $0.error != nil }) { throw ExitCode(1) }
     }
+}
+
+/// SECURITY.md 29 for the CSV outputs: an existing file is refused before any work unless --force.
+func refuseExisting(_ path: String, force: Bool) throws {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
+    if isDir.boolValue { throw FormatError(.io, "output path is a directory", file: path) }
+    if !force { throw FormatError(.io, "output already exists; use --force to replace it", file: path) }
 }

@@ -273,6 +273,15 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertEqual(named.status, 0, named.stderr)
         for n in names { XCTAssertTrue(named.stdout.contains(n), named.stdout) }
         XCTAssertFalse(names.contains { plain.stdout.contains($0) }, plain.stdout)
+        // An existing --csv is kept unless --force (SECURITY.md 29).
+        let csv = dir.appendingPathComponent("p.csv")
+        try "old".write(to: csv, atomically: true, encoding: .utf8)
+        let kept = try CLI.run(["predict", "--weights", w, path, "--crop", "64", "--frames", "8", "--csv", csv.path])
+        XCTAssertEqual(kept.status, 1, kept.stderr)
+        XCTAssertTrue(kept.stderr.contains("already exists; use --force"), kept.stderr)
+        XCTAssertEqual(try String(contentsOf: csv, encoding: .utf8), "old")
+        XCTAssertEqual(try CLI.run(["predict", "--weights", w, path, "--crop", "64", "--frames", "8", "--csv", csv.path, "--force"]).status, 0)
+        XCTAssertTrue(try String(contentsOf: csv, encoding: .utf8).hasPrefix("video,rank,label,score"))
         try "a\nb\n".write(to: list, atomically: true, encoding: .utf8)
         let wrong = try CLI.run(["predict", "--weights", w, path, "--classes", list.path])
         XCTAssertEqual(wrong.status, 1, wrong.stderr)
