@@ -197,14 +197,18 @@ public final class FinetuneRun {
         let runURL = URL(fileURLWithPath: o.out)
         let bestPath = runURL.appendingPathComponent("best.safetensors").path
         var lastCheckpoint = existing?.path ?? ""
+        /// best.safetensors: the weights of `epoch`, with class names and where they came from.
+        func writeBest(_ weights: [(name: String, tensor: Tensor)], epoch: Int, valMAP: Double?) throws {
+            try NativeWeights.write(weights, arch: arch, classes: classes.names,
+                                    source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(epoch)),
+                                             ("val_map", valMAP.map { .double($0) } ?? .null)],
+                                    to: bestPath)
+        }
         AtomicFile.cleanStaleTemporaries(inDirectory: o.out)
         if let resumed = existing?.loaded, let bestEpoch = state.bestEpoch, !fm.fileExists(atPath: bestPath) {
             if bestEpoch == state.epoch {
                 // The checkpoint resumed from is the best epoch: its weights are the best weights.
-                try NativeWeights.write(resumed.weights.ordered.map { (name: $0.name, tensor: $0.tensor) }, arch: arch, classes: classes.names,
-                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(bestEpoch)),
-                                                 ("val_map", state.bestMAP.map { .double($0) } ?? .null)],
-                                        to: bestPath)
+                try writeBest(resumed.weights.ordered.map { (name: $0.name, tensor: $0.tensor) }, epoch: bestEpoch, valMAP: state.bestMAP)
                 onEvent(.note("best.safetensors was missing; rewritten from \(URL(fileURLWithPath: resumed.path).lastPathComponent) (epoch \(bestEpoch), the best)"))
             } else {
                 onEvent(.note("best.safetensors (epoch \(bestEpoch)) is missing; the best of the remaining epochs will be kept instead"))
@@ -250,10 +254,7 @@ public final class FinetuneRun {
             // ever written after best.safetensors holds epoch e (a kill between the two leaves the
             // previous checkpoint, and the resumed run repeats epoch e and writes both again).
             if isBest {
-                try NativeWeights.write(weights, arch: arch, classes: classes.names,
-                                        source: [("finetuned_from", .string(startDescription)), ("run", .string(o.out)), ("epoch", .int(e + 1)),
-                                                 ("val_map", valMAP.map { .double($0) } ?? .null)],
-                                        to: bestPath)
+                try writeBest(weights, epoch: e + 1, valMAP: valMAP)
             }
             let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
             try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)

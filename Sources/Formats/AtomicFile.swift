@@ -128,37 +128,41 @@ public enum AtomicFile {
     /// Removes temporaries for `path` left by processes that no longer run.
     public static func cleanStaleTemporaries(for path: String) {
         let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let prefix = "." + url.lastPathComponent + tempMarker
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-        for name in names where name.hasPrefix(prefix) {
-            let rest = name.dropFirst(prefix.count)
-            guard let pidText = rest.split(separator: "-").first, let pid = Int32(pidText) else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                unlink(dir + "/" + name)
-            }
-        }
+        removeStaleTemporaries(in: url.deletingLastPathComponent().path, prefix: "." + url.lastPathComponent + tempMarker)
     }
 
     /// Removes the temporaries of every file in `directory` left by processes that no longer run
     /// (a job that may not rewrite each of its outputs calls this when it starts).
     public static func cleanStaleTemporaries(inDirectory directory: String) {
+        removeStaleTemporaries(in: directory, prefix: ".")
+    }
+
+    /// Unlinks `directory`'s temporaries (`<prefix>...<tempMarker><pid>-<random>`) whose process is gone.
+    private static func removeStaleTemporaries(in directory: String, prefix: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
-        for name in names where name.hasPrefix(".") {
-            guard let r = name.range(of: tempMarker) else { continue }
-            cleanStaleTemporaries(for: (directory as NSString).appendingPathComponent(String(name[name.index(after: name.startIndex) ..< r.lowerBound])))
+        for name in names where name.hasPrefix(prefix) {
+            guard let marker = name.range(of: tempMarker, options: .backwards),
+                  let pidText = name[marker.upperBound...].split(separator: "-").first, let pid = Int32(pidText) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(directory + "/" + name)
+            }
         }
+    }
+
+    /// SECURITY.md 29: refuses an existing `path` unless `overwrite`, and a directory always.
+    /// `write` checks this itself; commands call it first to refuse before doing any work.
+    public static func refuseExisting(_ path: String, overwrite: Bool) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw FormatError(.io, "output path is a directory", file: path) }
+        if !overwrite { throw FormatError(.io, "output already exists; use --force to replace it", file: path) }
     }
 
     /// Runs `body` to produce the file's bytes, then publishes them at `path` atomically.
     /// Refuses an existing `path` unless `overwrite`; on any error the temporary is removed
     /// and an existing file at `path` is untouched.
     public static func write(to path: String, overwrite: Bool, mode: mode_t = 0o644, _ body: (Output) throws -> Void) throws {
-        var st = stat()
-        if stat(path, &st) == 0 {
-            if (st.st_mode & S_IFMT) == S_IFDIR { throw FormatError(.io, "output path is a directory", file: path) }
-            if !overwrite { throw FormatError(.io, "output already exists; use --force to replace it", file: path) }
-        }
+        try refuseExisting(path, overwrite: overwrite)
         cleanStaleTemporaries(for: path)
         let tmp = tempPath(for: path, pid: getpid())
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)

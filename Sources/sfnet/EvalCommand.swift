@@ -24,25 +24,20 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
     @Option(help: "Manifest (CSV) of labelled videos.") var data: String
     @Option(help: "Class list (default: classes.txt beside the manifest, else the weights' class names).") var classes: String?
-    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
-    @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
-    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
-    @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
+    @OptionGroup var scoring: ScoringOptions
     @Option(help: "Clips per forward pass.") var batch = 8
-    @Option(help: "Compute threads.") var threads = 2
-    @Option(help: "Video loading threads.") var workers = 1
     @Flag(help: "Print JSON.") var json = false
     @Option(help: "Also write each video's ensembled scores and labels as CSV here (path, score per class, label per class).")
     var scores: String?
     @Flag(help: "Replace an existing --scores file.") var force = false
 
     func run() throws {
-        if let scores { try refuseExisting(scores, force: force) }
-        Threading.setThreads(threads)
+        if let scores { try AtomicFile.refuseExisting(scores, overwrite: force) }
+        Threading.setThreads(scoring.threads)
         let w = try NativeWeights.load(weights)
         var arch = w.arch
-        if let frames { arch.numFrames = frames }
-        if let crop { arch.trainCrop = crop }
+        if let frames = scoring.frames { arch.numFrames = frames }
+        if let crop = scoring.crop { arch.trainCrop = crop }
         let list: ClassList
         let beside = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("classes.txt").path
         if let classes { list = try ClassList.load(classes) }
@@ -53,11 +48,11 @@ struct EvalCommand: ParsableCommand {
             throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
         }
         let ds = try Manifest.loadCSV(data, classes: list)
-        let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: samplingRate, crop: arch.trainCrop,
-                                      temporalViews: views.temporal, spatialCrops: views.spatial)
+        let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: scoring.samplingRate, crop: arch.trainCrop,
+                                      temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial)
         let bar = Terminal.Progress("scoring")
         let e = try Evaluation.run(model: try SlowFastModel(config: arch, weights: w.tensors), dataset: ds, clip: clip, batch: batch,
-                                   workers: workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid, progress: bar.update)
+                                   workers: scoring.workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid, progress: bar.update)
         bar.finish()
         let ev = e.evaluation
         if let scores {
@@ -75,7 +70,7 @@ struct EvalCommand: ParsableCommand {
             func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .double($0) : .null } ?? .null }
             let j: JSONValue = .object([
                 ("weights", .string(weights)), ("data", .string(data)), ("clips", .int(ev.clips)),
-                ("skipped", .array(e.scores.skipped.map { .string("\($0)") })), ("views", .string("\(views.spatial)x\(views.temporal)")),
+                ("skipped", .array(e.scores.skipped.map { .string("\($0)") })), ("views", .string("\(scoring.views.spatial)x\(scoring.views.temporal)")),
                 ("map", num(ev.meanAP.mAP)), ("top1", .double(ev.top1)), ("top5", .double(ev.top5)),
                 ("per_class_ap", .object(zip(list.names, ev.meanAP.perClass).map { ($0, num($1)) })),
                 ("confusion", ev.confusion.map { .array($0.map { .array($0.map { .int($0) }) }) } ?? .null),
@@ -84,7 +79,7 @@ struct EvalCommand: ParsableCommand {
             Terminal.write(j.serialized + "\n")
             return
         }
-        var out = "eval \(weights) on \(data): \(ev.clips) clips, \(views.spatial)x\(views.temporal) views, \(String(format: "%.1f", e.scores.seconds)) s\n"
+        var out = "eval \(weights) on \(data): \(ev.clips) clips, \(scoring.views.spatial)x\(scoring.views.temporal) views, \(String(format: "%.1f", e.scores.seconds)) s\n"
         for s in e.scores.skipped { out += "  skipped: \(s)\n" }
         out += "  mAP    \(ev.meanAP.mAP.map { String(format: "%.2f%%", $0 * 100) } ?? "n/a (no class has a positive clip)")\n"
         out += String(format: "  top-1  %.2f%%\n  top-5  %.2f%%\n  per-class AP:\n", ev.top1 * 100, ev.top5 * 100)
@@ -121,12 +116,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Also write the predictions as CSV here.") var csv: String?
     @Option(help: "Class names, one per line in class id order (overrides names the weights carry).") var classes: String?
     @Flag(help: "Replace an existing --csv file.") var force = false
-    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
-    @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
-    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
-    @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
-    @Option(help: "Compute threads.") var threads = 2
-    @Option(help: "Video loading threads.") var workers = 1
+    @OptionGroup var scoring: ScoringOptions
 
     func validate() throws {
         if videos.isEmpty { throw ValidationError("give at least one video") }
@@ -134,9 +124,10 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let csv { try refuseExisting(csv, force: force) }
-        let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: frames, samplingRate: samplingRate, crop: crop,
-                                      temporalViews: views.temporal, spatialCrops: views.spatial, threads: threads, workers: workers,
+        if let csv { try AtomicFile.refuseExisting(csv, overwrite: force) }
+        let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: scoring.frames, samplingRate: scoring.samplingRate,
+                                      crop: scoring.crop, temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial,
+                                      threads: scoring.threads, workers: scoring.workers,
                                       classNames: try classes.map { try ClassList.load($0).names })
         var out = ""
         var rows = ["video,rank,label,score"]
@@ -155,10 +146,12 @@ struct PredictCommand: ParsableCommand {
     }
 }
 
-/// SECURITY.md 29 for the CSV outputs: an existing file is refused before any work unless --force.
-func refuseExisting(_ path: String, force: Bool) throws {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
-    if isDir.boolValue { throw FormatError(.io, "output path is a directory", file: path) }
-    if !force { throw FormatError(.io, "output already exists; use --force to replace it", file: path) }
+/// How `eval` and `predict` score a video: the views, the clip and the threads.
+struct ScoringOptions: ParsableArguments {
+    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
+    @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
+    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
+    @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
+    @Option(help: "Compute threads.") var threads = 2
+    @Option(help: "Video loading threads.") var workers = 1
 }
