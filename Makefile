@@ -4,12 +4,26 @@
 SWIFT        ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev libssl-dev libdeflate-dev libprotobuf-c-dev libhdf5-dev pkg-config chromium libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 SFNET_RELEASE = .build/release/sfnet
+# Python for fixtures, peers and real-client checks: the project's own environment (`make venv`),
+# from the pinned requirements/*.txt; PYTHON=... overrides. Targets fall back to python3 (and the
+# scripts then print SKIPPED where a client is missing) when .venv does not exist.
+VENV         := .venv
+PYTHON       ?= $(VENV)/bin/python
+REQUIREMENTS := requirements/fixtures.txt requirements/interop.txt requirements/bench.txt
 
 PHONY_EXTRA := check-eval faults
-.PHONY: $(PHONY_EXTRA) hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
+.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
 
 deps:
 	@sh scripts/deps.sh $(APT_PACKAGES)
+
+# The project's Python environment: torch (CPU use; PyPI's wheel brings ~5 GB of CUDA libraries),
+# onnx, onnxruntime, h5py, keras, scikit-learn, pytorchvideo, av... pinned per purpose in requirements/.
+venv: $(VENV)/.installed
+$(VENV)/.installed: $(REQUIREMENTS)
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q $(foreach r,$(REQUIREMENTS),-r $(r))
+	@touch $@
 
 build: deps
 	$(SWIFT) build -c release --product sfnet
@@ -29,12 +43,12 @@ check-python: build
 # prints SKIPPED loudly when torch is missing. PYTHON=... picks the interpreter.
 interop: deps
 	$(SWIFT) build --build-tests
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_torch.py
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_torch.py
 
 # ONNX exports checked by onnx.checker (full_check) and run in onnxruntime against the
 # PyTorch references (relative L2 <= 1e-5); prints SKIPPED loudly when onnxruntime is missing.
 interop-onnx: build
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_onnx.py --sfnet $(SFNET_RELEASE)
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_onnx.py --sfnet $(SFNET_RELEASE)
 
 # Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
 bench-convert: build
@@ -52,20 +66,20 @@ ddp-example: build
 # sfnet's ONNX export vs torch.onnx.export of the same SlowFast R50 8x8 in onnxruntime (same threads,
 # interleaved); needs torch, onnx, onnxruntime. THREADS=... (default 2).
 bench-onnx: build
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/onnx_bench.py --sfnet $(SFNET_RELEASE) --threads $${THREADS:-2}
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/onnx_bench.py --sfnet $(SFNET_RELEASE) --threads $${THREADS:-2}
 
 # Data pipeline (decode + sample + augment, 32 frames at 256) vs PyAV + PySlowFast's transforms on the same
 # generated MP4s (needs torch and av: pip install av). REPEATS=... (default 5).
 bench-data: deps
 	$(SWIFT) build -c release --product sfnet-databench
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/data_bench.py --bin .build/release/sfnet-databench --repeats $${REPEATS:-5}
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/data_bench.py --bin .build/release/sfnet-databench --repeats $${REPEATS:-5}
 
 fixtures:
-	python3 fixtures/generate.py
+	$(PYTHON) fixtures/generate.py
 
 # Train-step gradient references (fixtures/train/; FULL=1 adds fixtures/full/slowfast_r50_8x8_train_ref.safetensors).
 fixtures-train:
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" fixtures/generate_train_grads.py $${FULL:+--full}
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" fixtures/generate_train_grads.py $${FULL:+--full}
 
 # One SlowFast R50 8x8 training step (batch 2, 32x224x224) against PyTorch's (needs torch). THREADS=... ROUNDS=...
 bench-train-step: build
@@ -74,10 +88,15 @@ bench-train-step: build
 # The hostile corpus (fixtures/hostile): generate.py needs only Python; generate_hdf5.py needs h5py
 # (skipped loudly without it, leaving the committed HDF5 cases in place). PYTHON=...
 hostile:
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; \
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; \
 	if "$$PY" -c "import h5py" 2>/dev/null; then "$$PY" fixtures/hostile/generate_hdf5.py; \
 	else echo "SKIPPED fixtures/hostile/generate_hdf5.py: no h5py for $$PY (pip install h5py); the committed HDF5 cases stay"; fi
 	python3 fixtures/hostile/generate.py
+
+# The `deps` recipe as root (no sudo), as a user with sudo, and as a user without: stand-in
+# id/dpkg/apt-get/sudo on PATH record what would run (tests/deps_test.sh).
+test-deps:
+	@bash tests/deps_test.sh
 
 clean:
 	rm -rf .build demo-out bench-out
@@ -90,7 +109,7 @@ hdf5-mutations: build
 # sfnet's mAP (Train/Metrics) against scikit-learn's average_precision_score on seeded random cases
 # (ties, classes without positives); prints SKIPPED loudly when scikit-learn is missing. PYTHON=...
 check-map: deps
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_map_sklearn.py
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_map_sklearn.py
 
 # libFuzzer + AddressSanitizer on every parser (Fuzz/), SECS per target (default 600), JOBS in parallel;
 # findings are copied to Fuzz/regressions/<target>/, which `make test` replays.
@@ -100,7 +119,7 @@ fuzz: deps
 # `sfnet eval`'s mAP against scikit-learn on the scores it wrote, for every run of the demo
 # (run `make demo` first); prints SKIPPED loudly without scikit-learn. PYTHON=...
 check-eval: build
-	@PY=$${PYTHON:-/work/venv/bin/python}; [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_eval_sklearn.py --sfnet $(SFNET_RELEASE) --demo
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/check_eval_sklearn.py --sfnet $(SFNET_RELEASE) --demo
 
 # kill -9 at random moments of convert, export and finetune (RUNS per job, default 100).
 faults: build

@@ -2,7 +2,7 @@
 # make bench-convert: builds the full-size checkpoint if needed (needs torch) and runs the benchmark.
 set -euo pipefail
 SFNET=${1:-.build/release/sfnet}
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 if ! "$PY" -c "import torch, safetensors" 2>/dev/null; then
   echo "SKIPPED: the benchmark needs torch and safetensors (pip install -r fixtures/requirements.txt; set PYTHON=...)"; exit 0

@@ -9,7 +9,7 @@ window, decode it, to_rgb), decoder.temporal_sampling, utils.tensor_normalize, u
 (transform.random_short_side_scale_jitter with torch interpolate, random_crop, horizontal_flip),
 transform.lighting_jitter, utils.pack_pathway_output. Runs are interleaved, repeated, medians reported.
 
-    /work/venv/bin/python Benchmarks/data_bench.py [--bin .build/release/sfnet-databench] [--repeats 5]
+    .venv/bin/python Benchmarks/data_bench.py [--bin .build/release/sfnet-databench] [--repeats 5]
 """
 import argparse
 import json

@@ -2,7 +2,7 @@
 # make bench-forward: sfnet vs PyTorch vs onnxruntime on the SlowFast R50 8x8 forward pass.
 set -euo pipefail
 SFNET=${1:-.build/release/sfnet}
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "SKIPPED: the benchmark needs torch (and onnx + onnxruntime for the third peer); set PYTHON=..."; exit 0

@@ -2,7 +2,7 @@
 # make bench-train-step: sfnet vs PyTorch on one SlowFast R50 8x8 training step (batch 2, 32x224x224).
 set -euo pipefail
 SFNET=${1:-.build/release/sfnet}
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "SKIPPED: the benchmark needs torch; set PYTHON=..."; exit 0

@@ -89,17 +89,20 @@ public func batchNormEvalNaive(_ x: FloatTensor, weight: FloatTensor?, bias: Flo
 
 // MARK: - Train mode
 
-/// What a BatchNorm forward saves for its backward: the statistics it normalised with.
+/// What a BatchNorm forward saves for its backward: the statistics it normalised with,
+/// in float64 (the backward's cancellation dy - mean(dy) - xhat * mean(dy * xhat) is
+/// where small-batch BN loses precision; rounding the statistics to float adds to it).
 public struct BatchNormSaved: Sendable {
     /// Per channel: the batch mean (train) or running mean (frozen statistics).
-    public let mean: [Float]
+    public let mean: [Double]
     /// Per channel: 1 / sqrt(var + eps) of the same statistics.
-    public let invStd: [Float]
+    public let invStd: [Double]
     /// true: batch statistics (the backward differentiates through them).
     public let batchStatistics: Bool
 }
 
-/// Per-channel mean and biased variance of `x` ([N, C, ...]) in double precision (two passes).
+/// Per-channel mean and biased variance of `x` ([N, C, ...]) in float64 (two passes: the
+/// mean, then the squares of the deviations from it).
 func channelMeanVariance(_ x: FloatTensor) -> (mean: [Double], variance: [Double]) {
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.count / max(1, n * c)
@@ -110,15 +113,12 @@ func channelMeanVariance(_ x: FloatTensor) -> (mean: [Double], variance: [Double
             let (mp, vp) = (UncheckedSendable(mp.baseAddress!), UncheckedSendable(vp.baseAddress!))
             parallelFor(c, work: 2 * n * plane) { ch in
                 var sum = 0.0
-                for s in 0..<n { sum += sums16(src + (s * c + ch) * plane, nil, shift: 0, count: plane).0 }
+                for s in 0..<n { sum += sums8d(src + (s * c + ch) * plane, nil, shift: 0, count: plane).0 }
                 let m = sum / Double(max(1, n * plane))
-                let mf = Float(m)
                 var sq = 0.0
-                for s in 0..<n { sq += sums16(src + (s * c + ch) * plane, nil, shift: mf, count: plane).1 }
-                // Correct for the float mean's rounding: E[(x-m')^2] = var + (m-m')^2.
-                let shift = m - Double(mf)
+                for s in 0..<n { sq += sums8d(src + (s * c + ch) * plane, nil, shift: m, count: plane).1 }
                 mp.value[ch] = m
-                vp.value[ch] = max(0, sq / Double(max(1, n * plane)) - shift * shift)
+                vp.value[ch] = sq / Double(max(1, n * plane))
             }
         }
     }
@@ -143,13 +143,13 @@ public func batchNormTrainForward(_ x: FloatTensor, weight: FloatTensor?, bias: 
         if let t { precondition(t.count == c, "batchNorm: \(name) has \(t.shape) for \(c) channels") }
     }
     let plane = x.count / max(1, n * c)
-    var mean = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
+    var mean = [Double](repeating: 0, count: c), invStd = [Double](repeating: 0, count: c)
     if batchStatistics {
         let (m, v) = channelMeanVariance(x)
         let count = Double(n * plane)
         for ch in 0..<c {
-            mean[ch] = Float(m[ch])
-            invStd[ch] = Float(1 / (v[ch] + Double(eps)).squareRoot())
+            mean[ch] = m[ch]
+            invStd[ch] = 1 / (v[ch] + Double(eps)).squareRoot()
             if let runningMean {
                 runningMean.pointer[ch] = Float((1 - Double(momentum)) * Double(runningMean.pointer[ch]) + Double(momentum) * m[ch])
             }
@@ -161,32 +161,35 @@ public func batchNormTrainForward(_ x: FloatTensor, weight: FloatTensor?, bias: 
     } else {
         guard let runningMean, let runningVar else { preconditionFailure("batchNorm: frozen statistics need running_mean and running_var") }
         for ch in 0..<c {
-            mean[ch] = runningMean.pointer[ch]
-            invStd[ch] = Float(1 / (Double(runningVar.pointer[ch]) + Double(eps)).squareRoot())
+            mean[ch] = Double(runningMean.pointer[ch])
+            invStd[ch] = 1 / (Double(runningVar.pointer[ch]) + Double(eps)).squareRoot()
         }
     }
-    // y = x * scale + shift per channel.
-    var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+    // y = (x - mean) * scale + bias per channel: centred first, so a mean large against the
+    // spread does not cancel (x * scale + shift would lose |mean| / std of the precision).
+    var center = [Float](repeating: 0, count: c), scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
     for ch in 0..<c {
-        let s = Double(weight?.pointer[ch] ?? 1) * Double(invStd[ch])
+        center[ch] = Float(mean[ch])
+        // Fold the rounding of the float mean back into the bias: (x - m') * s + b - (m - m') * s.
+        let s = Double(weight?.pointer[ch] ?? 1) * invStd[ch]
         scale[ch] = Float(s)
-        shift[ch] = Float(Double(bias?.pointer[ch] ?? 0) - Double(mean[ch]) * s)
+        shift[ch] = Float(Double(bias?.pointer[ch] ?? 0) - (mean[ch] - Double(center[ch])) * s)
     }
     let result = out ?? FloatTensor(uninitialized: x.shape)
     precondition(result.shape == x.shape && result !== x, "batchNorm: output \(result.shape) for input \(x.shape)")
     let src = x.pointer, dst = result.pointer
-    scale.withUnsafeBufferPointer { sp in shift.withUnsafeBufferPointer { hp in
-        let (sp, hp) = (UncheckedSendable(sp), UncheckedSendable(hp))
+    center.withUnsafeBufferPointer { cp in scale.withUnsafeBufferPointer { sp in shift.withUnsafeBufferPointer { hp in
+        let (cp, sp, hp) = (UncheckedSendable(cp), UncheckedSendable(sp), UncheckedSendable(hp))
         parallelFor(n * c, work: plane) { nc in
-            let a = sp.value[nc % c], b = hp.value[nc % c]
+            let m = cp.value[nc % c], a = sp.value[nc % c], b = hp.value[nc % c]
             let s = src + nc * plane, d = dst + nc * plane
             if relu {
-                for i in 0..<plane { d[i] = max(s[i] * a + b, 0) }
+                for i in 0..<plane { d[i] = max((s[i] - m) * a + b, 0) }
             } else {
-                for i in 0..<plane { d[i] = s[i] * a + b }
+                for i in 0..<plane { d[i] = (s[i] - m) * a + b }
             }
         }
-    } }
+    } } }
     return (result, BatchNormSaved(mean: mean, invStd: invStd, batchStatistics: batchStatistics))
 }
 
@@ -201,7 +204,7 @@ public func batchNormBackward(_ x: FloatTensor, gradOutput: FloatTensor, weight:
     precondition(gradOutput.shape == x.shape, "batchNormBackward: gradOutput \(gradOutput.shape) for input \(x.shape)")
     let (n, c) = (x.shape[0], x.shape[1])
     let plane = x.count / max(1, n * c)
-    // Per channel: sum(dy) and sum(dy * xhat).
+    // Per channel, in float64: sum(dy) and sum(dy * xhat).
     var sumDy = [Double](repeating: 0, count: c), sumDyXhat = [Double](repeating: 0, count: c)
     let xs = x.pointer, dys = gradOutput.pointer
     sumDy.withUnsafeMutableBufferPointer { a in sumDyXhat.withUnsafeMutableBufferPointer { b in
@@ -210,27 +213,29 @@ public func batchNormBackward(_ x: FloatTensor, gradOutput: FloatTensor, weight:
             let m = saved.mean[ch]
             var s1 = 0.0, s2 = 0.0
             for s in 0..<n {
-                let (p1, p2) = sums16(xs + (s * c + ch) * plane, dys + (s * c + ch) * plane, shift: m, count: plane)
+                let (p1, p2) = sums8d(xs + (s * c + ch) * plane, dys + (s * c + ch) * plane, shift: m, count: plane)
                 s1 += p1
                 s2 += p2
             }
             a.value[ch] = s1
-            b.value[ch] = s2 * Double(saved.invStd[ch])
+            b.value[ch] = s2 * saved.invStd[ch]
         }
     } }
-    if let gradWeight { for ch in 0..<c { gradWeight.pointer[ch] += Float(sumDyXhat[ch]) } }
-    if let gradBias { for ch in 0..<c { gradBias.pointer[ch] += Float(sumDy[ch]) } }
+    if let gradWeight { for ch in 0..<c { gradWeight.pointer[ch] = Float(Double(gradWeight.pointer[ch]) + sumDyXhat[ch]) } }
+    if let gradBias { for ch in 0..<c { gradBias.pointer[ch] = Float(Double(gradBias.pointer[ch]) + sumDy[ch]) } }
     guard needInputGradient else { return nil }
     let dx = inPlace ? gradOutput : FloatTensor(uninitialized: x.shape)
     // dx = k * (dy - a - (x - mean) * b) with k = w * invstd, a = mean(dy), b = invstd * mean(dy * xhat);
-    // without batch statistics a = b = 0.
+    // without batch statistics a = b = 0 and dx = k * dy. With batch statistics the three terms
+    // nearly cancel at small batches (exactly, for 2 values per channel and eps -> 0), so the map
+    // runs in float64 and rounds once.
     let count = Double(n * plane)
-    var k = [Float](repeating: 0, count: c), a = [Float](repeating: 0, count: c), b = [Float](repeating: 0, count: c)
+    var k = [Double](repeating: 0, count: c), a = [Double](repeating: 0, count: c), b = [Double](repeating: 0, count: c)
     for ch in 0..<c {
-        k[ch] = Float(Double(weight?.pointer[ch] ?? 1) * Double(saved.invStd[ch]))
+        k[ch] = Double(weight?.pointer[ch] ?? 1) * saved.invStd[ch]
         if saved.batchStatistics {
-            a[ch] = Float(sumDy[ch] / count)
-            b[ch] = Float(Double(saved.invStd[ch]) * sumDyXhat[ch] / count)
+            a[ch] = sumDy[ch] / count
+            b[ch] = saved.invStd[ch] * sumDyXhat[ch] / count
         }
     }
     let dst = dx.pointer
@@ -238,19 +243,27 @@ public func batchNormBackward(_ x: FloatTensor, gradOutput: FloatTensor, weight:
         let (kp, ap, bp) = (UncheckedSendable(kp), UncheckedSendable(ap), UncheckedSendable(bp))
         parallelFor(n * c, work: plane) { nc in
             let ch = nc % c
-            let (kk, aa, bb, m) = (kp.value[ch], ap.value[ch], bp.value[ch], saved.mean[ch])
             let xr = xs + nc * plane, dr = dys + nc * plane, out = dst + nc * plane
-            // dx = k * (dy - a - (x - m) * b); a = b = 0 with frozen statistics.
-            let (a, b) = saved.batchStatistics ? (aa, bb) : (0, 0)
-            let kv = SIMD16<Float>(repeating: kk), av = SIMD16<Float>(repeating: a)
-            let bv = SIMD16<Float>(repeating: b), mv = SIMD16<Float>(repeating: m)
+            guard saved.batchStatistics else {
+                let kk = Float(kp.value[ch]), kv = SIMD16<Float>(repeating: kk)
+                var i = 0
+                while i + 16 <= plane { store16(kv * load16(dr + i), out + i); i += 16 }
+                while i < plane { out[i] = kk * dr[i]; i += 1 }
+                return
+            }
+            let (kk, aa, bb, m) = (kp.value[ch], ap.value[ch], bp.value[ch], saved.mean[ch])
+            let kv = SIMD8<Double>(repeating: kk), av = SIMD8<Double>(repeating: aa)
+            let bv = SIMD8<Double>(repeating: bb), mv = SIMD8<Double>(repeating: m)
             var i = 0
-            while i + 16 <= plane {
-                store16(kv * (load16(dr + i) - av - (load16(xr + i) - mv) * bv), out + i)
-                i += 16
+            while i + 8 <= plane {
+                let dv = SIMD8<Double>(UnsafeRawPointer(dr + i).loadUnaligned(as: SIMD8<Float>.self))
+                let xv = SIMD8<Double>(UnsafeRawPointer(xr + i).loadUnaligned(as: SIMD8<Float>.self))
+                let r = SIMD8<Float>(kv * (dv - av - (xv - mv) * bv))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
+                i += 8
             }
             while i < plane {
-                out[i] = kk * (dr[i] - a - (xr[i] - m) * b)
+                out[i] = Float(kk * (Double(dr[i]) - aa - (Double(xr[i]) - m) * bb))
                 i += 1
             }
         }

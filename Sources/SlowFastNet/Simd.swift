@@ -10,42 +10,38 @@ func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).lo
 @inline(__always)
 func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self) }
 
-/// (sum of x[i], sum of (x[i] - shift) * y[i]) over `count` elements, 16 lanes, double at the end.
-/// With `y` nil: (sum of x, sum of (x - shift)^2).
+/// (sum of x[i], sum of (x[i] - shift) * y[i]) over `count` elements, accumulated in float64
+/// (8 double lanes; each float product is exact in double, so only the additions round, and
+/// in double). With `y` nil: (sum of x, sum of (x - shift)^2). BatchNorm's batch statistics
+/// and backward sums are ill-conditioned at small batches (a few values per channel): float
+/// lanes there lose more than PyTorch float32 does, on some BLAS kernels 10x more.
 @inline(__always)
-func sums16(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>?, shift: Float, count: Int) -> (Double, Double) {
-    var a = SIMD16<Float>(repeating: 0), b = SIMD16<Float>(repeating: 0)
-    let s = SIMD16<Float>(repeating: shift)
+func sums8d(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>?, shift: Double, count: Int) -> (Double, Double) {
+    var a = SIMD8<Double>(repeating: 0), b = SIMD8<Double>(repeating: 0)
+    let s = SIMD8<Double>(repeating: shift)
     var i = 0
-    var total = (0.0, 0.0)
-    while i + 16 <= count {
-        // Flush to double every 4096 elements so float lanes never sum too many terms.
-        let end = min(count - (count - i) % 16, i + 4096)
-        while i + 16 <= end {
-            let xv = load16(x + i)
-            if let y {
-                let yv = load16(y + i)
-                a += yv
-                b += (xv - s) * yv
-            } else {
-                a += xv
-                let d = xv - s
-                b += d * d
-            }
-            i += 16
+    while i + 8 <= count {
+        let xv = SIMD8<Double>(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        if let y {
+            let yv = SIMD8<Double>(UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self))
+            a += yv
+            b += (xv - s) * yv
+        } else {
+            a += xv
+            let d = xv - s
+            b += d * d
         }
-        total.0 += Double(a.sum())
-        total.1 += Double(b.sum())
-        a = SIMD16(repeating: 0)
-        b = SIMD16(repeating: 0)
+        i += 8
     }
+    var total = (a.sum(), b.sum())
     while i < count {
+        let xv = Double(x[i])
         if let y {
             total.0 += Double(y[i])
-            total.1 += Double((x[i] - shift) * y[i])
+            total.1 += (xv - shift) * Double(y[i])
         } else {
-            total.0 += Double(x[i])
-            total.1 += Double((x[i] - shift) * (x[i] - shift))
+            total.0 += xv
+            total.1 += (xv - shift) * (xv - shift)
         }
         i += 1
     }

@@ -1,17 +1,18 @@
 // The trainable network against real PyTorch: fixtures/train/*_train.safetensors
 // hold weights, a clip, R, and PyTorch's train-mode logits, gradients of
 // sum(logits * R) for every parameter, and BN running statistics after the
-// step (fixtures/generate_train_grads.py). Pass: logits and every gradient
-// within relative L2 1e-4 of the float64 truth, or within 10x PyTorch float32's
-// own distance to it where that is larger (ill-conditioned BN gradients);
+// step (fixtures/generate_train_grads.py), all from a float64 run (the truth).
+// Pass: logits within relative L2 1e-4; every gradient by Verify's
+// GradientCriterion — within 2x PyTorch float32's own distance to the truth
+// (the worst of its oneDNN / native kernels at 1 and 2 threads, stored per
+// tensor), at least 1e-5 — so the test holds on every CPU and BLAS kernel;
 // running statistics within 1e-5. The full-size SlowFast R50 reference
-// (`--full`, git-ignored) is checked when present and SFNET_FULL_REFERENCE=1;
-// its noise floor is the gap between PyTorch's own two float32 implementations
-// (oneDNN vs native: above 1e-4 on 324 of 332 gradients for that model).
+// (`--full`, git-ignored) is checked when present and SFNET_FULL_REFERENCE=1.
 
 import Convert
 import Foundation
 import Formats
+import Verify
 import XCTest
 @testable import SlowFastNet
 
@@ -55,15 +56,24 @@ final class TrainStepReferenceTests: XCTestCase {
         model.zeroGradients()
         try model.backward(r)
         var worst = (0.0, ""), checked = 0
+        var ratios: [Double] = []
+        let totalNorm = try model.store.parameterNames.reduce(0.0) { sum, name in
+            try XCTUnwrap(ref.tensors["grad." + name]).floats().reduce(sum) { $0 + Double($1) * Double($1) }
+        }.squareRoot()
         for name in model.store.parameterNames {
             let want = try XCTUnwrap(ref.tensors["grad." + name], "no grad.\(name) in the reference")
             let got = try XCTUnwrap(model.store.gradient(name), "no gradient for \(name)")
             XCTAssertEqual(got.shape, want.shape, name, file: file, line: line)
-            let err = ModelReferenceTests.relativeL2(got.values, want.floats())
-            let allowed = max(1e-4, 10 * (gaps[name] ?? 0))
-            XCTAssertLessThanOrEqual(err, allowed, "grad.\(name): relative L2 \(err) (PyTorch float32: \(gaps[name] ?? 0))",
-                                     file: file, line: line)
+            let expected = want.floats()
+            let err = ModelReferenceTests.relativeL2(got.values, expected)
+            let norm = expected.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let gap = try XCTUnwrap(gaps[name], "no PyTorch float32 gap for \(name) in sfnet.torch_f32_gap")
+            let allowed = GradientCriterion.allowed(gap: gap)
+            XCTAssertTrue(GradientCriterion.passes(relativeL2: err, gap: gap, tensorNorm: norm, totalNorm: totalNorm),
+                          "grad.\(name): relative L2 \(err) > allowed \(allowed) (PyTorch float32: \(gap))", file: file, line: line)
             if err / allowed > worst.0 { worst = (err / allowed, name) }
+            if err > allowed { print(String(format: "  grad.%@: relative L2 %.2e above %.2e (PyTorch float32 %.2e), but %.2e of the whole gradient's norm", name, err, allowed, gap, err * norm / totalNorm)) }
+            if gap > 0 { ratios.append(err / gap) }
             checked += 1
         }
         XCTAssertEqual(checked, ref.tensors.names.filter { $0.hasPrefix("grad.") }.count, "every reference gradient checked")
@@ -73,7 +83,10 @@ final class TrainStepReferenceTests: XCTestCase {
             XCTAssertLessThanOrEqual(err, 1e-5, "running.\(name): relative L2 \(err)", file: file, line: line)
         }
         XCTAssertTrue(model.store.batchesTracked.values.allSatisfy { $0 == 1 }, "one batch counted per BN")
-        print("\(path): \(checked) gradients; worst error / allowed \(worst.0) at \(worst.1)")
+        ratios.sort()
+        let median = ratios.isEmpty ? 0 : ratios[ratios.count / 2]
+        print("\(path): \(checked) gradients on BLAS kernel \(Threading.blasCoreName); sfnet / PyTorch float32 distance to the truth: "
+              + String(format: "median %.2fx, worst %.2fx; worst error / allowed %.3f at %@", median, ratios.last ?? 0, worst.0, worst.1))
         return worst
     }
 

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SFNET=${1:-.build/release/sfnet}
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 
 banner() { printf '%s\n  %s\n%s\n' "============================================================" "$1" "============================================================"; }
