@@ -110,6 +110,51 @@ final class BoringVideoCLITests: XCTestCase {
         }
     }
 
+    /// The boring video written out as an ordinary activation-only reference, the form other producers write:
+    /// input.slow / input.fast = the image repeated over 24 / 96 frames, activation.s5.pathway0 = the 2D
+    /// network's res5 repeated over the 24 slow frames, no sfnet.arch, no sfnet.boring_video. Compared as a plain
+    /// activation, every frame must match: true of center-inflated weights only (mean inflation lets the zero
+    /// padding at the clip's ends into the border frames), so center weights pass and mean weights fail.
+    func testActivationOnlyRepeatedInTimeReferencePassesOnCenterInflatedWeightsOnly() throws {
+        let boring = CLI.fixture("boring/tiny_resnet50_tv_boring_ref.safetensors")
+        let ck = try CheckpointReader.read(path: boring)
+        let (image, res5) = (ck.tensors["input.image"]!, ck.tensors["activation.s5.pathway0"]!)
+        XCTAssertEqual(image.dtype, .f32)
+        /// [N, C, H, W] or [N, C, 1, H, W] repeated into [N, C, frames, H, W], scaled by `scale`.
+        func repeated(_ t: Tensor, _ frames: Int, scale: Float = 1) -> Tensor {
+            let (n, c) = (t.shape[0], t.shape[1])
+            let plane = t.shape.suffix(2).reduce(1, *)
+            let src = DTypeCast.cast(t, to: .f32)
+            let out = OwnedBuffer(count: n * c * frames * plane * 4)
+            let o = out.pointer.bindMemory(to: Float.self, capacity: n * c * frames * plane)
+            for nc in 0 ..< n * c { for f in 0 ..< frames { for i in 0 ..< plane {
+                o[(nc * frames + f) * plane + i] = scale * src.data.raw.loadUnaligned(fromByteOffset: (nc * plane + i) * 4, as: Float.self)
+            } } }
+            return Tensor(dtype: .f32, shape: [n, c, frames] + Array(t.shape.suffix(2)), data: out.bytes)
+        }
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        func write(_ name: String, scale: Float = 1) throws -> String {
+            let out = dir.appendingPathComponent(name).path
+            try SafetensorsWriter.write([.init(name: "input.slow", tensor: repeated(image, 24)), .init(name: "input.fast", tensor: repeated(image, 96)),
+                                         .init(name: "activation.s5.pathway0", tensor: repeated(res5, 24, scale: scale))],
+                                        metadata: [("sfnet.reference", "torchvision layer4, repeated in time")], to: out, overwrite: false)
+            return out
+        }
+        let ref = try write("repeated.safetensors"), scaled = try write("scaled.safetensors", scale: 1.001)
+        let center = try run(source: CLI.fixture("imagenet/tiny_resnet50_tv.pth"), reference: ref, archArgs: try archJSON(from: boring), inflate: "center")
+        XCTAssertEqual(center.status, 0, center.stdout + center.stderr)
+        XCTAssertTrue(center.stdout.contains("PASSED") && center.stdout.contains("activation.s5.pathway0 ")
+                      && center.stdout.contains("architecture from the weights' sfnet.arch"), center.stdout)
+        XCTAssertFalse(center.stdout.contains("boring video"), center.stdout)
+        let w = URL(fileURLWithPath: try XCTUnwrap(center.stdout.components(separatedBy: "verify ").dropFirst().first?.components(separatedBy: " against").first)).path
+        let off = try CLI.run(["verify", w, "--reference", scaled])
+        XCTAssertEqual(off.status, 1, "a reference 0.1% off fails: " + off.stdout)
+        let mean = try run(source: CLI.fixture("imagenet/tiny_resnet50_tv.pth"), reference: ref, archArgs: try archJSON(from: boring), inflate: "mean")
+        XCTAssertEqual(mean.status, 1, "mean inflation differs on the border frames: " + mean.stdout)
+        XCTAssertTrue(mean.stdout.contains("FAIL"), mean.stdout)
+    }
+
     /// Full-size torchvision ResNet-50 (random weights; fixtures/generate_boring.py --full).
     func testFullResNet50InflatesIntoSlowFastR50() throws {
         let ref = CLI.fixture("full/resnet50_tv_boring_ref.safetensors")
@@ -117,6 +162,7 @@ final class BoringVideoCLITests: XCTestCase {
             throw XCTSkip("SKIPPED: full-size boring-video reference absent (run fixtures/generate_boring.py --full)")
         }
         for (source, mode) in [("full/resnet50_tv.pth", "center"), ("full/resnet50_tv.onnx", "center"), ("full/resnet50_tv.pth", "mean")] {
+            // The preset's clip (32 frames at 224) differs from the reference's (96 at 112): the reference's is used, noted.
             let r = try run(source: CLI.fixture(source), reference: ref, archArgs: ["--arch", "slowfast-r50-8x8"], inflate: mode)
             XCTAssertEqual(r.status, 0, "\(source) \(mode): " + r.stdout + r.stderr)
             print(r.stdout)
