@@ -34,6 +34,15 @@ final class VerifyCLITests: XCTestCase {
         XCTAssertEqual(try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors"), "--tolerance", "0"]).status, 2)
     }
 
+    func testHelpDocumentsEveryReferenceForm() throws {
+        let r = try CLI.run(["verify", "--help"])
+        XCTAssertEqual(r.status, 0)
+        for needle in ["output.logits", "Activation-only", "sfnet.boring_video", "output.loss", "cross_entropy",
+                       "binary_cross_entropy_with_logits", "grad_output.logits", "Float64", ".double()"] {
+            XCTAssertTrue(r.stdout.contains(needle), needle)
+        }
+    }
+
     func testBenchForwardReportsJSON() throws {
         let r = try CLI.run(["bench", "forward", "--arch", "slowfast-r50-8x8", "--size", "64", "--frames", "8", "--repeat", "1", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -204,7 +213,9 @@ final class TrainStepVerifyCLITests: XCTestCase {
     func testVerifyRunsTheTrainStepReference() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        for fixture in ["train/tiny_slowfast_8x8_train.safetensors", "train/tiny_resnet2d_train.safetensors"] {
+        for fixture in ["train/tiny_slowfast_8x8_train.safetensors", "train/tiny_resnet2d_train.safetensors",
+                        "train/tiny_resnet2d_bce_train.safetensors", "train/tiny_resnet2d_ce_train.safetensors",
+                        "train/tiny_resnet2d_bce_train_f64.safetensors"] {
             let ref = CLI.fixture(fixture)
             let sub = dir.appendingPathComponent(URL(fileURLWithPath: fixture).lastPathComponent)
             try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
@@ -218,6 +229,8 @@ final class TrainStepVerifyCLITests: XCTestCase {
             XCTAssertEqual(grads.count, expectedGrads, fixture)
             XCTAssertTrue(outputs.contains { $0["name"]?.stringValue == "output.loss (BCE, mean)" } || !fixture.contains("slowfast"), fixture)
             XCTAssertTrue(outputs.contains { $0["name"]?.stringValue?.hasPrefix("running.") == true }, fixture)
+            XCTAssertEqual(j["reference_dtype"]?.stringValue, fixture.hasSuffix("_f64.safetensors") ? "float64" : "float32", fixture)
+            if fixture.contains("_ce_") { XCTAssertTrue(outputs.contains { $0["name"]?.stringValue == "output.loss (CE, mean)" }, fixture) }
         }
         // The text form summarises the gradient rows.
         let ref = CLI.fixture("train/tiny_slowfast_8x8_train.safetensors")
