@@ -142,6 +142,11 @@ public enum Verifier {
                                   referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: config, tolerance: tolerance,
                                   comparisons: comparisons, seconds: Date().timeIntervalSince(start))
         report.nonFiniteWeights = ck.tensors.nonFiniteNames
+        if !report.passed, inflationMode(ck) == "mean" {
+            notes.append("the weights are mean-inflated: if the reference repeats one image in time, the frames within \(temporalBorder(config)) of "
+                         + "each end see the clip's zero padding and differ from the 2D network; a boring-video reference "
+                         + "(sfnet.boring_video) leaves them out")
+        }
         report.notes = notes
         report.referenceDType = ref.dtypeDescription
         return report
