@@ -152,9 +152,10 @@ public enum Verifier {
         return report
     }
 
-    /// Fields of sfnet.arch that never change what verify computes: a label, dropout (off in eval
-    /// and in the train check) and the head activation (logits are compared before it).
-    static let archLabels: Set<String> = ["preset", "dropout", "head_activation"]
+    /// Fields of sfnet.arch that never change what verify computes: labels (the preset name, `depth`:
+    /// the network is built from stage_depths), dropout (off in eval and in the train check) and the
+    /// head activation (logits are compared before it).
+    static let archLabels: Set<String> = ["preset", "depth", "dropout", "head_activation"]
     /// Fields that describe the clip the head pools over, not the weights (convert cannot read them
     /// from tensors and records a default): the reference's values win.
     static let archClip: Set<String> = ["num_frames", "train_crop"]
