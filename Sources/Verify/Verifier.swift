@@ -21,6 +21,8 @@ public struct VerifyReport {
     public var nonFiniteWeights: [String] = []
     /// What was compared and why (boring-video frames left out, the inflation mode found).
     public var notes: [String] = []
+    /// The dtype(s) the reference stores its expected values in ("float32", "float64", ...).
+    public var referenceDType: String = "float32"
     public var passed: Bool { !comparisons.isEmpty && comparisons.allSatisfy(\.passed) && nonFiniteWeights.isEmpty }
 
     /// The first stage output (in execution order) that fails, with the error just before it:
@@ -39,7 +41,8 @@ public struct VerifyReport {
 
     public func text() -> String {
         var lines = ["verify \(weights) against \(reference)\(producedBy.map { " (made by \($0))" } ?? "")",
-                     "  arch: \(arch.preset ?? "custom") \(arch.model.rawValue) R\(arch.depth), tolerance rel L2 <= \(tolerance)"]
+                     "  arch: \(arch.preset ?? "custom") \(arch.model.rawValue) R\(arch.depth), tolerance rel L2 <= \(tolerance)",
+                     "  reference dtype: \(referenceDType)"]
         lines.append("  " + "output".padding(toLength: 26, withPad: " ", startingAt: 0) + "  max abs     rel L2      cosine        top-1  top-5  verdict")
         let shown = comparisons.count <= 30 ? comparisons
             : comparisons.filter { !$0.passed || !$0.name.hasPrefix("grad.") && !$0.name.hasPrefix("running.") }
@@ -72,6 +75,7 @@ public struct VerifyReport {
             ("reference", .string(reference)), ("reference_sha256", .string(referenceSHA256)),
             ("reference_made_by", producedBy.map { .string($0) } ?? .null),
             ("tolerance", .double(tolerance)),
+            ("reference_dtype", .string(referenceDType)),
             ("arch", (try? JSONParser.parse(try arch.jsonString())) ?? .null),
             ("outputs", .array(comparisons.map { c in
                 .object([("name", .string(c.name)), ("shape", .array(c.shape.map { .int($0) })),
@@ -98,31 +102,39 @@ public enum Verifier {
     public static func run(weights: String, reference: String, tolerance: Double = 1e-5) throws -> VerifyReport {
         let start = Date()
         let refFile = try CheckpointReader.read(path: reference)
+        let ck = try CheckpointReader.read(path: weights)
+        var (config, notes) = try resolveArch(reference: reference, refFile, weights: weights, ck)
         if TrainStepCheck.isTrainReference(refFile) {
-            return try TrainStepCheck.run(weights: weights, ck: try CheckpointReader.read(path: weights), reference: reference, ref: refFile,
+            return try TrainStepCheck.run(weights: weights, ck: ck, reference: reference, ref: refFile, config: config, archNotes: notes,
                                           tolerance: tolerance, start: start)
         }
-        let ref = try Reference.load(path: reference)
-        let ck = try CheckpointReader.read(path: weights)
-        var arch = ref.arch
-        if arch == nil, let a = ck.metadataValue("sfnet.arch") { arch = try ArchConfig.fromJSON(a) }
-        guard let config = arch else {
-            throw VerifyError.weights(weights, "no architecture: neither the reference nor the weights carry sfnet.arch (convert the weights with `sfnet convert` first)")
+        let ref = try Reference.load(path: reference, arch: config)
+        if !ref.expected.contains(where: { ["output.logits", "activation.head.pool"].contains($0.name) }) {
+            // Nothing of the head is compared: pool over the whole res5 of these inputs, whatever clip the arch records.
+            let fitted = fitHead(config, to: ref.inputs)
+            if fitted != config {
+                notes.append("no head output in the reference: the head pool is sized to the inputs (num_frames \(fitted.numFrames), "
+                             + "train_crop \(fitted.trainCrop)); it does not affect the stage outputs compared")
+                config = fitted
+            }
         }
         let model = try SlowFastModel(config: config, weights: ck.tensors)
         if let frames = ref.boringVideoFrames {
-            return try boringVideo(model, ref, frames: frames, weights: weights, ck: ck, tolerance: tolerance, start: start)
+            var report = try boringVideo(model, ref, frames: frames, weights: weights, ck: ck, tolerance: tolerance, start: start)
+            report.notes = notes + report.notes
+            return report
         }
-        let out = try model.forward(ref.inputs, capture: ref.expected.count > 1)
+        let out = try model.forward(ref.inputs, capture: ref.expected.contains { $0.name != "output.logits" })
         var comparisons: [Comparison] = []
-        for (name, expected) in ref.expected {
+        for expected in ref.expected {
+            let name = expected.name
             let got: FloatTensor?
             if name == "output.logits" { got = out.logits } else {
                 let key = String(name.dropFirst("activation.".count))
                 got = out.activations.first { $0.name == key }?.value
             }
             guard let g = got else {
-                throw VerifyError.badReference(reference, "\(name) is not an output of this architecture")
+                throw VerifyError.badReference(reference, "\(name) is not an output of this architecture (\(config.model.rawValue))")
             }
             comparisons.append(Comparison.compare(name, got: g, expected: expected, tolerance: tolerance, isLogits: name == "output.logits"))
         }
@@ -130,7 +142,81 @@ public enum Verifier {
                                   referenceSHA256: ref.sha256, producedBy: ref.producedBy, arch: config, tolerance: tolerance,
                                   comparisons: comparisons, seconds: Date().timeIntervalSince(start))
         report.nonFiniteWeights = ck.tensors.nonFiniteNames
+        if !report.passed, inflationMode(ck) == "mean" {
+            notes.append("the weights are mean-inflated: if the reference repeats one image in time, the frames within \(temporalBorder(config)) of "
+                         + "each end see the clip's zero padding and differ from the 2D network; a boring-video reference "
+                         + "(sfnet.boring_video) leaves them out")
+        }
+        report.notes = notes
+        report.referenceDType = ref.dtypeDescription
         return report
+    }
+
+    /// Fields of sfnet.arch that never change what verify computes: labels (the preset name, `depth`:
+    /// the network is built from stage_depths), dropout (off in eval and in the train check) and the
+    /// head activation (logits are compared before it).
+    static let archLabels: Set<String> = ["preset", "depth", "dropout", "head_activation"]
+    /// Fields that describe the clip the head pools over, not the weights (convert cannot read them
+    /// from tensors and records a default): the reference's values win.
+    static let archClip: Set<String> = ["num_frames", "train_crop"]
+
+    /// The architecture the check runs: the reference's sfnet.arch, the weights', or both when they
+    /// agree on every field that changes the computation (a disagreement is an error naming both).
+    static func resolveArch(reference: String, _ refFile: Checkpoint, weights: String, _ ck: Checkpoint) throws -> (ArchConfig, [String]) {
+        var fromRef: ArchConfig?, fromWeights: ArchConfig?
+        if let a = refFile.metadataValue("sfnet.arch") {
+            do { fromRef = try ArchConfig.fromJSON(a) } catch { throw VerifyError.badReference(reference, "sfnet.arch is not a valid architecture: \(error)") }
+        }
+        if let a = ck.metadataValue("sfnet.arch") {
+            do { fromWeights = try ArchConfig.fromJSON(a) } catch { throw VerifyError.weights(weights, "sfnet.arch is not a valid architecture: \(error)") }
+        }
+        switch (fromRef, fromWeights) {
+        case (nil, nil):
+            throw VerifyError.weights(weights, "no architecture: neither the reference nor the weights carry sfnet.arch (convert the weights with `sfnet convert` first)")
+        case (let r?, nil): return (r, ["architecture from the reference's sfnet.arch (the weights carry none)"])
+        case (nil, let w?): return (w, ["architecture from the weights' sfnet.arch (the reference carries none)"])
+        case (let r?, let w?):
+            let (rj, wj) = (try archFields(r), try archFields(w))
+            let differ = rj.keys.sorted().filter { rj[$0] != wj[$0] && !archLabels.contains($0) }
+            let wrong = differ.filter { !archClip.contains($0) }
+            func describe(_ a: ArchConfig) -> String { "\(a.preset ?? "custom") (\(a.model.rawValue) R\(a.depth))" }
+            if !wrong.isEmpty {
+                let fields = wrong.map { "\($0) \(rj[$0]?.serialized ?? "-") vs \(wj[$0]?.serialized ?? "-")" }.joined(separator: ", ")
+                throw VerifyError.archMismatch(reference: reference, weights: weights,
+                    "reference sfnet.arch \(describe(r)) disagrees with the weights' \(describe(w)): \(fields) (reference first); "
+                    + "convert the weights with the reference's architecture (--arch-json) or use a reference made for this one")
+            }
+            var config = w
+            var notes: [String] = []
+            if !differ.isEmpty {
+                (config.numFrames, config.trainCrop) = (r.numFrames, r.trainCrop)
+                notes.append("the head pools over the reference's clip (num_frames \(r.numFrames), train_crop \(r.trainCrop)); "
+                             + "the weights' sfnet.arch records \(w.numFrames) / \(w.trainCrop), which convert cannot read from tensors")
+            }
+            return (config, notes)
+        }
+    }
+
+    static func archFields(_ a: ArchConfig) throws -> [String: JSONValue] {
+        guard case .object(let pairs) = try JSONParser.parse(try a.jsonString()) else { return [:] }
+        return Dictionary(pairs, uniquingKeysWith: { x, _ in x })
+    }
+
+    /// The config with the head's pool kernel covering these inputs' whole res5 (for references
+    /// that compare no head output).
+    static func fitHead(_ a: ArchConfig, to inputs: [FloatTensor]) -> ArchConfig {
+        var c = a
+        guard let slow = inputs.first, slow.rank == 5 || slow.rank == 4 else { return c }
+        let h = slow.shape[slow.rank - 2]
+        c.trainCrop = 32 * max(1, h / 32)
+        if slow.rank == 5 {
+            switch a.model {
+            case .slowfast: c.numFrames = slow.shape[2] * a.alpha
+            case .slow: c.numFrames = slow.shape[2]
+            case .resnet: break
+            }
+        }
+        return c
     }
 
     /// The inflation mode recorded in the weights' conversion report ("inflated T=3 (mean)"), if any.

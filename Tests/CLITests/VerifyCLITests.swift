@@ -25,12 +25,22 @@ final class VerifyCLITests: XCTestCase {
         let dir = try CLI.tempDir()
         let w = dir.appendingPathComponent("w.safetensors").path
         XCTAssertEqual(try CLI.run(["convert", CLI.fixture("torch/tiny_pyslowfast.pyth"), "-o", w]).status, 0)
-        // The 4x16 reference's architecture does not fit these 8x8 weights: a clear error, exit 1, no record.
+        // The 4x16 reference's architecture disagrees with these 8x8 weights' own: an error naming both, exit 1, no record.
         let r = try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_4x16_ref.safetensors")])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("s1_fuse.conv_f2s.weight"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("disagrees with the weights'") && r.stderr.contains("alpha 8 vs 4")
+                      && r.stderr.contains("fusion_kernel 5 vs 7"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: w + ".verified.json"))
         XCTAssertEqual(try CLI.run(["verify", w, "--reference", CLI.fixture("reference/tiny_slowfast_8x8_ref.safetensors"), "--tolerance", "0"]).status, 2)
+    }
+
+    func testHelpDocumentsEveryReferenceForm() throws {
+        let r = try CLI.run(["verify", "--help"])
+        XCTAssertEqual(r.status, 0)
+        for needle in ["output.logits", "Activation-only", "sfnet.boring_video", "output.loss", "cross_entropy",
+                       "binary_cross_entropy_with_logits", "grad_output.logits", "Float64", ".double()"] {
+            XCTAssertTrue(r.stdout.contains(needle), needle)
+        }
     }
 
     func testBenchForwardReportsJSON() throws {
@@ -109,6 +119,51 @@ final class BoringVideoCLITests: XCTestCase {
         }
     }
 
+    /// The boring video written out as an ordinary activation-only reference, the form other producers write:
+    /// input.slow / input.fast = the image repeated over 24 / 96 frames, activation.s5.pathway0 = the 2D
+    /// network's res5 repeated over the 24 slow frames, no sfnet.arch, no sfnet.boring_video. Compared as a plain
+    /// activation, every frame must match: true of center-inflated weights only (mean inflation lets the zero
+    /// padding at the clip's ends into the border frames), so center weights pass and mean weights fail.
+    func testActivationOnlyRepeatedInTimeReferencePassesOnCenterInflatedWeightsOnly() throws {
+        let boring = CLI.fixture("boring/tiny_resnet50_tv_boring_ref.safetensors")
+        let ck = try CheckpointReader.read(path: boring)
+        let (image, res5) = (ck.tensors["input.image"]!, ck.tensors["activation.s5.pathway0"]!)
+        XCTAssertEqual(image.dtype, .f32)
+        /// [N, C, H, W] or [N, C, 1, H, W] repeated into [N, C, frames, H, W], scaled by `scale`.
+        func repeated(_ t: Tensor, _ frames: Int, scale: Float = 1) -> Tensor {
+            let (n, c) = (t.shape[0], t.shape[1])
+            let plane = t.shape.suffix(2).reduce(1, *)
+            let src = DTypeCast.cast(t, to: .f32)
+            let out = OwnedBuffer(count: n * c * frames * plane * 4)
+            let o = out.pointer.bindMemory(to: Float.self, capacity: n * c * frames * plane)
+            for nc in 0 ..< n * c { for f in 0 ..< frames { for i in 0 ..< plane {
+                o[(nc * frames + f) * plane + i] = scale * src.data.raw.loadUnaligned(fromByteOffset: (nc * plane + i) * 4, as: Float.self)
+            } } }
+            return Tensor(dtype: .f32, shape: [n, c, frames] + Array(t.shape.suffix(2)), data: out.bytes)
+        }
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        func write(_ name: String, scale: Float = 1) throws -> String {
+            let out = dir.appendingPathComponent(name).path
+            try SafetensorsWriter.write([.init(name: "input.slow", tensor: repeated(image, 24)), .init(name: "input.fast", tensor: repeated(image, 96)),
+                                         .init(name: "activation.s5.pathway0", tensor: repeated(res5, 24, scale: scale))],
+                                        metadata: [("sfnet.reference", "torchvision layer4, repeated in time")], to: out, overwrite: false)
+            return out
+        }
+        let ref = try write("repeated.safetensors"), scaled = try write("scaled.safetensors", scale: 1.001)
+        let center = try run(source: CLI.fixture("imagenet/tiny_resnet50_tv.pth"), reference: ref, archArgs: try archJSON(from: boring), inflate: "center")
+        XCTAssertEqual(center.status, 0, center.stdout + center.stderr)
+        XCTAssertTrue(center.stdout.contains("PASSED") && center.stdout.contains("activation.s5.pathway0 ")
+                      && center.stdout.contains("architecture from the weights' sfnet.arch"), center.stdout)
+        XCTAssertFalse(center.stdout.contains("boring video"), center.stdout)
+        let w = URL(fileURLWithPath: try XCTUnwrap(center.stdout.components(separatedBy: "verify ").dropFirst().first?.components(separatedBy: " against").first)).path
+        let off = try CLI.run(["verify", w, "--reference", scaled])
+        XCTAssertEqual(off.status, 1, "a reference 0.1% off fails: " + off.stdout)
+        let mean = try run(source: CLI.fixture("imagenet/tiny_resnet50_tv.pth"), reference: ref, archArgs: try archJSON(from: boring), inflate: "mean")
+        XCTAssertEqual(mean.status, 1, "mean inflation differs on the border frames: " + mean.stdout)
+        XCTAssertTrue(mean.stdout.contains("FAIL") && mean.stdout.contains("the weights are mean-inflated"), mean.stdout)
+    }
+
     /// Full-size torchvision ResNet-50 (random weights; fixtures/generate_boring.py --full).
     func testFullResNet50InflatesIntoSlowFastR50() throws {
         let ref = CLI.fixture("full/resnet50_tv_boring_ref.safetensors")
@@ -116,6 +171,7 @@ final class BoringVideoCLITests: XCTestCase {
             throw XCTSkip("SKIPPED: full-size boring-video reference absent (run fixtures/generate_boring.py --full)")
         }
         for (source, mode) in [("full/resnet50_tv.pth", "center"), ("full/resnet50_tv.onnx", "center"), ("full/resnet50_tv.pth", "mean")] {
+            // The preset's clip (32 frames at 224) differs from the reference's (96 at 112): the reference's is used, noted.
             let r = try run(source: CLI.fixture(source), reference: ref, archArgs: ["--arch", "slowfast-r50-8x8"], inflate: mode)
             XCTAssertEqual(r.status, 0, "\(source) \(mode): " + r.stdout + r.stderr)
             print(r.stdout)
@@ -157,7 +213,9 @@ final class TrainStepVerifyCLITests: XCTestCase {
     func testVerifyRunsTheTrainStepReference() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        for fixture in ["train/tiny_slowfast_8x8_train.safetensors", "train/tiny_resnet2d_train.safetensors"] {
+        for fixture in ["train/tiny_slowfast_8x8_train.safetensors", "train/tiny_resnet2d_train.safetensors",
+                        "train/tiny_resnet2d_bce_train.safetensors", "train/tiny_resnet2d_ce_train.safetensors",
+                        "train/tiny_resnet2d_bce_train_f64.safetensors"] {
             let ref = CLI.fixture(fixture)
             let sub = dir.appendingPathComponent(URL(fileURLWithPath: fixture).lastPathComponent)
             try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
@@ -171,6 +229,8 @@ final class TrainStepVerifyCLITests: XCTestCase {
             XCTAssertEqual(grads.count, expectedGrads, fixture)
             XCTAssertTrue(outputs.contains { $0["name"]?.stringValue == "output.loss (BCE, mean)" } || !fixture.contains("slowfast"), fixture)
             XCTAssertTrue(outputs.contains { $0["name"]?.stringValue?.hasPrefix("running.") == true }, fixture)
+            XCTAssertEqual(j["reference_dtype"]?.stringValue, fixture.hasSuffix("_f64.safetensors") ? "float64" : "float32", fixture)
+            if fixture.contains("_ce_") { XCTAssertTrue(outputs.contains { $0["name"]?.stringValue == "output.loss (CE, mean)" }, fixture) }
         }
         // The text form summarises the gradient rows.
         let ref = CLI.fixture("train/tiny_slowfast_8x8_train.safetensors")
