@@ -98,6 +98,12 @@ hostile:
 test-deps:
 	@bash tests/deps_test.sh
 
+# The numerics-sensitive tests under every OpenBLAS kernel this CPU runs (unset, Haswell, SkylakeX,
+# Cooperlake, Zen), each a labelled step (scripts/test_kernels.sh). .ci/run runs it after `make test`.
+test-kernels: deps
+	$(SWIFT) build --build-tests
+	@bash scripts/test_kernels.sh
+
 clean:
 	rm -rf .build demo-out bench-out
 

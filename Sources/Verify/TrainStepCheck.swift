@@ -150,6 +150,7 @@ enum TrainStepCheck {
         }
         let totalNorm = total2.squareRoot()
         var rescued = 0
+        var ratios: [Double] = []
         let hasFloor = !gaps.isEmpty
         for (name, want) in wanted {
             guard let got = model.store.gradient(name) else { continue }
@@ -163,7 +164,19 @@ enum TrainStepCheck {
                 rescued += 1
             }
             if c.relativeL2 / allowed > worst.0 { worst = (c.relativeL2 / allowed, name) }
+            if let gap, gap > 0 { ratios.append(c.relativeL2 / gap) }
             comparisons.append(c)
+        }
+        if !ratios.isEmpty {
+            // In aggregate sfnet must be as accurate as PyTorch float32: the median ratio, as one output.
+            ratios.sort()
+            let median = ratios[ratios.count / 2]
+            comparisons.append(Comparison(name: "gradients, median vs PyTorch f32", shape: [ratios.count], maxAbsError: ratios.last!,
+                                          relativeL2: median, cosine: 1, top1Agreement: nil, top5Agreement: nil, firstNonFinite: nil,
+                                          passed: median <= GradientCriterion.medianFactor))
+            notes.append(String(format: "sfnet's distance to the truth / PyTorch float32's over %d gradients: median %.2fx (allowed %.1fx), worst %.2fx "
+                + "(the row 'gradients, median vs PyTorch f32' shows the median as rel L2 and the worst as max abs)",
+                ratios.count, median, GradientCriterion.medianFactor, ratios.last!))
         }
         for name in model.store.bufferNames {
             guard let want = try expected("running." + name) else { continue }

@@ -85,6 +85,8 @@ final class TrainStepReferenceTests: XCTestCase {
         XCTAssertTrue(model.store.batchesTracked.values.allSatisfy { $0 == 1 }, "one batch counted per BN")
         ratios.sort()
         let median = ratios.isEmpty ? 0 : ratios[ratios.count / 2]
+        XCTAssertLessThanOrEqual(median, GradientCriterion.medianFactor,
+                                 "median of sfnet's / PyTorch float32's distance to the truth over \(ratios.count) gradients", file: file, line: line)
         print("\(path): \(checked) gradients on BLAS kernel \(Threading.blasCoreName); sfnet / PyTorch float32 distance to the truth: "
               + String(format: "median %.2fx, worst %.2fx; worst error / allowed %.3f at %@", median, ratios.last ?? 0, worst.0, worst.1))
         return worst
