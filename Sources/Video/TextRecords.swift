@@ -11,19 +11,19 @@
 import Foundation
 
 /// One record: its text (line end excluded; in CSV mode quoted line ends kept) and the physical line it starts on.
-struct TextRecord: Equatable {
-    var line: Int
-    var text: String
+public struct TextRecord: Sendable, Equatable {
+    public var line: Int
+    public var text: String
     /// Fields the scan counted (CSV mode: separators outside quotes + 1; otherwise 1).
-    var fieldCount: Int
+    public var fieldCount: Int
 }
 
-enum TextRecords {
+public enum TextRecords {
     /// How quotes are read.
-    enum Mode { case lines, csv }
+    public enum Mode: Sendable { case lines, csv }
 
     /// The records of `path`, without blank lines and lines whose first non-blank character is '#'.
-    static func read(_ path: String, mode: Mode, limits: TextLimits = .default) throws -> [TextRecord] {
+    public static func read(_ path: String, mode: Mode, limits: TextLimits = .default) throws -> [TextRecord] {
         try parse(readBytes(path, limits: limits), path: path, mode: mode, limits: limits)
     }
 
