@@ -1,5 +1,6 @@
 // Data sets as manifests: the CSV manifest `path,labels[,animals]` (labels class names or 0-based ids,
-// ';'-separated for multi-label; paths relative to the manifest's folder; an optional header line),
+// ';'-separated for multi-label; paths relative to the manifest's folder; an optional header line;
+// RFC 4180 quoting, records found by TextRecords and split into fields by yaslab/CSV.swift),
 // and the Charades / Animal Kingdom frame list (SLOWFAST.md): space-separated, a header
 // `original_vido_id video_id frame_id path labels`, one row per frame, labels comma-separated ids.
 
