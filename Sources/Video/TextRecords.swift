@@ -153,7 +153,7 @@ public enum TextRecords {
     private static func lineStart(_ b: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
         var s = i
         while s > 0 && b[s - 1] != cr && b[s - 1] != lf { s -= 1 }
-        if s == 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF { return 3 }
+        if s == 0 && b.count >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF { return 3 }   // the BOM is no column
         return s
     }
 

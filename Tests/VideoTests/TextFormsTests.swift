@@ -198,6 +198,8 @@ final class TextFormsTests: XCTestCase {
         for end in lineEnds {
             let nul = try write(withLineEnds(Array("run\neat\u{0}\n".utf8), end), "n.txt", in: dir)
             XCTAssertThrowsError(try ClassList.load(nul)) { XCTAssertTrue("\($0)".hasSuffix("n.txt:2: NUL byte at column 4"), "\($0)") }
+            let first = try write(Self.bom + withLineEnds(Array("ru\u{0}n\neat\n".utf8), end), "n1.txt", in: dir)
+            XCTAssertThrowsError(try ClassList.load(first)) { XCTAssertTrue("\($0)".hasSuffix("n1.txt:1: NUL byte at column 3"), "\($0)") }
             let bom = try write(withLineEnds(Self.bom + Array("run\n".utf8) + Self.bom + Array("eat\n".utf8), end), "b.txt", in: dir)
             XCTAssertThrowsError(try ClassList.load(bom)) { XCTAssertTrue("\($0)".contains("b.txt:2: byte order mark (U+FEFF) at column 1"), "\($0)") }
             let frames = try write(withLineEnds(Array("original_vido_id video_id frame_id path labels\nA 0 0 A/1.jpg 1\n\nA 0 1 A/2.jpg\u{0} 1\n".utf8), end),
