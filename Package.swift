@@ -21,6 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // RFC 4180 field splitting of CSV manifest records (Video/TextRecords.swift finds the records).
+        .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
     ],
     targets: [
         // System libraries: shim headers only; Debian packages named as providers.
@@ -59,7 +61,7 @@ let package = Package(
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
         // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
-        .target(name: "Video", dependencies: ["CFFmpeg", "Convert"]),
+        .target(name: "Video", dependencies: ["CFFmpeg", "Convert", .product(name: "CSV", package: "CSV.swift")]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
         .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the jobs users came for: finetune (the loop, checkpoints, resume), eval, predict, experiment.

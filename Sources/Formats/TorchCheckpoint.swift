@@ -292,8 +292,9 @@ public enum TorchCheckpoint {
         case .float(let d): return "float \(d)"
         case .string, .py2String:
             let s = v.stringValue ?? ""
-            let firstLine = s.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? ""
-            return "str (\(s.count) chars): \"\(firstLine.prefix(60))\(firstLine.count > 60 || s.contains("\n") ? "..." : "")\""
+            // isNewline, not "\n": a config saved on Windows has "\r\n", a single Character that "\n" never matches.
+            let firstLine = s.split(maxSplits: 1, whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            return "str (\(s.count) chars): \"\(firstLine.prefix(60))\(firstLine.count > 60 || s.contains(where: \.isNewline) ? "..." : "")\""
         case .bytes(let b): return "bytes (\(b.count))"
         case .tensor(let t): return "tensor \(t.storage.dtype.shortName) \(Tensor.shapeString(t.shape))"
         case .ndarray(let a): return "ndarray \(Tensor.shapeString(a.shape))"

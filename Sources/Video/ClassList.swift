@@ -1,5 +1,5 @@
-// A class list file: one class name per line, in id order (line 1 is class 0). Blank lines and
-// lines starting with '#' are skipped.
+// A class list file: one class name per line, in id order (the first name is class 0). Blank lines and
+// lines starting with '#' are skipped; LF, CRLF or CR line ends, an optional UTF-8 BOM (TextRecords).
 
 import Foundation
 
@@ -21,17 +21,16 @@ public struct ClassList: Sendable, Equatable {
 
     public func id(of name: String) -> Int? { ids[name] }
 
-    public static func load(_ path: String) throws -> ClassList {
+    public static func load(_ path: String, limits: TextLimits = .default) throws -> ClassList {
         var names: [String] = []
         var seen: [String: Int] = [:]
-        for (i, raw) in try readLines(path).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            if let first = seen[line] { throw DatasetError.badLine(path: path, line: i + 1, reason: "class '\(line)' already on line \(first)") }
+        for record in try TextRecords.read(path, mode: .lines, limits: limits) {
+            let line = record.text.trimmingCharacters(in: .whitespaces)
+            if let first = seen[line] { throw DatasetError.badLine(path: path, line: record.line, reason: "class '\(line)' already on line \(first)") }
             if line.contains(",") || line.contains(";") {
-                throw DatasetError.badLine(path: path, line: i + 1, reason: "class names cannot contain ',' or ';' (manifests separate with them)")
+                throw DatasetError.badLine(path: path, line: record.line, reason: "class names cannot contain ',' or ';' (manifests separate with them)")
             }
-            seen[line] = i + 1
+            seen[line] = record.line
             names.append(line)
         }
         guard !names.isEmpty else { throw DatasetError.empty(path: path, what: "class names") }

@@ -26,19 +26,20 @@ public enum DatasetError: Error, LocalizedError, CustomStringConvertible, Equata
     public var errorDescription: String? { description }
 }
 
-/// Reads a text file as lines, bounded (SECURITY.md: memory a small multiple of the input).
-func readLines(_ path: String, maxBytes: Int = 512 << 20) throws -> [Substring] {
-    let url = URL(fileURLWithPath: path)
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
-        throw DatasetError.unreadable(path: path, reason: isDir.boolValue ? "is a directory" : "no such file")
-    }
-    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-    if size > maxBytes { throw DatasetError.unreadable(path: path, reason: "\(size) bytes exceeds the limit \(maxBytes)") }
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch { throw DatasetError.unreadable(path: path, reason: error.localizedDescription) }
-    guard let text = String(data: data, encoding: .utf8) else { throw DatasetError.unreadable(path: path, reason: "not UTF-8 text") }
-    return text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+/// Budgets on manifests, class lists and frame lists (SECURITY.md case 36; LIMITS.md), checked while
+/// TextRecords scans the bytes, before anything per row is allocated.
+public struct TextLimits: Sendable, Equatable {
+    /// Bytes of the file, checked before it is read (memory stays a small multiple of it).
+    public var maxBytes: Int = 512 << 20
+    /// Bytes of one line (of one record, for a CSV record whose quoted field spans lines); paths are at most 4096.
+    public var maxLineBytes: Int = 65_536
+    /// Rows (records that are not blank or comments, a header included).
+    public var maxRows: Int = 10_000_000
+    /// Fields of one CSV record (manifests have 2 or 3); frame-list rows are split at most this many times.
+    public var maxFields: Int = 64
+
+    public init() {}
+    public static let `default` = TextLimits()
 }
 
 /// Writes text atomically (temporary file in the same folder, then rename).

@@ -1,8 +1,10 @@
 // Data sets as manifests: the CSV manifest `path,labels[,animals]` (labels class names or 0-based ids,
-// ';'-separated for multi-label; paths relative to the manifest's folder; an optional header line),
+// ';'-separated for multi-label; paths relative to the manifest's folder; an optional header line;
+// RFC 4180 quoting, records found by TextRecords and split into fields by yaslab/CSV.swift),
 // and the Charades / Animal Kingdom frame list (SLOWFAST.md): space-separated, a header
 // `original_vido_id video_id frame_id path labels`, one row per frame, labels comma-separated ids.
 
+import CSV
 import Foundation
 
 /// One labelled video: a file, a frame folder, or an explicit list of frame images.
@@ -42,24 +44,22 @@ public struct VideoDataset: Sendable, Equatable {
 }
 
 public enum Manifest {
-    /// Most rows a manifest may have.
-    public static let maxRows = 10_000_000
+    /// Most rows a manifest or frame list may have (TextLimits.maxRows).
+    public static var maxRows: Int { TextLimits.default.maxRows }
 
     /// Reads a CSV manifest. Labels that are names need `classes`; without it, all-numeric labels are
     /// ids (classes named by their id) and names form a class list in sorted order.
-    public static func loadCSV(_ path: String, classes: ClassList? = nil) throws -> VideoDataset {
+    public static func loadCSV(_ path: String, classes: ClassList? = nil, limits: TextLimits = .default) throws -> VideoDataset {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         var rows: [(line: Int, path: String, labels: [String], animals: Int?)] = []
-        for (i, raw) in try readLines(path).enumerated() {
-            let lineNo = i + 1
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let fields = try splitCSV(line, path: path, line: lineNo)
-            if rows.isEmpty && fields.first?.lowercased() == "path" { continue }   // header
+        for (index, record) in try TextRecords.read(path, mode: .csv, limits: limits).enumerated() {
+            let lineNo = record.line
+            let fields = try csvFields(record, path: path)
+            if index == 0, try isHeader(fields, path: path, line: lineNo) { continue }
             guard fields.count == 2 || fields.count == 3 else {
                 throw DatasetError.badLine(path: path, line: lineNo, reason: "expected 'path,labels' or 'path,labels,animals', found \(fields.count) fields")
             }
-            let p = fields[0].trimmingCharacters(in: .whitespaces)
+            let p = fields[0]   // unquoted fields come trimmed; spaces inside quotes are the user's
             guard !p.isEmpty else { throw DatasetError.badLine(path: path, line: lineNo, reason: "empty path") }
             let labels = fields[1].split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !labels.isEmpty else { throw DatasetError.badLine(path: path, line: lineNo, reason: "no labels for '\(p)'") }
@@ -75,7 +75,6 @@ public enum Manifest {
             }
             let resolved = p.hasPrefix("/") ? p : folder.appendingPathComponent(p).standardized.path
             rows.append((lineNo, resolved, labels, animals))
-            if rows.count > maxRows { throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(maxRows) rows") }
         }
         guard !rows.isEmpty else { throw DatasetError.empty(path: path, what: "samples") }
         let allNumeric = rows.allSatisfy { $0.labels.allSatisfy { Int($0) != nil } }
@@ -104,16 +103,18 @@ public enum Manifest {
 
     /// Reads a Charades / Animal Kingdom frame list; frame paths are relative to `frameRoot`
     /// (default: the list's folder). A video's labels are the union over its frames.
-    public static func loadFrameList(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil) throws -> VideoDataset {
+    public static func loadFrameList(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil,
+                                     limits: TextLimits = .default) throws -> VideoDataset {
         let root = URL(fileURLWithPath: frameRoot ?? URL(fileURLWithPath: path).deletingLastPathComponent().path)
         var order: [String] = []
         var videos: [String: (frames: [(Int, String)], labels: Set<Int>)] = [:]
         var sawHeader = false
-        var rowCount = 0
-        for (i, raw) in try readLines(path).enumerated() {
-            let lineNo = i + 1
-            let fields = raw.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            if fields.isEmpty { continue }
+        for record in try TextRecords.read(path, mode: .lines, limits: limits) {
+            let lineNo = record.line
+            let fields = record.text.split(maxSplits: limits.maxFields, whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if fields.count > limits.maxFields {
+                throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(limits.maxFields) fields (field limit)")
+            }
             if !sawHeader && order.isEmpty && fields[0].hasPrefix("original_vid") { sawHeader = true; continue }
             guard fields.count == 5 || fields.count == 4 else {
                 throw DatasetError.badLine(path: path, line: lineNo,
@@ -139,8 +140,6 @@ public enum Manifest {
             let framePath = fields[3].hasPrefix("/") ? fields[3] : root.appendingPathComponent(fields[3]).path
             videos[key]!.frames.append((frameID, framePath))
             videos[key]!.labels.formUnion(labels)
-            rowCount += 1
-            if rowCount > maxRows { throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(maxRows) rows") }
         }
         guard !order.isEmpty else { throw DatasetError.empty(path: path, what: "frames") }
         let maxID = videos.values.flatMap(\.labels).max() ?? 0
@@ -179,27 +178,36 @@ public enum Manifest {
         return (Array(repeating: "..", count: base.count - common) + target[common...]).joined(separator: "/")
     }
 
-    static func splitCSV(_ line: String, path: String, line lineNo: Int) throws -> [String] {
-        var fields: [String] = []
-        var current = ""
-        var quoted = false
-        var chars = line.makeIterator()
-        var wasQuote = false
-        while let c = chars.next() {
-            if quoted {
-                if c == "\"" { quoted = false; wasQuote = true } else { current.append(c) }
-            } else if c == "\"" {
-                if wasQuote { current.append("\"") }   // "" inside a quoted field
-                quoted = true
-            } else if c == "," {
-                fields.append(current); current = ""; wasQuote = false
-            } else {
-                current.append(c); wasQuote = false
-            }
+    /// Unquoted fields are trimmed of spaces and tabs (only those: the scan in TextRecords treats the same
+    /// characters as blanks, so both agree on where quoted fields start).
+    private static let csvBlanks = CharacterSet(charactersIn: " \t")
+
+    /// The fields of one CSV record (RFC 4180: quotes, doubled quotes, line ends inside quotes), split by
+    /// yaslab/CSV.swift; TextRecords has already refused what that library would accept silently.
+    static func csvFields(_ record: TextRecord, path: String) throws -> [String] {
+        let reader: CSVReader
+        do { reader = try CSVReader(string: record.text, hasHeaderRow: false, trimFields: true, delimiter: ",", whitespaces: csvBlanks) } catch {
+            throw DatasetError.badLine(path: path, line: record.line, reason: "\(error)")
         }
-        if quoted { throw DatasetError.badLine(path: path, line: lineNo, reason: "unterminated quote") }
-        fields.append(current)
+        guard let fields = reader.next(), fields.count == record.fieldCount, reader.next() == nil else {
+            throw DatasetError.badLine(path: path, line: record.line, reason: "the CSV reader and the line scan disagree on this record's fields (a bug: please report it with the line)")
+        }
         return fields
+    }
+
+    /// Whether the first record is the header `path,labels[,animals]` (any case, spaces allowed); a first
+    /// record that starts like one but is not is an error rather than a video named "path".
+    static func isHeader(_ fields: [String], path: String, line: Int) throws -> Bool {
+        let names = fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        if names == ["path", "labels"] || names == ["path", "labels", "animals"] { return true }
+        if names.count > 1 && (names[0].isEmpty || names[0] == "unnamed: 0") && names[1] == "path" {
+            throw DatasetError.badLine(path: path, line: line, reason: "header '\(fields.joined(separator: ","))': the first column has no name, "
+                                       + "so this looks like pandas' index; write it with to_csv(..., index=False), or expected 'path,labels[,animals]'")
+        }
+        if names.first == "path" {
+            throw DatasetError.badLine(path: path, line: line, reason: "header '\(fields.joined(separator: ","))': expected 'path,labels' or 'path,labels,animals'")
+        }
+        return false
     }
 
     static func quoteCSV(_ s: String) -> String {

@@ -5,6 +5,7 @@
 //                         [--codec h264|mpeg4|vp9] [--classes moving_across,bouncing,spinning,resting]
 //   sfnet-databench bench --manifest train.csv [--frames 32] [--sampling-rate 2] [--crop 256] [--jitter 256,340]
 //                         [--clips 32] [--workers 1] [--repeats 3] [--seed 0] [--resize swscale|exact]
+//   sfnet-databench manifest [--rows 100000] [--repeats 5]   (parsing speed of an Excel-style CSV manifest)
 
 import Foundation
 import Video
@@ -102,14 +103,46 @@ func bench(_ o: [String: String]) throws {
     print("{\"impl\": \"sfnet\", \"workers\": \(workers), \"clips\": \(clips), \"clips_per_s\": [\(rates.map { String(format: "%.3f", $0) }.joined(separator: ", "))], \"median\": \(String(format: "%.3f", median)), \"checksum\": \(checksum)}")
 }
 
+/// Parsing speed of a manifest as Excel writes it (BOM, CRLF, every fifth path quoted with a comma and
+/// quotes, multi-label rows): the line scan alone (TextRecords), the whole load (scan + yaslab/CSV.swift
+/// fields + labels), and a frame list of as many rows.
+func manifestBench(_ o: [String: String]) throws {
+    let rows = try int(o, "rows", 100_000), repeats = try int(o, "repeats", 5)
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sfnet-manifest-bench-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    var csv = "\u{FEFF}Path,Labels,Animals\r\n", frames = "original_vido_id video_id frame_id path labels\n"
+    for i in 0..<rows {
+        let path = i % 5 == 0 ? "\"videos/clip \(i), \"\"take 2\"\".mp4\"" : "videos/clip_\(i).mp4"
+        csv += "\(path),\(i % 7 == 0 ? "\(i % 9);\((i + 1) % 9)" : "\(i % 9)"),\(i % 3)\r\n"
+        frames += "V\(i / 30) \(i / 30) \(i % 30) V\(i / 30)/\(i % 30).jpg \(i % 9),\((i + 1) % 9)\n"
+    }
+    let csvPath = dir.appendingPathComponent("m.csv").path, framePath = dir.appendingPathComponent("f.txt").path
+    try Data(csv.utf8).write(to: URL(fileURLWithPath: csvPath))
+    try Data(frames.utf8).write(to: URL(fileURLWithPath: framePath))
+    func best(_ body: () throws -> Int) rethrows -> (seconds: Double, count: Int) {
+        var times: [Double] = [], count = 0
+        for _ in 0..<repeats { let t = Date(); count = try body(); times.append(Date().timeIntervalSince(t)) }
+        return (times.min()!, count)
+    }
+    let scan = try best { try TextRecords.read(csvPath, mode: .csv).count }
+    let load = try best { try Manifest.loadCSV(csvPath).samples.count }
+    let frameList = try best { try Manifest.loadFrameList(framePath).samples.count }
+    func f(_ x: Double) -> String { String(format: "%.4f", x) }
+    print("{\"rows\": \(rows), \"csv_bytes\": \(csv.utf8.count), \"scan_s\": \(f(scan.seconds)), \"load_csv_s\": \(f(load.seconds)), "
+          + "\"fields_and_labels_s\": \(f(load.seconds - scan.seconds)), \"rows_per_s\": \(Int(Double(load.count) / load.seconds)), "
+          + "\"frame_list_s\": \(f(frameList.seconds)), \"frame_list_videos\": \(frameList.count)}")
+}
+
 let args = CommandLine.arguments
 do {
-    guard args.count >= 2 else { throw UsageError(description: "usage: sfnet-databench synth|bench --option VALUE ...") }
+    guard args.count >= 2 else { throw UsageError(description: "usage: sfnet-databench synth|bench|manifest --option VALUE ...") }
     let o = try options(args[2...])
     switch args[1] {
     case "synth": try synth(o)
     case "bench": try bench(o)
-    default: throw UsageError(description: "unknown command '\(args[1])': synth or bench")
+    case "manifest": try manifestBench(o)
+    default: throw UsageError(description: "unknown command '\(args[1])': synth, bench or manifest")
     }
 } catch let error as UsageError {
     FileHandle.standardError.write(Data("sfnet-databench: \(error)\n".utf8))
