@@ -50,7 +50,7 @@ interop: deps
 interop-onnx: build
 	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_onnx.py --sfnet $(SFNET_RELEASE)
 
-# Full-size R50 conversion against cp and the Python path (needs torch: see fixtures/requirements.txt).
+# Full-size R50 conversion against cp and the Python path (needs torch: make venv).
 bench-convert: build
 	@bash Benchmarks/convert_bench.sh $(SFNET_RELEASE)
 

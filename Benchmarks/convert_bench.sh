@@ -5,7 +5,7 @@ SFNET=${1:-.build/release/sfnet}
 PY=${PYTHON:-$(dirname "$0")/../.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 if ! "$PY" -c "import torch, safetensors" 2>/dev/null; then
-  echo "SKIPPED: the benchmark needs torch and safetensors (pip install -r fixtures/requirements.txt; set PYTHON=...)"; exit 0
+  echo "SKIPPED: the benchmark needs torch and safetensors (make venv, or set PYTHON=...)"; exit 0
 fi
 IN=fixtures/full/slowfast_r50_8x8.pyth
 [ -f "$IN" ] || "$PY" fixtures/generate.py --full

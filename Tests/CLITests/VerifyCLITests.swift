@@ -183,6 +183,31 @@ final class BoringVideoCLITests: XCTestCase {
 /// train-mode forward/backward and compares logits, loss, every gradient and the running statistics.
 final class TrainStepVerifyCLITests: XCTestCase {
     /// The reference's own weights (`weights.*`, fresh running statistics filled in) as a native file.
+    /// Issue 13's measure: the full-size SlowFast R50 8x8 batch-2 step against PyTorch's float64 gradients of the
+    /// mean BCE (`fixtures/generate_train_grads.py --full`, git-ignored, opt-in: minutes in a debug build).
+    func testVerifyPassesTheFullSizeR50TrainStepAgainstFloat64Gradients() throws {
+        let ref = CLI.fixture("full/slowfast_r50_8x8_train_ref.safetensors")
+        guard FileManager.default.fileExists(atPath: ref) else {
+            throw XCTSkip("SKIPPED: \(ref) is missing; make it with `fixtures/generate_train_grads.py --full`")
+        }
+        guard ProcessInfo.processInfo.environment["SFNET_FULL_REFERENCE"] == "1" else {
+            throw XCTSkip("SKIPPED: set SFNET_FULL_REFERENCE=1 to run the full-size train-step reference")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sfnet-full-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let w = try nativeWeights(of: ref, in: dir)
+        let r = try CLI.run(["verify", w, "--reference", ref, "--json"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let j = try Array(r.stdout.utf8).withUnsafeBytes { try JSONParser.parse($0) }
+        guard case .array(let outputs)? = j["outputs"] else { return XCTFail("outputs") }
+        let median = try XCTUnwrap(outputs.first { $0["name"]?.stringValue == "gradients, median vs PyTorch f32" })
+        XCTAssertEqual(median["passed"], .bool(true))
+        func number(_ v: JSONValue?) -> Double { if case .number(let d, _, _)? = v { return d }; return .nan }
+        print("full-size R50 train step: sfnet / PyTorch float32 distance to the float64 gradients: median "
+              + "\(number(median["relative_l2"]))x, worst \(number(median["max_abs_error"]))x")
+    }
+
     func nativeWeights(of ref: String, in dir: URL) throws -> String {
         let ck = try CheckpointReader.read(path: ref)
         var items: [SafetensorsWriter.Item] = []
