@@ -208,7 +208,7 @@ public enum Verifier {
         var c = a
         guard let slow = inputs.first, slow.rank == 5 || slow.rank == 4 else { return c }
         let h = slow.shape[slow.rank - 2]
-        c.trainCrop = 32 * max(1, h / 32)
+        c.trainCrop = 32 * max(1, (h + 31) / 32)   // res5 is ceil(h / 32) wide: the pool covers all of it
         if slow.rank == 5 {
             switch a.model {
             case .slowfast: c.numFrames = slow.shape[2] * a.alpha
