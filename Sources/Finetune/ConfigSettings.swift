@@ -33,8 +33,7 @@ extension FinetuneOptions {
             ("init", initKind.rawValue), ("weights", weights ?? "(none)"),
         ]
         if let a = architecture {
-            s.append(("arch", "\(a.summary) [\(a.model.rawValue), depths \(list(a.stageDepths)), alpha \(a.alpha), beta_inv \(a.betaInv), "
-                      + "fusion ratio \(a.fusionConvChannelRatio) kernel \(a.fusionKernel), \(a.numClasses) classes]"))
+            s.append(("arch", a.summary))
         } else {
             s.append(("arch", initKind == .scratch ? arch : "(the weights')"))
         }

@@ -318,8 +318,16 @@ public struct PySlowFastConfig {
         func finish(into o: inout FinetuneOptions, file: String) throws {
             // Data: PySlowFast's Charades and Kinetics loaders read train.csv / val.csv under PATH_TO_DATA_DIR.
             if !dataDir.isEmpty {
-                o.train = URL(fileURLWithPath: dataDir).appendingPathComponent("train.csv").path
-                o.val = URL(fileURLWithPath: dataDir).appendingPathComponent("val.csv").path
+                o.train = (dataDir as NSString).appendingPathComponent("train.csv")
+                o.val = (dataDir as NSString).appendingPathComponent("val.csv")
+            }
+            // get_step_index reads LRS[0 ..< len(STEPS)] before MAX_EPOCH; PySlowFast configs often list more.
+            if o.schedule == "steps" {
+                guard o.lrRelative.count >= o.lrSteps.count, !o.lrSteps.isEmpty else {
+                    throw FinetuneError("\(file): SOLVER.STEPS has \(o.lrSteps.count) epochs but SOLVER.LRS \(o.lrRelative.count) factors",
+                                        hint: "steps_with_relative_lrs needs a factor per step, the first step at epoch 0")
+                }
+                o.lrRelative = Array(o.lrRelative.prefix(o.lrSteps.count))
             }
             // Loss and head: sfnet pairs sigmoid with binary cross-entropy and softmax with cross-entropy.
             let want = (try? headAct?.string()) ?? "softmax"

@@ -134,11 +134,11 @@ public enum YAMLData {
             return .scalar(YAMLScalar(text: s.string, plain: !quoted, line: line))
         case .sequence(let q):
             if q.anchor != nil { throw anchor(file, line) }
-            guard q.tag.rawValue.isEmpty else { throw tag(q.tag.rawValue, file, line) }
+            guard resolvedTags.contains(q.tag.rawValue) else { throw tag(q.tag.rawValue, file, line) }
             return .sequence(try q.map { try convert($0, depth: depth + 1, nodes: &nodes, file: file) }, line: line)
         case .mapping(let m):
             if m.anchor != nil { throw anchor(file, line) }
-            guard m.tag.rawValue.isEmpty else { throw tag(m.tag.rawValue, file, line) }
+            guard resolvedTags.contains(m.tag.rawValue) else { throw tag(m.tag.rawValue, file, line) }
             var entries: [YAMLEntry] = []
             for (k, v) in m {
                 let kl = k.mark?.line ?? line
@@ -156,10 +156,13 @@ public enum YAMLData {
         }
     }
 
-    /// No tag, or the `str` tag Yams gives every quoted scalar (an explicit `!!str` is caught by the pre-scan).
-    static func plainTag(_ t: Tag, quoted: Bool) -> Bool {
-        t.rawValue.isEmpty || (quoted && t.rawValue == "tag:yaml.org,2002:str")
+    /// Tags Yams gives untagged nodes: it resolves implicit tags in place (Tag is a class) while composing,
+    /// so an explicit `!!str` looks the same as a resolved plain scalar here; the pre-scan refuses every
+    /// explicit tag, and this check refuses any other (`!!python/object:...`, `!custom`).
+    static let resolvedTags: Set<String> = ["", "str", "int", "float", "bool", "null", "seq", "map", "timestamp"].reduce(into: []) {
+        $0.insert($1.isEmpty ? "" : "tag:yaml.org,2002:" + $1)
     }
+    static func plainTag(_ t: Tag, quoted: Bool) -> Bool { resolvedTags.contains(t.rawValue) }
 
     static func anchor(_ file: String, _ line: Int) -> YAMLError {
         YAMLError(.anchorOrAlias, file: file, line: line, "anchors and aliases (&name, *name) are refused: a config is read as plain data (the 'billion laughs' expansion)")
