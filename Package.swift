@@ -85,6 +85,8 @@ let package = Package(
         .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
+        // PySlowFast YAML configs (the data-only reader, the key table) and the view ensembles.
+        .testTarget(name: "ConfigTests", dependencies: ["Finetune"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

@@ -360,7 +360,12 @@ public struct PySlowFastConfig {
                 // Blocks past NUM_BLOCK_TEMP_KERNEL[stage][pathway] get temporal kernel 1 in PySlowFast; sfnet's
                 // stages use one kernel for all their blocks, so every entry must cover its stage.
                 guard k.count == 4, zip(k, depths).allSatisfy({ e, d in e.count >= 1 && e.prefix(pathways).allSatisfy { $0 >= d } }) else {
-                    throw v.refused("sfnet gives every block of a stage its temporal kernel: each entry must be >= the stage depth \(depths)")
+                    let why = "sfnet gives every block of a stage its temporal kernel: each entry must be >= the stage depth \(depths)"
+                    guard v.file == file else {
+                        throw FinetuneError("\(file): RESNET.DEPTH \(depth) with PySlowFast's default RESNET.NUM_BLOCK_TEMP_KERNEL \(v.text): \(why)",
+                                            hint: "set RESNET.NUM_BLOCK_TEMP_KERNEL, as PySlowFast's R101 configs do")
+                    }
+                    throw v.refused(why)
                 }
             }
             var a = ArchConfig(model: arch == "slowfast" ? .slowfast : .slow, depth: depth, stageDepths: depths, widthPerGroup: widthPerGroup,
