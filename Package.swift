@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // RFC 4180 field splitting of CSV manifest records (Video/TextRecords.swift finds the records).
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
+        // YAML of PySlowFast configs (Finetune/YAMLData.swift reads it as data only: no tags, anchors or merge keys).
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries: shim headers only; Debian packages named as providers.
@@ -65,7 +67,8 @@ let package = Package(
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
         .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the jobs users came for: finetune (the loop, checkpoints, resume), eval, predict, experiment.
-        .target(name: "Finetune", dependencies: ["Train", "SlowFastNet", "Video", "Report", "Verify", "Formats", "Convert"]),
+        .target(name: "Finetune", dependencies: ["Train", "SlowFastNet", "Video", "Report", "Verify", "Formats", "Convert",
+                                                .product(name: "Yams", package: "Yams")]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
             "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video",
@@ -82,6 +85,8 @@ let package = Package(
         .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
+        // PySlowFast YAML configs (the data-only reader, the key table) and the view ensembles.
+        .testTarget(name: "ConfigTests", dependencies: ["Finetune"]),
         .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
     ]
 )

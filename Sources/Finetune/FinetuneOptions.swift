@@ -3,6 +3,7 @@
 // BN and biases), dropout 0.5, sigmoid + BCE, LR warmed up 0.00085 -> 0.0375 over 5 epochs
 // then constant, 8 frames at sampling rate 2, jitter [256, 340], crop 256.
 
+import Convert
 import Foundation
 import Train
 import Video
@@ -30,7 +31,14 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var lr = 0.0375
     public var warmupEpochs = 5.0
     public var warmupStartLR = 0.00085
+    /// After warm-up: constant, cosine or steps (PySlowFast steps_with_relative_lrs with `lrSteps`/`lrRelative`).
     public var schedule = "constant"
+    /// SOLVER.STEPS (epochs, the first 0) and SOLVER.LRS (factors of the base LR) of the steps schedule.
+    public var lrSteps: [Double] = []
+    public var lrRelative: [Double] = []
+    /// SOLVER.COSINE_END_LR and COSINE_AFTER_WARMUP of the cosine schedule (sfnet's default starts it after warm-up).
+    public var cosineEndLR = 0.0
+    public var cosineAfterWarmup = true
     public var momentum: Float = 0.9
     public var nesterov = true
     public var weightDecay: Float = 1e-4
@@ -42,6 +50,20 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var crop = 256
     public var jitterMin = 256
     public var jitterMax = 340
+    /// Draw the jitter scale as 1 / uniform(1/max, 1/min) (DATA.INV_UNIFORM_SAMPLE).
+    public var inverseUniformJitter = false
+    /// Feed the network BGR (DATA.REVERSE_INPUT_CHANNEL).
+    public var reverseChannels = false
+    /// Per-channel normalisation after /255 (DATA.MEAN / DATA.STD, RGB order).
+    public var mean: [Double] = [0.45, 0.45, 0.45]
+    public var std: [Double] = [0.225, 0.225, 0.225]
+    /// Crop of the final test views (DATA.TEST_CROP_SIZE); nil: the training crop.
+    public var testCrop: Int?
+    /// Views of the final test evaluation (TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS); nil: the validation views.
+    public var testTemporalViews: Int?
+    public var testSpatialCrops: Int?
+    /// How a video's views combine in validation and test (DATA.ENSEMBLE_METHOD); nil: max for sigmoid, mean for softmax.
+    public var ensemble: EnsembleMethod?
     /// Validation views per clip: temporal x spatial (the study: 1 x 1 during training is enough; eval uses 10 x 3).
     public var valTemporalViews = 1
     public var valSpatialCrops = 1
@@ -62,6 +84,25 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var maxEpochsThisRun: Int?
     /// Examples of test clips in the report.
     public var reportExamples = 12
+    /// Architecture from a PySlowFast config (MODEL, RESNET, SLOWFAST): built for --init scratch, checked against --weights.
+    public var architecture: ArchConfig?
+    /// Folder a Charades / Animal Kingdom frame list's paths are relative to (DATA.PATH_PREFIX).
+    public var frameRoot: String?
+    /// The PySlowFast config the run was given, the settings taken from it and the keys it ignored.
+    public var configFile: String?
+    public var fromConfig: [ConfigSetting] = []
+    public var ignoredConfigKeys: [ConfigSetting] = []
+
+    /// The LR schedule these settings give.
+    public var lrSchedule: LRSchedule {
+        let policy: LRSchedule.Policy
+        switch schedule {
+        case "cosine": policy = .cosine(endLR: cosineEndLR, afterWarmup: cosineAfterWarmup)
+        case "steps": policy = .steps(boundaries: lrSteps, relativeLRs: lrRelative)
+        default: policy = .constant
+        }
+        return LRSchedule(baseLR: lr, warmupEpochs: warmupEpochs, warmupStartLR: warmupStartLR, maxEpochs: Double(epochs), policy: policy)
+    }
 
     public init(train: String, out: String) {
         self.train = train
@@ -84,7 +125,12 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if jitterMin < crop || jitterMax < jitterMin { p.append("--jitter MIN MAX needs crop <= MIN <= MAX") }
         if threads < 1 || workers < 1 { p.append("--threads and --workers must be >= 1") }
         if cacheViews < 1 { p.append("--cache-views must be >= 1") }
-        if !["constant", "cosine"].contains(schedule) { p.append("--schedule must be constant or cosine") }
+        if !["constant", "cosine", "steps"].contains(schedule) { p.append("--schedule must be constant, cosine or steps") }
+        if schedule == "steps" && (lrSteps.isEmpty || lrSteps.count != lrRelative.count) {
+            p.append("the steps schedule needs as many step epochs as relative LRs (--lr-steps E:F ...)")
+        }
+        if let c = testCrop, c < 32 || c % 32 != 0 { p.append("the test crop must be a multiple of 32") }
+        if mean.count != 3 || std.count != 3 || std.contains(where: { !($0 > 0) }) { p.append("mean and std take 3 values each, std > 0") }
         return p
     }
 }

@@ -104,10 +104,10 @@ public final class FinetuneRun {
                 notes.append("skipped \(d.name), which does not read back (\(d.reason)); the epochs after \(resumed.state.epoch) run again")
             }
         } else if o.initKind == .scratch {
-            arch = try Self.architecture(o.arch)
+            arch = try o.architecture ?? Self.architecture(o.arch)
             arch.numClasses = classes.count
             tensors = freshWeights(for: arch, seed: o.seed)
-            startDescription = "scratch (\(o.arch), PySlowFast init, seed \(o.seed))"
+            startDescription = "scratch (\(o.architecture == nil ? o.arch : "the config's architecture"), PySlowFast init, seed \(o.seed))"
             notes.append("started from scratch: \(arch.summary) with PySlowFast's init (seed \(o.seed))")
         } else {
             let w = try NativeWeights.load(o.weights!)
@@ -119,12 +119,23 @@ public final class FinetuneRun {
             }
             arch = w.arch
             tensors = w.tensors
+            if let wanted = o.architecture {
+                let diff = Self.structuralDifferences(wanted, arch)
+                guard diff.isEmpty else {
+                    throw FinetuneError("\(o.configFile ?? "the config") describes another network than \(o.weights!): " + diff.joined(separator: "; "),
+                                        hint: "start from weights converted for that architecture, or --init scratch")
+                }
+            }
             startDescription = w.path
             if arch.numClasses != classes.count || (w.classes != nil && w.classes! != classes.names) {
                 replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
                 notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
                 arch.numClasses = classes.count
             }
+        }
+        if let wanted = o.architecture?.numClasses, wanted != classes.count {
+            throw FinetuneError("MODEL.NUM_CLASSES is \(wanted) in \(o.configFile ?? "the config") but the data set has \(classes.count) classes",
+                                hint: "set MODEL.NUM_CLASSES to the class list's length, or pass the class list the config was written for (--classes)")
         }
         // Poisoned start weights (NaN/Inf) would poison every step and checkpoint: refuse them by name.
         let poisoned = tensors.nonFiniteNames
@@ -154,8 +165,7 @@ public final class FinetuneRun {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
         }
         let itersPerEpoch = (train.samples.count + o.batch - 1) / o.batch
-        let schedule = LRSchedule(baseLR: o.lr, warmupEpochs: o.warmupEpochs, warmupStartLR: o.warmupStartLR, maxEpochs: Double(o.epochs),
-                                  policy: o.schedule == "cosine" ? .cosine(endLR: 0, afterWarmup: true) : .constant)
+        let schedule = o.lrSchedule
         let sgdConfig = SGDConfig(momentum: o.momentum, nesterov: o.nesterov, weightDecay: WeightDecayPolicy(weightDecay: o.weightDecay),
                                   clipGradNorm: o.clipGradNorm)
         let config = TrainConfig(epochs: o.epochs, batchSize: o.batch, itersPerEpoch: itersPerEpoch, loss: o.loss, sgd: sgdConfig,
@@ -189,11 +199,15 @@ public final class FinetuneRun {
         for n in notes { onEvent(.note(n)) }
         record.settings = settings(arch: arch, start: startDescription, train: train, val: val, test: test, itersPerEpoch: itersPerEpoch)
 
-        let clip = Scoring.clipConfig(arch: arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
+        var clip = Scoring.clipConfig(arch: arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
                                       temporalViews: o.valTemporalViews, spatialCrops: o.valSpatialCrops)
+        clip.mean = o.mean
+        clip.std = o.std
+        clip.reverseChannels = o.reverseChannels
         var trainClip = clip
         trainClip.jitterMin = o.jitterMin
         trainClip.jitterMax = o.jitterMax
+        trainClip.inverseUniformJitter = o.inverseUniformJitter
         let runURL = URL(fileURLWithPath: o.out)
         let bestPath = runURL.appendingPathComponent("best.safetensors").path
         var lastCheckpoint = existing?.path ?? ""
@@ -364,9 +378,13 @@ public final class FinetuneRun {
         // Final evaluation of the best weights on the test set.
         if state.epoch >= o.epochs, let test, !test.samples.isEmpty, fm.fileExists(atPath: bestPath) {
             let best = try NativeWeights.load(bestPath)
-            let eval = try evaluate(try SlowFastModel(config: best.arch, weights: best.tensors), test,
-                                    clip: Scoring.clipConfig(arch: best.arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
-                                                             temporalViews: o.valTemporalViews, spatialCrops: o.valSpatialCrops),
+            var testClip = Scoring.clipConfig(arch: best.arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.testCrop ?? o.crop,
+                                              temporalViews: o.testTemporalViews ?? o.valTemporalViews,
+                                              spatialCrops: o.testSpatialCrops ?? o.valSpatialCrops)
+            testClip.mean = o.mean
+            testClip.std = o.std
+            testClip.reverseChannels = o.reverseChannels
+            let eval = try evaluate(try SlowFastModel(config: best.arch, weights: best.tensors), test, clip: testClip,
                                     progress: { self.onEvent(.validating(done: $0, total: $1)) })
             record.evaluation = eval.record(split: "test")
             record.examples = eval.examples(dataset: test, classes: classes.names, count: o.reportExamples)
@@ -386,7 +404,27 @@ public final class FinetuneRun {
 
     func evaluate(_ model: SlowFastModel, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         try Evaluation.run(model: model, dataset: data, clip: clip, batch: options.batch, workers: options.workers,
-                           onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, progress: progress)
+                           onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, ensemble: options.ensemble, progress: progress)
+    }
+
+    /// The fields that decide a network's parameters, where two configs differ ("fusion_kernel: 7 vs 5").
+    static func structuralDifferences(_ a: ArchConfig, _ b: ArchConfig) -> [String] {
+        var d: [String] = []
+        func check<T: Equatable>(_ name: String, _ x: T, _ y: T) { if x != y { d.append("\(name): config \(x), weights \(y)") } }
+        check("model", a.model.rawValue, b.model.rawValue)
+        check("stage_depths", a.stageDepths, b.stageDepths)
+        check("width_per_group", a.widthPerGroup, b.widthPerGroup)
+        check("num_groups", a.numGroups, b.numGroups)
+        check("temporal_kernels", a.temporalKernels, b.temporalKernels)
+        check("spatial_strides", a.spatialStrides, b.spatialStrides)
+        check("stride_1x1", a.stride1x1, b.stride1x1)
+        if a.model == .slowfast && b.model == .slowfast {
+            check("alpha", a.alpha, b.alpha)
+            check("beta_inv", a.betaInv, b.betaInv)
+            check("fusion_conv_channel_ratio", a.fusionConvChannelRatio, b.fusionConvChannelRatio)
+            check("fusion_kernel", a.fusionKernel, b.fusionKernel)
+        }
+        return d
     }
 
     func settings(arch: ArchConfig, start: String, train: VideoDataset, val: VideoDataset?, test: VideoDataset?, itersPerEpoch: Int) -> [RunRecord.Setting] {
@@ -396,12 +434,27 @@ public final class FinetuneRun {
             .init("data", "train \(train.samples.count) clips\(val.map { ", val \($0.samples.count)" } ?? "")\(test.map { ", test \($0.samples.count)" } ?? ""), \(train.classes.count) classes"),
             .init("epochs x iterations", "\(o.epochs) x \(itersPerEpoch) (batch \(o.batch))"),
             .init("optimizer", "SGD momentum \(o.momentum)\(o.nesterov ? " nesterov" : ""), weight decay \(o.weightDecay) (none on BN and biases)\(o.clipGradNorm.map { ", clip \($0)" } ?? "")"),
-            .init("learning rate", "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"),
+            .init("learning rate", "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"
+                  + (o.schedule == "steps" ? " " + zip(o.lrSteps, o.lrRelative).map { "\($0):\($1)" }.joined(separator: " ") : "")
+                  + (o.schedule == "cosine" ? " to \(o.cosineEndLR)\(o.cosineAfterWarmup ? " after warm-up" : " from epoch 0")" : "")),
             .init("loss", o.loss == .bce ? "sigmoid + binary cross-entropy" : "softmax cross-entropy"),
-            .init("clips", "\(o.frames) frames at sampling rate \(o.samplingRate), crop \(o.crop), jitter [\(o.jitterMin), \(o.jitterMax)], flip, PCA lighting"),
+            .init("clips", "\(o.frames) frames at sampling rate \(o.samplingRate), crop \(o.crop), jitter [\(o.jitterMin), \(o.jitterMax)]"
+                  + "\(o.inverseUniformJitter ? " inverse-uniform" : ""), flip, PCA lighting, mean \(o.mean) std \(o.std)\(o.reverseChannels ? ", BGR" : "")"),
+            .init("test views", "\(o.testTemporalViews ?? o.valTemporalViews) x \(o.testSpatialCrops ?? o.valSpatialCrops) at crop \(o.testCrop ?? o.crop), "
+                  + "ensemble \((o.ensemble ?? .byHead(multiLabel: o.loss == .bce)).rawValue)"),
             .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
-        ]
+        ] + configSettings()
+    }
+
+    /// The config file, each setting taken from it ("config DATA.NUM_FRAMES" = "8 (line 12) -> frames"),
+    /// and the keys it ignored with the reason.
+    func configSettings() -> [RunRecord.Setting] {
+        let o = options
+        guard let file = o.configFile else { return [] }
+        return [.init("config", file)]
+            + o.fromConfig.map { .init("config \($0.key)", "\($0.value) (line \($0.line)) -> \($0.setting)") }
+            + o.ignoredConfigKeys.map { .init("config \($0.key) (ignored)", "\($0.value) (line \($0.line)): \($0.setting)") }
     }
 
     func writeReports(_ r: RunRecord, to dir: URL) throws {

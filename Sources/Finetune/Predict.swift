@@ -36,7 +36,7 @@ public enum Predictor {
         let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: samplingRate, crop: arch.trainCrop,
                                       temporalViews: temporalViews, spatialCrops: spatialCrops)
         let s = try Scoring.score(model: model, dataset: dataset, config: clip, batch: max(1, min(8, temporalViews * spatialCrops)),
-                                  workers: workers, onBadVideo: .skip, ensembleMax: arch.headActivation == .sigmoid)
+                                  workers: workers, onBadVideo: .skip, ensemble: .byHead(multiLabel: arch.headActivation == .sigmoid))
         var out: [VideoPrediction] = []
         for (i, path) in videos.enumerated() {
             if let k = s.samples.firstIndex(of: i) {

@@ -1,7 +1,8 @@
 // Scores of whole videos: every test view of each video through the eval network,
 // the head's activation (sigmoid for multi-label, softmax for single-label) per view,
-// ensembled per video by max (multi-label) or mean (single-label), as PySlowFast's
-// multi-view testing does. Shared by validation, `sfnet eval` and `sfnet predict`.
+// ensembled per video by max (multi-label) or mean (single-label) unless a method is named
+// (PySlowFast's DATA.ENSEMBLE_METHOD: sum or max, TestMeter in slowfast/utils/meters.py).
+// Shared by validation, `sfnet eval` and `sfnet predict`.
 
 import Convert
 import Foundation
@@ -16,9 +17,33 @@ public struct VideoScores {
     public var classes: Int
     public var skipped: [VideoError]
     public var views: Int
+    /// How each video's views were combined (the scores are sums with `.sum`).
+    public var ensemble: EnsembleMethod
     public var seconds: Double
 
     public func row(_ k: Int) -> ArraySlice<Float> { scores[k * classes ..< (k + 1) * classes] }
+}
+
+/// How the views of one video combine (after the head's activation, per class).
+public enum EnsembleMethod: String, Codable, Sendable, CaseIterable {
+    /// The views' sum, as-is (PySlowFast ENSEMBLE_METHOD sum; ranks as `mean`).
+    case sum
+    /// The elementwise maximum (PySlowFast ENSEMBLE_METHOD max).
+    case max
+    /// The sum divided by the number of views (sfnet's default for softmax heads).
+    case mean
+
+    /// sfnet's default: max for sigmoid (multi-label) heads, mean for softmax heads.
+    public static func byHead(multiLabel: Bool) -> EnsembleMethod { multiLabel ? .max : .mean }
+
+    /// Combines `views` rows (each `classes` long, in view order) into one.
+    public func combine(_ views: [[Float]]) -> [Float] {
+        guard var acc = views.first else { return [] }
+        for v in views.dropFirst() {
+            for c in acc.indices { acc[c] = self == .max ? Swift.max(acc[c], v[c]) : acc[c] + v[c] }
+        }
+        return self == .mean ? acc.map { $0 / Float(views.count) } : acc
+    }
 }
 
 public enum Scoring {
@@ -45,13 +70,13 @@ public enum Scoring {
     }
 
     public static func score(model: SlowFastModel, dataset: VideoDataset, config: ClipConfig, batch: Int, workers: Int,
-                             onBadVideo: BadVideoPolicy, ensembleMax: Bool,
+                             onBadVideo: BadVideoPolicy, ensemble: EnsembleMethod,
                              progress: ((Int, Int) -> Void)? = nil) throws -> VideoScores {
         let start = Date()
         let k = model.config.numClasses
         let loader = try ClipLoader(dataset: dataset, config: config,
                                     options: LoaderOptions(batchSize: batch, workers: workers, training: false, seed: 0, onBadVideo: onBadVideo))
-        var perSample: [Int: [Float]] = [:]
+        var perSample: [Int: [[Float]]] = [:]
         var order: [Int] = []
         var skipped: [VideoError] = []
         var done = 0
@@ -62,13 +87,9 @@ public enum Scoring {
             let probs = out.probabilities
             for (j, s) in b.sampleIndices.enumerated() {
                 let row = Array(UnsafeBufferPointer(start: probs.pointer + j * k, count: k))
-                if var acc = perSample[s] {
-                    for c in 0 ..< k { acc[c] = ensembleMax ? max(acc[c], row[c]) : acc[c] + row[c] }
-                    perSample[s] = acc
-                } else {
-                    perSample[s] = row
-                    order.append(s)
-                }
+                if perSample[s] == nil { order.append(s) }
+                // Each video's view rows are kept and combined at the end.
+                perSample[s, default: []].append(row)
             }
             done += b.count
             progress?(done, loader.items.count)
@@ -78,10 +99,9 @@ public enum Scoring {
         var scores: [Float] = []
         scores.reserveCapacity(order.count * k)
         for s in order {
-            let acc = perSample[s]!
-            scores += ensembleMax ? acc : acc.map { $0 / Float(views) }
+            scores += ensemble.combine(perSample[s]!)
         }
-        return VideoScores(scores: scores, samples: order, classes: k, skipped: skipped, views: views,
+        return VideoScores(scores: scores, samples: order, classes: k, skipped: skipped, views: views, ensemble: ensemble,
                            seconds: Date().timeIntervalSince(start))
     }
 }

@@ -38,6 +38,9 @@ public struct ClipConfig: Codable, Sendable, Equatable {
     /// Per-channel (RGB) normalisation after /255.
     public var mean: [Double] = [0.45, 0.45, 0.45]
     public var std: [Double] = [0.225, 0.225, 0.225]
+    /// Hand the network BGR planes (PySlowFast DATA.REVERSE_INPUT_CHANNEL): channels reversed after
+    /// normalisation, which (like lighting) is applied in RGB order.
+    public var reverseChannels = false
     public var resize = ResizeMethod.swscale
     /// Test-time views: temporal positions x spatial crops (1 or 3).
     public var testTemporalViews = 10

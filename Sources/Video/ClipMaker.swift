@@ -135,6 +135,10 @@ public struct ClipMaker: Sendable {
                 }
             }
         }
+        if c.reverseChannels {
+            // RGB -> BGR after normalisation (PySlowFast: frames[[2, 1, 0]] after tensor_normalize).
+            for k in 0..<(t * plane) { fast.swapAt(k, 2 * t * plane + k) }
+        }
         let positions = ClipSampling.slowPositions(fastFrames: t, alpha: c.alpha, rule: c.slowRule)
         var slow = [Float](unsafeUninitializedCapacity: 3 * positions.count * plane) { _, n in n = 3 * positions.count * plane }
         for ch in 0..<3 {

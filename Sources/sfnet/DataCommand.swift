@@ -111,12 +111,12 @@ struct ExperimentCommand: ParsableCommand {
               --starts scratch,k400=k400.safetensors,imagenet=in1k_inflated.safetensors --per-class 10,100 --out runs/study
         """)
 
-    @Option(help: "Training manifest (the pool subsets are drawn from).") var train: String
+    @Option(help: "Training manifest, the pool subsets are drawn from (default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
     @Option(help: "Validation manifest.") var val: String?
     @Option(help: "Test manifest.") var test: String
     @Option(help: "Comma-separated starts: scratch and NAME=WEIGHTS.") var starts: String
     @Option(name: .customLong("per-class"), help: "Comma-separated training clips per class.") var perClass: String
-    @Option(help: "Architecture preset for the scratch start.") var arch = "slowfast-r50-8x8"
+    @Option(help: "Architecture preset for the scratch start (default slowfast-r50-8x8, or the --config's).") var arch: String?
     @Option(help: "Experiment directory.") var out: String
     @Flag(name: .customLong("skip-verify"), help: "Accept start weights without a passing verification record.") var skipVerify = false
     @OptionGroup var recipe: RecipeOptions
@@ -125,9 +125,15 @@ struct ExperimentCommand: ParsableCommand {
         let parsedStarts = try starts.split(separator: ",").map { try ExperimentStart(parsing: String($0)) }
         let sizes = perClass.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard sizes.count == perClass.split(separator: ",").count else { throw ValidationError("--per-class takes comma-separated integers") }
-        var o = FinetuneOptions(train: train, out: out)
-        o.val = val; o.test = test; o.arch = arch; o.skipVerify = skipVerify
-        recipe.apply(to: &o)
+        var o = FinetuneOptions(train: "", out: out)
+        o.skipVerify = skipVerify
+        var sources = try recipe.resolve(into: &o, commandLine: arch == nil ? [] : ["arch"])
+        if let arch { o.arch = arch; o.architecture = nil }
+        if let train { o.train = train; sources.set("train", "command line") }
+        if let val { o.val = val; sources.set("val", "command line") }
+        o.test = test; sources.set("test", "command line")
+        if recipe.printConfig { Terminal.write(o.printedConfig(sources: sources)); return }
+        guard !o.train.isEmpty else { throw ValidationError("--train is required (or a --config with DATA.PATH_TO_DATA_DIR)") }
         var consoles: [String: FinetuneConsole] = [:]
         let r = try Experiment.run(base: o, starts: parsedStarts, perClass: sizes) { name, e in
             let c = consoles[name] ?? FinetuneConsole(epochs: o.epochs, prefix: "[\(name)] ")

@@ -14,15 +14,23 @@ struct EvalCommand: ParsableCommand {
         abstract: "mAP, per-class AP, top-1/top-5 and the confusion matrix of weights on a labelled data set.",
         discussion: """
         mAP is the unweighted mean over classes with at least one positive of scikit-learn's
-        average_precision_score. Each video is scored over SxT views (spatial crops x temporal clips),
-        ensembled by max (sigmoid heads) or mean (softmax heads).
+        average_precision_score. Each video is scored over SxT views (spatial crops x temporal clips), each
+        view through the head's activation, combined by --ensemble: max (default for sigmoid heads), mean
+        (default for softmax heads) or sum (PySlowFast's ENSEMBLE_METHOD sum: the --scores file then holds the
+        views' sums; sum and mean rank alike, so mAP and top-k agree).
+        With a PySlowFast --config: views TEST.NUM_SPATIAL_CROPS x TEST.NUM_ENSEMBLE_VIEWS, DATA.ENSEMBLE_METHOD,
+        DATA.NUM_FRAMES, SAMPLING_RATE, TEST_CROP_SIZE, MEAN/STD, REVERSE_INPUT_CHANNEL and, without --data,
+        DATA.PATH_TO_DATA_DIR/val.csv (PySlowFast's Charades test list); options given here override it.
         Examples:
           sfnet eval --weights runs/k400/best.safetensors --data data/test.csv
-          sfnet eval --weights runs/k400/best.safetensors --data data/test.csv --views 3x10 --json
+          sfnet eval --weights runs/k400/best.safetensors --data data/test.csv --views 3x10 --ensemble sum --json
+          sfnet eval --weights runs/ak/best.safetensors --config configs/AK/SLOWFAST_8x8_R50.yaml
         """)
 
     @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
-    @Option(help: "Manifest (CSV) of labelled videos.") var data: String
+    @Option(help: "Manifest (CSV) of labelled videos (default with --config: DATA.PATH_TO_DATA_DIR/val.csv).") var data: String?
+    @Option(help: "PySlowFast YAML config: test views, ensemble, frames, crop, normalisation; options given here override it.") var config: String?
+    @Option(help: "How a video's views combine: sum, max or mean (default: max for sigmoid heads, mean for softmax).") var ensemble: EnsembleMethod?
     @Option(help: "Class list (default: classes.txt beside the manifest, else the weights' class names).") var classes: String?
     @OptionGroup var scoring: ScoringOptions
     @Option(help: "Clips per forward pass.") var batch = 8
@@ -34,10 +42,23 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         if let scores { try AtomicFile.refuseExisting(scores, overwrite: force) }
         Threading.setThreads(scoring.threads)
+        // The config's test settings (if any), then the options given here.
+        var c = FinetuneOptions(train: "", out: "")
+        var fromConfig = Set<String>()
+        if let config {
+            var src = SettingSources()
+            try PySlowFastConfig.load(config).apply(to: &c, sources: &src)
+            fromConfig = Set(src.origin.filter { $0.value.hasPrefix("file ") }.map(\.key))
+        }
+        guard let data = data ?? (config != nil && !c.train.isEmpty ? c.val : nil) else {
+            throw ValidationError("--data is required (or a --config with DATA.PATH_TO_DATA_DIR)")
+        }
+        let views = scoring.views ?? (config != nil ? Views(spatial: c.testSpatialCrops ?? 3, temporal: c.testTemporalViews ?? 10) : Views(spatial: 1, temporal: 1))
         let w = try NativeWeights.load(weights)
         var arch = w.arch
-        if let frames = scoring.frames { arch.numFrames = frames }
-        if let crop = scoring.crop { arch.trainCrop = crop }
+        if let frames = scoring.frames ?? (fromConfig.contains("frames") ? c.frames : nil) { arch.numFrames = frames }
+        let testCrop = scoring.crop ?? (fromConfig.contains("test-crop") ? c.testCrop : nil)
+        let samplingRate = scoring.samplingRate ?? (config != nil ? c.samplingRate : 2)
         let list: ClassList
         let beside = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("classes.txt").path
         if let classes { list = try ClassList.load(classes) }
@@ -48,11 +69,13 @@ struct EvalCommand: ParsableCommand {
             throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
         }
         let ds = try Manifest.loadCSV(data, classes: list)
-        let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: scoring.samplingRate, crop: arch.trainCrop,
-                                      temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial)
+        var clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: samplingRate, crop: testCrop ?? arch.trainCrop,
+                                      temporalViews: views.temporal, spatialCrops: views.spatial)
+        if config != nil { clip.mean = c.mean; clip.std = c.std; clip.reverseChannels = c.reverseChannels }
         let bar = Terminal.Progress("scoring")
         let e = try Evaluation.run(model: try SlowFastModel(config: arch, weights: w.tensors), dataset: ds, clip: clip, batch: batch,
-                                   workers: scoring.workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid, progress: bar.update)
+                                   workers: scoring.workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid,
+                                   ensemble: ensemble ?? (fromConfig.contains("ensemble") ? c.ensemble : nil), progress: bar.update)
         bar.finish()
         let ev = e.evaluation
         if let scores {
@@ -70,7 +93,8 @@ struct EvalCommand: ParsableCommand {
             func num(_ d: Double?) -> JSONValue { d.map { $0.isFinite ? .double($0) : .null } ?? .null }
             let j: JSONValue = .object([
                 ("weights", .string(weights)), ("data", .string(data)), ("clips", .int(ev.clips)),
-                ("skipped", .array(e.scores.skipped.map { .string("\($0)") })), ("views", .string("\(scoring.views.spatial)x\(scoring.views.temporal)")),
+                ("skipped", .array(e.scores.skipped.map { .string("\($0)") })), ("views", .string("\(views.spatial)x\(views.temporal)")),
+                ("ensemble", .string(e.scores.ensemble.rawValue)),
                 ("map", num(ev.meanAP.mAP)), ("top1", .double(ev.top1)), ("top5", .double(ev.top5)),
                 ("per_class_ap", .object(zip(list.names, ev.meanAP.perClass).map { ($0, num($1)) })),
                 ("confusion", ev.confusion.map { .array($0.map { .array($0.map { .int($0) }) }) } ?? .null),
@@ -79,7 +103,7 @@ struct EvalCommand: ParsableCommand {
             Terminal.write(j.serialized + "\n")
             return
         }
-        var out = "eval \(weights) on \(data): \(ev.clips) clips, \(scoring.views.spatial)x\(scoring.views.temporal) views, \(String(format: "%.1f", e.scores.seconds)) s\n"
+        var out = "eval \(weights) on \(data): \(ev.clips) clips, \(views.spatial)x\(views.temporal) views (\(e.scores.ensemble.rawValue)), \(String(format: "%.1f", e.scores.seconds)) s\n"
         for s in e.scores.skipped { out += "  skipped: \(s)\n" }
         out += "  mAP    \(ev.meanAP.mAP.map { String(format: "%.2f%%", $0 * 100) } ?? "n/a (no class has a positive clip)")\n"
         out += String(format: "  top-1  %.2f%%\n  top-5  %.2f%%\n  per-class AP:\n", ev.top1 * 100, ev.top5 * 100)
@@ -125,8 +149,8 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         if let csv { try AtomicFile.refuseExisting(csv, overwrite: force) }
-        let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: scoring.frames, samplingRate: scoring.samplingRate,
-                                      crop: scoring.crop, temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial,
+        let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: scoring.frames, samplingRate: scoring.samplingRate ?? 2,
+                                      crop: scoring.crop, temporalViews: scoring.views?.temporal ?? 1, spatialCrops: scoring.views?.spatial ?? 1,
                                       threads: scoring.threads, workers: scoring.workers,
                                       classNames: try classes.map { try ClassList.load($0).names })
         var out = ""
@@ -148,9 +172,9 @@ struct PredictCommand: ParsableCommand {
 
 /// How `eval` and `predict` score a video: the views, the clip and the threads.
 struct ScoringOptions: ParsableArguments {
-    @Option(help: "Views SxT: spatial crops x temporal clips.") var views = Views(spatial: 1, temporal: 1)
+    @Option(help: "Views SxT: spatial crops x temporal clips (default 1x1, or the --config's test views).") var views: Views?
     @Option(help: "Frames per clip (default: the weights' num_frames).") var frames: Int?
-    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
+    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline (default 2).") var samplingRate: Int?
     @Option(help: "Crop (default: the weights' train_crop).") var crop: Int?
     @Option(help: "Compute threads.") var threads = 2
     @Option(help: "Video loading threads.") var workers = 1

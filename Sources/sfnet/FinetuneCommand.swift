@@ -23,15 +23,19 @@ struct FinetuneCommand: ParsableCommand {
           sfnet finetune --init scratch --arch slowfast-r50-8x8 --train train.csv --val val.csv --out runs/scratch --epochs 40
           sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/head --freeze 's*' --lr 0.1
           sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/k400 --resume
+          sfnet finetune --config configs/AK/SLOWFAST_8x8_R50.yaml --weights k400.safetensors --out runs/ak --epochs 5
+          sfnet finetune --config configs/AK/SLOWFAST_8x8_R50.yaml --init scratch --print-config
+        A PySlowFast --config supplies the architecture and the recipe (README "sfnet finetune --config" lists the
+        keys used, ignored and refused); options given on the command line override it.
         """)
 
     @Option(help: "Start weights (native, from `sfnet convert`).") var weights: String?
     @Option(name: .customLong("init"), help: "weights (from --weights) or scratch (fresh --arch).") var initKind = InitKind.weights
-    @Option(help: "Architecture preset for --init scratch.") var arch = "slowfast-r50-8x8"
-    @Option(help: "Training manifest (CSV).") var train: String
+    @Option(help: "Architecture preset (or sfnet.arch JSON) for --init scratch (default slowfast-r50-8x8, or the --config's).") var arch: String?
+    @Option(help: "Training manifest (CSV; default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
     @Option(help: "Validation manifest (CSV); val mAP per epoch picks best.safetensors.") var val: String?
     @Option(help: "Test manifest (CSV): the best weights are evaluated on it at the end.") var test: String?
-    @Option(help: "Run directory.") var out: String
+    @Option(help: "Run directory.") var out: String?
     @Flag(help: "Continue the run in --out from its last complete checkpoint.") var resume = false
     @Flag(name: .customLong("skip-verify"), help: "Accept weights without a passing verification record (recorded in the run).") var skipVerify = false
     @Option(name: .customLong("stop-after"), help: .hidden) var stopAfter: Int?
@@ -40,13 +44,27 @@ struct FinetuneCommand: ParsableCommand {
     func validate() throws {
         if initKind == .weights && weights == nil { throw ValidationError("--weights is required (or --init scratch)") }
         if initKind == .scratch && weights != nil { throw ValidationError("--init scratch takes no --weights") }
+        if out == nil && !recipe.printConfig { throw ValidationError("--out is required") }
+    }
+
+    /// The effective options and where each came from.
+    func options() throws -> (FinetuneOptions, SettingSources) {
+        var o = FinetuneOptions(train: "", out: out ?? "")
+        o.weights = weights; o.initKind = initKind; o.resume = resume; o.skipVerify = skipVerify; o.maxEpochsThisRun = stopAfter
+        var given = ["init"] + (weights == nil ? [] : ["weights"])
+        if let arch { o.arch = arch; o.architecture = nil; given.append("arch") }
+        var sources = try recipe.resolve(into: &o, commandLine: given)
+        if let arch { o.arch = arch; o.architecture = nil }
+        if let train { o.train = train; sources.set("train", "command line") }
+        if let val { o.val = val; sources.set("val", "command line") }
+        if let test { o.test = test; sources.set("test", "command line") }
+        return (o, sources)
     }
 
     func run() throws {
-        var o = FinetuneOptions(train: train, out: out)
-        o.weights = weights; o.initKind = initKind; o.arch = arch; o.val = val; o.test = test
-        o.resume = resume; o.skipVerify = skipVerify; o.maxEpochsThisRun = stopAfter
-        recipe.apply(to: &o)
+        let (o, sources) = try options()
+        if recipe.printConfig { Terminal.write(o.printedConfig(sources: sources)); return }
+        guard !o.train.isEmpty else { throw ValidationError("--train is required (or a --config with DATA.PATH_TO_DATA_DIR)") }
         let console = FinetuneConsole(epochs: o.epochs)
         let s = try FinetuneRun(o, onEvent: console.handle).run()
         var text = ""

@@ -24,48 +24,107 @@ struct Views: ExpressibleByArgument {
     var defaultValueDescription: String { "\(spatial)x\(temporal)" }
 }
 
+extension EnsembleMethod: ExpressibleByArgument {}
+
+/// `--lr-steps 0:1 41:0.1 49:0.01`: epoch where each relative LR starts, and the factor.
+struct LRStep: ExpressibleByArgument {
+    var epoch: Double
+    var factor: Double
+    init?(argument: String) {
+        let p = argument.split(separator: ":").compactMap { Double($0) }
+        guard p.count == 2, p[0] >= 0, p[1] >= 0 else { return nil }
+        (epoch, factor) = (p[0], p[1])
+    }
+}
+
+/// The recipe: the study's values unless a PySlowFast --config sets them, and the command line over both.
+/// Options are optional so that only those given on the command line override the config.
 struct RecipeOptions: ParsableArguments {
     @Option(help: "Recipe whose values are the defaults below (only 'study': the paper's fine-tuning recipe).")
     var recipe = "study"
-    @Option(help: "Epochs.") var epochs = 20
-    @Option(help: "Clips per batch.") var batch = 8
-    @Option(help: "Base learning rate (after warm-up).") var lr = 0.0375
-    @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up length in epochs (per iteration).") var warmupEpochs = 5.0
-    @Option(name: .customLong("warmup-start-lr"), help: "Learning rate at the start of warm-up.") var warmupStartLR = 0.00085
-    @Option(help: "After warm-up: constant or cosine (to 0 at the last epoch).") var schedule = "constant"
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
-    @Flag(name: .customLong("no-nesterov"), help: "Plain momentum instead of Nesterov.") var noNesterov = false
-    @Option(name: .customLong("weight-decay"), help: "L2 weight decay (none on BN parameters and biases).") var weightDecay: Float = 1e-4
+    @Option(help: "PySlowFast YAML config (e.g. AK's configs/AK/SLOWFAST_8x8_R50.yaml): architecture and recipe; the options given here override it.")
+    var config: String?
+    @Flag(name: .customLong("print-config"), help: "Print the effective settings and where each came from (default / PySlowFast default / file KEY / command line), then exit.")
+    var printConfig = false
+    @Option(help: "Epochs (default 20).") var epochs: Int?
+    @Option(help: "Clips per batch (default 8).") var batch: Int?
+    @Option(help: "Base learning rate after warm-up (default 0.0375).") var lr: Double?
+    @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up length in epochs, per iteration (default 5).") var warmupEpochs: Double?
+    @Option(name: .customLong("warmup-start-lr"), help: "Learning rate at the start of warm-up (default 0.00085).") var warmupStartLR: Double?
+    @Option(help: "After warm-up: constant (default), cosine (to 0 at the last epoch) or steps (--lr-steps).") var schedule: String?
+    @Option(name: .customLong("lr-steps"), parsing: .upToNextOption, help: "Steps schedule: EPOCH:FACTOR ... (the first at epoch 0), e.g. 0:1 41:0.1.")
+    var lrSteps: [LRStep] = []
+    @Option(help: "SGD momentum (default 0.9).") var momentum: Float?
+    @Flag(inversion: .prefixedNo, help: "Nesterov momentum (default on).") var nesterov: Bool?
+    @Option(name: .customLong("weight-decay"), help: "L2 weight decay, none on BN parameters and biases (default 1e-4).") var weightDecay: Float?
     @Option(name: .customLong("clip-grad"), help: "Clip the global gradient norm to this value.") var clipGrad: Float?
-    @Option(help: "Dropout before the head.") var dropout = 0.5
-    @Option(help: "bce (sigmoid, multi-label; the study) or ce (softmax, single-label).") var loss = LossKind.bce
-    @Option(help: "Frames per clip (fast pathway; the slow one gets frames/alpha).") var frames = 8
-    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline.") var samplingRate = 2
-    @Option(help: "Training crop (and the network's train_crop); a multiple of 32.") var crop = 256
-    @Option(parsing: .upToNextOption, help: "Short-side scale jitter MIN MAX.") var jitter: [Int] = [256, 340]
-    @Option(name: .customLong("val-views"), help: "Validation views SxT (spatial x temporal).") var valViews = Views(spatial: 1, temporal: 1)
+    @Option(help: "Dropout before the head (default 0.5).") var dropout: Double?
+    @Option(help: "bce (sigmoid, multi-label; the study; default) or ce (softmax, single-label).") var loss: LossKind?
+    @Option(help: "Frames per clip: fast pathway; the slow one gets frames/alpha (default 8).") var frames: Int?
+    @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline (default 2).") var samplingRate: Int?
+    @Option(help: "Training crop (and the network's train_crop); a multiple of 32 (default 256).") var crop: Int?
+    @Option(parsing: .upToNextOption, help: "Short-side scale jitter MIN MAX (default 256 340).") var jitter: [Int] = []
+    @Flag(inversion: .prefixedNo, help: "Draw the jitter scale inverse-uniformly (PySlowFast INV_UNIFORM_SAMPLE; default off).") var inverseUniformJitter: Bool?
+    @Flag(inversion: .prefixedNo, help: "Feed the network BGR (PySlowFast REVERSE_INPUT_CHANNEL; default off).") var bgr: Bool?
+    @Option(name: .customLong("val-views"), help: "Validation views SxT, spatial x temporal (default 1x1).") var valViews: Views?
+    @Option(name: .customLong("test-views"), help: "Views of the final test evaluation SxT (default: the validation views).") var testViews: Views?
+    @Option(name: .customLong("test-crop"), help: "Crop of the final test views (default: the training crop).") var testCrop: Int?
+    @Option(help: "How a video's views combine: sum, max or mean (default: max for sigmoid heads, mean for softmax).") var ensemble: EnsembleMethod?
     @Option(help: "Parameters to keep fixed (glob on canonical names; repeatable), e.g. --freeze 's*' trains the head only.")
     var freeze: [String] = []
     @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed (with the backbone frozen too, the head trains on cached features).") var freezeBNStats = false
     @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
-    @Option(help: "Compute threads.") var threads = 2
-    @Option(help: "Video loading threads (run beside the compute).") var workers = 1
-    @Option(help: "Seed for initialisation, sampling, augmentation and dropout.") var seed: UInt64 = 0
+    @Option(help: "Compute threads (default 2).") var threads: Int?
+    @Option(help: "Video loading threads, run beside the compute (default 1).") var workers: Int?
+    @Option(help: "Seed for initialisation, sampling, augmentation and dropout (default 0).") var seed: UInt64?
     @Option(name: .customLong("on-bad-video"), help: "skip (report and leave out) or fail.") var onBadVideo = BadVideoPolicy.skip
     @Option(help: "Class list file (default: classes.txt beside the train manifest).") var classes: String?
 
     func validate() throws {
         guard recipe == "study" else { throw ValidationError("--recipe: only 'study' is defined") }
-        guard jitter.count == 2 else { throw ValidationError("--jitter takes two values: MIN MAX") }
+        guard jitter.isEmpty || jitter.count == 2 else { throw ValidationError("--jitter takes two values: MIN MAX") }
     }
 
-    func apply(to o: inout FinetuneOptions) {
-        o.epochs = epochs; o.batch = batch; o.lr = lr; o.warmupEpochs = warmupEpochs; o.warmupStartLR = warmupStartLR
-        o.schedule = schedule; o.momentum = momentum; o.nesterov = !noNesterov; o.weightDecay = weightDecay; o.clipGradNorm = clipGrad
-        o.dropout = dropout; o.loss = loss; o.frames = frames; o.samplingRate = samplingRate; o.crop = crop
-        o.jitterMin = jitter[0]; o.jitterMax = jitter[1]; o.valSpatialCrops = valViews.spatial; o.valTemporalViews = valViews.temporal
-        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.threads = threads; o.workers = workers; o.seed = seed
-        o.onBadVideo = onBadVideo; o.classes = classes
+    /// The config (if any) into `o`, then the options given here over it; returns where each setting came from.
+    func resolve(into o: inout FinetuneOptions, commandLine given: [String] = []) throws -> SettingSources {
+        var src = SettingSources()
+        if let config { try PySlowFastConfig.load(config).apply(to: &o, sources: &src) }
+        for g in given { src.set(g, "command line") }
+        func take<T>(_ v: T?, _ name: String, _ set: (T) -> Void) { if let v { set(v); src.set(name, "command line") } }
+        take(epochs, "epochs") { o.epochs = $0 }
+        take(batch, "batch") { o.batch = $0 }
+        take(lr, "lr") { o.lr = $0 }
+        take(warmupEpochs, "warmup-epochs") { o.warmupEpochs = $0 }
+        take(warmupStartLR, "warmup-start-lr") { o.warmupStartLR = $0 }
+        take(schedule, "schedule") { o.schedule = $0 }
+        if !lrSteps.isEmpty { o.lrSteps = lrSteps.map(\.epoch); o.lrRelative = lrSteps.map(\.factor); src.set("lr-steps", "command line") }
+        take(momentum, "momentum") { o.momentum = $0 }
+        take(nesterov, "nesterov") { o.nesterov = $0 }
+        take(weightDecay, "weight-decay") { o.weightDecay = $0 }
+        o.clipGradNorm = clipGrad
+        take(dropout, "dropout") { o.dropout = $0 }
+        take(loss, "loss") { o.loss = $0 }
+        take(frames, "frames") { o.frames = $0 }
+        take(samplingRate, "sampling-rate") { o.samplingRate = $0 }
+        take(crop, "crop") { o.crop = $0 }
+        if jitter.count == 2 { (o.jitterMin, o.jitterMax) = (jitter[0], jitter[1]); src.set("jitter", "command line") }
+        take(inverseUniformJitter, "inverse-uniform-jitter") { o.inverseUniformJitter = $0 }
+        take(bgr, "bgr") { o.reverseChannels = $0 }
+        take(valViews, "val-views") { o.valSpatialCrops = $0.spatial; o.valTemporalViews = $0.temporal }
+        take(testViews, "test-views") { o.testSpatialCrops = $0.spatial; o.testTemporalViews = $0.temporal }
+        take(testCrop, "test-crop") { o.testCrop = $0 }
+        take(ensemble, "ensemble") { o.ensemble = $0 }
+        take(threads, "threads") { o.threads = $0 }
+        take(workers, "workers") { o.workers = $0 }
+        take(seed, "seed") { o.seed = $0 }
+        take(classes, "classes") { o.classes = $0 }
+        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
+        // The architecture from the config follows the recipe's frames, crop, dropout and loss.
+        if var a = o.architecture {
+            a.numFrames = o.frames; a.trainCrop = o.crop; a.dropout = o.dropout; a.headActivation = o.loss == .bce ? .sigmoid : .softmax
+            o.architecture = a
+        }
+        return src
     }
 }
 
