@@ -22,8 +22,13 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var train: String
     public var val: String?
     public var test: String?
-    /// Class list file; default: `classes.txt` beside the train manifest, else the manifest's labels.
+    /// Class list file (one name per line, or an .xlsx such as Animal Kingdom's df_action.xlsx); default:
+    /// `classes.txt` beside the train manifest, else the manifest's labels.
     public var classes: String?
+    /// Folder the frame lists' frame paths are relative to (PySlowFast's PATH_PREFIX); default: each list's folder.
+    public var frameRoot: String?
+    /// The .xlsx class list's column, by its header (default: Spreadsheet.classNames' choice).
+    public var classColumn: String?
     public var out: String
     public var epochs = 20
     public var batch = 8

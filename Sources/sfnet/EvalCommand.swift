@@ -19,11 +19,14 @@ struct EvalCommand: ParsableCommand {
         Examples:
           sfnet eval --weights runs/k400/best.safetensors --data data/test.csv
           sfnet eval --weights runs/k400/best.safetensors --data data/test.csv --views 3x10 --json
+          sfnet eval --weights runs/ak/best.safetensors --data AK/annotation/val.csv --frame-root AK/dataset/image --views 3x10
         """)
 
     @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
-    @Option(help: "Manifest (CSV) of labelled videos.") var data: String
-    @Option(help: "Class list (default: classes.txt beside the manifest, else the weights' class names).") var classes: String?
+    @Option(help: "Labelled data: CSV manifest or Charades / Animal Kingdom frame list.") var data: String
+    @Option(name: .customLong("frame-root"), help: "Folder a frame list's frame paths are relative to (default: the list's folder).") var frameRoot: String?
+    @Option(help: "Class list, one name per line or an .xlsx (default: classes.txt beside the data, else the weights' class names).") var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header.") var classColumn: String?
     @OptionGroup var scoring: ScoringOptions
     @Option(help: "Clips per forward pass.") var batch = 8
     @Flag(help: "Print JSON.") var json = false
@@ -40,14 +43,15 @@ struct EvalCommand: ParsableCommand {
         if let crop = scoring.crop { arch.trainCrop = crop }
         let list: ClassList
         let beside = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("classes.txt").path
-        if let classes { list = try ClassList.load(classes) }
+        if let classes { list = try ClassList.load(classes, column: classColumn) }
         else if FileManager.default.fileExists(atPath: beside) { list = try ClassList.load(beside) }
         else if let names = w.classes { list = try ClassList(names: names) }
         else { throw InputError(description: "\(data): no class list (pass --classes, or put classes.txt beside the manifest)") }
         if let names = w.classes, names != list.names {
             throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
         }
-        let ds = try Manifest.loadCSV(data, classes: list)
+        try Manifest.checkFrameRoot(frameRoot, for: [data])
+        let ds = try Manifest.load(data, frameRoot: frameRoot, classes: list)
         let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: scoring.samplingRate, crop: arch.trainCrop,
                                       temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial)
         let bar = Terminal.Progress("scoring")
@@ -114,7 +118,8 @@ struct PredictCommand: ParsableCommand {
     @Argument(help: "Videos (MP4, MKV, AVI, WebM) or folders of frames.") var videos: [String]
     @Option(name: .customLong("top-k"), help: "Classes per video.") var topK = 3
     @Option(help: "Also write the predictions as CSV here.") var csv: String?
-    @Option(help: "Class names, one per line in class id order (overrides names the weights carry).") var classes: String?
+    @Option(help: "Class names, one per line in class id order, or an .xlsx (overrides names the weights carry).") var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header.") var classColumn: String?
     @Flag(help: "Replace an existing --csv file.") var force = false
     @OptionGroup var scoring: ScoringOptions
 
@@ -128,7 +133,7 @@ struct PredictCommand: ParsableCommand {
         let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: scoring.frames, samplingRate: scoring.samplingRate,
                                       crop: scoring.crop, temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial,
                                       threads: scoring.threads, workers: scoring.workers,
-                                      classNames: try classes.map { try ClassList.load($0).names })
+                                      classNames: try classes.map { try ClassList.load($0, column: classColumn).names })
         var out = ""
         var rows = ["video,rank,label,score"]
         for p in preds {

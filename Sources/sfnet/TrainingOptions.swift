@@ -52,7 +52,12 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Video loading threads (run beside the compute).") var workers = 1
     @Option(help: "Seed for initialisation, sampling, augmentation and dropout.") var seed: UInt64 = 0
     @Option(name: .customLong("on-bad-video"), help: "skip (report and leave out) or fail.") var onBadVideo = BadVideoPolicy.skip
-    @Option(help: "Class list file (default: classes.txt beside the train manifest).") var classes: String?
+    @Option(help: "Class list: one name per line, or an .xlsx such as Animal Kingdom's df_action.xlsx (default: classes.txt beside the train manifest).")
+    var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header (default: a header like action/name, else the first text column).")
+    var classColumn: String?
+    @Option(name: .customLong("frame-root"), help: "Folder the frame lists' frame paths are relative to (PySlowFast's PATH_PREFIX; default: each list's folder).")
+    var frameRoot: String?
 
     func validate() throws {
         guard recipe == "study" else { throw ValidationError("--recipe: only 'study' is defined") }
@@ -65,7 +70,7 @@ struct RecipeOptions: ParsableArguments {
         o.dropout = dropout; o.loss = loss; o.frames = frames; o.samplingRate = samplingRate; o.crop = crop
         o.jitterMin = jitter[0]; o.jitterMax = jitter[1]; o.valSpatialCrops = valViews.spatial; o.valTemporalViews = valViews.temporal
         o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.threads = threads; o.workers = workers; o.seed = seed
-        o.onBadVideo = onBadVideo; o.classes = classes
+        o.onBadVideo = onBadVideo; o.classes = classes; o.classColumn = classColumn; o.frameRoot = frameRoot
     }
 }
 
