@@ -180,6 +180,12 @@ private class XMLReaderBase: NSObject, XMLParserDelegate {
         parser.abortParsing()
     }
 
+    // The element callbacks live here so that they are the protocol's witnesses (on Linux XMLParser calls
+    // its delegate through the protocol, and a subclass's own methods would never be called); readers override.
+    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {}
+    func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {}
+    func parser(_ parser: XMLParser, foundCharacters s: String) {}
+
     func parser(_ parser: XMLParser, foundInternalEntityDeclarationWithName name: String, value: String?) { stop(parser, "declares entity '\(name)'; entities are refused") }
     func parser(_ parser: XMLParser, foundExternalEntityDeclarationWithName name: String, publicID: String?, systemID: String?) { stop(parser, "declares external entity '\(name)'; entities are refused") }
     func parser(_ parser: XMLParser, foundUnparsedEntityDeclarationWithName name: String, publicID: String?, systemID: String?, notationName: String?) { stop(parser, "declares entity '\(name)'; entities are refused") }
@@ -195,7 +201,7 @@ private final class XMLScan: XMLReaderBase {
         try run(data)
     }
 
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+    override func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
         if elements.count >= 100_000 { return stop(parser, "more than 100000 elements (element limit)") }
         elements.append((name, attributes))
     }
@@ -214,7 +220,7 @@ private final class SharedStrings: XMLReaderBase {
         try run(data)
     }
 
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+    override func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
         switch name {
         case "si":
             if strings.count >= limits.maxSharedStrings { return stop(parser, "more than \(limits.maxSharedStrings) shared strings (shared-string limit)") }
@@ -225,7 +231,7 @@ private final class SharedStrings: XMLReaderBase {
         }
     }
 
-    func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+    override func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
         switch name {
         case "si": strings.append(current ?? ""); current = nil
         case "t": inText = false
@@ -234,7 +240,7 @@ private final class SharedStrings: XMLReaderBase {
         }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters s: String) {
+    override func parser(_ parser: XMLParser, foundCharacters s: String) {
         guard inText, current != nil else { return }
         current! += s
         chars += s.count
@@ -262,7 +268,7 @@ private final class SheetReader: XMLReaderBase {
         try run(data)
     }
 
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+    override func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
         switch name {
         case "row":
             if rows.count >= limits.maxRows { return stop(parser, "more than \(limits.maxRows) rows (row limit)") }
@@ -288,7 +294,7 @@ private final class SheetReader: XMLReaderBase {
         }
     }
 
-    func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+    override func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
         switch name {
         case "v", "t": inValue = false
         case "c":
@@ -305,7 +311,7 @@ private final class SheetReader: XMLReaderBase {
         }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters s: String) {
+    override func parser(_ parser: XMLParser, foundCharacters s: String) {
         guard inValue, value != nil else { return }
         value! += s
         chars += s.count
