@@ -36,6 +36,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         if let scores { try AtomicFile.refuseExisting(scores, overwrite: force) }
+        try Manifest.checkFrameRoot(frameRoot, for: [data])
         Threading.setThreads(scoring.threads)
         let w = try NativeWeights.load(weights)
         var arch = w.arch
@@ -50,7 +51,6 @@ struct EvalCommand: ParsableCommand {
         if let names = w.classes, names != list.names {
             throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
         }
-        try Manifest.checkFrameRoot(frameRoot, for: [data])
         let ds = try Manifest.load(data, frameRoot: frameRoot, classes: list)
         let clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: scoring.samplingRate, crop: arch.trainCrop,
                                       temporalViews: scoring.views.temporal, spatialCrops: scoring.views.spatial)
@@ -84,7 +84,10 @@ struct EvalCommand: ParsableCommand {
             return
         }
         var out = "eval \(weights) on \(data): \(ev.clips) clips, \(scoring.views.spatial)x\(scoring.views.temporal) views, \(String(format: "%.1f", e.scores.seconds)) s\n"
-        for s in e.scores.skipped { out += "  skipped: \(s)\n" }
+        // One line per distinct problem (each of a clip's views that failed is recorded).
+        var counts: [String: Int] = [:], order: [String] = []
+        for s in e.scores.skipped { if counts[s.description] == nil { order.append(s.description) }; counts[s.description, default: 0] += 1 }
+        for s in order { out += "  skipped: \(s)" + (counts[s]! > 1 ? " (\(counts[s]!) views)" : "") + "\n" }
         out += "  mAP    \(ev.meanAP.mAP.map { String(format: "%.2f%%", $0 * 100) } ?? "n/a (no class has a positive clip)")\n"
         out += String(format: "  top-1  %.2f%%\n  top-5  %.2f%%\n  per-class AP:\n", ev.top1 * 100, ev.top5 * 100)
         let w0 = max(12, list.names.map(\.count).max() ?? 0)
