@@ -79,6 +79,21 @@ final class AnimalKingdomCLITests: XCTestCase {
         XCTAssertTrue(px.stdout.contains("Keeping still"), px.stdout)
     }
 
+    func testExperimentTakesAnAnimalKingdomFrameList() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("exp")
+        let r = try CLI.run(["experiment", "--train", CLI.fixture("ak/annotation/train.csv"), "--test", CLI.fixture("ak/annotation/val.csv"),
+                             "--frame-root", CLI.fixture("ak/dataset/image"), "--classes", CLI.fixture("ak/annotation/df_action.xlsx"),
+                             "--starts", "scratch", "--arch", FinetuneCLITests.arch, "--per-class", "1", "--out", out.path, "--epochs", "1"] + Self.recipe)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("1/class"), r.stdout)
+        // The subset is itself a frame list (paths relative to the same frame root).
+        let subset = try String(contentsOf: out.appendingPathComponent("data-1/train.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(subset.first, "original_vido_id video_id frame_id path labels")
+        XCTAssertEqual(subset.count, 1 + 3 * 16)
+    }
+
     func testAFrameListWithoutItsFrameRootNamesTheClipAndFrame() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
