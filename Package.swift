@@ -63,7 +63,7 @@ let package = Package(
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
         // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
-        .target(name: "Video", dependencies: ["CFFmpeg", "Convert", .product(name: "CSV", package: "CSV.swift")]),
+        .target(name: "Video", dependencies: ["CFFmpeg", "Convert", "Formats", .product(name: "CSV", package: "CSV.swift")]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
         .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the jobs users came for: finetune (the loop, checkpoints, resume), eval, predict, experiment.

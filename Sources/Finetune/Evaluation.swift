@@ -21,7 +21,13 @@ public struct Evaluation {
         }
         let s = try Scoring.score(model: model, dataset: dataset, config: clip, batch: batch, workers: workers, onBadVideo: onBadVideo,
                                   ensemble: ensemble ?? .byHead(multiLabel: multiLabel), progress: progress)
-        guard !s.samples.isEmpty else { throw FinetuneError("no clip of the data set could be read (\(s.skipped.count) skipped)") }
+        guard !s.samples.isEmpty else {
+            // Each unreadable view is recorded; name each distinct problem once (a few of them).
+            var seen = Set<String>(), reasons: [String] = []
+            for e in s.skipped where seen.insert(e.description).inserted { reasons.append(e.description) }
+            let shown = reasons.prefix(5).map { "\n  " + $0 }.joined() + (reasons.count > 5 ? "\n  ... and \(reasons.count - 5) more" : "")
+            throw FinetuneError("no clip of the data set could be read (\(dataset.samples.count) clips skipped):" + shown)
+        }
         let labels = s.samples.map { dataset.samples[$0].labels }
         let ev = try Metrics.evaluate(scores: s.scores, labels: labels, classes: s.classes)
         return Evaluation(scores: s, labels: labels, evaluation: ev)

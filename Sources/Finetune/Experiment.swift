@@ -42,7 +42,11 @@ public enum Experiment {
         let root = URL(fileURLWithPath: base.out)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let classes = try FinetuneRun.classList(base)
-        let full = try Manifest.loadCSV(base.train, classes: classes)
+        try Manifest.checkFrameRoot(base.frameRoot, for: [base.train] + [base.val, base.test].compactMap { $0 })
+        let full = try Manifest.load(base.train, frameRoot: base.frameRoot, classes: classes)
+        // A frame list's subsets keep its rows' paths: they resolve against the pool's frame root.
+        let isFrameList = full.samples.contains { $0.listRows != nil }
+        let frameRoot = base.frameRoot ?? (isFrameList ? URL(fileURLWithPath: base.train).deletingLastPathComponent().path : nil)
         var cells: [ReportHTML.GridCell] = []
         for n in perClass.sorted() {
             // The same subset for every start: drawn once per size with the run's seed.
@@ -50,12 +54,13 @@ public enum Experiment {
             let dir = root.appendingPathComponent("data-\(n)").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let csv = dir + "/train.csv"
-            try Manifest.writeCSV(subset.train, to: csv)
+            try Manifest.write(subset.train, to: csv)
             try classes.write(to: dir + "/classes.txt")
             for s in starts {
                 var o = base
                 o.train = csv
                 o.classes = dir + "/classes.txt"
+                o.frameRoot = frameRoot
                 o.weights = s.weights
                 o.initKind = s.weights == nil ? .scratch : .weights
                 let name = "\(s.name)-\(n)"

@@ -23,8 +23,14 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var train: String
     public var val: String?
     public var test: String?
-    /// Class list file; default: `classes.txt` beside the train manifest, else the manifest's labels.
+    /// Class list file (one name per line, or an .xlsx such as Animal Kingdom's df_action.xlsx); default:
+    /// `classes.txt` beside the train manifest, else the manifest's labels.
     public var classes: String?
+    /// Folder the frame lists' frame paths are relative to (PySlowFast's PATH_PREFIX, from --frame-root or a
+    /// --config's DATA.PATH_PREFIX); default: each list's folder.
+    public var frameRoot: String?
+    /// The .xlsx class list's column, by its header (default: Spreadsheet.classNames' choice).
+    public var classColumn: String?
     public var out: String
     public var epochs = 20
     public var batch = 8
@@ -86,8 +92,6 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var reportExamples = 12
     /// Architecture from a PySlowFast config (MODEL, RESNET, SLOWFAST): built for --init scratch, checked against --weights.
     public var architecture: ArchConfig?
-    /// Folder a Charades / Animal Kingdom frame list's paths are relative to (DATA.PATH_PREFIX).
-    public var frameRoot: String?
     /// The PySlowFast config the run was given, the settings taken from it and the keys it ignored.
     public var configFile: String?
     public var fromConfig: [ConfigSetting] = []

@@ -45,10 +45,10 @@ public final class FinetuneRun {
 
     /// The class list: --classes, else classes.txt beside the train manifest, else the manifest's own labels.
     static func classList(_ o: FinetuneOptions) throws -> ClassList {
-        if let c = o.classes { return try ClassList.load(c) }
+        if let c = o.classes { return try ClassList.load(c, column: o.classColumn) }
         let beside = URL(fileURLWithPath: o.train).deletingLastPathComponent().appendingPathComponent("classes.txt").path
         if FileManager.default.fileExists(atPath: beside) { return try ClassList.load(beside) }
-        return try Manifest.loadCSV(o.train).classes
+        return try Manifest.load(o.train, frameRoot: o.frameRoot).classes
     }
 
     /// A preset name, or a JSON file in the `sfnet.arch` format.
@@ -82,9 +82,10 @@ public final class FinetuneRun {
 
         // Data.
         let classes = try Self.classList(o)
-        let train = try Manifest.loadCSV(o.train, classes: classes)
-        let val = try o.val.map { try Manifest.loadCSV($0, classes: classes) }
-        let test = try o.test.map { try Manifest.loadCSV($0, classes: classes) }
+        try Manifest.checkFrameRoot(o.frameRoot, for: [o.train] + [o.val, o.test].compactMap { $0 })
+        let train = try Manifest.load(o.train, frameRoot: o.frameRoot, classes: classes)
+        let val = try o.val.map { try Manifest.load($0, frameRoot: o.frameRoot, classes: classes) }
+        let test = try o.test.map { try Manifest.load($0, frameRoot: o.frameRoot, classes: classes) }
         guard !train.samples.isEmpty else { throw FinetuneError("\(o.train) lists no clips") }
 
         // Start weights and architecture.

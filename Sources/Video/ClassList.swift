@@ -1,5 +1,7 @@
 // A class list file: one class name per line, in id order (the first name is class 0). Blank lines and
 // lines starting with '#' are skipped; LF, CRLF or CR line ends, an optional UTF-8 BOM (TextRecords).
+// Or an .xlsx spreadsheet (Animal Kingdom's df_action.xlsx), told by its content (zip magic), read by
+// Spreadsheet.classNames.
 
 import Foundation
 
@@ -21,7 +23,9 @@ public struct ClassList: Sendable, Equatable {
 
     public func id(of name: String) -> Int? { ids[name] }
 
-    public static func load(_ path: String, limits: TextLimits = .default) throws -> ClassList {
+    /// A class list file or an .xlsx (detected by content); `column` picks the .xlsx column by its header.
+    public static func load(_ path: String, column: String? = nil, limits: TextLimits = .default) throws -> ClassList {
+        if Spreadsheet.looksLikeXLSX(path) { return try ClassList(names: Spreadsheet.classNames(path, column: column)) }
         var names: [String] = []
         var seen: [String: Int] = [:]
         for record in try TextRecords.read(path, mode: .lines, limits: limits) {

@@ -145,7 +145,7 @@ public final class ClipLoader {
             let result: Result<Clip, VideoError>
             do {
                 let source = try sample.open(limits: options.limits, folderFPS: maker.config.folderFPS)
-                result = .success(try maker.make(from: source, view: views[v], rng: &rng))
+                result = .success(try maker.make(from: source, view: views[v], rng: &rng, frameList: sample.frames != nil))
             } catch let error as VideoError {
                 result = .failure(error)
             } catch {

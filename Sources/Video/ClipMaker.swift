@@ -1,5 +1,5 @@
 // One video -> one clip tensor, PySlowFast's Kinetics pipeline in its order: temporal sampling on the
-// 30 fps timeline, short-side scale (jitter when training), crop (random / 3 uniform positions),
+// 30 fps timeline (frame lists: its Charades rule on the listed frames), short-side scale (jitter when training), crop (random / 3 uniform positions),
 // horizontal flip, /255, PCA lighting (slowfast/datasets/transform.py lighting_jitter), mean/std
 // normalisation; RGB, channels first: [3, T, crop, crop] for the fast pathway and
 // [3, T/alpha, crop, crop] for the slow one.
@@ -37,13 +37,20 @@ public struct ClipMaker: Sendable {
 
     public init(config: ClipConfig) { self.config = config }
 
-    /// The clip for `view` of `source`, drawing its random choices from `rng`.
-    public func make(from source: FrameSource, view: ClipView, rng: inout SplitMix64) throws -> Clip {
+    /// The clip for `view` of `source`, drawing its random choices from `rng`. `frameList`: the source is a
+    /// Charades / Animal Kingdom frame-list video, sampled by PySlowFast's Charades rule on its listed frames.
+    public func make(from source: FrameSource, view: ClipView, rng: inout SplitMix64, frameList: Bool = false) throws -> Clip {
         let c = config
         let info = source.info
         // Temporal position.
         let indices: [Int]
         switch view {
+        case .train where frameList:
+            indices = ClipSampling.charadesIndices(videoLength: info.frameCount, numFrames: c.numFrames, samplingRate: c.samplingRate,
+                                                   temporalIndex: -1, views: 1, uniform: rng.nextUnit())
+        case let .test(t, count, _) where frameList:
+            indices = ClipSampling.charadesIndices(videoLength: info.frameCount, numFrames: c.numFrames, samplingRate: c.samplingRate,
+                                                   temporalIndex: t, views: count)
         case .train:
             indices = ClipSampling.clipIndices(frameCount: info.frameCount, fps: info.fps, numFrames: c.numFrames,
                                                samplingRate: c.samplingRate, targetFPS: c.targetFPS, clipIndex: -1,

@@ -1,6 +1,7 @@
 // Which frames a clip takes: PySlowFast's temporal sampling (decoder.get_start_end_idx +
-// decoder.temporal_sampling) on a 30 fps timeline, and the slow pathway's subset
-// (utils.pack_pathway_output: torch.linspace(0, T-1, T // alpha).long()).
+// decoder.temporal_sampling) on a 30 fps timeline for videos and frame folders, its Charades rule
+// (datasets/charades.py get_seq_frames) on the listed frames for Charades / Animal Kingdom frame lists,
+// and the slow pathway's subset (utils.pack_pathway_output: torch.linspace(0, T-1, T // alpha).long()).
 
 import Foundation
 
@@ -49,6 +50,31 @@ public enum ClipSampling {
         let clipSize = Double(samplingRate * numFrames) / targetFPS * fps
         let (s, e) = startEnd(videoSize: frameCount, clipSize: clipSize, clipIndex: clipIndex, numClips: numClips, uniform: uniform)
         return temporalIndices(start: s, end: e, numSamples: numFrames, frameCount: frameCount)
+    }
+
+    /// PySlowFast's Charades rule (`get_seq_frames`), on the frames of a frame list in their listed order:
+    /// a clip spans `(numFrames - 1) * samplingRate + 1` listed frames, every `samplingRate`-th taken.
+    /// `temporalIndex` -1 (training): the start is `random.randint(lo, hi)` with lo..hi = 0...L-clip, or
+    /// L-clip...0 when the clip is longer than the video, the draw made explicit as `uniform` in [0, 1)
+    /// (start = lo + floor(uniform * (hi - lo + 1))). Otherwise test view `temporalIndex` of `views`:
+    /// start = round(gap * index) with gap = max(L - clip, 0) / (views - 1), Python's round (half to even);
+    /// with one view PySlowFast divides by zero, sfnet takes the middle (round(max(L - clip, 0) / 2)).
+    /// Indices are clamped to 0...L-1. (`utils.get_random_sampling_rate` returns SAMPLING_RATE unless
+    /// multigrid's LONG_CYCLE_SAMPLING_RATE is set, which sfnet does not implement.)
+    public static func charadesIndices(videoLength: Int, numFrames: Int, samplingRate: Int, temporalIndex: Int,
+                                       views: Int, uniform: Double = 0) -> [Int] {
+        let clipLength = (numFrames - 1) * samplingRate + 1
+        let start: Int
+        if temporalIndex == -1 {
+            let (lo, hi) = clipLength > videoLength ? (videoLength - clipLength, 0) : (0, videoLength - clipLength)
+            start = lo + min(Int((uniform * Double(hi - lo + 1)).rounded(.down)), hi - lo)
+        } else if views > 1 {
+            let gap = Double(max(videoLength - clipLength, 0)) / Double(views - 1)
+            start = Int((gap * Double(temporalIndex)).rounded(.toNearestOrEven))
+        } else {
+            start = Int((Double(max(videoLength - clipLength, 0)) / 2).rounded(.toNearestOrEven))
+        }
+        return (0..<numFrames).map { max(min(start + $0 * samplingRate, videoLength - 1), 0) }
     }
 
     /// Positions (0..<T) of the slow pathway's frames within the fast pathway's T.

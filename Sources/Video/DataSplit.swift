@@ -75,22 +75,35 @@ public enum DataSplit {
             val += items[nTrain..<(nTrain + nVal)]
             test += items[(nTrain + nVal)..<(nTrain + nVal + nTest)]
         }
+        if dataset.samples.contains(where: { $0.listRows != nil }) {
+            // A frame list keeps its videos in the input's order (PySlowFast reads lists top to bottom).
+            let position = Dictionary(dataset.samples.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { a, _ in a })
+            train.sort { position[$0.path]! < position[$1.path]! }
+            val.sort { position[$0.path]! < position[$1.path]! }
+            test.sort { position[$0.path]! < position[$1.path]! }
+        }
         return SplitResult(train: VideoDataset(samples: train, classes: classes), val: VideoDataset(samples: val, classes: classes),
                            test: VideoDataset(samples: test, classes: classes), shortfalls: shortfalls)
     }
 
-    /// Writes train.csv, val.csv, test.csv and classes.txt into `folder`; returns their paths.
+    /// Writes train.csv, val.csv, test.csv and classes.txt into `folder`; returns their paths. A split of a
+    /// frame list is written as frame lists (FrameList.write: the chosen videos' rows in their original
+    /// order, paths as the input gave them, relative to the same frame root); else CSV manifests.
     @discardableResult
     public static func write(_ result: SplitResult, to folder: String) throws -> (train: String, val: String, test: String, classes: String) {
+        let frameList = [result.train, result.val, result.test].contains { $0.samples.contains { $0.listRows != nil } }
+        func put(_ d: VideoDataset, _ path: String) throws {
+            if frameList { try FrameList.write(d, to: path) } else { try Manifest.writeCSV(d, to: path) }
+        }
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw DatasetError.writeFailed(path: folder, reason: error.localizedDescription)
         }
         let f = URL(fileURLWithPath: folder)
         let paths = (f.appendingPathComponent("train.csv").path, f.appendingPathComponent("val.csv").path,
                      f.appendingPathComponent("test.csv").path, f.appendingPathComponent("classes.txt").path)
-        try Manifest.writeCSV(result.train, to: paths.0)
-        try Manifest.writeCSV(result.val, to: paths.1)
-        try Manifest.writeCSV(result.test, to: paths.2)
+        try put(result.train, paths.0)
+        try put(result.val, paths.1)
+        try put(result.test, paths.2)
         try result.train.classes.write(to: paths.3)
         return paths
     }

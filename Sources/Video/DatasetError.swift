@@ -10,6 +10,8 @@ public enum DatasetError: Error, LocalizedError, CustomStringConvertible, Equata
     case unknownClass(path: String, line: Int, name: String, known: Int)
     case invalidRequest(String)
     case writeFailed(path: String, reason: String)
+    /// An .xlsx class list: the zip entry (or "first sheet") and the cell where known.
+    case badSpreadsheet(path: String, entry: String?, cell: String?, reason: String)
 
     public var description: String {
         switch self {
@@ -18,8 +20,10 @@ public enum DatasetError: Error, LocalizedError, CustomStringConvertible, Equata
         case let .empty(path, what): return "\(path): no \(what)"
         case let .unknownClass(path, line, name, known):
             return "\(path):\(line): unknown class '\(name)' (the class list has \(known) classes; names are case-sensitive, or give 0-based ids)"
-        case let .invalidRequest(reason): return "invalid split request: \(reason)"
+        case let .invalidRequest(reason): return "invalid request: \(reason)"
         case let .writeFailed(path, reason): return "\(path): cannot write: \(reason)"
+        case let .badSpreadsheet(path, entry, cell, reason):
+            return "\(path)" + (entry.map { ": \($0)" } ?? "") + (cell.map { ": cell \($0)" } ?? "") + ": \(reason)"
         }
     }
 

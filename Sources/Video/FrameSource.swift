@@ -55,7 +55,7 @@ public final class FrameFolder: FrameSource {
             throw VideoError.tooLarge(path: name, what: "frame count", value: files.count, limit: limits.maxFrames)
         }
         guard fps > 0, fps.isFinite else { throw VideoError.invalidStream(path: name, reason: "frame rate \(fps)") }
-        let first = try VideoDecoder(path: files[0], limits: limits, assumedFPS: fps)
+        let first = try Self.decoder(files[0], clip: name, frame: 0, limits: limits, fps: fps)
         info = VideoInfo(width: first.info.width, height: first.info.height, frameCount: files.count, fps: fps,
                          codec: first.info.codec)
     }
@@ -68,10 +68,31 @@ public final class FrameFolder: FrameSource {
         return try indices.map { i in
             let k = min(max(i, 0), files.count - 1)
             if let f = cache[k] { return f }
-            let decoder = try VideoDecoder(path: files[k], limits: limits, assumedFPS: info.fps)
-            guard let f = try decoder.frames(at: [0], width: w, height: h).first else { throw VideoError.noFrames(path: files[k]) }
+            let decoder = try Self.decoder(files[k], clip: path, frame: k, limits: limits, fps: info.fps)
+            let f: RGBFrame
+            do {
+                guard let first = try decoder.frames(at: [0], width: w, height: h).first else {
+                    throw VideoError.badFrame(clip: path, frame: k, file: files[k], reason: "no decodable image in the file (truncated?)")
+                }
+                f = first
+            } catch let e as VideoError {
+                if case .badFrame = e { throw e }
+                if case .tooLarge = e { throw e }
+                throw VideoError.badFrame(clip: path, frame: k, file: files[k], reason: "\(e)")
+            }
             cache[k] = f
             return f
+        }
+    }
+
+    /// Opens one frame file; a missing file or one that is not an image names the clip and the frame.
+    private static func decoder(_ file: String, clip: String, frame: Int, limits: VideoLimits, fps: Double) throws -> VideoDecoder {
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw VideoError.badFrame(clip: clip, frame: frame, file: file, reason: "missing (frame paths are relative to the frame root, --frame-root)")
+        }
+        do { return try VideoDecoder(path: file, limits: limits, assumedFPS: fps) } catch let e as VideoError {
+            if case .tooLarge = e { throw e }
+            throw VideoError.badFrame(clip: clip, frame: frame, file: file, reason: "not a readable image: \(e)")
         }
     }
 }

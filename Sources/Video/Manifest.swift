@@ -17,9 +17,11 @@ public struct VideoSample: Sendable, Equatable {
     public var labels: [Int]
     /// Animals in the clip, when the annotations say (the split's single-animal filter reads it).
     public var animals: Int?
+    /// The frame list's rows of this video as written (frame lists only), so a split writes them back.
+    public var listRows: [FrameListRow]?
 
-    public init(path: String, frames: [String]? = nil, labels: [Int], animals: Int? = nil) {
-        self.path = path; self.frames = frames; self.labels = labels; self.animals = animals
+    public init(path: String, frames: [String]? = nil, labels: [Int], animals: Int? = nil, listRows: [FrameListRow]? = nil) {
+        self.path = path; self.frames = frames; self.labels = labels; self.animals = animals; self.listRows = listRows
     }
 
     /// The frames of this sample.
@@ -46,6 +48,58 @@ public struct VideoDataset: Sendable, Equatable {
 public enum Manifest {
     /// Most rows a manifest or frame list may have (TextLimits.maxRows).
     public static var maxRows: Int { TextLimits.default.maxRows }
+
+    /// Any data set file: a Charades / Animal Kingdom frame list (its first non-blank line starts with
+    /// `original_vido_id`; frame paths relative to `frameRoot`, default the list's folder, as PySlowFast's
+    /// PATH_PREFIX) or else a CSV manifest (paths relative to its own folder; `frameRoot` does not apply).
+    /// Every command that takes a data set calls this.
+    public static func load(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil,
+                            limits: TextLimits = .default) throws -> VideoDataset {
+        if try isFrameList(path) { return try FrameList.load(path, frameRoot: frameRoot, classes: classes, limits: limits) }
+        return try loadCSV(path, classes: classes, limits: limits)
+    }
+
+    /// Refuses a `--frame-root` that no data set would use (all of `paths` are CSV manifests).
+    public static func checkFrameRoot(_ frameRoot: String?, for paths: [String]) throws {
+        guard let frameRoot else { return }
+        if try !paths.contains(where: { try isFrameList($0) }) {
+            throw DatasetError.invalidRequest("--frame-root \(frameRoot) is for frame lists, and \(paths.joined(separator: ", ")) "
+                + (paths.count == 1 ? "is a CSV manifest" : "are CSV manifests")
+                + " (paths relative to the manifest's folder; a frame list starts with the header '\(FrameList.header)')")
+        }
+    }
+
+    /// Whether `path` is a frame list: its first line that is not blank (after a UTF-8 BOM) starts with
+    /// `original_vido_id`, as PySlowFast's `load_image_lists` asserts. Reads at most the first 64 KiB.
+    public static func isFrameList(_ path: String) throws -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            var isDir: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+            throw DatasetError.unreadable(path: path, reason: exists ? (isDir.boolValue ? "is a directory" : "permission denied") : "no such file")
+        }
+        defer { try? handle.close() }
+        var head = [UInt8]((try? handle.read(upToCount: 65_536)) ?? Data())
+        if head.starts(with: [0xEF, 0xBB, 0xBF]) { head.removeFirst(3) }
+        let blanks: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0D]
+        guard let first = head.firstIndex(where: { !blanks.contains($0) }) else { return false }
+        return head[first...].starts(with: Array("original_vido_id".utf8))
+    }
+
+    /// Writes `dataset` in the form it came in: a frame list when its samples come from one (FrameList.write),
+    /// else a CSV manifest.
+    public static func write(_ dataset: VideoDataset, to path: String) throws {
+        if !dataset.samples.isEmpty && dataset.samples.allSatisfy({ $0.listRows != nil }) {
+            try FrameList.write(dataset, to: path)
+        } else {
+            try writeCSV(dataset, to: path)
+        }
+    }
+
+    /// Reads a Charades / Animal Kingdom frame list (FrameList.load).
+    public static func loadFrameList(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil,
+                                     limits: TextLimits = .default) throws -> VideoDataset {
+        try FrameList.load(path, frameRoot: frameRoot, classes: classes, limits: limits)
+    }
 
     /// Reads a CSV manifest. Labels that are names need `classes`; without it, all-numeric labels are
     /// ids (classes named by their id) and names form a class list in sorted order.
@@ -97,56 +151,6 @@ public enum Manifest {
                 throw DatasetError.unknownClass(path: path, line: row.line, name: label, known: list.count)
             }
             return VideoSample(path: row.path, labels: Array(Set(ids)).sorted(), animals: row.animals)
-        }
-        return VideoDataset(samples: samples, classes: list)
-    }
-
-    /// Reads a Charades / Animal Kingdom frame list; frame paths are relative to `frameRoot`
-    /// (default: the list's folder). A video's labels are the union over its frames.
-    public static func loadFrameList(_ path: String, frameRoot: String? = nil, classes: ClassList? = nil,
-                                     limits: TextLimits = .default) throws -> VideoDataset {
-        let root = URL(fileURLWithPath: frameRoot ?? URL(fileURLWithPath: path).deletingLastPathComponent().path)
-        var order: [String] = []
-        var videos: [String: (frames: [(Int, String)], labels: Set<Int>)] = [:]
-        var sawHeader = false
-        for record in try TextRecords.read(path, mode: .lines, limits: limits) {
-            let lineNo = record.line
-            let fields = record.text.split(maxSplits: limits.maxFields, whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            if fields.count > limits.maxFields {
-                throw DatasetError.badLine(path: path, line: lineNo, reason: "more than \(limits.maxFields) fields (field limit)")
-            }
-            if !sawHeader && order.isEmpty && fields[0].hasPrefix("original_vid") { sawHeader = true; continue }
-            guard fields.count == 5 || fields.count == 4 else {
-                throw DatasetError.badLine(path: path, line: lineNo,
-                                           reason: "expected 'original_vido_id video_id frame_id path labels', found \(fields.count) fields")
-            }
-            guard let frameID = Int(fields[2]) else {
-                throw DatasetError.badLine(path: path, line: lineNo, reason: "frame_id '\(fields[2])' is not an integer")
-            }
-            var labels = Set<Int>()
-            if fields.count == 5 && fields[4] != "\"\"" {
-                for l in fields[4].split(separator: ",") {
-                    guard let id = Int(l), id >= 0 else {
-                        throw DatasetError.badLine(path: path, line: lineNo, reason: "label '\(l)' is not a class id")
-                    }
-                    if let classes, id >= classes.count {
-                        throw DatasetError.badLine(path: path, line: lineNo, reason: "class id \(id) outside 0..<\(classes.count)")
-                    }
-                    labels.insert(id)
-                }
-            }
-            let key = fields[0]
-            if videos[key] == nil { order.append(key); videos[key] = ([], []) }
-            let framePath = fields[3].hasPrefix("/") ? fields[3] : root.appendingPathComponent(fields[3]).path
-            videos[key]!.frames.append((frameID, framePath))
-            videos[key]!.labels.formUnion(labels)
-        }
-        guard !order.isEmpty else { throw DatasetError.empty(path: path, what: "frames") }
-        let maxID = videos.values.flatMap(\.labels).max() ?? 0
-        let list = try classes ?? ClassList(names: (0...maxID).map(String.init))
-        let samples = order.map { key -> VideoSample in
-            let v = videos[key]!
-            return VideoSample(path: key, frames: v.frames.sorted { $0.0 < $1.0 }.map(\.1), labels: v.labels.sorted())
         }
         return VideoDataset(samples: samples, classes: list)
     }

@@ -19,6 +19,9 @@ public enum VideoError: Error, LocalizedError, CustomStringConvertible, Equatabl
     case noFrames(path: String)
     /// Encoding (synthetic data, test files) failed.
     case encodeFailed(path: String, reason: String)
+    /// One frame of a frame-list video (or frame folder) is missing, truncated or not an image: the clip
+    /// (its id or folder), the frame's 0-based position in its list, the frame file and why.
+    case badFrame(clip: String, frame: Int, file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -32,16 +35,17 @@ public enum VideoError: Error, LocalizedError, CustomStringConvertible, Equatabl
         case let .invalidStream(path, reason): return "\(path): invalid video stream: \(reason)"
         case let .noFrames(path): return "\(path): the video holds no decodable frame"
         case let .encodeFailed(path, reason): return "\(path): encoding failed: \(reason)"
+        case let .badFrame(clip, frame, file, reason): return "clip \(clip), frame \(frame) (\(file)): \(reason)"
         }
     }
 
     public var errorDescription: String? { description }
 
-    /// The file the error is about.
+    /// The file the error is about (for a bad frame, the frame's file).
     public var path: String {
         switch self {
         case let .cannotOpen(p, _), let .noVideoStream(p), let .unsupportedCodec(p, _), let .decodeFailed(p, _, _),
-             let .tooLarge(p, _, _, _), let .invalidStream(p, _), let .noFrames(p), let .encodeFailed(p, _):
+             let .tooLarge(p, _, _, _), let .invalidStream(p, _), let .noFrames(p), let .encodeFailed(p, _), let .badFrame(_, _, p, _):
             return p
         }
     }

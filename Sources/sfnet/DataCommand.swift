@@ -18,18 +18,25 @@ struct DataSplitCommand: ParsableCommand {
         commandName: "split",
         abstract: "Choose classes and sample N train / M val / K test clips per class with a seed; writes train.csv, val.csv, test.csv, classes.txt.",
         discussion: """
-        Input: a CSV manifest (path,labels[,animals]) or an Animal Kingdom / Charades frame list (--frame-list).
+        Input: a CSV manifest (path,labels[,animals]) or an Animal Kingdom / Charades frame list, told apart by the
+        frame list's header line (--manifest and --frame-list take either). A frame list is split into frame lists:
+        the chosen videos' rows in their original order, frame paths exactly as the input gave them, so they stay
+        relative to the same frame root: read the outputs back with the same --frame-root (or PySlowFast's same
+        PATH_PREFIX). Labels are written as ids in the output's classes.txt. --class-list takes a one-name-per-line
+        file or an .xlsx (Animal Kingdom's df_action.xlsx).
         Clips with more than one label (or, when the manifest says, more than one animal) are left out unless
         --keep-multi-label / --keep-multi-animal, as the study did.
         Examples:
           sfnet data split --manifest all.csv --classes walking,running,eating --train 100 --val 10 --test 10 -o data/
-          sfnet data split --frame-list ak_train.csv --frame-root frames/ --train 10 --val 10 --test 10 --seed 3 -o data10/
+          sfnet data split --frame-list ak_train.csv --frame-root frames/ --class-list df_action.xlsx --train 10 --val 10 --test 10 --seed 3 -o data10/
+          sfnet finetune --train data10/train.csv --val data10/val.csv --frame-root frames/ ...
         """)
 
-    @Option(help: "CSV manifest.") var manifest: String?
-    @Option(name: .customLong("frame-list"), help: "Animal Kingdom / Charades frame list.") var frameList: String?
-    @Option(name: .customLong("frame-root"), help: "Folder the frame list's paths are relative to.") var frameRoot: String?
-    @Option(name: .customLong("class-list"), help: "Class list file (names in id order).") var classList: String?
+    @Option(help: "Data set: CSV manifest or frame list.") var manifest: String?
+    @Option(name: .customLong("frame-list"), help: "Animal Kingdom / Charades frame list (same as --manifest).") var frameList: String?
+    @Option(name: .customLong("frame-root"), help: "Folder the frame list's paths are relative to (default: the list's folder).") var frameRoot: String?
+    @Option(name: .customLong("class-list"), help: "Class list: names in id order, one per line, or an .xlsx.") var classList: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header.") var classColumn: String?
     @Option(help: "Comma-separated classes to keep (default: all).") var classes: String?
     @Option(help: "Train clips per class.") var train: Int
     @Option(help: "Validation clips per class.") var val: Int
@@ -45,8 +52,10 @@ struct DataSplitCommand: ParsableCommand {
     }
 
     func run() throws {
-        let list = try classList.map { try ClassList.load($0) }
-        let ds = try manifest.map { try Manifest.loadCSV($0, classes: list) } ?? Manifest.loadFrameList(frameList!, frameRoot: frameRoot, classes: list)
+        let list = try classList.map { try ClassList.load($0, column: classColumn) }
+        let input = manifest ?? frameList!
+        try Manifest.checkFrameRoot(frameRoot, for: [input])
+        let ds = try Manifest.load(input, frameRoot: frameRoot, classes: list)
         let chosen = classes?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let r = try DataSplit.split(ds, SplitRequest(classes: chosen, train: train, val: val, test: test, seed: seed,
                                                      singleLabel: !keepMultiLabel, singleAnimal: !keepMultiAnimal))
@@ -54,6 +63,10 @@ struct DataSplitCommand: ParsableCommand {
         var out = "split \(ds.samples.count) clips (\(ds.classes.count) classes) -> \(output): train \(r.train.samples.count), val \(r.val.samples.count), test \(r.test.samples.count) (\(r.train.classes.count) classes, seed \(seed))\n"
         out += "  \(paths.train)\n  \(paths.val)\n  \(paths.test)\n  \(paths.classes)\n"
         for s in r.shortfalls { out += "  note: \(s)\n" }
+        if ds.samples.contains(where: { $0.listRows != nil }) {
+            let root = frameRoot ?? URL(fileURLWithPath: input).deletingLastPathComponent().path
+            out += "  frame lists: paths relative to \(root); read them back with --frame-root \(root)\n"
+        }
         Terminal.write(out)
     }
 }
@@ -111,9 +124,9 @@ struct ExperimentCommand: ParsableCommand {
               --starts scratch,k400=k400.safetensors,imagenet=in1k_inflated.safetensors --per-class 10,100 --out runs/study
         """)
 
-    @Option(help: "Training manifest, the pool subsets are drawn from (default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
-    @Option(help: "Validation manifest.") var val: String?
-    @Option(help: "Test manifest.") var test: String
+    @Option(help: "Training data, CSV manifest or frame list, the pool subsets are drawn from (default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
+    @Option(help: "Validation data (CSV manifest or frame list).") var val: String?
+    @Option(help: "Test data (CSV manifest or frame list).") var test: String
     @Option(help: "Comma-separated starts: scratch and NAME=WEIGHTS.") var starts: String
     @Option(name: .customLong("per-class"), help: "Comma-separated training clips per class.") var perClass: String
     @Option(help: "Architecture preset for the scratch start (default slowfast-r50-8x8, or the --config's).") var arch: String?

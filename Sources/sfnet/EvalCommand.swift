@@ -24,14 +24,17 @@ struct EvalCommand: ParsableCommand {
         Examples:
           sfnet eval --weights runs/k400/best.safetensors --data data/test.csv
           sfnet eval --weights runs/k400/best.safetensors --data data/test.csv --views 3x10 --ensemble sum --json
+          sfnet eval --weights runs/ak/best.safetensors --data AK/annotation/val.csv --frame-root AK/dataset/image --views 3x10
           sfnet eval --weights runs/ak/best.safetensors --config configs/AK/SLOWFAST_8x8_R50.yaml
         """)
 
     @Option(help: "Native weights (e.g. a run's best.safetensors).") var weights: String
-    @Option(help: "Manifest (CSV) of labelled videos (default with --config: DATA.PATH_TO_DATA_DIR/val.csv).") var data: String?
+    @Option(help: "Labelled data: CSV manifest or Charades / Animal Kingdom frame list (default with --config: DATA.PATH_TO_DATA_DIR/val.csv).") var data: String?
+    @Option(name: .customLong("frame-root"), help: "Folder a frame list's frame paths are relative to (default: the --config's DATA.PATH_PREFIX, else the list's folder).") var frameRoot: String?
     @Option(help: "PySlowFast YAML config: test views, ensemble, frames, crop, normalisation; options given here override it.") var config: String?
     @Option(help: "How a video's views combine: sum, max or mean (default: max for sigmoid heads, mean for softmax).") var ensemble: EnsembleMethod?
-    @Option(help: "Class list (default: classes.txt beside the manifest, else the weights' class names).") var classes: String?
+    @Option(help: "Class list, one name per line or an .xlsx (default: classes.txt beside the data, else the weights' class names).") var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header.") var classColumn: String?
     @OptionGroup var scoring: ScoringOptions
     @Option(help: "Clips per forward pass.") var batch = 8
     @Flag(help: "Print JSON.") var json = false
@@ -53,6 +56,7 @@ struct EvalCommand: ParsableCommand {
         guard let data = data ?? (config != nil && !c.train.isEmpty ? c.val : nil) else {
             throw ValidationError("--data is required (or a --config with DATA.PATH_TO_DATA_DIR)")
         }
+        try Manifest.checkFrameRoot(frameRoot, for: [data])
         let views = scoring.views ?? (config != nil ? Views(spatial: c.testSpatialCrops ?? 3, temporal: c.testTemporalViews ?? 10) : Views(spatial: 1, temporal: 1))
         let w = try NativeWeights.load(weights)
         var arch = w.arch
@@ -61,14 +65,14 @@ struct EvalCommand: ParsableCommand {
         let samplingRate = scoring.samplingRate ?? (config != nil ? c.samplingRate : 2)
         let list: ClassList
         let beside = URL(fileURLWithPath: data).deletingLastPathComponent().appendingPathComponent("classes.txt").path
-        if let classes { list = try ClassList.load(classes) }
+        if let classes { list = try ClassList.load(classes, column: classColumn) }
         else if FileManager.default.fileExists(atPath: beside) { list = try ClassList.load(beside) }
         else if let names = w.classes { list = try ClassList(names: names) }
         else { throw InputError(description: "\(data): no class list (pass --classes, or put classes.txt beside the manifest)") }
         if let names = w.classes, names != list.names {
             throw InputError(description: "the weights' classes (\(names.joined(separator: ", "))) differ from the data set's (\(list.names.joined(separator: ", ")))")
         }
-        let ds = try Manifest.loadCSV(data, classes: list)
+        let ds = try Manifest.load(data, frameRoot: frameRoot ?? (config != nil ? c.frameRoot : nil), classes: list)
         var clip = Scoring.clipConfig(arch: arch, frames: arch.numFrames, samplingRate: samplingRate, crop: testCrop ?? arch.trainCrop,
                                       temporalViews: views.temporal, spatialCrops: views.spatial)
         if config != nil { clip.mean = c.mean; clip.std = c.std; clip.reverseChannels = c.reverseChannels }
@@ -104,7 +108,10 @@ struct EvalCommand: ParsableCommand {
             return
         }
         var out = "eval \(weights) on \(data): \(ev.clips) clips, \(views.spatial)x\(views.temporal) views (\(e.scores.ensemble.rawValue)), \(String(format: "%.1f", e.scores.seconds)) s\n"
-        for s in e.scores.skipped { out += "  skipped: \(s)\n" }
+        // One line per distinct problem (each of a clip's views that failed is recorded).
+        var counts: [String: Int] = [:], order: [String] = []
+        for s in e.scores.skipped { if counts[s.description] == nil { order.append(s.description) }; counts[s.description, default: 0] += 1 }
+        for s in order { out += "  skipped: \(s)" + (counts[s]! > 1 ? " (\(counts[s]!) views)" : "") + "\n" }
         out += "  mAP    \(ev.meanAP.mAP.map { String(format: "%.2f%%", $0 * 100) } ?? "n/a (no class has a positive clip)")\n"
         out += String(format: "  top-1  %.2f%%\n  top-5  %.2f%%\n  per-class AP:\n", ev.top1 * 100, ev.top5 * 100)
         let w0 = max(12, list.names.map(\.count).max() ?? 0)
@@ -138,7 +145,8 @@ struct PredictCommand: ParsableCommand {
     @Argument(help: "Videos (MP4, MKV, AVI, WebM) or folders of frames.") var videos: [String]
     @Option(name: .customLong("top-k"), help: "Classes per video.") var topK = 3
     @Option(help: "Also write the predictions as CSV here.") var csv: String?
-    @Option(help: "Class names, one per line in class id order (overrides names the weights carry).") var classes: String?
+    @Option(help: "Class names, one per line in class id order, or an .xlsx (overrides names the weights carry).") var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header.") var classColumn: String?
     @Flag(help: "Replace an existing --csv file.") var force = false
     @OptionGroup var scoring: ScoringOptions
 
@@ -152,7 +160,7 @@ struct PredictCommand: ParsableCommand {
         let preds = try Predictor.run(weights: weights, videos: videos, topK: topK, frames: scoring.frames, samplingRate: scoring.samplingRate ?? 2,
                                       crop: scoring.crop, temporalViews: scoring.views?.temporal ?? 1, spatialCrops: scoring.views?.spatial ?? 1,
                                       threads: scoring.threads, workers: scoring.workers,
-                                      classNames: try classes.map { try ClassList.load($0).names })
+                                      classNames: try classes.map { try ClassList.load($0, column: classColumn).names })
         var out = ""
         var rows = ["video,rank,label,score"]
         for p in preds {

@@ -17,7 +17,10 @@ struct FinetuneCommand: ParsableCommand {
         metrics.json, metrics.csv and report.html. A killed run continues with --resume. When the data set's
         classes differ from the weights' head, the head is replaced (fresh) and the run records it. Weights
         without a passing `sfnet verify` record are refused unless --skip-verify.
-        Manifests are CSV: path,labels (names or ids, ';' for several), paths relative to the manifest.
+        Data sets are CSV manifests (path,labels with names or ids, ';' for several; paths relative to the manifest)
+        or Charades / Animal Kingdom frame lists (header 'original_vido_id video_id frame_id path labels', told by
+        that header; frame paths relative to --frame-root, default the list's folder), sampled by PySlowFast's
+        Charades rule. --classes takes a one-name-per-line file or an .xlsx (Animal Kingdom's df_action.xlsx).
         Examples:
           sfnet finetune --weights k400.safetensors --train data/train.csv --val data/val.csv --test data/test.csv --out runs/k400
           sfnet finetune --init scratch --arch slowfast-r50-8x8 --train train.csv --val val.csv --out runs/scratch --epochs 40
@@ -27,14 +30,16 @@ struct FinetuneCommand: ParsableCommand {
           sfnet finetune --config configs/AK/SLOWFAST_8x8_R50.yaml --init scratch --print-config
         A PySlowFast --config supplies the architecture and the recipe (README "sfnet finetune --config" lists the
         keys used, ignored and refused); options given on the command line override it.
+          sfnet finetune --weights k400.safetensors --train AK/annotation/train.csv --val AK/annotation/val.csv \\
+              --frame-root AK/dataset/image --classes AK/annotation/df_action.xlsx --out runs/ak
         """)
 
     @Option(help: "Start weights (native, from `sfnet convert`).") var weights: String?
     @Option(name: .customLong("init"), help: "weights (from --weights) or scratch (fresh --arch).") var initKind = InitKind.weights
     @Option(help: "Architecture preset (or sfnet.arch JSON) for --init scratch (default slowfast-r50-8x8, or the --config's).") var arch: String?
-    @Option(help: "Training manifest (CSV; default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
-    @Option(help: "Validation manifest (CSV); val mAP per epoch picks best.safetensors.") var val: String?
-    @Option(help: "Test manifest (CSV): the best weights are evaluated on it at the end.") var test: String?
+    @Option(help: "Training data: CSV manifest or frame list (default with --config: DATA.PATH_TO_DATA_DIR/train.csv).") var train: String?
+    @Option(help: "Validation data (CSV manifest or frame list); val mAP per epoch picks best.safetensors.") var val: String?
+    @Option(help: "Test data (CSV manifest or frame list): the best weights are evaluated on it at the end.") var test: String?
     @Option(help: "Run directory.") var out: String?
     @Flag(help: "Continue the run in --out from its last complete checkpoint.") var resume = false
     @Flag(name: .customLong("skip-verify"), help: "Accept weights without a passing verification record (recorded in the run).") var skipVerify = false

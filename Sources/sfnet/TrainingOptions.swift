@@ -78,7 +78,12 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Video loading threads, run beside the compute (default 1).") var workers: Int?
     @Option(help: "Seed for initialisation, sampling, augmentation and dropout (default 0).") var seed: UInt64?
     @Option(name: .customLong("on-bad-video"), help: "skip (report and leave out) or fail.") var onBadVideo = BadVideoPolicy.skip
-    @Option(help: "Class list file (default: classes.txt beside the train manifest).") var classes: String?
+    @Option(help: "Class list: one name per line, or an .xlsx such as Animal Kingdom's df_action.xlsx (default: classes.txt beside the train manifest).")
+    var classes: String?
+    @Option(name: .customLong("class-column"), help: "The .xlsx class list's column, by its header (default: a header like action/name, else the first text column).")
+    var classColumn: String?
+    @Option(name: .customLong("frame-root"), help: "Folder the frame lists' frame paths are relative to (PySlowFast's PATH_PREFIX; default: each list's folder).")
+    var frameRoot: String?
 
     func validate() throws {
         guard recipe == "study" else { throw ValidationError("--recipe: only 'study' is defined") }
@@ -118,6 +123,8 @@ struct RecipeOptions: ParsableArguments {
         take(workers, "workers") { o.workers = $0 }
         take(seed, "seed") { o.seed = $0 }
         take(classes, "classes") { o.classes = $0 }
+        take(classColumn, "class-column") { o.classColumn = $0 }
+        take(frameRoot, "frame-root") { o.frameRoot = $0 }
         o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
         // The architecture from the config follows the recipe's frames, crop, dropout and loss.
         if var a = o.architecture {

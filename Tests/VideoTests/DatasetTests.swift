@@ -66,7 +66,7 @@ final class DatasetTests: XCTestCase {
         }
     }
 
-    func testFrameListGroupsFramesPerVideoInFrameOrderWithUnionLabels() throws {
+    func testFrameListGroupsFramesPerVideoInListedOrderWithUnionLabels() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = """
@@ -78,7 +78,8 @@ final class DatasetTests: XCTestCase {
         """
         let ds = try Manifest.loadFrameList(try write(text, "train.csv", in: dir), frameRoot: "/data/frames")
         XCTAssertEqual(ds.samples.map(\.path), ["AAA", "BBB"])
-        XCTAssertEqual(ds.samples[0].frames!, ["/data/frames/AAA/AAA_000001.jpg", "/data/frames/AAA/AAA_000002.jpg"])
+        // PySlowFast's load_image_lists keeps the list's order (AK lists frames in frame_id order).
+        XCTAssertEqual(ds.samples[0].frames!, ["/data/frames/AAA/AAA_000002.jpg", "/data/frames/AAA/AAA_000001.jpg"])
         XCTAssertEqual(ds.samples.map(\.labels), [[3, 5], [1]])
         XCTAssertEqual(ds.classes.count, 6)
         let bad = try write("original_vido_id video_id frame_id path labels\nAAA 0 x AAA/1.jpg 3\n", "bad.csv", in: dir)

@@ -56,11 +56,13 @@ final class VideoLimitsTests: XCTestCase {
     }
 
     func testFrameCountLimitOfAFrameList() throws {
-        // Checked on the list before any file is opened: at the limit the (missing) first image is what fails.
+        // Checked on the list before any file is opened: at the limit the (missing) first image is what fails,
+        // named with its clip and position.
         let files = (0 ..< 4).map { "/nonexistent-sfnet/\($0).png" }
         XCTAssertThrowsError(try FrameFolder(files: Array(files.prefix(3)), name: "v", limits: VideoLimits(maxFrames: 3))) { e in
-            guard case .cannotOpen(let p, _)? = e as? VideoError else { return XCTFail("\(e)") }
+            guard case .badFrame("v", 0, let p, let reason)? = e as? VideoError else { return XCTFail("\(e)") }
             XCTAssertEqual(p, files[0])
+            XCTAssertTrue(reason.hasPrefix("missing"), reason)
         }
         assertTooLarge("frame count", 4, 3) { _ = try FrameFolder(files: files, name: "v", limits: VideoLimits(maxFrames: 3)) }
     }
