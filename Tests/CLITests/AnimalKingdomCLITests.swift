@@ -3,6 +3,7 @@
 // `finetune`, `eval` (3x10 views) and `predict`; hostile spreadsheets and damaged frames fail with
 // their own errors (SECURITY.md 35, 38).
 
+import Formats
 import Foundation
 import XCTest
 
@@ -162,5 +163,39 @@ final class AnimalKingdomCLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(CLI.fixture("ak/hostile/" + file)) && r.stderr.contains(text), "\(file): \(r.stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent(file).path), "no output for \(file)")
         }
+    }
+
+    /// The README's "Animal Kingdom in five commands", run where the data set lies with AK's relative paths:
+    /// split the frame list, fine-tune from the PySlowFast config (data, recipe, 10x3 max-ensemble test views,
+    /// BGR, PATH_PREFIX all from the file; the tiny architecture from the command line), evaluate with the
+    /// config's views and ensemble, predict with the spreadsheet's names.
+    func testAnimalKingdomInFiveCommandsWithThePySlowFastConfig() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let ak = try akCopy(dir)
+        let s = try CLI.run(["data", "split", "--frame-list", "annotation/train.csv", "--frame-root", "dataset/image",
+                             "--class-list", "annotation/df_action.xlsx", "--train", "2", "--val", "1", "--test", "0", "-o", "split"], in: ak)
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let f = try CLI.run(["finetune", "--config", "configs/SLOWFAST_8x8_R50.yaml", "--init", "scratch", "--arch", FinetuneCLITests.arch,
+                             "--train", "split/train.csv", "--val", "split/val.csv", "--out", "runs/ak", "--seed", "1"], in: ak)
+        XCTAssertEqual(f.status, 0, f.stdout + f.stderr)
+        XCTAssertTrue(f.stdout.contains("epoch 2/2"), "SOLVER.MAX_EPOCH 2: " + f.stdout)
+        let metrics = try Data(contentsOf: ak.appendingPathComponent("runs/ak/metrics.json")).withUnsafeBytes { try JSONParser.parse($0) }
+        guard case .array(let settings)? = metrics["settings"] else { return XCTFail("settings") }
+        let keys = Set(settings.compactMap { $0["key"]?.stringValue })
+        for key in ["DATA.PATH_PREFIX", "DATA.ENSEMBLE_METHOD", "DATA.REVERSE_INPUT_CHANNEL", "TEST.NUM_ENSEMBLE_VIEWS", "TEST.NUM_SPATIAL_CROPS",
+                    "SOLVER.BASE_LR", "SOLVER.LR_POLICY", "TRAIN.BATCH_SIZE"] {
+            XCTAssertTrue(keys.contains("config \(key)"), "\(key) not recorded")
+        }
+        XCTAssertTrue(keys.contains("config BN.NORM_TYPE (ignored)"), "sync_batchnorm is listed as ignored")
+        let e = try CLI.run(["eval", "--config", "configs/SLOWFAST_8x8_R50.yaml", "--weights", "runs/ak/best.safetensors",
+                             "--classes", "annotation/df_action.xlsx"], in: ak)
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("3x10 views (max)") && e.stdout.contains("Keeping still"), "PATH_TO_DATA_DIR/val.csv, 3x10, max: " + e.stdout)
+        let clip = try FileManager.default.contentsOfDirectory(atPath: ak.appendingPathComponent("dataset/image").path).sorted()[0]
+        let p = try CLI.run(["predict", "--weights", "runs/ak/best.safetensors", "--top-k", "3", "--classes", "annotation/df_action.xlsx",
+                             "dataset/image/" + clip], in: ak)
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(["Moving", "Jumping", "Keeping still"].allSatisfy { p.stdout.contains($0) }, p.stdout)
     }
 }

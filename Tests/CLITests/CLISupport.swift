@@ -29,10 +29,11 @@ enum CLI {
     }
 
     @discardableResult
-    static func run(_ args: [String], environment: [String: String] = [:]) throws -> RunResult {
+    static func run(_ args: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> RunResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
+        if let directory { p.currentDirectoryURL = directory }
         if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
