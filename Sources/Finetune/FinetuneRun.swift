@@ -478,7 +478,7 @@ public final class FinetuneRun {
                   + "\(o.inverseUniformJitter ? " inverse-uniform" : ""), flip, PCA lighting, mean \(o.mean) std \(o.std)\(o.reverseChannels ? ", BGR" : "")"),
             .init("test views", "\(o.testTemporalViews ?? o.valTemporalViews) x \(o.testSpatialCrops ?? o.valSpatialCrops) at crop \(o.testCrop ?? o.crop), "
                   + "ensemble \((o.ensemble ?? .byHead(multiLabel: o.loss == .bce)).rawValue)"),
-            .init("precise BN", o.preciseBN > 0 ? "\(o.preciseBN) training batches before each validation (PySlowFast BN.USE_PRECISE_STATS)"
+            .init("precise BN", o.preciseBN > 0 ? "up to \(o.preciseBN) training batches before each validation (PySlowFast BN.USE_PRECISE_STATS)"
                   + (o.freezeBNStats ? "; nothing to do with --freeze-bn-stats" : "") : "off"),
             .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
