@@ -52,6 +52,7 @@ extension FinetuneOptions {
             ("test-views", "\(testSpatialCrops ?? valSpatialCrops)x\(testTemporalViews ?? valTemporalViews)"),
             ("test-crop", "\(testCrop ?? crop)"),
             ("ensemble", ensemble?.rawValue ?? "\(EnsembleMethod.byHead(multiLabel: loss == .bce).rawValue) (by head)"),
+            ("precise-bn", preciseBN > 0 ? "\(preciseBN) batches" : "0 (off)"),
             ("seed", "\(seed)"), ("threads", "\(threads)"), ("workers", "\(workers)"),
         ]
         return s.map { (setting: $0.0, value: $0.1) }

@@ -77,6 +77,10 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var freeze: [String] = []
     /// Keep BN running statistics fixed (BN in eval mode inside the train step).
     public var freezeBNStats = false
+    /// Precise BN statistics (PySlowFast BN.USE_PRECISE_STATS / NUM_BATCHES_PRECISE): after each epoch's
+    /// training, before validation and the checkpoint, every BN's running statistics become the average
+    /// over this many training batches of the batch statistics; 0: off.
+    public var preciseBN = 0
     /// With the whole backbone and its BN statistics frozen, the head trains on pooled features
     /// cached once for this many augmented views of each clip (epoch e uses view e mod N).
     public var cacheViews = 4
@@ -129,6 +133,7 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if jitterMin < crop || jitterMax < jitterMin { p.append("--jitter MIN MAX needs crop <= MIN <= MAX") }
         if threads < 1 || workers < 1 { p.append("--threads and --workers must be >= 1") }
         if cacheViews < 1 { p.append("--cache-views must be >= 1") }
+        if preciseBN < 0 { p.append("--precise-bn must be >= 0 (0: off)") }
         if !["constant", "cosine", "steps"].contains(schedule) { p.append("--schedule must be constant, cosine or steps") }
         if schedule == "steps" && (lrSteps.isEmpty || lrSteps.count != lrRelative.count) {
             p.append("the steps schedule needs as many step epochs as relative LRs (--lr-steps E:F ...)")

@@ -165,6 +165,9 @@ public final class FinetuneRun {
         if backboneFrozen && !o.freezeBNStats {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
         }
+        if o.preciseBN > 0 && o.freezeBNStats {
+            notes.append("--precise-bn \(o.preciseBN) does nothing with --freeze-bn-stats: the BN statistics stay as loaded")
+        }
         let itersPerEpoch = (train.samples.count + o.batch - 1) / o.batch
         let schedule = o.lrSchedule
         let sgdConfig = SGDConfig(momentum: o.momentum, nesterov: o.nesterov, weightDecay: WeightDecayPolicy(weightDecay: o.weightDecay),
@@ -235,7 +238,8 @@ public final class FinetuneRun {
         let lastEpoch = min(o.epochs, o.maxEpochsThisRun.map { state.epoch + $0 } ?? o.epochs)
 
         /// Validation, the checkpoint, best weights and reports after epoch `e` (both training paths).
-        func finishEpoch(e: Int, t0: Date, trainSeconds: Double, lossMean: Double, clips: Int, lr: Double, waited: Double) throws {
+        func finishEpoch(e: Int, t0: Date, trainSeconds: Double, lossMean: Double, clips: Int, lr: Double, waited: Double,
+                         preciseBNSeconds: Double? = nil) throws {
             // Validation.
             var valMAP: Double?, valTop1: Double?
             if let val, !val.samples.isEmpty {
@@ -244,7 +248,8 @@ public final class FinetuneRun {
                 valTop1 = ev.evaluation.top1
             }
             let epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossMean, valMAP: valMAP, valTop1: valTop1,
-                                                 lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / max(trainSeconds, 1e-9))
+                                                 lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / max(trainSeconds, 1e-9),
+                                                 preciseBNSeconds: preciseBNSeconds)
             record.epochs.append(epochRecord)
             state.epoch = e + 1
             state.history.append(Train.EpochRecord(epoch: e + 1, trainLoss: epochRecord.trainLoss, lr: lr, valMAP: valMAP, valTop1: valTop1,
@@ -372,8 +377,15 @@ public final class FinetuneRun {
             model.releaseSaved()
             let trainSeconds = Date().timeIntervalSince(t0)
             guard lossCount > 0 else { throw FinetuneError("epoch \(e + 1): no clip could be read from \(o.train)") }
+            var preciseSeconds: Double?
+            if o.preciseBN > 0 && !o.freezeBNStats {
+                let p0 = Date()
+                try preciseBN(model, train: train, clip: trainClip, arch: arch, epoch: e)
+                preciseSeconds = Date().timeIntervalSince(p0)
+            }
 
-            try finishEpoch(e: e, t0: t0, trainSeconds: trainSeconds, lossMean: lossSum / Double(lossCount), clips: clips, lr: lr, waited: waited)
+            try finishEpoch(e: e, t0: t0, trainSeconds: trainSeconds, lossMean: lossSum / Double(lossCount), clips: clips, lr: lr, waited: waited,
+                            preciseBNSeconds: preciseSeconds)
         }
 
         // Final evaluation of the best weights on the test set.
@@ -394,6 +406,29 @@ public final class FinetuneRun {
         return FinetuneSummary(runDirectory: o.out, record: record, best: bestPath, bestEpoch: state.bestEpoch, bestMAP: state.bestMAP,
                                lastCheckpoint: lastCheckpoint,
                                resumedFrom: existing?.path)
+    }
+
+    /// Seed salt of the precise-BN loader: its own shuffle and augmentation, as PySlowFast's separate loader.
+    static let preciseBNSeedSalt: UInt64 = 0x7072_6563_6973_6542
+
+    /// PySlowFast's `calculate_and_update_precise_bn` after epoch `epoch`'s training: the first
+    /// min(--precise-bn, full batches) batches of a fresh shuffled, augmented pass over the training
+    /// set (drop_last, as its train loader; a set smaller than one batch gives its one batch), each
+    /// BN's running statistics replaced by the average of their batch statistics.
+    func preciseBN(_ model: TrainableModel, train: VideoDataset, clip: ClipConfig, arch: ArchConfig, epoch: Int) throws {
+        let o = options
+        let loader = try ClipLoader(dataset: train, config: clip,
+                                    options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true,
+                                                           dropLast: train.samples.count >= o.batch, seed: o.seed ^ Self.preciseBNSeedSalt,
+                                                           onBadVideo: o.onBadVideo),
+                                    epoch: epoch)
+        let used = try model.preciseBNStatistics(batches: o.preciseBN) { () throws -> [FloatTensor]? in
+            while let b = try loader.next() {
+                if b.count > 0 { return Scoring.inputs(b, arch: arch) }
+            }
+            return nil
+        }
+        guard used > 0 else { throw FinetuneError("epoch \(epoch + 1): precise BN read no clip from \(o.train)") }
     }
 
     /// Training stopped before a poisoned checkpoint: what happened, what is kept, what to try.
@@ -443,6 +478,8 @@ public final class FinetuneRun {
                   + "\(o.inverseUniformJitter ? " inverse-uniform" : ""), flip, PCA lighting, mean \(o.mean) std \(o.std)\(o.reverseChannels ? ", BGR" : "")"),
             .init("test views", "\(o.testTemporalViews ?? o.valTemporalViews) x \(o.testSpatialCrops ?? o.valSpatialCrops) at crop \(o.testCrop ?? o.crop), "
                   + "ensemble \((o.ensemble ?? .byHead(multiLabel: o.loss == .bce)).rawValue)"),
+            .init("precise BN", o.preciseBN > 0 ? "up to \(o.preciseBN) training batches before each validation (PySlowFast BN.USE_PRECISE_STATS)"
+                  + (o.freezeBNStats ? "; nothing to do with --freeze-bn-stats" : "") : "off"),
             .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
         ] + configSettings()

@@ -45,6 +45,7 @@ public struct PySlowFastConfig {
              NUM_BLOCK_TEMP_KERNEL: [[3], [4], [6], [3]]}
     SLOWFAST: {ALPHA: 8, BETA_INV: 8, FUSION_CONV_CHANNEL_RATIO: 2, FUSION_KERNEL_SZ: 5}
     TEST: {NUM_ENSEMBLE_VIEWS: 10, NUM_SPATIAL_CROPS: 3}
+    BN: {USE_PRECISE_STATS: False, NUM_BATCHES_PRECISE: 200}
     RNG_SEED: 1
     """
 
@@ -255,8 +256,8 @@ public struct PySlowFastConfig {
                                "sfnet's BN is batchnorm; sync_batchnorm over one process is the same (sub_batchnorm is not implemented)"),
         "BN.NUM_SYNC_DEVICES": .ignore(oneProcess),
         "BN.NUM_SPLITS": .ignore("sub_batchnorm only, which is refused"),
-        "BN.USE_PRECISE_STATS": falseOnly("precise BN statistics are not implemented"),
-        "BN.NUM_BATCHES_PRECISE": .ignore("precise BN only, which is refused"),
+        "BN.USE_PRECISE_STATS": use("precise-bn") { v, d, _ in d.usePreciseStats = try v.bool() },
+        "BN.NUM_BATCHES_PRECISE": use("precise-bn") { v, d, _ in d.preciseBatches = (try v.int(), v) },
         "BN.WEIGHT_DECAY": refuse(unless: { try $0.double() == 0 }, "sfnet never decays BN parameters"),
         // Sections that do not change results, or only with an ENABLE flag that is refused.
         "AUG.ENABLE": falseOnly("RandAugment / random erasing are not implemented"),
@@ -314,6 +315,8 @@ public struct PySlowFastConfig {
         var alpha = 8, betaInv = 8, fusionRatio = 2, fusionKernel = 5
         var lossLine: ConfigValue?
         var headAct: ConfigValue?
+        var usePreciseStats = false
+        var preciseBatches: (Int, ConfigValue)?
 
         func finish(into o: inout FinetuneOptions, file: String) throws {
             // Data: PySlowFast's Charades and Kinetics loaders read train.csv / val.csv under PATH_TO_DATA_DIR.
@@ -328,6 +331,12 @@ public struct PySlowFastConfig {
                                         hint: "steps_with_relative_lrs needs a factor per step, the first step at epoch 0")
                 }
                 o.lrRelative = Array(o.lrRelative.prefix(o.lrSteps.count))
+            }
+            // Precise BN: NUM_BATCHES_PRECISE batches when USE_PRECISE_STATS, else off.
+            o.preciseBN = 0
+            if usePreciseStats, let (n, v) = preciseBatches {
+                guard n >= 1 else { throw v.wrong("an integer >= 1 (BN.USE_PRECISE_STATS is True)") }
+                o.preciseBN = n
             }
             // Loss and head: sfnet pairs sigmoid with binary cross-entropy and softmax with cross-entropy.
             let want = (try? headAct?.string()) ?? "softmax"

@@ -27,10 +27,13 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var lr: Double
     public var seconds: Double
     public var clipsPerSecond: Double
+    /// Seconds of the precise-BN pass before validation (nil when it did not run).
+    public var preciseBNSeconds: Double?
 
-    public init(epoch: Int, trainLoss: Double, valMAP: Double?, valTop1: Double?, lr: Double, seconds: Double, clipsPerSecond: Double) {
-        (self.epoch, self.trainLoss, self.valMAP, self.valTop1, self.lr, self.seconds, self.clipsPerSecond)
-            = (epoch, trainLoss, valMAP, valTop1, lr, seconds, clipsPerSecond)
+    public init(epoch: Int, trainLoss: Double, valMAP: Double?, valTop1: Double?, lr: Double, seconds: Double, clipsPerSecond: Double,
+                preciseBNSeconds: Double? = nil) {
+        (self.epoch, self.trainLoss, self.valMAP, self.valTop1, self.lr, self.seconds, self.clipsPerSecond, self.preciseBNSeconds)
+            = (epoch, trainLoss, valMAP, valTop1, lr, seconds, clipsPerSecond, preciseBNSeconds)
     }
 }
 

@@ -129,12 +129,13 @@ func channelMeanVariance(_ x: FloatTensor) -> (mean: [Double], variance: [Double
 /// followed by ReLU, writing `out` (a new tensor when nil; never `x`, which the
 /// backward needs). With `batchStatistics` it normalises with the batch's mean and
 /// biased variance and, when given, updates `runningMean` / `runningVar` in place:
-/// r = (1 - momentum) * r + momentum * batch (unbiased variance for r_var).
+/// r = (1 - momentum) * r + momentum * batch (unbiased variance for r_var; momentum 1
+/// replaces them, as precise BN's first batch does).
 /// Without, it normalises with the running statistics and updates nothing
 /// (BN frozen inside a training step).
 public func batchNormTrainForward(_ x: FloatTensor, weight: FloatTensor?, bias: FloatTensor?,
                                   runningMean: FloatTensor?, runningVar: FloatTensor?,
-                                  batchStatistics: Bool = true, momentum: Float = 0.1,
+                                  batchStatistics: Bool = true, momentum: Double = 0.1,
                                   eps: Float = batchNormEpsilon, relu: Bool = false,
                                   into out: FloatTensor? = nil) -> (output: FloatTensor, saved: BatchNormSaved) {
     precondition(x.rank >= 2, "batchNorm: input \(x.shape) has no channel dimension")
@@ -151,11 +152,11 @@ public func batchNormTrainForward(_ x: FloatTensor, weight: FloatTensor?, bias: 
             mean[ch] = m[ch]
             invStd[ch] = 1 / (v[ch] + Double(eps)).squareRoot()
             if let runningMean {
-                runningMean.pointer[ch] = Float((1 - Double(momentum)) * Double(runningMean.pointer[ch]) + Double(momentum) * m[ch])
+                runningMean.pointer[ch] = Float((1 - momentum) * Double(runningMean.pointer[ch]) + momentum * m[ch])
             }
             if let runningVar {
                 let unbiased = count > 1 ? v[ch] * count / (count - 1) : v[ch]
-                runningVar.pointer[ch] = Float((1 - Double(momentum)) * Double(runningVar.pointer[ch]) + Double(momentum) * unbiased)
+                runningVar.pointer[ch] = Float((1 - momentum) * Double(runningVar.pointer[ch]) + momentum * unbiased)
             }
         }
     } else {

@@ -73,6 +73,8 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Parameters to keep fixed (glob on canonical names; repeatable), e.g. --freeze 's*' trains the head only.")
     var freeze: [String] = []
     @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed (with the backbone frozen too, the head trains on cached features).") var freezeBNStats = false
+    @Option(name: .customLong("precise-bn"), help: "Precise BN statistics: after each epoch, before validation, every BN's running statistics become the average over this many training batches (PySlowFast BN.NUM_BATCHES_PRECISE); 0: off (default 0).")
+    var preciseBN: Int?
     @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
     @Option(help: "Compute threads (default 2).") var threads: Int?
     @Option(help: "Video loading threads, run beside the compute (default 1).") var workers: Int?
@@ -121,6 +123,7 @@ struct RecipeOptions: ParsableArguments {
         take(ensemble, "ensemble") { o.ensemble = $0 }
         take(threads, "threads") { o.threads = $0 }
         take(workers, "workers") { o.workers = $0 }
+        take(preciseBN, "precise-bn") { o.preciseBN = $0 }
         take(seed, "seed") { o.seed = $0 }
         take(classes, "classes") { o.classes = $0 }
         take(classColumn, "class-column") { o.classColumn = $0 }
@@ -167,6 +170,7 @@ final class FinetuneConsole {
             if let m = r.valMAP { line += "  val mAP \(String(format: "%.1f%%", m * 100))" }
             if let t = r.valTop1 { line += "  top-1 \(String(format: "%.1f%%", t * 100))" }
             line += "  lr \(String(format: r.lr == 0 || (r.lr >= 1e-4 && r.lr < 1e4) ? "%.5f" : "%.3g", r.lr))  \(String(format: "%.1f", r.seconds)) s  \(String(format: "%.1f", r.clipsPerSecond)) clips/s"
+            if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s" }
             line += "  data wait \(String(format: "%.0f%%", wait * 100))\(best ? "  *best" : "")\n"
             Terminal.write(line)
         }

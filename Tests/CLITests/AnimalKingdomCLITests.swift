@@ -180,6 +180,8 @@ final class AnimalKingdomCLITests: XCTestCase {
                              "--train", "split/train.csv", "--val", "split/val.csv", "--out", "runs/ak", "--seed", "1"], in: ak)
         XCTAssertEqual(f.status, 0, f.stdout + f.stderr)
         XCTAssertTrue(f.stdout.contains("epoch 2/2"), "SOLVER.MAX_EPOCH 2: " + f.stdout)
+        // BN.USE_PRECISE_STATS True, NUM_BATCHES_PRECISE 200: precise BN (over the 3 batches there are) before each validation.
+        XCTAssertEqual(f.stdout.components(separatedBy: "  precise BN ").count - 1, 2, "precise BN timed in each epoch line: " + f.stdout)
         let metrics = try Data(contentsOf: ak.appendingPathComponent("runs/ak/metrics.json")).withUnsafeBytes { try JSONParser.parse($0) }
         guard case .array(let settings)? = metrics["settings"] else { return XCTFail("settings") }
         let keys = Set(settings.compactMap { $0["key"]?.stringValue })
@@ -188,6 +190,12 @@ final class AnimalKingdomCLITests: XCTestCase {
             XCTAssertTrue(keys.contains("config \(key)"), "\(key) not recorded")
         }
         XCTAssertTrue(keys.contains("config BN.NORM_TYPE (ignored)"), "sync_batchnorm is listed as ignored")
+        XCTAssertTrue(keys.contains("config BN.USE_PRECISE_STATS") && keys.contains("config BN.NUM_BATCHES_PRECISE"), "precise BN keys used")
+        let precise = settings.first { $0["key"]?.stringValue == "precise BN" }?["value"]?.stringValue ?? ""
+        XCTAssertTrue(precise.hasPrefix("up to 200 training batches"), precise)
+        guard case .array(let epochs)? = metrics["epochs"] else { return XCTFail("epochs") }
+        XCTAssertTrue(epochs.allSatisfy { if case .number? = $0["preciseBNSeconds"] { return true } else { return false } },
+                      "each epoch records its precise-BN time")
         let e = try CLI.run(["eval", "--config", "configs/SLOWFAST_8x8_R50.yaml", "--weights", "runs/ak/best.safetensors",
                              "--classes", "annotation/df_action.xlsx"], in: ak)
         XCTAssertEqual(e.status, 0, e.stdout + e.stderr)

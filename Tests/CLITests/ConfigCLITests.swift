@@ -20,6 +20,12 @@ final class ConfigCLITests: XCTestCase {
         XCTAssertTrue(row("nesterov").hasSuffix("PySlowFast default SOLVER.NESTEROV"), row("nesterov"))
         XCTAssertTrue(row("threads").hasSuffix("default"), row("threads"))
         XCTAssertTrue(r.stdout.contains("NUM_GPUS: 4 (line 78): sfnet trains in one process"), r.stdout)
+        // BN.USE_PRECISE_STATS False in the file: precise BN off; --precise-bn turns it on over the config.
+        XCTAssertTrue(row("precise-bn").contains("0 (off)") && row("precise-bn").contains("file BN."), row("precise-bn"))
+        let on = try CLI.run(["finetune", "--config", Self.ak, "--init", "scratch", "--print-config", "--precise-bn", "20"])
+        XCTAssertEqual(on.status, 0, on.stderr)
+        let preciseRow = on.stdout.split(separator: "\n").first { $0.hasPrefix("precise-bn ") } ?? ""
+        XCTAssertTrue(preciseRow.contains("20 batches") && preciseRow.hasSuffix("command line"), String(preciseRow))
     }
 
     func testHostileConfigsAreRefusedWithTheirErrorAndNothingWritten() throws {

@@ -80,6 +80,22 @@ final class PySlowFastConfigTests: XCTestCase {
         XCTAssertThrowsError(try apply("DATA:\n  REVERSE_INPUT_CHANNEL: 'True'\n")) { XCTAssertTrue("\($0)".contains("expected True or False")) }
     }
 
+    func testPreciseBNKeysSetPreciseBN() throws {
+        let (on, s) = try apply("BN:\n  USE_PRECISE_STATS: True\n  NUM_BATCHES_PRECISE: 50\n")
+        XCTAssertEqual(on.preciseBN, 50)
+        XCTAssertEqual(s["precise-bn"], "file BN.NUM_BATCHES_PRECISE (line 3)")
+        XCTAssertTrue(on.fromConfig.contains { $0.key == "BN.USE_PRECISE_STATS" && $0.setting == "precise-bn" })
+        XCTAssertTrue(on.printedConfig(sources: s).contains("50 batches"))
+        let (byDefault, d) = try apply("BN:\n  USE_PRECISE_STATS: True\n")
+        XCTAssertEqual(byDefault.preciseBN, 200, "PySlowFast's default NUM_BATCHES_PRECISE")
+        XCTAssertEqual(d["precise-bn"], "file BN.USE_PRECISE_STATS (line 2)")
+        XCTAssertEqual(try apply("BN:\n  NUM_BATCHES_PRECISE: 50\n").0.preciseBN, 0, "off unless USE_PRECISE_STATS")
+        XCTAssertEqual(try apply("TRAIN:\n  BATCH_SIZE: 4\n").0.preciseBN, 0, "PySlowFast's default USE_PRECISE_STATS False")
+        XCTAssertThrowsError(try apply("BN:\n  USE_PRECISE_STATS: True\n  NUM_BATCHES_PRECISE: 0\n")) {
+            XCTAssertTrue("\($0)".contains("BN.NUM_BATCHES_PRECISE: expected an integer >= 1"), "\($0)")
+        }
+    }
+
     func testKeysThatWouldChangeResultsAreRefusedByKeyAndValue() throws {
         let cases: [(String, String)] = [
             ("MODEL:\n  ARCH: x3d\n", "MODEL.ARCH: x3d"),

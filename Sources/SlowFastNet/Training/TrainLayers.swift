@@ -12,6 +12,12 @@ final class TrainContext {
     let workspace = Workspace()
     /// false: BN normalises with its running statistics and updates nothing.
     var batchStatistics = true
+    /// The running-statistics momentum of this pass (PyTorch's 0.1; precise BN's 1/(k+1) at batch k).
+    var momentum = 0.1
+    /// false: a statistics-only pass (precise BN): layers keep nothing for a backward.
+    var keepForBackward = true
+    /// Test hook: sees every BN's input (module name, conv output) in each forward.
+    var batchNormInputObserver: ((String, FloatTensor) -> Void)?
     /// Per unit index (execution order): whether any parameter at a smaller index trains,
     /// i.e. whether that unit must produce its input gradient.
     var trainableBefore: [Bool] = []
@@ -55,6 +61,8 @@ final class TrainConvUnit {
     }
 
     func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
+        let keep = ctx.keepForBackward
+        if !keep { input = nil; convOut = nil; output = nil; saved = nil }
         let w = ctx.store.value(required: conv + ".weight")
         if layer == nil || layerPass != ctx.pass {
             layer = ConvLayer(name: conv, kind: SlowFastModel.kind(w.shape, config), weight: w, bn: nil, config: config)
@@ -63,22 +71,25 @@ final class TrainConvUnit {
         let z = ctx.pool.take(output(for: x.shape, ctx))
         layer!.run(Act(borrowing: x, as: Shape5D(x.shape)), into: Act(borrowing: z, as: Shape5D(z.shape)), relu: false,
                    workspace: ctx.workspace)
-        input = x
+        if keep { input = x }
         guard let bn else {
             if relu {
                 _ = reluForward(z, inPlace: true)
-                output = z
+                if keep { output = z }
             } else {
                 convOut = nil
             }
             return z
         }
         let store = ctx.store
+        ctx.batchNormInputObserver?(bn, z)
         let (y, stats) = batchNormTrainForward(z, weight: store.value(bn + ".weight"), bias: store.value(bn + ".bias"),
                                                runningMean: store.value(bn + ".running_mean"),
                                                runningVar: store.value(bn + ".running_var"),
-                                               batchStatistics: ctx.batchStatistics, relu: relu, into: ctx.pool.take(z.shape))
+                                               batchStatistics: ctx.batchStatistics, momentum: ctx.momentum, relu: relu,
+                                               into: ctx.pool.take(z.shape))
         if ctx.batchStatistics { store.countBatch(bn) }
+        guard keep else { return y }
         convOut = z
         saved = stats
         if relu { output = y }
@@ -161,6 +172,7 @@ final class TrainBottleneck {
     var units: [TrainConvUnit] { (branch1.map { [$0] } ?? []) + [a, b, c] }
 
     func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
+        if !ctx.keepForBackward { output = nil }
         let shortcut = branch1?.forward(x, ctx) ?? x
         let out = c.forward(b.forward(a.forward(x, ctx), ctx), ctx)
         let o = out.pointer, s = shortcut.pointer
@@ -169,7 +181,7 @@ final class TrainBottleneck {
                 for i in range { o[i] = max(o[i] + s[i], 0) }
             }
         }
-        output = out
+        if ctx.keepForBackward { output = out }
         return out
     }
 

@@ -6,7 +6,8 @@
 // gradient, and backward stops where nothing earlier trains (head-only
 // fine-tuning runs no backbone backward at all). Activation memory comes from
 // a TensorPool, so every iteration after the first reuses the same buffers.
-// Evaluation reuses the folded, fused eval network (`evalModel()`).
+// Evaluation reuses the folded, fused eval network (`evalModel()`). Precise BN
+// (`preciseBNStatistics`) runs statistics-only forwards that keep nothing.
 
 import Convert
 import Foundation
@@ -183,29 +184,9 @@ public final class TrainableModel {
         let shapes = try validate(inputs.map(\.shape))
         releaseSaved()
         ctx.pass += 1
-        let twoPath = config.model == .slowfast
-        // Stems: conv -> BN -> ReLU -> max pool (kept: indices).
-        var x: [FloatTensor] = []
-        for (p, input) in inputs.enumerated() {
-            let view = input.shape == shapes[p] ? input : FloatTensor(shape: shapes[p], copying: input.pointer)
-            let y = stems[p].forward(view, ctx)
-            let (pooled, indices) = maxPool3dForwardWithIndices(y, SlowFastModel.stemPool)
-            stemIndices.append(indices)
-            stemShapes.append(y.shape)
-            x.append(pooled)
-        }
-        func fuse(_ i: Int) {
-            let f = fusions[i].forward(x[1], ctx)
-            fusedSlowChannels.append(x[0].shape[1])
-            x[0] = concatChannels([x[0], f])
-        }
-        if twoPath { fuse(0) }
-        for (s, stage) in stages.enumerated() {
-            for p in 0..<config.pathways {
-                for block in stage[p] { x[p] = block.forward(x[p], ctx) }
-            }
-            if twoPath && s < 3 { fuse(s + 1) }
-        }
+        ctx.momentum = 0.1
+        ctx.keepForBackward = true
+        let x = backbone(inputs, shapes: shapes)
         // Head: the pool covers each pathway's whole output (checked): global average, concat.
         finalShapes = x.map(\.shape)
         let pooled = x.map { globalAvgPool3dForward($0) }
@@ -219,6 +200,85 @@ public final class TrainableModel {
         dropoutMask = mask
         return linearForward(dropped, weight: store.value(required: "head.projection.weight"),
                              bias: store.value(required: "head.projection.bias"))
+    }
+
+    /// Stems, fusions and stages in training mode, up to each pathway's res5 output; saves what
+    /// `backward` reads unless the pass is statistics-only (`ctx.keepForBackward` false).
+    private func backbone(_ inputs: [FloatTensor], shapes: [[Int]]) -> [FloatTensor] {
+        let keep = ctx.keepForBackward
+        let twoPath = config.model == .slowfast
+        // Stems: conv -> BN -> ReLU -> max pool (kept: indices).
+        var x: [FloatTensor] = []
+        for (p, input) in inputs.enumerated() {
+            let view = input.shape == shapes[p] ? input : FloatTensor(shape: shapes[p], copying: input.pointer)
+            let y = stems[p].forward(view, ctx)
+            let (pooled, indices) = maxPool3dForwardWithIndices(y, SlowFastModel.stemPool)
+            if keep {
+                stemIndices.append(indices)
+                stemShapes.append(y.shape)
+            }
+            x.append(pooled)
+        }
+        func fuse(_ i: Int) {
+            let f = fusions[i].forward(x[1], ctx)
+            if keep { fusedSlowChannels.append(x[0].shape[1]) }
+            x[0] = concatChannels([x[0], f])
+        }
+        if twoPath { fuse(0) }
+        for (s, stage) in stages.enumerated() {
+            for p in 0..<config.pathways {
+                for block in stage[p] { x[p] = block.forward(x[p], ctx) }
+            }
+            if twoPath && s < 3 { fuse(s + 1) }
+        }
+        return x
+    }
+
+    // MARK: - Precise BN statistics
+
+    /// One statistics-only pass (fvcore's `update_bn_stats` step, which PySlowFast's
+    /// `BN.USE_PRECISE_STATS` runs): a training-mode forward of the backbone with no
+    /// gradient, no dropout and no head, that moves every BN's running mean and running
+    /// variance toward this batch's mean and unbiased variance,
+    /// r = (1 - momentum) * r + momentum * batch, counts the batch in `num_batches_tracked`
+    /// (as a PyTorch forward in train mode does), and keeps nothing for a backward. With
+    /// frozen BN statistics it changes nothing.
+    public func updateBNStatistics(momentum: Double, inputs: [FloatTensor]) throws {
+        guard momentum > 0 && momentum <= 1 else { throw ModelError.badInput("BN momentum \(momentum) outside (0, 1]") }
+        ctx.pass += 1
+        try statisticsPass(momentum: momentum, inputs: inputs)
+    }
+
+    /// Precise BN statistics over up to `batches` batches from `next` (nil: no more): batch k
+    /// (k = 0, 1, ...) with momentum 1 / (k + 1), so that each BN's running mean and variance
+    /// end as the plain average over the batches of each batch's mean and unbiased variance,
+    /// whatever they were before. Weights and gradients stay as they are. Returns the batches used.
+    @discardableResult
+    public func preciseBNStatistics(batches: Int, next: () throws -> [FloatTensor]?) throws -> Int {
+        guard ctx.batchStatistics, batches > 0 else { return 0 }
+        ctx.pass += 1  // the weights may have moved since the last forward; they stay fixed from here
+        var k = 0
+        while k < batches, let inputs = try next() {
+            try statisticsPass(momentum: 1 / Double(k + 1), inputs: inputs)
+            k += 1
+        }
+        return k
+    }
+
+    private func statisticsPass(momentum: Double, inputs: [FloatTensor]) throws {
+        let shapes = try validate(inputs.map(\.shape))
+        releaseSaved()
+        guard ctx.batchStatistics else { return }
+        ctx.momentum = momentum
+        ctx.keepForBackward = false
+        defer { ctx.momentum = 0.1; ctx.keepForBackward = true }
+        _ = backbone(inputs, shapes: shapes)
+    }
+
+    /// Test hook: called with every BN's module name and input in each forward.
+    var batchNormInputObserver: ((String, FloatTensor) -> Void)? {
+        get { ctx.batchNormInputObserver }
+        set { ctx.batchNormInputObserver = newValue }
     }
 
     // MARK: - Backward
