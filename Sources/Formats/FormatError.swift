@@ -57,23 +57,33 @@ extension FormatError {
 }
 
 /// Overflow-checked arithmetic for sizes read from files.
-enum Checked {
-    static func mul(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
+public enum Checked {
+    public static func mul(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
         let (r, o) = a.multipliedReportingOverflow(by: b)
         if o || r < 0 { throw FormatError.malformed("size overflow computing \(what())") }
         return r
     }
-    static func add(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
+    public static func add(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
         let (r, o) = a.addingReportingOverflow(b)
         if o { throw FormatError.malformed("size overflow computing \(what())") }
         return r
     }
-    static func product(_ xs: [Int], _ what: @autoclosure () -> String) throws -> Int {
-        var p = 1
+    /// The element count of `xs`. The product of the non-zero dimensions must fit too (as
+    /// PyTorch's `safe_multiplies_u64`): `[0, 2^62, 2^62]` has 0 elements, but its row-major
+    /// strides (suffix products) would overflow, so it is refused. Every sub-product of an
+    /// accepted shape therefore fits in an Int, in any order.
+    public static func product(_ xs: [Int], _ what: @autoclosure () -> String) throws -> Int {
+        try product(xs, elementSize: 1, what())
+    }
+    /// `product(xs) * elementSize`, with the same rule (the non-zero product times the size must fit).
+    public static func product(_ xs: [Int], elementSize: Int, _ what: @autoclosure () -> String) throws -> Int {
+        var nonZero = elementSize
+        var hasZero = false
         for x in xs {
             if x < 0 { throw FormatError.malformed("negative dimension \(x) in \(what())") }
-            p = try mul(p, x, what())
+            if x == 0 { hasZero = true; continue }
+            nonZero = try mul(nonZero, x, what())
         }
-        return p
+        return hasZero ? 0 : nonZero
     }
 }

@@ -33,10 +33,9 @@ public enum Npy {
         if let f = code.first, "<>|=".contains(f) { order = f; code.removeFirst() }
         if code.hasPrefix("O") { throw FormatError(.disallowed, "npy object arrays (dtype '\(descr)') are not allowed", at: loc) }
         let (dtype, big) = try NumpyDTypes.parse(code, byteOrder: order, at: loc)
-        let numel: Int, nbytes: Int
+        let nbytes: Int
         do {
-            numel = try Checked.product(shape, "npy shape")
-            nbytes = try Checked.mul(numel, dtype.size, "npy bytes")
+            nbytes = try Checked.product(shape, elementSize: dtype.size, "npy bytes")
         } catch { throw FormatError.malformed("npy shape \(Tensor.shapeString(shape)) overflows", at: loc) }
         let dataStart = start + headerLen
         guard nbytes <= b.count - dataStart else {

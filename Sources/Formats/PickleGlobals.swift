@@ -215,7 +215,7 @@ enum PickleGlobals {
             }
             guard let raw = bytesValue(s[4]) else { throw vm.fail("ndarray data must be bytes, found \(s[4].typeName)") }
             let (dtype, _) = try NumpyDTypes.parse(dt.code, byteOrder: dt.byteOrder, at: at)
-            let need = try Checked.mul(try Checked.product(shape, "ndarray shape"), dtype.size, "ndarray bytes")
+            let need = try Checked.product(shape, elementSize: dtype.size, "ndarray bytes")
             guard raw.count == need else {
                 throw vm.fail("ndarray data has \(raw.count) bytes but shape \(Tensor.shapeString(shape)) x \(dtype.shortName) needs \(need)")
             }

@@ -59,7 +59,7 @@ public enum Safetensors {
             }
             guard b <= e else { throw FormatError.malformed("data_offsets [\(b), \(e)] are out of order", at: at) }
             let nbytes: Int
-            do { nbytes = try Checked.mul(try Checked.product(shape, "shape"), dtype.size, "tensor bytes") } catch {
+            do { nbytes = try Checked.product(shape, elementSize: dtype.size, "tensor bytes") } catch {
                 throw FormatError.malformed("shape \(Tensor.shapeString(shape)) x \(dtype.shortName) overflows", at: at)
             }
             guard e - b == nbytes else {

@@ -350,12 +350,16 @@ public enum StridedGather {
         for i in 0 ..< n {
             (dst + i * size).copyMemory(from: sbase + srcElem * size, byteCount: size)
             // Advance the multi-index (last dimension fastest).
+            // srcElem only ever takes addressed values (all checked): a size-1 dimension may carry any
+            // stride (PyTorch allows it), so stepping past the last index first could overflow.
             var d = dims - 1
             while d >= 0 {
-                index[d] += 1
-                srcElem += stride[d]
-                if index[d] < shape[d] { break }
-                srcElem -= stride[d] * shape[d]
+                if index[d] + 1 < shape[d] {
+                    index[d] += 1
+                    srcElem += stride[d]
+                    break
+                }
+                srcElem -= stride[d] * (shape[d] - 1)
                 index[d] = 0
                 d -= 1
             }

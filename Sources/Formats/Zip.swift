@@ -250,6 +250,10 @@ public final class ZipArchive: @unchecked Sendable {
         return libdeflate_crc32(0, base, raw.count)
     }
 
+    /// zlib counts in `uInt` (32 bits): entries of 4 GiB or more are fed and drained in windows of
+    /// at most this many bytes (a plain `uInt(size)` would trap on them). Tests lower it.
+    var inflateWindow = Int(UInt32.max)
+
     private func inflate(_ e: ZipEntry, at loc: String) throws -> Bytes {
         let out = OwnedBuffer(count: e.uncompressedSize)
         var stream = z_stream()
@@ -258,14 +262,30 @@ public final class ZipArchive: @unchecked Sendable {
         }
         defer { inflateEnd(&stream) }
         let src = bytes.raw.baseAddress!.advanced(by: e.dataOffset)
-        stream.next_in = UnsafeMutablePointer(mutating: src.assumingMemoryBound(to: Bytef.self))
-        stream.avail_in = uInt(e.compressedSize)
-        stream.next_out = out.pointer.assumingMemoryBound(to: Bytef.self)
-        stream.avail_out = uInt(e.uncompressedSize)
+        var inLeft = e.compressedSize, outLeft = e.uncompressedSize
+        func refill() {
+            if stream.avail_in == 0 && inLeft > 0 {
+                let n = min(inLeft, inflateWindow)
+                stream.next_in = UnsafeMutablePointer(mutating: (src + (e.compressedSize - inLeft)).assumingMemoryBound(to: Bytef.self))
+                stream.avail_in = uInt(n)
+                inLeft -= n
+            }
+            if stream.avail_out == 0 && outLeft > 0 {
+                let n = min(outLeft, inflateWindow)
+                stream.next_out = (out.pointer + (e.uncompressedSize - outLeft)).assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = uInt(n)
+                outLeft -= n
+            }
+        }
+        refill()
         var scratch = [UInt8](repeating: 0, count: 1)
         while true {
             let r = CZlib.inflate(&stream, Z_NO_FLUSH)
             if r == Z_STREAM_END { break }
+            if r == Z_OK || r == Z_BUF_ERROR, (stream.avail_in == 0 && inLeft > 0) || (stream.avail_out == 0 && outLeft > 0) {
+                refill()
+                continue
+            }
             if r == Z_BUF_ERROR || (r == Z_OK && stream.avail_out == 0) {
                 if stream.avail_out == 0 {
                     // Output is full; any further byte means the entry is larger than declared.

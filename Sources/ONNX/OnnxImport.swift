@@ -90,13 +90,9 @@ public enum OnnxImport {
                 throw FormatError(.unsupported, "initializer '\(name)' has ONNX data type \(i.dataType), not a float type", file: file)
             }
             guard i.dims.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else { throw fail("initializer '\(name)' has dims \(i.dims)", file) }
-            // Overflow-checked: dims [2^32, 2^32] must not wrap to 0 elements and match an empty raw_data.
-            var bytes: Int? = dt.size
-            for d in i.dims {
-                guard let b = bytes else { break }
-                let (r, o) = b.multipliedReportingOverflow(by: d)
-                bytes = o ? nil : r
-            }
+            // Overflow-checked: dims [2^32, 2^32] must not wrap to 0 elements and match an empty raw_data,
+            // and [0, 2^39, 2^39] (0 elements) must not reach code that multiplies the non-zero dims.
+            let bytes = try? Checked.product(i.dims, elementSize: dt.size, "initializer '\(name)' size")
             guard let bytes, bytes == i.rawData.count else {
                 throw fail("initializer '\(name)' holds \(i.rawData.count) bytes, dims \(i.dims) x \(dt.size) need "
                     + (bytes.map(String.init) ?? "more than Int.max"), file)
