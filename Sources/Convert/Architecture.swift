@@ -279,6 +279,17 @@ public struct ArchConfig: Codable, Equatable, Sendable {
             if fusionConvChannelRatio < 1 { problems.append("fusion_conv_channel_ratio must be >= 1") }
             if fusionKernel < 1 || fusionKernel % 2 == 0 { problems.append("fusion_kernel must be odd, is \(fusionKernel)") }
         }
+        // Upper bounds, so that a crafted sfnet.arch or PySlowFast config cannot overflow the channel,
+        // kernel and padding arithmetic of the builders (each far above any published network).
+        if stageDepths.contains(where: { $0 > 100 }) { problems.append("stage_depths must be <= 100: \(stageDepths)") }
+        if temporalKernels.joined().contains(where: { $0 > 31 }) { problems.append("temporal kernels must be <= 31: \(temporalKernels)") }
+        if spatialStrides.contains(where: { !(1 ... 4).contains($0) }) { problems.append("spatial strides must be in 1...4: \(spatialStrides)") }
+        if widthPerGroup > 4096 || numGroups > 1024 { problems.append("width_per_group (<= 4096) and num_groups (<= 1024) are \(widthPerGroup) and \(numGroups)") }
+        if numClasses > 1_000_000 { problems.append("num_classes must be <= 1000000, is \(numClasses)") }
+        if model == .slowfast, alpha > 64 || betaInv > 1024 || fusionConvChannelRatio > 64 || fusionKernel > 31 {
+            problems.append("alpha (<= 64), beta_inv (<= 1024), fusion_conv_channel_ratio (<= 64) and fusion_kernel (<= 31) are "
+                + "\(alpha), \(betaInv), \(fusionConvChannelRatio) and \(fusionKernel)")
+        }
         if model == .resnet, temporalKernels.joined().contains(where: { $0 != 1 }) {
             problems.append("model resnet needs every temporal kernel 1: \(temporalKernels)")
         }

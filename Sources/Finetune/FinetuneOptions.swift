@@ -140,6 +140,26 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         }
         if let c = testCrop, c < 32 || c % 32 != 0 { p.append("the test crop must be a multiple of 32") }
         if mean.count != 3 || std.count != 3 || std.contains(where: { !($0 > 0) }) { p.append("mean and std take 3 values each, std > 0") }
+        // Upper bounds: values from a config file or the command line must not overflow the clip, batch and
+        // buffer arithmetic downstream (a crafted YAML with BATCH_SIZE 2^63-1 trapped before these).
+        func atMost(_ v: Int, _ limit: Int, _ what: String) { if v > limit { p.append("\(what) is \(v), at most \(limit)") } }
+        atMost(epochs, 100_000, "--epochs (SOLVER.MAX_EPOCH)")
+        atMost(batch, 4096, "--batch (TRAIN.BATCH_SIZE)")
+        atMost(frames, 512, "--frames (DATA.NUM_FRAMES)")
+        atMost(samplingRate, 1024, "--sampling-rate (DATA.SAMPLING_RATE)")
+        atMost(crop, 4096, "--crop (DATA.TRAIN_CROP_SIZE)")
+        atMost(jitterMax, 4096, "--jitter MAX (DATA.TRAIN_JITTER_SCALES)")
+        atMost(testCrop ?? 0, 4096, "the test crop (DATA.TEST_CROP_SIZE)")
+        atMost(threads, 1024, "--threads")
+        atMost(workers, 256, "--workers")
+        atMost(cacheViews, 1000, "--cache-views")
+        atMost(preciseBN, 1_000_000, "--precise-bn (BN.NUM_BATCHES_PRECISE)")
+        atMost(valSpatialCrops, 3, "validation spatial crops")
+        atMost(valTemporalViews, 100, "validation temporal views")
+        atMost(testSpatialCrops ?? 1, 3, "test spatial crops (TEST.NUM_SPATIAL_CROPS)")
+        atMost(testTemporalViews ?? 1, 100, "test temporal views (TEST.NUM_ENSEMBLE_VIEWS)")
+        if !(warmupEpochs <= 100_000) { p.append("--warmup-epochs (SOLVER.WARMUP_EPOCHS) must be at most 100000") }
+        if lrSteps.contains(where: { !($0 >= 0 && $0 <= 100_000) }) { p.append("LR step epochs (SOLVER.STEPS) must be in 0...100000") }
         return p
     }
 }

@@ -107,6 +107,7 @@ public final class FinetuneRun {
         } else if o.initKind == .scratch {
             arch = try o.architecture ?? Self.architecture(o.arch)
             arch.numClasses = classes.count
+            try arch.validate()   // a config's architecture is data: bounded before any size is computed from it
             tensors = freshWeights(for: arch, seed: o.seed)
             startDescription = "scratch (\(o.architecture == nil ? o.arch : "the config's architecture"), PySlowFast init, seed \(o.seed))"
             notes.append("started from scratch: \(arch.summary) with PySlowFast's init (seed \(o.seed))")
