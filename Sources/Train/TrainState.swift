@@ -120,12 +120,21 @@ public struct TrainState: Codable, Sendable, Equatable {
 
     public func json() -> String { SGD.encodeJSON(self) }
 
+    /// The largest epoch, iteration or per-epoch count a checkpoint may record (2^40).
+    public static let maxCount = 1 << 40
+
     public static func decode(json text: String, what: String = "metadata '\(TrainCheckpoint.stateKey)'") throws -> TrainState {
         let s: TrainState = try SGD.decodeJSON(text, what: what)
         guard s.format == currentFormat else {
             throw TrainError(.malformed, "train state format \(s.format); this sfnet reads format \(currentFormat)", at: what)
         }
         guard s.epoch >= 0, s.iteration >= 0 else { throw TrainError(.malformed, "negative epoch \(s.epoch) or iteration \(s.iteration)", at: what) }
+        // Bounded so a resumed run's counters (epoch + 1, iteration + 1, iteration / itersPerEpoch) cannot overflow.
+        guard s.epoch <= maxCount, s.iteration <= maxCount, s.config.epochs <= maxCount, s.config.itersPerEpoch <= maxCount,
+              s.config.batchSize <= maxCount else {
+            throw TrainError(.malformed, "epoch \(s.epoch), iteration \(s.iteration), epochs \(s.config.epochs), iterations per epoch "
+                + "\(s.config.itersPerEpoch) or batch \(s.config.batchSize) past \(maxCount)", at: what)
+        }
         return s
     }
 }

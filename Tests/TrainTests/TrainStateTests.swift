@@ -162,6 +162,16 @@ final class TrainStateTests: XCTestCase {
         json = json.replacingOccurrences(of: "\"format\":1", with: "\"format\":9")
         try SafetensorsWriter.write([], metadata: [("sfnet.train_state", json)], to: future, overwrite: true)
         XCTAssertThrowsError(try TrainCheckpoint.read(future)) { XCTAssertTrue("\($0)".contains("format 9"), "\($0)") }
+        // Counters at the bound read; one past it (and Int.max, which a resumed step would overflow) are refused.
+        for (iteration, ok) in [(TrainState.maxCount, true), (TrainState.maxCount + 1, false), (Int.max, false)] {
+            let f = path("iter\(iteration).safetensors")
+            let j = TrainState(iteration: 0, config: config()).json().replacingOccurrences(of: "\"iteration\":0", with: "\"iteration\":\(iteration)")
+            XCTAssertTrue(j.contains("\"iteration\":\(iteration)"), j)
+            try SafetensorsWriter.write([], metadata: [("sfnet.train_state", j)], to: f, overwrite: true)
+            if ok { XCTAssertNoThrow(try TrainCheckpoint.read(f)) } else {
+                XCTAssertThrowsError(try TrainCheckpoint.read(f)) { XCTAssertTrue("\($0)".contains("past \(TrainState.maxCount)"), "\($0)") }
+            }
+        }
         XCTAssertThrowsError(try TrainCheckpoint.read(path("nope.safetensors"))) { XCTAssertTrue("\($0)".contains("nope.safetensors"), "\($0)") }
     }
 
