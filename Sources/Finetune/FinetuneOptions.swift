@@ -35,6 +35,8 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var epochs = 20
     public var batch = 8
     public var lr = 0.0375
+    /// How the learning rate was chosen when the linear scaling rule changed it (printed and recorded).
+    public var lrScaling: String?
     public var warmupEpochs = 5.0
     public var warmupStartLR = 0.00085
     /// After warm-up: constant, cosine or steps (PySlowFast steps_with_relative_lrs with `lrSteps`/`lrRelative`).
@@ -119,6 +121,24 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
 
     /// The study's recipe with `overrides` applied by the caller (`--recipe study`).
     public static let recipes = ["study"]
+
+    /// The batch the study's learning rates (0.0375 after warm-up from 0.00085) were set for.
+    public static let recipeBatch = 8
+
+    /// The linear scaling rule (Goyal et al. 2017, as PySlowFast's configs apply it across batch sizes):
+    /// the recipe's base and warm-up-start LRs are for `recipeBatch`; for another batch they scale by
+    /// batch / recipeBatch. Applied when the learning rates are the recipe's defaults (no --lr,
+    /// --warmup-start-lr or config BASE_LR given); returns the line that says so, or nil.
+    public mutating func scaleLearningRateForBatch() -> String? {
+        guard batch != Self.recipeBatch else { return nil }
+        let f = Double(batch) / Double(Self.recipeBatch)
+        let (base, start) = (lr, warmupStartLR)
+        lr = base * f
+        warmupStartLR = start * f
+        return String(format: "learning rate scaled for batch %d (linear scaling rule; the recipe's rates are for batch %d): "
+            + "base %g x %d/%d = %g, warm-up start %g -> %g; --lr sets it yourself", batch, Self.recipeBatch, base, batch,
+            Self.recipeBatch, lr, start, warmupStartLR)
+    }
 
     public func problems() -> [String] {
         var p: [String] = []

@@ -90,6 +90,7 @@ public final class FinetuneRun {
 
         // Start weights and architecture.
         var notes: [String] = []
+        if let line = o.lrScaling { notes.append(line) }
         if o.resume && existing == nil { notes.append("--resume: no checkpoint in \(o.out) yet, starting the run") }
         var arch: ArchConfig
         var tensors: TensorMap
@@ -241,6 +242,10 @@ public final class FinetuneRun {
         /// Validation, the checkpoint, best weights and reports after epoch `e` (both training paths).
         func finishEpoch(e: Int, t0: Date, trainSeconds: Double, lossMean: Double, clips: Int, lr: Double, waited: Double,
                          preciseBNSeconds: Double? = nil) throws {
+            // A loss that blows up stops the run before this epoch is validated or kept.
+            if let why = Self.blowUp(lossMean: lossMean, loss: o.loss, classes: classes.count) {
+                throw Self.diverged(epoch: e + 1, what: why, lr: lr, kept: lastCheckpoint)
+            }
             // Validation.
             var valMAP: Double?, valTop1: Double?
             if let val, !val.samples.isEmpty {
@@ -433,6 +438,17 @@ public final class FinetuneRun {
     }
 
     /// Training stopped before a poisoned checkpoint: what happened, what is kept, what to try.
+    /// The blow-up rule: an epoch whose mean training loss exceeds `blowUpFactor` times the loss of
+    /// predicting nothing (all logits 0: ln 2 per class for BCE, ln K for softmax cross-entropy) has
+    /// diverged. A run that learns stays below 1x after its first epoch and starts near 1x; the study's
+    /// LR at too small a batch climbs to 10-25x (BCE losses of 7-18). Returns the reason, or nil.
+    public static let blowUpFactor = 4.0
+    public static func blowUp(lossMean: Double, loss: LossKind, classes: Int) -> String? {
+        let chance = loss == .bce ? log(2.0) : log(Double(max(2, classes)))
+        guard lossMean > blowUpFactor * chance else { return nil }
+        return String(format: "the mean training loss is %.3g, above %.0fx the loss of predicting nothing (%.3g)", lossMean, blowUpFactor, chance)
+    }
+
     static func diverged(epoch: Int, what: String, lr: Double, kept: String) -> FinetuneError {
         FinetuneError("training diverged in epoch \(epoch): \(what); stopped without writing a checkpoint for this epoch" +
                       (kept.isEmpty ? "" : "; the last good one is \(URL(fileURLWithPath: kept).lastPathComponent)"),
@@ -471,7 +487,8 @@ public final class FinetuneRun {
             .init("data", "train \(train.samples.count) clips\(val.map { ", val \($0.samples.count)" } ?? "")\(test.map { ", test \($0.samples.count)" } ?? ""), \(train.classes.count) classes"),
             .init("epochs x iterations", "\(o.epochs) x \(itersPerEpoch) (batch \(o.batch))"),
             .init("optimizer", "SGD momentum \(o.momentum)\(o.nesterov ? " nesterov" : ""), weight decay \(o.weightDecay) (none on BN and biases)\(o.clipGradNorm.map { ", clip \($0)" } ?? "")"),
-            .init("learning rate", "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"
+            .init("learning rate", (o.lrScaling != nil ? "(linear scaling for batch \(o.batch)) " : "")
+                  + "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"
                   + (o.schedule == "steps" ? " " + zip(o.lrSteps, o.lrRelative).map { "\($0):\($1)" }.joined(separator: " ") : "")
                   + (o.schedule == "cosine" ? " to \(o.cosineEndLR)\(o.cosineAfterWarmup ? " after warm-up" : " from epoch 0")" : "")),
             .init("loss", o.loss == .bce ? "sigmoid + binary cross-entropy" : "softmax cross-entropy"),

@@ -48,9 +48,9 @@ struct RecipeOptions: ParsableArguments {
     var printConfig = false
     @Option(help: "Epochs (default 20).") var epochs: Int?
     @Option(help: "Clips per batch (default 8).") var batch: Int?
-    @Option(help: "Base learning rate after warm-up (default 0.0375).") var lr: Double?
+    @Option(help: "Base learning rate after warm-up (default 0.0375 for batch 8, scaled by batch/8 for another --batch: the linear scaling rule).") var lr: Double?
     @Option(name: .customLong("warmup-epochs"), help: "Linear warm-up length in epochs, per iteration (default 5).") var warmupEpochs: Double?
-    @Option(name: .customLong("warmup-start-lr"), help: "Learning rate at the start of warm-up (default 0.00085).") var warmupStartLR: Double?
+    @Option(name: .customLong("warmup-start-lr"), help: "Learning rate at the start of warm-up (default 0.00085 for batch 8, scaled like --lr).") var warmupStartLR: Double?
     @Option(help: "After warm-up: constant (default), cosine (to 0 at the last epoch) or steps (--lr-steps).") var schedule: String?
     @Option(name: .customLong("lr-steps"), parsing: .upToNextOption, help: "Steps schedule: EPOCH:FACTOR ... (the first at epoch 0), e.g. 0:1 41:0.1.")
     var lrSteps: [LRStep] = []
@@ -129,6 +129,13 @@ struct RecipeOptions: ParsableArguments {
         take(classColumn, "class-column") { o.classColumn = $0 }
         take(frameRoot, "frame-root") { o.frameRoot = $0 }
         o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
+        // The recipe's learning rates are for batch 8: scaled for another batch unless the user chose them
+        // (--lr / --warmup-start-lr, or a config's BASE_LR, which PySlowFast pairs with its own BATCH_SIZE).
+        if src["lr"] == "default" && src["warmup-start-lr"] == "default", let line = o.scaleLearningRateForBatch() {
+            o.lrScaling = line
+            src.set("lr", "default, scaled for batch \(o.batch)")
+            src.set("warmup-start-lr", "default, scaled for batch \(o.batch)")
+        }
         // The architecture from the config follows the recipe's frames, crop, dropout and loss.
         if var a = o.architecture {
             a.numFrames = o.frames; a.trainCrop = o.crop; a.dropout = o.dropout; a.headActivation = o.loss == .bce ? .sigmoid : .softmax
