@@ -1,5 +1,5 @@
 // A recipe that holds at any batch (issue 14, part 3): the study's learning rates are for batch 8 and
-// scale linearly for the batch chosen unless the user sets them; a loss that blows up (above 4x the
+// scale linearly for the batch chosen unless the user sets them; a loss that blows up (above 8x the
 // loss of predicting nothing) stops the run with the epoch, the figures and the hint, before that
 // epoch is kept. Through the binary, on data like the demo's (`sfnet data synth`, its four motions).
 
@@ -47,7 +47,7 @@ final class RecipeScalingCLITests: XCTestCase {
         XCTAssertFalse(given.stdout.contains("scaled for batch"), given.stdout)
     }
 
-    /// A deliberately too-high rate: the epoch's mean loss passes 4 ln 2 and the run stops naming the epoch,
+    /// A deliberately too-high rate: the epoch's mean loss passes 8 ln 2 and the run stops naming the epoch,
     /// the loss, the threshold, the rate and the hint, without a checkpoint for that epoch.
     func testALossThatBlowsUpStopsTheRunWithTheEpochTheFiguresAndTheHint() throws {
         let dir = try CLI.tempDir()
@@ -59,7 +59,7 @@ final class RecipeScalingCLITests: XCTestCase {
                              "--jitter", "64", "72", "--sampling-rate", "4", "--seed", "1"])
         XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
         XCTAssertTrue(r.stderr.contains("training diverged in epoch 1: the mean training loss is")
-                      && r.stderr.contains("above 4x the loss of predicting nothing (0.693)")
+                      && r.stderr.contains("above 8x the loss of predicting nothing (0.693)")
                       && r.stderr.contains("lower --lr (the rate was 2 here)"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint-epoch001.safetensors").path))
     }
