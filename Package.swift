@@ -58,7 +58,7 @@ let package = Package(
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
         .target(name: "Report"),
         // the bodies of the libFuzzer targets (executables in the separate package Fuzz/), replayed by tests.
-        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX"]),
+        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX", "Video", "Finetune"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
@@ -96,7 +96,8 @@ let package = Package(
 //   SFNET_FUZZ=1 swift build --scratch-path .build-fuzz --product FuzzPickle --sanitize fuzzer --sanitize address
 // Their bodies live in FuzzTargets, which FuzzReplayTests replays in `make test`.
 if ProcessInfo.processInfo.environment["SFNET_FUZZ"] != nil {
-    for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2"] {
+    for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2",
+                 "Json", "Yaml", "Xlsx", "Csv", "FrameList"] {
         package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets"]))
         package.products.append(.executable(name: "Fuzz\(name)", targets: ["Fuzz\(name)"]))
     }
