@@ -38,7 +38,7 @@ maxlen() { case "$1" in pickle|caffe2|zip|torch|onnx|onnx-external|xlsx) echo 65
 # Seeds: the format's fixtures up to the target's cap, minus the limit tests (deep nests, bombs, laughs).
 seeds() {
   { case "$1" in
-    pickle) ls fixtures/caffe2/*.pkl fixtures/imagenet/*.pkl fixtures/hostile/files/*.pkl;;
+    pickle) ls fixtures/caffe2/*.pkl fixtures/imagenet/*.pkl fixtures/hostile/files/*.pkl Fuzz/seeds/caffe2/*;;
     caffe2) ls fixtures/caffe2/*.pkl fixtures/imagenet/*.pkl fixtures/hostile/files/*caffe2* fixtures/hostile/files/c13_np*.pkl;;
     zip|torch) ls fixtures/torch/*.pt fixtures/torch/*.pth fixtures/torch/*.pyth fixtures/numpy/*.npz fixtures/hostile/files/*.pt*;;
     safetensors) ls fixtures/torch/*.safetensors fixtures/numpy/*.safetensors fixtures/hostile/files/*.safetensors;;
@@ -49,9 +49,9 @@ seeds() {
     xlsx) ls fixtures/ak/annotation/*.xlsx fixtures/ak/hostile/*.xlsx fixtures/hostile/files/*.xlsx;;
     csv) ls fixtures/text/*.csv fixtures/hostile/files/c36_csv_*.csv fixtures/hostile/files/valid_manifest.csv;;
     frame-list) ls fixtures/text/ak_frames.csv fixtures/ak/annotation/*.csv fixtures/hostile/files/c36_frame_list_*;;
-  esac 2>/dev/null | grep -Ev 'nest_|laughs|bomb|_huge|overlong|deep|memo'
+  esac 2>/dev/null | grep -Ev 'nest_|laughs|bomb|_huge|overlong|deep|memo' || true
   ls Fuzz/seeds/"$1"/* 2>/dev/null   # small hand-made seeds where the fixtures have none
-  } | while read -r f; do [ "$(stat -c %s "$f")" -le "$(maxlen "$1")" ] && echo "$f"; done
+  } | while read -r f; do if [ "$(stat -c %s "$f")" -le "$(maxlen "$1")" ]; then echo "$f"; fi; done || true
 }
 
 if [ -z "${NOBUILD:-}" ]; then
@@ -67,7 +67,7 @@ fi
 run_one() {
   local t=$1 p; p=$(product "$t")
   local dir="$WORK/$t"; mkdir -p "$dir/corpus" "$dir/artifacts"
-  seeds "$t" | while read -r f; do cp -n "$f" "$dir/corpus/" 2>/dev/null || true; done
+  seeds "$t" | while read -r f; do cp -n "$f" "$dir/corpus/" 2>/dev/null || true; done || true
   local nseeds; nseeds=$(ls "$dir/corpus" | wc -l)
   local start end
   start=$(date +%s)
