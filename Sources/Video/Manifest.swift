@@ -103,6 +103,9 @@ public enum Manifest {
 
     /// Reads a CSV manifest. Labels that are names need `classes`; without it, all-numeric labels are
     /// ids (classes named by their id) and names form a class list in sorted order.
+    /// Most classes that numeric labels may imply without a class list (0...max id).
+    public static let maxNumericClasses = 100_000
+
     public static func loadCSV(_ path: String, classes: ClassList? = nil, limits: TextLimits = .default) throws -> VideoDataset {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         var rows: [(line: Int, path: String, labels: [String], animals: Int?)] = []
@@ -134,7 +137,12 @@ public enum Manifest {
         let allNumeric = rows.allSatisfy { $0.labels.allSatisfy { Int($0) != nil } }
         let list: ClassList
         if let classes { list = classes } else if allNumeric {
+            // Ids name the classes 0...max: bounded, or `0...Int.max` would trap (and 10^12 exhaust memory).
             let maxID = rows.flatMap { $0.labels.compactMap { Int($0) } }.max() ?? 0
+            if maxID >= maxNumericClasses, let row = rows.first(where: { $0.labels.contains { Int($0) == maxID } }) {
+                throw DatasetError.badLine(path: path, line: row.line,
+                                           reason: "class id \(maxID) makes \(maxID) + 1 classes, more than the limit \(maxNumericClasses) (pass a class list for sparse ids)")
+            }
             list = try ClassList(names: (0...max(maxID, 0)).map(String.init))
         } else {
             list = try ClassList(names: Array(Set(rows.flatMap(\.labels))).sorted())
