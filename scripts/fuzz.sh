@@ -9,13 +9,13 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET (default 600)] [TARGET ...]
 #   JOBS=2 scripts/fuzz.sh 600          # two targets at a time (one per core)
 #   make fuzz-deep SECS=3600            # every target, JOBS=nproc at a time
-# Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml xlsx csv frame-list
+# Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list
 # Environment: JOBS (parallel targets, default 1), WORK (default .fuzz-work), BUILD=debug (the -Onone
 # build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}; shift || true
-ALL=(pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml xlsx csv frame-list)
+ALL=(pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list)
 TARGETS=("${@:-${ALL[@]}}")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
@@ -28,13 +28,13 @@ mkdir -p "$WORK"
 # the bombs) are limit tests in the hostile corpus, where one input costs seconds, not fuzz seeds.
 product() { case "$1" in pickle) echo FuzzPickle;; zip) echo FuzzZip;; torch) echo FuzzTorch;; safetensors) echo FuzzSafetensors;;
   npy) echo FuzzNpy;; onnx) echo FuzzOnnx;; onnx-external) echo FuzzOnnxExternal;; caffe2) echo FuzzCaffe2;;
-  json) echo FuzzJson;; yaml) echo FuzzYaml;; xlsx) echo FuzzXlsx;; csv) echo FuzzCsv;; frame-list) echo FuzzFrameList;;
+  json) echo FuzzJson;; yaml) echo FuzzYaml;; pyslowfast-config) echo FuzzPySlowFastConfig;; xlsx) echo FuzzXlsx;; csv) echo FuzzCsv;; frame-list) echo FuzzFrameList;;
   *) echo "unknown target $1" >&2; exit 2;; esac; }
 dict() { case "$1" in pickle|caffe2) echo Fuzz/dict/pickle.dict;; zip|torch) echo Fuzz/dict/zip.dict;; onnx|onnx-external) echo Fuzz/dict/protobuf.dict;;
-  json) echo Fuzz/dict/json.dict;; yaml) echo Fuzz/dict/yaml.dict;; xlsx) echo Fuzz/dict/xlsx.dict;; csv|frame-list) echo Fuzz/dict/csv.dict;;
+  json) echo Fuzz/dict/json.dict;; yaml|pyslowfast-config) echo Fuzz/dict/yaml.dict;; xlsx) echo Fuzz/dict/xlsx.dict;; csv|frame-list) echo Fuzz/dict/csv.dict;;
   *) echo Fuzz/dict/safetensors.dict;; esac; }
 maxlen() { case "$1" in pickle|caffe2|zip|torch|onnx|onnx-external|xlsx) echo 65536;; safetensors|npy) echo 16384;;
-  json|yaml|csv|frame-list) echo 8192;; esac; }
+  json|yaml|pyslowfast-config|csv|frame-list) echo 8192;; esac; }
 # Seeds: the format's fixtures up to the target's cap, minus the limit tests (deep nests, bombs, laughs).
 seeds() {
   { case "$1" in
@@ -45,7 +45,7 @@ seeds() {
     npy) ls fixtures/numpy/*.np* fixtures/hostile/files/*.np*;;
     onnx|onnx-external) ls fixtures/onnx/*.onnx fixtures/onnx/hostile/*.onnx fixtures/hostile/files/*.onnx;;
     json) ls fixtures/hostile/files/*.json fixtures/hostile/cases*.json fixtures/text/*.json fixtures/*/*config*.json;;
-    yaml) ls fixtures/yaml/*.yaml fixtures/ak/configs/*.yaml fixtures/hostile/files/*.yaml;;
+    yaml|pyslowfast-config) ls fixtures/yaml/*.yaml fixtures/ak/configs/*.yaml fixtures/hostile/files/*.yaml;;
     xlsx) ls fixtures/ak/annotation/*.xlsx fixtures/ak/hostile/*.xlsx fixtures/hostile/files/*.xlsx;;
     csv) ls fixtures/text/*.csv fixtures/hostile/files/c36_csv_*.csv fixtures/hostile/files/valid_manifest.csv;;
     frame-list) ls fixtures/text/ak_frames.csv fixtures/ak/annotation/*.csv fixtures/hostile/files/c36_frame_list_*;;

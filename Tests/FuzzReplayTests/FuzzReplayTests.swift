@@ -39,6 +39,7 @@ final class FuzzReplayTests: XCTestCase {
             ("caffe2", "fixtures/caffe2/tiny_slowfast_c2.pkl"),
             ("json", "Fuzz/seeds/json/config.json"), ("json", "Fuzz/seeds/json/model.safetensors.index.json"),
             ("yaml", "fixtures/yaml/AK_SLOWFAST_8x8_R50.yaml"), ("yaml", "fixtures/hostile/files/valid_pyslowfast.yaml"),
+            ("pyslowfast-config", "fixtures/yaml/AK_SLOWFAST_8x8_R50.yaml"), ("pyslowfast-config", "fixtures/ak/configs/SLOWFAST_8x8_R50.yaml"),
             ("xlsx", "fixtures/ak/annotation/df_action.xlsx"), ("xlsx", "fixtures/hostile/files/valid_classes.xlsx"),
             ("csv", "fixtures/text/python_csv.csv"), ("csv", "fixtures/text/excel.csv"),
             ("frame-list", "fixtures/ak/annotation/val.csv"), ("frame-list", "fixtures/text/ak_frames.csv"),
@@ -55,6 +56,8 @@ final class FuzzReplayTests: XCTestCase {
             ("pickle", "fixtures/hostile/files/c01_global_os_system.pkl", ""),
             ("torch", "fixtures/onnx/tiny_resnet2d.onnx", "ONNX"),
             ("zip", "fixtures/caffe2/tiny_slowfast_c2.pkl", ""),
+            // The small Caffe2 seed (six blobs of the tiny fixture) gets past the pickle into the key map.
+            ("caffe2", "Fuzz/seeds/caffe2/small_blobs_full_shape.pkl", "cannot derive the architecture"),
             ("json", "fixtures/hostile/files/c34_yaml_merge_key.yaml", ""),
             ("yaml", "fixtures/hostile/files/c34_yaml_billion_laughs.yaml", "anchors and aliases"),
             ("yaml", "fixtures/hostile/files/c34_yaml_python_object_tag.yaml", "YAML tags"),
