@@ -12,7 +12,7 @@ PYTHON       ?= $(VENV)/bin/python
 REQUIREMENTS := requirements/fixtures.txt requirements/interop.txt requirements/bench.txt
 
 PHONY_EXTRA := check-eval faults
-.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz
+.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz fuzz-deep
 
 deps:
 	@sh scripts/deps.sh $(APT_PACKAGES)
@@ -121,6 +121,12 @@ check-map: deps
 # findings are copied to Fuzz/regressions/<target>/, which `make test` replays.
 fuzz: deps
 	@JOBS=$${JOBS:-1} bash scripts/fuzz.sh $${SECS:-600}
+
+# The depth budget (issue 18): every target (byte formats and text formats) for SECS of wall time each
+# (default 600), JOBS at a time (default: one per core), optimised + ASan; prints per target the
+# executions, exec/s, coverage (cov/ft) and findings, which go to Fuzz/regressions/<target>/ as above.
+fuzz-deep: deps
+	@JOBS=$${JOBS:-$$(nproc)} bash scripts/fuzz.sh $${SECS:-600}
 
 # `sfnet eval`'s mAP against scikit-learn on the scores it wrote, for every run of the demo
 # (run `make demo` first); prints SKIPPED loudly without scikit-learn. PYTHON=...

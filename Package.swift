@@ -57,8 +57,9 @@ let package = Package(
         .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet", "Train"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
         .target(name: "Report"),
-        // the bodies of the libFuzzer targets (executables in the separate package Fuzz/), replayed by tests.
-        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX"]),
+        // the bodies of the libFuzzer targets (executables Fuzz<Name> below, with SFNET_FUZZ=1), replayed by tests;
+        // Video and Finetune for the text formats (class lists, manifests, frame lists, YAML configs).
+        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX", "Video", "Finetune"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
@@ -93,10 +94,12 @@ let package = Package(
 
 // libFuzzer targets (issue 8), present only when SFNET_FUZZ is set, so that ordinary builds never link
 // an executable without a main; each is built on its own with the sanitizers (scripts/fuzz.sh):
-//   SFNET_FUZZ=1 swift build --scratch-path .build-fuzz --product FuzzPickle --sanitize fuzzer --sanitize address
+//   SFNET_FUZZ=1 swift build --scratch-path .build-fuzz -c release --product FuzzPickle --sanitize fuzzer --sanitize address \
+//     -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
 // Their bodies live in FuzzTargets, which FuzzReplayTests replays in `make test`.
 if ProcessInfo.processInfo.environment["SFNET_FUZZ"] != nil {
-    for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2"] {
+    for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2",
+                 "Json", "Yaml", "PySlowFastConfig", "Xlsx", "Csv", "FrameList"] {
         package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets"]))
         package.products.append(.executable(name: "Fuzz\(name)", targets: ["Fuzz\(name)"]))
     }

@@ -24,6 +24,9 @@ public enum FuzzTargets {
     public static let all: [(name: String, body: Body)] = [
         ("pickle", pickle), ("zip", zip), ("torch", torch), ("safetensors", safetensors),
         ("npy", npy), ("onnx", onnx), ("onnx-external", onnxExternal), ("caffe2", caffe2),
+        // text formats (TextTargets.swift)
+        ("json", json), ("yaml", yaml), ("pyslowfast-config", pyslowfastConfig), ("xlsx", xlsx), ("csv", csv),
+        ("frame-list", frameList),
     ]
 
     public static func body(named name: String) -> Body? { all.first { $0.name == name }?.body }

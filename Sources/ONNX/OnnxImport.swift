@@ -75,6 +75,8 @@ public enum OnnxImport {
         var producer: [String: Int] = [:]
         var consumers: [String: [Int]] = [:]
         for (k, n) in model.nodes.enumerated() {
+            // The walk below reads each node's first output (fuzz finding, Fuzz/regressions/onnx/crash-conv-without-outputs).
+            guard !n.outputs.isEmpty else { throw fail("node '\(n.name)' (\(n.opType)) has no outputs", file) }
             for o in n.outputs where !o.isEmpty {
                 if producer[o] != nil { throw fail("value '\(o)' is produced twice", file) }
                 producer[o] = k

@@ -58,6 +58,12 @@ public enum FrameList {
         }
         guard !order.isEmpty else { throw DatasetError.empty(path: path, what: "frames") }
         let maxID = videos.values.flatMap(\.labels).max() ?? 0
+        // As Manifest.loadCSV: ids name the classes 0...max, bounded (`0...Int.max` trapped; fuzz finding,
+        // Fuzz/regressions/frame-list/crash-label-int-max).
+        if classes == nil, maxID >= Manifest.maxNumericClasses, let v = order.first(where: { videos[$0]!.labels.contains(maxID) }) {
+            throw DatasetError.badLine(path: path, line: videos[v]!.line,
+                                       reason: "class id \(maxID) makes \(maxID) + 1 classes, more than the limit \(Manifest.maxNumericClasses) (pass a class list for sparse ids)")
+        }
         let list = try classes ?? ClassList(names: (0...maxID).map(String.init))
         let samples = order.map { key -> VideoSample in
             let v = videos[key]!

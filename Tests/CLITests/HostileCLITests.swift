@@ -41,7 +41,11 @@ final class HostileCLITests: XCTestCase {
         "nan-weights-verify": "FinetuneCLITests.testPoisonedWeightsFailVerifyAndFinetune",
         "nan-weights-finetune": "FinetuneCLITests.testPoisonedWeightsFailVerifyAndFinetune",
         "diverge": "FinetuneCLITests.testDivergingRunStopsBeforeAPoisonedCheckpoint",
+        "damaged-frames": "AnimalKingdomCLITests.testMissingTruncatedAndNonImageFramesAreSkippedOrFatalWithClipAndFrame",
     ]
+    /// SECURITY.md cases whose reader no command uses yet (33: JSON configs and shard indexes, 37: Hugging Face
+    /// folders); their parser is fuzzed (FuzzTargets "json") but the corpus has no CLI case for them.
+    static let noCLIReader: Set<Int> = [33, 37]
     /// Test-made cases this test builds itself.
     static let madeHere: Set<String> = ["directory", "unreadable", "onnx-symlink", "onnx-directory", "onnx-fifo", "existing-output"]
 
@@ -68,6 +72,7 @@ final class HostileCLITests: XCTestCase {
             let work = dir.appendingPathComponent("case\(k)")
             try fm.createDirectory(at: work, withIntermediateDirectories: true)
             let out = work.appendingPathComponent("out.safetensors").path
+            let split = work.appendingPathComponent("split").path
             var input = files.appendingPathComponent(c.name).path
             var args: [String]
             var keep: (path: String, bytes: Data)?
@@ -105,6 +110,12 @@ final class HostileCLITests: XCTestCase {
                 try fm.createDirectory(at: run, withIntermediateDirectories: true)
                 try fm.copyItem(atPath: input, toPath: run.appendingPathComponent("checkpoint-epoch001.safetensors").path)
                 args = ["finetune", "--resume", "--init", "scratch", "--train", manifest.path, "--classes", classes.path, "--out", run.path] + c.args
+            case "finetune-config":
+                args = ["finetune", "--config", input, "--init", "scratch", "--print-config"] + c.args
+            case "class-list":
+                args = ["data", "split", "--manifest", manifest.path, "--class-list", input, "--train", "1", "--val", "0", "--test", "0", "-o", split] + c.args
+            case "manifest":
+                args = ["data", "split", "--manifest", input, "--train", "1", "--val", "0", "--test", "0", "-o", split] + c.args
             default:
                 XCTFail("\(c.name): command '\(c.command)' is not run by this test"); continue
             }
@@ -124,13 +135,14 @@ final class HostileCLITests: XCTestCase {
             } else if c.command == "convert" {
                 XCTAssertFalse(fm.fileExists(atPath: out), "\(label): output written")
             }
+            XCTAssertFalse(fm.fileExists(atPath: split), "\(label): split written")
             if let canary = c.canary { XCTAssertFalse(fm.fileExists(atPath: canary), "\(label): payload ran (\(canary) exists)") }
             let left = try fm.contentsOfDirectory(atPath: work.path).filter { $0.contains(".sfnet-tmp-") }
             XCTAssertEqual(left, [], "\(label): temporaries left")
             if let n = c.caseNumber { ran[n, default: 0] += 1 }
         }
         // Every SECURITY.md case has at least one entry in the corpus.
-        XCTAssertEqual(Set(1 ... 32).subtracting(covered), [], "SECURITY.md cases without a hostile case")
+        XCTAssertEqual(Set(1 ... 38).subtracting(covered).subtracting(Self.noCLIReader), [], "SECURITY.md cases without a hostile case")
         let total = ran.values.reduce(0, +)
         let elsewhere = cases.filter { $0.make.map { Self.madeElsewhere[$0] != nil } ?? false }
         print("hostile corpus through the CLI: \(total) cases run, each with its expected exit status and phrase, no crash, "

@@ -37,6 +37,12 @@ final class FuzzReplayTests: XCTestCase {
             ("safetensors", "fixtures/torch/views_expected.safetensors"), ("npy", "fixtures/numpy/fortran.npy"),
             ("npy", "fixtures/numpy/compressed.npz"), ("onnx", "fixtures/onnx/tiny_resnet2d.onnx"),
             ("caffe2", "fixtures/caffe2/tiny_slowfast_c2.pkl"),
+            ("json", "Fuzz/seeds/json/config.json"), ("json", "Fuzz/seeds/json/model.safetensors.index.json"),
+            ("yaml", "fixtures/yaml/AK_SLOWFAST_8x8_R50.yaml"), ("yaml", "fixtures/hostile/files/valid_pyslowfast.yaml"),
+            ("pyslowfast-config", "fixtures/yaml/AK_SLOWFAST_8x8_R50.yaml"), ("pyslowfast-config", "fixtures/ak/configs/SLOWFAST_8x8_R50.yaml"),
+            ("xlsx", "fixtures/ak/annotation/df_action.xlsx"), ("xlsx", "fixtures/hostile/files/valid_classes.xlsx"),
+            ("csv", "fixtures/text/python_csv.csv"), ("csv", "fixtures/text/excel.csv"),
+            ("frame-list", "fixtures/ak/annotation/val.csv"), ("frame-list", "fixtures/text/ak_frames.csv"),
         ]
         for (target, file) in seeds {
             XCTAssertEqual(try outcome(target, Self.root.appendingPathComponent(file)), .accepted, "\(target) on \(file)")
@@ -50,6 +56,16 @@ final class FuzzReplayTests: XCTestCase {
             ("pickle", "fixtures/hostile/files/c01_global_os_system.pkl", ""),
             ("torch", "fixtures/onnx/tiny_resnet2d.onnx", "ONNX"),
             ("zip", "fixtures/caffe2/tiny_slowfast_c2.pkl", ""),
+            // The small Caffe2 seed (six blobs of the tiny fixture) gets past the pickle into the key map.
+            ("caffe2", "Fuzz/seeds/caffe2/small_blobs_full_shape.pkl", "cannot derive the architecture"),
+            ("json", "fixtures/hostile/files/c34_yaml_merge_key.yaml", ""),
+            ("yaml", "fixtures/hostile/files/c34_yaml_billion_laughs.yaml", "anchors and aliases"),
+            ("yaml", "fixtures/hostile/files/c34_yaml_python_object_tag.yaml", "YAML tags"),
+            ("xlsx", "fixtures/hostile/files/c35_xlsx_entity_expansion.xlsx", "entity declarations are refused"),
+            ("xlsx", "fixtures/hostile/files/c35_xlsx_zip_bomb.xlsx", "absurd compression ratio"),
+            ("csv", "fixtures/hostile/files/c36_csv_unterminated_quote.csv", "unterminated quote"),
+            ("csv", "fixtures/hostile/files/c36_csv_bom_in_middle.csv", "byte order mark"),
+            ("frame-list", "fixtures/hostile/files/c36_frame_list_frame_id.csv", "is not an integer"),
         ]
         for (target, file, words) in cases {
             let url = Self.root.appendingPathComponent(file)

@@ -1,0 +1,9 @@
+// libFuzzer entry for the "pyslowfast-config" target (body: FuzzTargets). Traps on an untyped error.
+import FuzzTargets
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let raw = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size)
+    if case let .untyped(e) = FuzzTargets.body(named: "pyslowfast-config")!(raw) { fatalError("untyped error: \(e)") }
+    return 0
+}
