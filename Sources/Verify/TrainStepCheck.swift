@@ -137,12 +137,13 @@ enum TrainStepCheck {
         try model.backward(dLogits)
         var worst = (0.0, "")
         // The whole gradient's norm: an error that is tiny against it cannot change an SGD step.
-        var wanted: [(String, ExpectedOutput)] = []
+        var wanted: [(name: String, want: ExpectedOutput, norm: Double)] = []
         var total2 = 0.0
         for name in model.store.parameterNames {
             guard let w = try expected("grad." + name) else { continue }
-            total2 += w.doubles.reduce(0) { $0 + $1 * $1 }
-            wanted.append((name, w))
+            let norm2 = w.doubles.reduce(0) { $0 + $1 * $1 }
+            total2 += norm2
+            wanted.append((name, w, norm2.squareRoot()))
             dtypes.append(w.dtype)
         }
         if wanted.count < parameters.count {
@@ -152,12 +153,11 @@ enum TrainStepCheck {
         var rescued = 0
         var ratios: [Double] = []
         let hasFloor = !gaps.isEmpty
-        for (name, want) in wanted {
+        for (name, want, norm) in wanted {
             guard let got = model.store.gradient(name) else { continue }
             let gap = hasFloor ? gaps[name] ?? 0 : nil
             let allowed = GradientCriterion.allowed(gap: gap, tolerance: tolerance)
             var c = Comparison.compare("grad.\(name)", got: got, expected: want, tolerance: allowed, isLogits: false)
-            let norm = want.doubles.reduce(0) { $0 + $1 * $1 }.squareRoot()
             if !c.passed, c.firstNonFinite == nil,
                GradientCriterion.passes(relativeL2: c.relativeL2, gap: gap, tensorNorm: norm, totalNorm: totalNorm, tolerance: tolerance) {
                 c.passed = true
