@@ -10,7 +10,8 @@ let package = Package(
         .executable(name: "sfnet", targets: ["sfnet"]),
         .library(name: "Formats", targets: ["Formats"]),
         .library(name: "Convert", targets: ["Convert"]),
-        .library(name: "SlowFastNet", targets: ["SlowFastNet"]),
+        .library(name: "Families", targets: ["Families"]),
+        .library(name: "Networks", targets: ["Networks"]),
         .library(name: "Verify", targets: ["Verify"]),
         .library(name: "ONNX", targets: ["ONNX"]),
         .library(name: "Report", targets: ["Report"]),
@@ -45,50 +46,55 @@ let package = Package(
 
         // bytes <-> named tensors; knows file formats, nothing about models.
         .target(name: "Formats", dependencies: ["CZlib", "CCrypto", "CDeflate", "CSys"]),
-        // named tensors -> canonical SlowFast weights.
-        .target(name: "Convert", dependencies: ["Formats"]),
+        // network families as data: each family's `sfnet.arch` config and presets, its graph (the one
+        // description the executors, the canonical names, the trainable parameters and the ONNX export read),
+        // fresh initialisation. Knows no file format beyond Formats' tensors, runs nothing.
+        .target(name: "Families", dependencies: ["Formats"]),
+        // named tensors -> canonical weights of a family.
+        .target(name: "Convert", dependencies: ["Formats", "Families"]),
         // the network of an ArchConfig as an ONNX graph (export), through CONNX.
-        .target(name: "ONNX", dependencies: ["CONNX", "Formats", "Convert"]),
+        .target(name: "ONNX", dependencies: ["CONNX", "Formats", "Families", "Convert"]),
         // Keras HDF5 weights: libhdf5 in a worker process, then kernels/biases/epsilons to canonical.
-        .target(name: "Keras", dependencies: ["CHDF5", "Formats", "Convert"]),
-        // tensors, ops (forward + backward side by side), builders.
-        .target(name: "SlowFastNet", dependencies: ["COpenBLAS", "Formats", "Convert"]),
+        .target(name: "Keras", dependencies: ["CHDF5", "Formats", "Families", "Convert"]),
+        // tensors and ops (forward + backward side by side, Ops/), and the executors that run a family's
+        // graph: eval mode with BN folded (Eval/) and training mode with backward (Train/).
+        .target(name: "Networks", dependencies: ["COpenBLAS", "Formats", "Families"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
-        .target(name: "Verify", dependencies: ["Formats", "Convert", "SlowFastNet", "Train"]),
+        .target(name: "Verify", dependencies: ["Formats", "Families", "Convert", "Networks", "Train"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
         .target(name: "Report"),
         // the bodies of the libFuzzer targets (executables Fuzz<Name> below, with SFNET_FUZZ=1), replayed by tests;
         // Video and Finetune for the text formats (class lists, manifests, frame lists, YAML configs).
-        .target(name: "FuzzTargets", dependencies: ["Formats", "Convert", "ONNX", "Video", "Finetune"]),
+        .target(name: "FuzzTargets", dependencies: ["Formats", "Families", "Convert", "ONNX", "Video", "Finetune"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
         // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
-        .target(name: "Video", dependencies: ["CFFmpeg", "Convert", "Formats", .product(name: "CSV", package: "CSV.swift")]),
+        .target(name: "Video", dependencies: ["CFFmpeg", "Families", "Convert", "Formats", .product(name: "CSV", package: "CSV.swift")]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).
         .executableTarget(name: "sfnet-databench", dependencies: ["Video"]),
         // the jobs users came for: finetune (the loop, checkpoints, resume), eval, predict, experiment.
-        .target(name: "Finetune", dependencies: ["Train", "SlowFastNet", "Video", "Report", "Verify", "Formats", "Convert",
+        .target(name: "Finetune", dependencies: ["Train", "Families", "Networks", "Video", "Report", "Verify", "Formats", "Convert",
                                                 .product(name: "Yams", package: "Yams")]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Convert", "SlowFastNet", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video",
+            "Formats", "Families", "Convert", "Networks", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
-        .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats"]),
-        .testTarget(name: "SlowFastNetTests", dependencies: ["SlowFastNet", "Formats", "Convert", "Verify"]),
-        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "SlowFastNet", "ONNX", "Finetune", "Train"]),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify"]),
+        .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats", "Families"]),
+        .testTarget(name: "NetworksTests", dependencies: ["Networks", "Families", "Formats", "Convert", "Verify"]),
+        .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "Networks", "ONNX", "Finetune", "Train", "Families"]),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify", "Families"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
-        .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet"]),
+        .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet", "Families"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench", "Families"]),
         // PySlowFast YAML configs (the data-only reader, the key table) and the view ensembles.
-        .testTarget(name: "ConfigTests", dependencies: ["Finetune"]),
-        .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Finetune", "Families"]),
+        .testTarget(name: "CLITests", dependencies: ["Formats", "Convert", "ONNX", "sfnet", "Families"]),
     ]
 )
 

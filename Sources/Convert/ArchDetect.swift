@@ -3,6 +3,7 @@
 // What the weights cannot show (alpha, frames, crop, dropout, strides) comes from
 // the matching preset or documented defaults, and every such guess is a note.
 
+import Families
 import Foundation
 import Formats
 

@@ -3,6 +3,7 @@
 // model's expected state_dict, then apply head replacement and the dtype policy.
 // Tensors that need no change keep pointing at the source bytes.
 
+import Families
 import Foundation
 import Formats
 
@@ -289,8 +290,8 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
         case let .fresh(canonical, shape, reason, zeroFinalBN):
             name = canonical
             var fresh = FreshInit.tensor(name: canonical, shape: shape, seed: options.seed)
-            if zeroFinalBN && Inflate.isZeroInitFinalBN(canonical) {
-                fresh = (Inflate.zeros(shape), "initialized 0 (zero-init final BN)")
+            if zeroFinalBN && FreshInit.isZeroInitFinalBN(canonical) {
+                fresh = (FreshInit.zeros(shape), "initialized 0 (zero-init final BN)")
             }
             tensor = fresh.tensor.dtype.isFloatingPoint ? DTypePolicy.cast(fresh.tensor, to: freshFloat) : fresh.tensor
             actions.append("\(fresh.action) (\(reason))")

@@ -4,6 +4,7 @@
 // (plus, for PySlowFast, the `--cfg` YAML that builds the matching model).
 // Everything is checked before anything is written; each file is atomic.
 
+import Families
 import Foundation
 import Formats
 

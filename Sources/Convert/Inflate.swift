@@ -63,17 +63,4 @@ enum Inflate {
         precondition(t.shape.count == 4)
         return Tensor(dtype: t.dtype, shape: [t.shape[0], t.shape[1], 1, t.shape[2], t.shape[3]], data: t.data)
     }
-
-    /// An f32 tensor of zeros.
-    static func zeros(_ shape: [Int]) -> Tensor {
-        let buffer = OwnedBuffer(count: shape.reduce(1, *) * DType.f32.size)
-        buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count)
-        return Tensor(dtype: .f32, shape: shape, data: buffer.bytes)
-    }
-
-    /// Whether PySlowFast's init (ZERO_INIT_FINAL_BN) starts `name` at 0: the scale of
-    /// each bottleneck's last BN, so a fresh block starts as the identity.
-    static func isZeroInitFinalBN(_ name: String) -> Bool {
-        name.hasSuffix(".branch2.c_bn.weight")
-    }
 }

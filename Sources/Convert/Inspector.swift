@@ -2,6 +2,7 @@
 // holds besides tensors, which naming and architecture its tensors match,
 // and a table of tensors (with per-tensor SHA-256 for --json).
 
+import Families
 import Foundation
 import Formats
 

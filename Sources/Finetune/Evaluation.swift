@@ -4,7 +4,7 @@
 import Convert
 import Foundation
 import Report
-import SlowFastNet
+import Networks
 import Train
 import Video
 

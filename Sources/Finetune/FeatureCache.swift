@@ -6,7 +6,7 @@
 // SlowFast forward pass, so head-only training on a laptop takes minutes.
 
 import Foundation
-import SlowFastNet
+import Networks
 import Train
 import Video
 

@@ -3,6 +3,7 @@
 // BN and biases), dropout 0.5, sigmoid + BCE, LR warmed up 0.00085 -> 0.0375 over 5 epochs
 // then constant, 8 frames at sampling rate 2, jitter [256, 340], crop 256.
 
+import Families
 import Convert
 import Foundation
 import Train

@@ -5,11 +5,12 @@
 // metrics.json / metrics.csv / report.html kept current, and --resume from the last
 // complete checkpoint of a killed run.
 
+import Families
 import Convert
 import Foundation
 import Formats
 import Report
-import SlowFastNet
+import Networks
 import Train
 import Verify
 import Video

@@ -2,6 +2,7 @@
 // (`sfnet.classes`), gate on the verification record, and write a run's weights as a
 // native file every other command (eval, predict, export, verify) reads.
 
+import Families
 import Convert
 import Foundation
 import Formats

@@ -3,7 +3,7 @@
 
 import Convert
 import Foundation
-import SlowFastNet
+import Networks
 import Train
 import Video
 

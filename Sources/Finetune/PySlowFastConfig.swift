@@ -5,6 +5,7 @@
 // defaults, as a PySlowFast run would. Scalars are typed as PyYAML (YAML 1.1) + yacs read them:
 // `True`/`False`/`yes`/`no`/`on`/`off` are booleans, `1e-4` is a number (yacs' literal_eval).
 
+import Families
 import Convert
 import Foundation
 

@@ -4,9 +4,10 @@
 // (PySlowFast's DATA.ENSEMBLE_METHOD: sum or max, TestMeter in slowfast/utils/meters.py).
 // Shared by validation, `sfnet eval` and `sfnet predict`.
 
+import Families
 import Convert
 import Foundation
-import SlowFastNet
+import Networks
 import Video
 
 public struct VideoScores {

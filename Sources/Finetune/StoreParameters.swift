@@ -1,7 +1,7 @@
 // The trainable network's parameter store seen through Train's `TrainableParameters`,
 // so the optimizer updates the network's own buffers in place (no copies per step).
 
-import SlowFastNet
+import Networks
 import Train
 
 public final class StoreParameters: TrainableParameters {

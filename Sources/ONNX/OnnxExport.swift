@@ -5,6 +5,7 @@
 // averaged over the head's grid), initializers as float32 raw_data, written
 // atomically. Everything is checked before anything is written.
 
+import Families
 import Convert
 import Foundation
 import Formats

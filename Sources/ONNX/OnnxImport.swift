@@ -14,6 +14,7 @@
 // running_var the float32 nearest to 1 - eps, so var + eps == 1 exactly in float32
 // and weight / sqrt(var + eps) rounds to exactly 1 in float64 (both checked).
 
+import Families
 import Foundation
 import Formats
 import Convert

@@ -1,9 +1,10 @@
 // What the forward and train-step benchmarks share: the preset with the clip's
 // frames and crop, and a seeded random clip of the network's input shapes.
 
+import Families
 import Convert
 import Formats
-import SlowFastNet
+import Networks
 
 enum BenchSupport {
     /// The preset at the benchmark's clip size (frames, crop), threads set.

@@ -3,7 +3,7 @@
 // Float64 expected values are compared in double precision, never rounded first.
 
 import Foundation
-import SlowFastNet
+import Networks
 
 public struct Comparison: Sendable {
     public var name: String

@@ -2,10 +2,11 @@
 // random clip: warm-up, then the median of --repeat runs, GFLOP/s from the
 // counted multiply-adds, peak RSS, and optionally a per-op breakdown.
 
+import Families
 import Convert
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 
 public struct ForwardBenchOptions: Sendable {
     public var preset: String

@@ -5,10 +5,11 @@
 // float64 and compared in double precision). `sfnet.arch` is optional: the
 // weights carry one (see Verifier.resolveArch).
 
+import Families
 import Convert
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 
 /// One output a reference expects: a float32 copy for every consumer, and the float64
 /// values themselves when the reference stores float64 (compared without rounding).

@@ -5,10 +5,11 @@
 // forward's: forward, input and weight gradients), peak RSS and the activation
 // memory the step holds.
 
+import Families
 import Convert
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 
 public struct TrainStepBenchOptions: Sendable {
     public var preset: String

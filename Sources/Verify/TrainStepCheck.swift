@@ -11,10 +11,11 @@
 // float64 truth (`sfnet.torch_f32_gap`; batch-statistics BN makes some gradients
 // ill-conditioned, see the generator).
 
+import Families
 import Convert
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 import Train
 
 enum TrainStepCheck {

@@ -2,10 +2,11 @@
 // output it holds, find where a failure starts, and on a pass write the
 // verification record that `finetune` requires.
 
+import Families
 import Convert
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 
 public struct VerifyReport {
     public var weights: String

@@ -4,6 +4,7 @@
 // normalisation; RGB, channels first: [3, T, crop, crop] for the fast pathway and
 // [3, T/alpha, crop, crop] for the slow one.
 
+import Families
 import Convert
 import Foundation
 

@@ -1,6 +1,7 @@
 // Seeded randomness for clips: every (seed, epoch, sample, view) gets its own SplitMix64 stream, so a
 // clip's augmentation does not depend on which thread made it or in what order.
 
+import Families
 import Convert
 import Foundation
 

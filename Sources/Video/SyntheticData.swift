@@ -3,6 +3,7 @@
 // encoded as real MP4 files (H.264 when this FFmpeg has it, else MPEG-4) with train/val/test
 // manifests and a class list.
 
+import Families
 import Convert
 import Foundation
 

@@ -1,5 +1,6 @@
 // `sfnet bench forward --arch PRESET ...`
 
+import Families
 import ArgumentParser
 import Convert
 import Foundation

@@ -11,7 +11,7 @@
 // SFNET_KEEP_BLAS_KERNEL=1 turns all of this off.
 
 import Foundation
-import SlowFastNet
+import Networks
 
 enum BlasKernel {
     static func selectForThisCPU() {

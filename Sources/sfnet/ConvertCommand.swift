@@ -1,5 +1,6 @@
 // `sfnet convert INPUT [-o OUTPUT] ...`
 
+import Families
 import ArgumentParser
 import Convert
 import Foundation

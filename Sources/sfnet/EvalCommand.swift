@@ -4,7 +4,7 @@ import ArgumentParser
 import Finetune
 import Formats
 import Foundation
-import SlowFastNet
+import Networks
 import Train
 import Video
 

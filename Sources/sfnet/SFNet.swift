@@ -6,7 +6,7 @@ import Convert
 import Foundation
 import Formats
 import Keras
-import SlowFastNet
+import Networks
 import Train
 import Verify
 import Video

@@ -3,7 +3,7 @@
 import ArgumentParser
 import Foundation
 import Formats
-import SlowFastNet
+import Networks
 import Verify
 
 struct VerifyCommand: ParsableCommand {

@@ -4,6 +4,7 @@
 // ArchConfig.validate(): BATCH_SIZE and SAMPLING_RATE in the clip arithmetic, WIDTH_PER_GROUP and
 // FUSION_CONV_CHANNEL_RATIO in the channel arithmetic of the scratch architecture.
 
+import Families
 import Foundation
 import XCTest
 

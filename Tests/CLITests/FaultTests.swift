@@ -1,6 +1,7 @@
 // SECURITY.md 29-30 through the real binary: a full disk and kill -9 in the
 // middle of a conversion never leave a partial file at the output path.
 
+import Families
 import Convert
 import Foundation
 import XCTest

@@ -1,5 +1,6 @@
 // Deriving the architecture from canonical names and shapes.
 
+import Families
 import XCTest
 import Formats
 @testable import Convert

@@ -1,5 +1,6 @@
 // ArchConfig: presets, the canonical state_dict they imply, JSON, validation.
 
+import Families
 import XCTest
 import Formats
 @testable import Convert

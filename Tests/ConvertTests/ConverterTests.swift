@@ -1,6 +1,7 @@
 // convertTensors: renaming back to canonical keys, strict checking, partial
 // conversion, head replacement and the dtype policy.
 
+import Families
 import XCTest
 import Formats
 @testable import Convert

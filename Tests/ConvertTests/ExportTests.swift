@@ -2,6 +2,7 @@
 // target, the export names invert the import tables, and architectures a target
 // cannot express are refused with nothing written.
 
+import Families
 import Foundation
 import XCTest
 import Formats

@@ -3,6 +3,7 @@
 // same tensors under pytorchvideo and mmaction2 names (written independently of
 // the key-map tables, so the tables are checked against a second statement).
 
+import Families
 import Foundation
 import XCTest
 import Formats

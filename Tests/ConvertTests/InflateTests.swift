@@ -2,6 +2,7 @@
 // targets: mean and center kernels, zero-padded fused inputs, fresh fast pathway /
 // fusions / head (PySlowFast init, seeded), and the report of each tensor's fate.
 
+import Families
 import XCTest
 import Formats
 @testable import Convert

@@ -1,11 +1,12 @@
 // `sfnet convert --from keras` as a library call (the worker runs as the built binary),
 // then `sfnet verify` against Keras's own outputs.
 
+import Families
 import XCTest
 @testable import Convert
 import Formats
 @testable import Keras
-import SlowFastNet
+import Networks
 import Verify
 
 final class KerasConvertTests: XCTestCase {

@@ -1,5 +1,6 @@
 // The Keras key map: both ResNet50 naming generations land on canonical names.
 
+import Families
 import XCTest
 @testable import Convert
 

@@ -3,6 +3,7 @@
 // of every block, initializer names and bytes equal to the native tensors, BN
 // folding, and the refusals. onnxruntime parity lives in scripts/interop_onnx.py.
 
+import Families
 import CONNX
 import Convert
 import Foundation

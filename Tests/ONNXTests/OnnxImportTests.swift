@@ -3,6 +3,7 @@
 // default `onnx::Conv_N` names) mapped to canonical names from the graph, converted,
 // and verified against the PyTorch references at relative L2 <= 1e-5.
 
+import Families
 import Convert
 import Foundation
 import Formats

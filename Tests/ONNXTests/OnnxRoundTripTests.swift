@@ -3,6 +3,7 @@
 // and ONNX -> native -> ONNX: torch.onnx.export's tiny SlowFast, converted and
 // exported again with --fold-bn, carries every float initializer bit for bit.
 
+import Families
 import Convert
 import Foundation
 import Formats

@@ -3,13 +3,14 @@
 // output. Both networks run natively; the 2D one is itself checked against
 // PyTorch by the tiny_resnet2d reference.
 
+import Families
 import Convert
 import ONNX
 import Verify
 import Foundation
 import XCTest
 @testable import Formats
-@testable import SlowFastNet
+@testable import Networks
 
 final class InflationPropertyTests: XCTestCase {
     static let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

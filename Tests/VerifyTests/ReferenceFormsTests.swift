@@ -6,9 +6,10 @@
 // test time from the committed PyTorch fixtures; the BCE/CE train steps need their own
 // PyTorch-made files (fixtures/generate_train_grads.py), since the gradients differ per loss.
 
+import Families
 import Convert
 import Foundation
-import SlowFastNet
+import Networks
 import XCTest
 @testable import Formats
 @testable import Verify

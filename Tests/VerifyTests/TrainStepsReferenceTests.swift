@@ -11,11 +11,12 @@
 // of their size, so the parameters' own distance would hide a wrong update) and for the
 // running statistics (floor 1e-5).
 
+import Families
 import Convert
 import Foundation
 import Finetune
 import Formats
-import SlowFastNet
+import Networks
 import Train
 import XCTest
 

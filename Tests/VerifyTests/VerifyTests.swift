@@ -131,7 +131,7 @@ final class VerifyTests: XCTestCase {
     }
 }
 
-import SlowFastNet
+import Networks
 enum FloatTensorBox {
     static func make(_ shape: [Int], _ values: [Float]) -> FloatTensor { FloatTensor(shape: shape, values: values) }
 }

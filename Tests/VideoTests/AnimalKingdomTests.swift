@@ -2,6 +2,7 @@
 // PySlowFast's Charades clip sampling (fixtures/video/generate_charades_sampling.py), splits written
 // back as frame lists, and .xlsx class lists with their hostile cases (SECURITY.md 35, 38).
 
+import Families
 import Convert
 import Foundation
 import XCTest

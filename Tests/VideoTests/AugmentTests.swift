@@ -1,6 +1,7 @@
 // ClipMaker: shapes, normalisation statistics, crops, flips, lighting, determinism, and the
 // swscale-vs-torch resize difference.
 
+import Families
 import Convert
 import Foundation
 import XCTest

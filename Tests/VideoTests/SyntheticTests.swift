@@ -1,5 +1,6 @@
 // The synthetic demo data: real MP4s that decode, manifests that load, distinct motions, reproducible.
 
+import Families
 import Convert
 import Foundation
 import XCTest

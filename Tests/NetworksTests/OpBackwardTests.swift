@@ -4,7 +4,7 @@
 // strides, paddings, dilations, groups and odd sizes.
 
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 func random64(_ shape: [Int], _ rng: inout SeededGenerator, in range: ClosedRange<Double> = -1...1) -> Tensor64 {
     Tensor64(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in Double.random(in: range, using: &rng) })

@@ -2,7 +2,7 @@
 // including numerically hostile inputs.
 
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class NormActivationTests: XCTestCase {
     private func bnParams(_ c: Int, _ rng: inout SeededGenerator)

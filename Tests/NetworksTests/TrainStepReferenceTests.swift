@@ -9,12 +9,13 @@
 // running statistics within 1e-5. The full-size SlowFast R50 reference
 // (`--full`, git-ignored) is checked when present and SFNET_FULL_REFERENCE=1.
 
+import Families
 import Convert
 import Foundation
 import Formats
 import Verify
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class TrainStepReferenceTests: XCTestCase {
     static let fixtures = ModelReferenceTests.fixtures

@@ -2,10 +2,11 @@
 // unused, num_batches_tracked optional, any float dtype; native files carry
 // their architecture in `sfnet.arch`.
 
+import Families
 import Convert
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class ModelLoadingTests: XCTestCase {
     private let config = TinyConfigs.slowFast

@@ -9,7 +9,7 @@
 // Evaluation reuses the folded, fused eval network (`evalModel()`). Precise BN
 // (`preciseBNStatistics`) runs statistics-only forwards that keep nothing.
 
-import Convert
+import Families
 import Foundation
 import Formats
 

@@ -1,7 +1,7 @@
 // Pools, concat, linear and dropout against their oracles.
 
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class PoolLinearTests: XCTestCase {
     private let poolCases: [(input: [Int], config: Pool3dConfig)] = [

@@ -8,7 +8,7 @@ import Convert
 import Foundation
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class PreciseBNTests: XCTestCase {
     private let config = TinyConfigs.slowFast

@@ -2,7 +2,6 @@
 // the config (each offender named with both shapes), inputs of the wrong shape,
 // files without an architecture.
 
-import Convert
 import Foundation
 import Formats
 

@@ -2,10 +2,11 @@
 // activation shapes, input validation messages, repeatability across buffer
 // reuse and thread counts, multiply-add counts and the profile.
 
+import Families
 import Convert
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class ModelForwardTests: XCTestCase {
     private let config = TinyConfigs.slowFast

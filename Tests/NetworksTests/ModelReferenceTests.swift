@@ -5,10 +5,11 @@
 // fixtures/full/slowfast_r50_8x8_ref.safetensors (git-ignored, `generate.py --full`)
 // is checked too when present and SFNET_FULL_REFERENCE=1.
 
+import Families
 import Convert
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class ModelReferenceTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

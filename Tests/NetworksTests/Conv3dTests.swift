@@ -2,7 +2,7 @@
 // against the naive loop, over kernels, strides, paddings, dilations, groups and bias.
 
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class Conv3dTests: XCTestCase {
     /// Runs fast and naive conv on random data and compares them.

@@ -40,12 +40,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 }
 
-enum FreshInit {
+public enum FreshInit {
     /// Std of the head projection weight (PySlowFast MODEL.FC_INIT_STD).
     static let headStd = 0.01
 
     /// A fresh tensor for canonical `name` (f32, or I64 for num_batches_tracked) and what was done.
-    static func tensor(name: String, shape: [Int], seed: UInt64) -> (tensor: Tensor, action: String) {
+    public static func tensor(name: String, shape: [Int], seed: UInt64) -> (tensor: Tensor, action: String) {
         let count = shape.reduce(1, *)
         if name.hasSuffix(".num_batches_tracked") {
             let buffer = OwnedBuffer(count: count * DType.i64.size)
@@ -88,13 +88,28 @@ enum FreshInit {
     }
 }
 
+extension FreshInit {
+    /// An f32 tensor of zeros.
+    public static func zeros(_ shape: [Int]) -> Tensor {
+        let buffer = OwnedBuffer(count: shape.reduce(1, *) * DType.f32.size)
+        buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count)
+        return Tensor(dtype: .f32, shape: shape, data: buffer.bytes)
+    }
+
+    /// Whether PySlowFast's init (ZERO_INIT_FINAL_BN) starts `name` at 0: the scale of
+    /// each bottleneck's last BN, so a fresh block starts as the identity.
+    public static func isZeroInitFinalBN(_ name: String) -> Bool {
+        name.hasSuffix(".branch2.c_bn.weight")
+    }
+}
+
 /// Fresh weights for a whole architecture with PySlowFast's init (MSRA fill for convs,
 /// BN weight 1 except each block's last BN at 0, head N(0, 0.01), bias 0), seeded: the
 /// `--init scratch` start of fine-tuning.
 public func freshWeights(for arch: ArchConfig, seed: UInt64) -> TensorMap {
     var map = TensorMap()
     for e in arch.expectedParameters() {
-        let t = Inflate.isZeroInitFinalBN(e.name) ? Inflate.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor
+        let t = FreshInit.isZeroInitFinalBN(e.name) ? FreshInit.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor
         map.set(e.name, t)
     }
     return map

@@ -2,8 +2,9 @@
 // every op test uses (shape first, then values with atol + rtol, reporting
 // the max difference and the first bad index).
 
+import Families
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 /// SplitMix64: small, fast, reproducible across platforms.
 struct SeededGenerator: RandomNumberGenerator {

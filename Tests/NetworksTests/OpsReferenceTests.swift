@@ -4,7 +4,7 @@
 import Foundation
 import XCTest
 @testable import Formats
-@testable import SlowFastNet
+@testable import Networks
 
 final class OpsReferenceTests: XCTestCase {
     static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -5,7 +5,7 @@
 // after the slow pathway's, so no concatenation copies), and the head's
 // fixed-kernel average pool, projection and eval activation.
 
-import Convert
+import Families
 import Foundation
 import Formats
 

@@ -2,7 +2,7 @@
 // `pixels.fast` / `pixels.x` as uint8 (normalised (x/255 - 0.45)/0.225, the slow
 // pathway's frames picked by PySlowFast's linspace rule) or float `input.*`.
 
-import Convert
+import Families
 import Formats
 
 public enum ReferenceInputs {

@@ -4,10 +4,11 @@
 // fusions (fusion_norm false), stride_1x1, Slow-only, the 2D ResNet and the
 // head's grid averaging for inputs larger than the training crop.
 
+import Families
 import Convert
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 /// Small configs shared by the model tests.
 enum TinyConfigs {

@@ -3,7 +3,7 @@
 // (`num_batches_tracked` aside), any float dtype cast to f32. Plus seeded
 // random weights in the same names, for tests and benchmarks.
 
-import Convert
+import Families
 import Foundation
 import Formats
 
@@ -98,7 +98,7 @@ extension SlowFastModel {
     /// identity with small residual-branch gammas so that activations stay
     /// bounded through deep stacks. Deterministic for a seed.
     public static func randomWeights(config: ArchConfig, seed: UInt64) -> TensorMap {
-        var rng = Convert.SplitMix64(seed: seed) // the same generator as Convert's fresh initializations
+        var rng = Families.SplitMix64(seed: seed) // the same generator as Convert's fresh initializations
         var map = TensorMap()
         for entry in config.expectedParameters() {
             let n = entry.shape.reduce(1, *)

@@ -125,7 +125,7 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         do {
             config = try JSONDecoder().decode(ArchConfig.self, from: Data(text.utf8))
         } catch {
-            throw ConvertError.invalidConfig(["not a valid architecture JSON: \(error)"])
+            throw FamilyError.invalidConfig(["not a valid architecture JSON: \(error)"])
         }
         try config.validate()
         return config
@@ -255,7 +255,7 @@ public struct ArchConfig: Codable, Equatable, Sendable {
 
     // MARK: Validation
 
-    /// Throws `ConvertError.invalidConfig` listing every inconsistency.
+    /// Throws `FamilyError.invalidConfig` listing every inconsistency.
     public func validate() throws {
         var problems: [String] = []
         if stageDepths.count != 4 { problems.append("stage_depths needs 4 entries (res2..res5), has \(stageDepths.count)") }
@@ -293,7 +293,7 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         if model == .resnet, temporalKernels.joined().contains(where: { $0 != 1 }) {
             problems.append("model resnet needs every temporal kernel 1: \(temporalKernels)")
         }
-        if !problems.isEmpty { throw ConvertError.invalidConfig(problems) }
+        if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
     }
 
     /// One line for messages: the preset name, or the family with its distinguishing numbers.

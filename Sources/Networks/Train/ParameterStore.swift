@@ -4,7 +4,7 @@
 // Loaded strictly (ModelWeights), exported back as a TensorMap in canonical
 // order for the eval network, checkpoints and the optimizer.
 
-import Convert
+import Families
 import Foundation
 import Formats
 

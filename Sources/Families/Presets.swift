@@ -36,7 +36,7 @@ extension ArchConfig {
 
     /// The preset called `name`; throws listing the known names.
     public static func requirePreset(_ name: String) throws -> ArchConfig {
-        guard let config = preset(named: name) else { throw ConvertError.unknownPreset(name, known: presetNames) }
+        guard let config = preset(named: name) else { throw FamilyError.unknownPreset(name, known: presetNames) }
         return config
     }
 
@@ -56,7 +56,7 @@ extension ArchConfig {
 
     /// The preset that has the same tensor shapes except possibly the class count
     /// (fields the weights cannot show — frames, crop, dropout, activation, strides — ignored).
-    func presetWithSameBackbone() -> (name: String, config: ArchConfig)? {
+    public func presetWithSameBackbone() -> (name: String, config: ArchConfig)? {
         func backbone(_ c: ArchConfig) -> ArchConfig {
             var b = c
             b.numClasses = 0; b.preset = nil; b.numFrames = 0; b.trainCrop = 0; b.dropout = 0

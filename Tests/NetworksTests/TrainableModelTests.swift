@@ -7,7 +7,7 @@ import Convert
 import Foundation
 import Formats
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class TrainableModelTests: XCTestCase {
     static let reference = ModelReferenceTests.fixtures.appendingPathComponent("train/tiny_slowfast_8x8_train.safetensors").path

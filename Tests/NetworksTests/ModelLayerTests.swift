@@ -3,7 +3,7 @@
 // accumulation, views into wider buffers) and the separable stem max pool.
 
 import XCTest
-@testable import SlowFastNet
+@testable import Networks
 
 final class ModelLayerTests: XCTestCase {
     /// Runs a ConvLayer with BN + ReLU (+ residual or accumulation) and compares with naive conv -> BN -> add -> ReLU.
