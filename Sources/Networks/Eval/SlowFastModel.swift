@@ -23,75 +23,75 @@ public struct ForwardOutput {
 
 public final class SlowFastModel {
     public let config: ArchConfig
-    /// Per pathway.
-    let stems: [ConvLayer]
-    /// [stage 0...3 = res2...res5][pathway][block].
-    let stages: [[[Bottleneck]]]
-    /// After the stem and res2...res4 (SlowFast only).
-    let fusions: [ConvLayer]
+    /// The network's description (Families): what `nodes` were built from.
+    public let graph: NetworkGraph
+    /// The graph's nodes with their layers (BN folded), in execution order.
+    let nodes: [EvalNode]
+    /// Per node: channels a fusion later appends to the lane this node writes, so that the node
+    /// writes into the first channels of a wider buffer and the fusion fills the rest (no concat copy).
+    let reserved: [Int]
     /// [classes, C] and [classes].
     let projectionWeight: FloatTensor, projectionBias: FloatTensor
-    static let stemPool = Pool3dConfig(kernel: Size3(1, 3, 3), stride: Size3(1, 2, 2), padding: Size3(0, 1, 1))
 
     private let pool = BufferPool()
     private var spareWorkspaces: [Workspace] = []
     private let lock = NSLock()
 
-    /// Builds the network, checking `weights` (canonical PySlowFast names) strictly
-    /// against the config: every tensor present with its exact shape, nothing unused
-    /// except `num_batches_tracked`; any float dtype. BN is folded once here.
+    /// A graph node with its layers.
+    enum EvalNode {
+        case unit(ConvLayer, relu: Bool, lane: Int)
+        case maxPool(name: String, Pool3dConfig, lane: Int)
+        case bottleneck(Bottleneck, lane: Int)
+        case fuse(ConvLayer, relu: Bool, from: Int, into: Int, stage: String)
+        case stageEnd(String)
+    }
+
+    /// Builds the network, checking `weights` (canonical names) strictly against the config's
+    /// graph: every tensor present with its exact shape, nothing unused except
+    /// `num_batches_tracked`; any float dtype. BN is folded once here.
     public init(config: ArchConfig, weights: TensorMap) throws {
         do { try config.validate() } catch { throw ModelError.invalidConfig("\(error)") }
         guard (0...1).contains(config.dropout) else { throw ModelError.invalidConfig("dropout \(config.dropout) outside [0, 1]") }
         let w = try ModelWeights(config: config, map: weights)
         self.config = config
-        func bn(_ module: String) -> BatchNormFold {
-            BatchNormFold(weight: w[module + ".weight"], bias: w[module + ".bias"],
-                          runningMean: w[module + ".running_mean"], runningVar: w[module + ".running_var"])
+        graph = config.graph()
+        func layer(_ u: ConvUnit) throws -> ConvLayer {
+            guard u.activation != .swish else { throw ModelError.invalidConfig("\(u.name): swish units are not supported yet") }
+            let weight = w[u.name + ".weight"]
+            let conv = Conv3dConfig(stride: Size3(u.stride), padding: Size3(u.padding), groups: u.groups)
+            let bn = u.norm.map { m in
+                BatchNormFold(weight: w[m + ".weight"], bias: w[m + ".bias"], runningMean: w[m + ".running_mean"],
+                              runningVar: w[m + ".running_var"])
+            }
+            return ConvLayer(name: u.name, kind: u.profileKind ?? Self.kind(weight.shape, conv), weight: weight, bn: bn, config: conv)
         }
-        func conv(_ module: String, bnModule: String?, kind: String? = nil, stride: Size3 = 1, padding: Size3 = 0,
-                  groups: Int = 1) -> ConvLayer {
-            let weight = w[module + ".weight"]
-            let config = Conv3dConfig(stride: stride, padding: padding, groups: groups)
-            return ConvLayer(name: module, kind: kind ?? Self.kind(weight.shape, config), weight: weight,
-                             bn: bnModule.map(bn), config: config)
+        var nodes: [EvalNode] = []
+        var reserved = [Int](repeating: 0, count: graph.nodes.count)
+        var lastWriter = [Int?](repeating: nil, count: graph.lanes)
+        for (i, node) in graph.nodes.enumerated() {
+            switch node {
+            case let .unit(u, lane):
+                nodes.append(.unit(try layer(u), relu: u.activation == .relu, lane: lane))
+                lastWriter[lane] = i
+            case let .maxPool(name, window, lane):
+                nodes.append(.maxPool(name: name, Pool3dConfig(window), lane: lane))
+                lastWriter[lane] = i
+            case let .bottleneck(block, lane):
+                nodes.append(.bottleneck(Bottleneck(name: block.name, a: try layer(block.a), b: try layer(block.b), c: try layer(block.c),
+                                                    branch1: try block.shortcut.map(layer)), lane: lane))
+                lastWriter[lane] = i
+            case let .fuse(u, from, into, stage):
+                nodes.append(.fuse(try layer(u), relu: u.activation == .relu, from: from, into: into, stage: stage))
+                if let writer = lastWriter[into] { reserved[writer] += u.outChannels }
+                lastWriter[into] = nil
+            case let .stageEnd(name):
+                nodes.append(.stageEnd(name))
+            }
         }
-        let pathways = config.pathways
-        stems = (0..<pathways).map { p in
-            let kT = config.temporalKernel(stageIndex: 0, pathway: p)
-            return conv("s1.pathway\(p)_stem.conv", bnModule: "s1.pathway\(p)_stem.bn", kind: "conv stem",
-                        stride: Size3(1, 2, 2), padding: Size3(kT / 2, 3, 3))
-        }
-        var stages: [[[Bottleneck]]] = []
-        for stage in 2...5 {
-            let stride = config.spatialStrides[stage - 2]
-            stages.append((0..<pathways).map { p in
-                let kT = config.temporalKernel(stageIndex: stage - 1, pathway: p)
-                return (0..<config.stageDepths[stage - 2]).map { i in
-                    let block = "s\(stage).pathway\(p)_res\(i)"
-                    let s = i == 0 ? stride : 1
-                    let (strideA, strideB) = config.stride1x1 ? (s, 1) : (1, s)
-                    let hasBranch1 = weights[block + ".branch1.weight"] != nil
-                    return Bottleneck(
-                        name: block,
-                        a: conv(block + ".branch2.a", bnModule: block + ".branch2.a_bn",
-                                stride: Size3(1, strideA, strideA), padding: Size3(kT / 2, 0, 0)),
-                        b: conv(block + ".branch2.b", bnModule: block + ".branch2.b_bn",
-                                stride: Size3(1, strideB, strideB), padding: Size3(0, 1, 1), groups: config.numGroups),
-                        c: conv(block + ".branch2.c", bnModule: block + ".branch2.c_bn"),
-                        branch1: hasBranch1 ? conv(block + ".branch1", bnModule: block + ".branch1_bn",
-                                                   stride: Size3(1, s, s)) : nil)
-                }
-            })
-        }
-        self.stages = stages
-        fusions = config.model == .slowfast ? (1...4).map { stage in
-            conv("s\(stage)_fuse.conv_f2s", bnModule: config.fusionNorm ? "s\(stage)_fuse.bn" : nil,
-                 kind: "fuse/concat (conv_f2s)", stride: Size3(config.alpha, 1, 1),
-                 padding: Size3(config.fusionKernel / 2, 0, 0))
-        } : []
-        projectionWeight = w["head.projection.weight"]
-        projectionBias = w["head.projection.bias"]
+        self.nodes = nodes
+        self.reserved = reserved
+        projectionWeight = w[graph.head.projection + ".weight"]
+        projectionBias = w[graph.head.projection + ".bias"]
     }
 
     /// Reads a native sfnet file (safetensors with `sfnet.arch` metadata) or any
@@ -132,11 +132,11 @@ public final class SlowFastModel {
 
     /// The checked shapes of one forward pass.
     struct Plan {
-        /// Per pathway, as 5-D.
+        /// Per lane, as 5-D.
         var inputs: [Shape5D]
         /// Every convolution with its geometry, in execution order.
         var convs: [(layer: ConvLayer, geometry: Conv3dGeometry)] = []
-        /// Per pathway: the res5 output and the head's pool kernel.
+        /// Per lane: the trunk's output and the head's pool kernel.
         var finals: [Shape5D] = []
         var headKernels: [Size3] = []
         /// The head's (t, h, w) grid.
@@ -144,86 +144,50 @@ public final class SlowFastModel {
     }
 
     /// The head's AvgPool3d kernel per pathway, as PySlowFast derives it from the training clip.
-    public var headPoolKernels: [Size3] {
-        let s = config.trainCrop / 32
-        switch config.model {
-        case .slowfast: return [Size3(config.numFrames / config.alpha, s, s), Size3(config.numFrames, s, s)]
-        case .slow: return [Size3(config.numFrames, s, s)]
-        case .resnet: return [Size3(1, s, s)]
-        }
-    }
+    public var headPoolKernels: [Size3] { graph.head.poolKernels.map(Size3.init) }
 
-    /// Validates input shapes and walks them through the network.
+    /// Validates input shapes (against the graph's inputs) and walks them through the network.
     func plan(_ shapes: [[Int]]) throws -> Plan {
-        let names = config.pathways == 2 ? ["slow", "fast"] : ["x"]
-        guard shapes.count == config.pathways else {
-            throw ModelError.badInput("\(config.model.rawValue) takes \(config.pathways) input\(config.pathways == 1 ? "" : "s") "
-                                      + "(\(names.joined(separator: ", "))), got \(shapes.count)")
-        }
-        var inputs: [Shape5D] = []
-        for (p, shape) in shapes.enumerated() {
-            let what = "input \(p) (\(names[p])) has shape \(Tensor.shapeString(shape))"
-            if shape.count == 4 && config.model == .resnet {
-                inputs.append(Shape5D(n: shape[0], c: shape[1], t: 1, h: shape[2], w: shape[3]))
-            } else if shape.count == 5 {
-                inputs.append(Shape5D(shape))
-            } else {
-                throw ModelError.badInput("\(what); expected (N, 3, T, H, W)\(config.model == .resnet ? " or (N, 3, H, W)" : "")")
-            }
-            guard shape.allSatisfy({ $0 >= 1 }) else { throw ModelError.badInput("\(what): every dimension must be >= 1") }
-            guard inputs[p].c == 3 else { throw ModelError.badInput("\(what): expected 3 (RGB) channels in dimension 1") }
-        }
-        if config.pathways == 2 {
-            let (slow, fast) = (inputs[0], inputs[1])
-            guard slow.n == fast.n else { throw ModelError.badInput("batch sizes differ: slow \(slow.n), fast \(fast.n)") }
-            guard slow.h == fast.h && slow.w == fast.w else {
-                throw ModelError.badInput("spatial sizes differ: slow \(slow.h)x\(slow.w), fast \(fast.h)x\(fast.w)")
-            }
-            guard slow.t * config.alpha == fast.t else {
-                throw ModelError.badInput("slow has \(slow.t) frames and fast \(fast.t): with alpha \(config.alpha) fast needs "
-                                          + "\(slow.t * config.alpha) (slow T x alpha)")
-            }
-        }
+        let inputs = try Self.checkInputs(shapes, graph: graph)
         var plan = Plan(inputs: inputs)
         var x = inputs
-        for p in 0..<config.pathways {
-            let g = stems[p].geometry(x[p])
-            plan.convs.append((stems[p], g))
-            x[p] = Self.stemPool.outputShape(g.outputShape, op: "stem max pool")
-        }
-        func fuse(_ stage: Int) throws {
-            guard config.model == .slowfast else { return }
-            let g = fusions[stage - 1].geometry(x[1])
-            plan.convs.append((fusions[stage - 1], g))
-            guard g.output == x[0].spatial else {
-                throw ModelError.badInput("fusion after s\(stage) maps fast \(x[1]) to \(g.outputShape), slow is \(x[0])")
-            }
-            x[0].c += g.outChannels
-        }
-        try fuse(1)
-        for (s, stage) in stages.enumerated() {
-            for p in 0..<config.pathways {
-                for block in stage[p] {
-                    let ga = block.a.geometry(x[p]), gb = block.b.geometry(ga.outputShape), gc = block.c.geometry(gb.outputShape)
-                    if let b1 = block.branch1 { plan.convs.append((b1, b1.geometry(x[p]))) }
-                    plan.convs += [(block.a, ga), (block.b, gb), (block.c, gc)]
-                    x[p] = gc.outputShape
+        for node in nodes {
+            switch node {
+            case let .unit(layer, _, lane):
+                let g = layer.geometry(x[lane])
+                plan.convs.append((layer, g))
+                x[lane] = g.outputShape
+            case let .maxPool(name, window, lane):
+                x[lane] = window.outputShape(x[lane], op: name)
+            case let .bottleneck(block, lane):
+                let ga = block.a.geometry(x[lane]), gb = block.b.geometry(ga.outputShape), gc = block.c.geometry(gb.outputShape)
+                if let b1 = block.branch1 { plan.convs.append((b1, b1.geometry(x[lane]))) }
+                plan.convs += [(block.a, ga), (block.b, gb), (block.c, gc)]
+                x[lane] = gc.outputShape
+            case let .fuse(layer, _, from, into, stage):
+                let g = layer.geometry(x[from])
+                plan.convs.append((layer, g))
+                guard g.output == x[into].spatial else {
+                    throw ModelError.badInput("fusion \(stage) maps \(graph.inputs[from].name) \(x[from]) to \(g.outputShape), "
+                                              + "\(graph.inputs[into].name) is \(x[into])")
                 }
+                x[into].c += g.outChannels
+            case .stageEnd:
+                break
             }
-            if s < 3 { try fuse(s + 2) }
         }
         plan.finals = x
         plan.headKernels = headPoolKernels
         var grids: [Size3] = []
-        for p in 0..<config.pathways {
-            let (k, f) = (plan.headKernels[p], x[p])
+        for lane in 0..<graph.lanes {
+            let (k, f) = (plan.headKernels[lane], x[lane])
             guard k.t >= 1, k.h >= 1, k.w >= 1 else {
                 throw ModelError.invalidConfig("head pool kernel \(k) from num_frames \(config.numFrames) and train_crop \(config.trainCrop)")
             }
             guard k.t <= f.t, k.h <= f.h, k.w <= f.w else {
-                throw ModelError.badInput("the head pools pathway \(p) with the training clip's kernel \(k) "
-                    + "(num_frames \(config.numFrames), train_crop \(config.trainCrop)) but res5 gives \(f.spatial): "
-                    + "input \(Tensor.shapeString(shapes[p])) is smaller than the training clip")
+                throw ModelError.badInput("the head pools pathway \(lane) with the training clip's kernel \(k) "
+                    + "(num_frames \(config.numFrames), train_crop \(config.trainCrop)) but the trunk gives \(f.spatial): "
+                    + "input \(Tensor.shapeString(shapes[lane])) is smaller than the training clip")
             }
             grids.append(Size3(f.t - k.t + 1, f.h - k.h + 1, f.w - k.w + 1))
         }
@@ -233,6 +197,53 @@ public final class SlowFastModel {
         }
         plan.grid = grids[0]
         return plan
+    }
+
+    /// The graph's inputs checked against `shapes`: one per lane, (N, 3, T, H, W) (or (N, 3, H, W) where
+    /// the lane takes 2D input), equal batch and spatial sizes, and each lane's frames in the ratio of
+    /// the training clip's (SlowFast: fast = slow x alpha).
+    static func checkInputs(_ shapes: [[Int]], graph: NetworkGraph, agreeing: Bool = true) throws -> [Shape5D] {
+        let names = graph.inputs.map(\.name)
+        guard shapes.count == graph.lanes else {
+            throw ModelError.badInput("\(graph.family) takes \(graph.lanes) input\(graph.lanes == 1 ? "" : "s") "
+                                      + "(\(names.joined(separator: ", "))), got \(shapes.count)")
+        }
+        var inputs: [Shape5D] = []
+        for (p, shape) in shapes.enumerated() {
+            let what = "input \(p) (\(names[p])) has shape \(Tensor.shapeString(shape))"
+            let accepts2D = graph.inputs[p].accepts2D
+            if shape.count == 4 && accepts2D {
+                inputs.append(Shape5D(n: shape[0], c: shape[1], t: 1, h: shape[2], w: shape[3]))
+            } else if shape.count == 5 {
+                inputs.append(Shape5D(shape))
+            } else {
+                throw ModelError.badInput("\(what); expected (N, 3, T, H, W)\(accepts2D ? " or (N, 3, H, W)" : "")")
+            }
+            guard shape.allSatisfy({ $0 >= 1 }) else { throw ModelError.badInput("\(what): every dimension must be >= 1") }
+            guard inputs[p].c == 3 else { throw ModelError.badInput("\(what): expected 3 (RGB) channels in dimension 1") }
+        }
+        if agreeing { try checkLanesAgree(inputs, graph: graph) }
+        return inputs
+    }
+
+    /// Equal batch and spatial sizes on every lane, and frames in the ratio of the training clip's.
+    static func checkLanesAgree(_ inputs: [Shape5D], graph: NetworkGraph) throws {
+        let names = graph.inputs.map(\.name)
+        for p in 1..<max(1, inputs.count) {
+            let (first, other) = (inputs[0], inputs[p])
+            guard first.n == other.n else {
+                throw ModelError.badInput("batch sizes differ: \(names[0]) \(first.n), \(names[p]) \(other.n)")
+            }
+            guard first.h == other.h && first.w == other.w else {
+                throw ModelError.badInput("spatial sizes differ: \(names[0]) \(first.h)x\(first.w), \(names[p]) \(other.h)x\(other.w)")
+            }
+            let (f0, fp) = (graph.inputs[0].frames, graph.inputs[p].frames)
+            guard first.t * fp == other.t * f0 else {
+                let ratio = fp / max(f0, 1)
+                throw ModelError.badInput("\(names[0]) has \(first.t) frames and \(names[p]) \(other.t): with alpha \(ratio) "
+                                          + "\(names[p]) needs \(first.t * ratio) (\(names[0]) T x alpha)")
+            }
+        }
     }
 
     /// Multiply-adds of one forward pass on inputs of these shapes: every
@@ -245,101 +256,105 @@ public final class SlowFastModel {
 
     // MARK: - Forward
 
-    /// Runs the network. `inputs`: one tensor per pathway (slow first), (N, 3, T, H, W);
-    /// a 2D ResNet also takes (N, 3, H, W).
+    /// Runs the network. `inputs`: one tensor per lane (the graph's input order: SlowFast's slow
+    /// first), (N, 3, T, H, W); a 2D ResNet also takes (N, 3, H, W).
     public func forward(_ inputs: [FloatTensor], capture: Bool = false, profile: ForwardProfile? = nil) throws -> ForwardOutput {
         let start = DispatchTime.now().uptimeNanoseconds
         let plan = try plan(inputs.map(\.shape))
         let workspace = takeWorkspace()
         defer { giveBack(workspace) }
         var activations: [(name: String, value: FloatTensor)] = []
-        func keep(_ name: String, _ a: Act) {
-            if capture { timed(profile, kind: "capture (copies)", stage: "capture", layer: name) { activations.append((name, a.tensor())) } }
-        }
-        let twoPath = config.model == .slowfast
         var x: [Act] = zip(inputs, plan.inputs).map { Act(borrowing: $0, as: $1) }
+        /// Per lane: the wide buffer the lane's value is the first channels of (a fusion fills the rest).
+        var wide = [Act?](repeating: nil, count: x.count)
+        /// Per lane: the value is a whole buffer no one else reads, so a residual block may add onto it.
+        var owned = [Bool](repeating: false, count: x.count)
+        var stage = "s1"
 
-        // The slow pathway's stage outputs live in a buffer with room for the fused channels.
-        func stageOutput(_ shape: Shape5D, fused: Int) -> (full: Act, view: Act) {
-            var wide = shape
-            wide.c += fused
-            let full = Act(pool, wide)
-            return (full, full.channels(0..<shape.c))
-        }
-        func fuse(_ stage: Int, into full: Act) {
-            let layer = fusions[stage - 1]
-            let g = layer.geometry(x[1].shape)
-            let target = full.channels((full.shape.c - g.outChannels)..<full.shape.c)
-            timed(profile, kind: layer.kind, stage: "s\(stage)_fuse", layer: layer.name, macs: g.macs) {
-                layer.run(x[1], into: target, relu: config.fusionNorm, workspace: workspace)
-            }
+        /// Node `i`'s output buffer: plain, or the first channels of a wider one.
+        func output(_ i: Int, _ shape: Shape5D) -> (value: Act, full: Act?) {
+            guard reserved[i] > 0 else { return (Act(pool, shape), nil) }
+            var wider = shape
+            wider.c += reserved[i]
+            let full = Act(pool, wider)
+            return (full.channels(0..<shape.c), full)
         }
 
-        // s1: stems and max pools.
-        var slowFull: Act?
-        for p in 0..<config.pathways {
-            let stem = stems[p]
-            let g = stem.geometry(x[p].shape)
-            let y = Act(pool, g.outputShape)
-            timed(profile, kind: stem.kind, stage: "s1", layer: stem.name, macs: g.macs) {
-                stem.run(x[p], into: y, relu: true, workspace: workspace)
-            }
-            let pooledShape = Self.stemPool.outputShape(y.shape, op: "stem max pool")
-            let fusedChannels = p == 0 && twoPath ? fusions[0].outChannels : 0
-            let (full, view) = stageOutput(pooledShape, fused: fusedChannels)
-            timed(profile, kind: "pool", stage: "s1", layer: "s1.pathway\(p)_stem.pool") {
-                maxPool(y, Self.stemPool, into: view)
-            }
-            if p == 0 { slowFull = full }
-            x[p] = view
-        }
-        for p in 0..<config.pathways { keep("s1.pathway\(p)", x[p]) }
-        if twoPath, let full = slowFull {
-            fuse(1, into: full)
-            x[0] = full
-        }
-
-        // res2...res5 with fusions after res2...res4.
-        for (s, stage) in stages.enumerated() {
-            let name = "s\(s + 2)"
-            slowFull = nil
-            for p in 0..<config.pathways {
-                var y = x[p]
-                for (i, block) in stage[p].enumerated() {
-                    var out: Act?
-                    if p == 0 && twoPath && s < 3 && i == stage[p].count - 1 {
-                        let gc = block.c.geometry(block.b.geometry(block.a.geometry(y.shape).outputShape).outputShape)
-                        let (full, view) = stageOutput(gc.outputShape, fused: fusions[s + 1].outChannels)
-                        slowFull = full
-                        out = view
-                    }
-                    // Later blocks own their input (the previous block's output): identity shortcuts add in place.
-                    y = block.run(y, into: out, inPlace: i > 0, pool: pool, workspace: workspace, profile: profile, stage: name)
+        for (i, node) in nodes.enumerated() {
+            switch node {
+            case let .unit(layer, relu, lane):
+                let g = layer.geometry(x[lane].shape)
+                let (y, full) = output(i, g.outputShape)
+                timed(profile, kind: layer.kind, stage: stage, layer: layer.name, macs: g.macs) {
+                    layer.run(x[lane], into: y, relu: relu, workspace: workspace)
                 }
-                x[p] = y
-            }
-            for p in 0..<config.pathways { keep("\(name).pathway\(p)", x[p]) }
-            if s < 3, twoPath, let full = slowFull {
-                fuse(s + 2, into: full)
-                x[0] = full
+                (x[lane], wide[lane], owned[lane]) = (y, full, false)
+            case let .maxPool(name, window, lane):
+                let (y, full) = output(i, window.outputShape(x[lane].shape, op: name))
+                timed(profile, kind: "pool", stage: stage, layer: name) { maxPool(x[lane], window, into: y) }
+                (x[lane], wide[lane], owned[lane]) = (y, full, false)
+            case let .bottleneck(block, lane):
+                var out: Act?, full: Act?
+                if reserved[i] > 0 {
+                    let a = block.a.geometry(x[lane].shape)
+                    let shape = block.c.geometry(block.b.geometry(a.outputShape).outputShape).outputShape
+                    (out, full) = output(i, shape)
+                }
+                // A block whose input no one else reads (the previous block's output) adds its identity shortcut in place.
+                x[lane] = block.run(x[lane], into: out, inPlace: owned[lane], pool: pool, workspace: workspace, profile: profile, stage: stage)
+                (wide[lane], owned[lane]) = (full, out == nil)
+            case let .fuse(layer, relu, from, into, name):
+                let g = layer.geometry(x[from].shape)
+                let target: Act
+                if let full = wide[into] {
+                    target = full.channels((full.shape.c - g.outChannels)..<full.shape.c)
+                    x[into] = full
+                } else {
+                    // No node reserved the channels (the lane's value is an input or another fusion's): concatenate.
+                    var shape = x[into].shape
+                    shape.c += g.outChannels
+                    let joined = Act(pool, shape)
+                    copyChannels(x[into], into: joined.channels(0..<x[into].shape.c))
+                    target = joined.channels(x[into].shape.c..<shape.c)
+                    x[into] = joined
+                }
+                timed(profile, kind: layer.kind, stage: name, layer: layer.name, macs: g.macs) {
+                    layer.run(x[from], into: target, relu: relu, workspace: workspace)
+                }
+                (wide[into], owned[into]) = (nil, false)
+            case let .stageEnd(name):
+                if capture {
+                    for lane in x.indices {
+                        timed(profile, kind: "capture (copies)", stage: "capture", layer: "\(name).pathway\(lane)") {
+                            activations.append(("\(name).pathway\(lane)", x[lane].tensor()))
+                        }
+                    }
+                }
+                stage = Self.stage(after: name)
             }
         }
 
-        // Head: fixed-kernel average pool per pathway, concat, projection per grid position, activation, mean.
+        // Head: fixed-kernel average pool per lane, concat, projection per grid position, activation, mean.
         let output = timed(profile, kind: "head", stage: "head", layer: "head") { () -> ForwardOutput in
             let n = plan.inputs[0].n, grid = plan.grid
             let channels = x.reduce(0) { $0 + $1.shape.c }
             let pooled = FloatTensor(uninitialized: [n, channels, grid.t, grid.h, grid.w])
             var offset = 0
-            for p in 0..<config.pathways {
-                headAvgPool(x[p], kernel: plan.headKernels[p], into: pooled, channelOffset: offset)
-                offset += x[p].shape.c
+            for lane in x.indices {
+                headAvgPool(x[lane], kernel: plan.headKernels[lane], into: pooled, channelOffset: offset)
+                offset += x[lane].shape.c
             }
             if capture { activations.append(("head.pool", pooled.copy())) }
             return head(pooled)
         }
         profile?.finishPass(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         return ForwardOutput(logits: output.logits, probabilities: output.probabilities, activations: activations)
+    }
+
+    /// The profile's stage name of the nodes after stage end `name` ("s1" -> "s2"; others kept).
+    static func stage(after name: String) -> String {
+        guard name.hasPrefix("s"), let k = Int(name.dropFirst()) else { return name }
+        return "s\(k + 1)"
     }
 
     /// Dropout (identity in eval), projection at every grid position, then the grid

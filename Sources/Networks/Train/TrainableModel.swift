@@ -37,20 +37,37 @@ public final class TrainableModel {
     /// Activation and activation-gradient memory.
     public let pool = TensorPool()
     private let ctx: TrainContext
-    private let stems: [TrainConvUnit]
-    /// [res2...res5][pathway][block]
-    private let stages: [[[TrainBottleneck]]]
-    /// After the stem and res2...res4 (SlowFast only).
-    private let fusions: [TrainConvUnit]
+    /// The network's description (Families): what `nodes` were built from.
+    public let graph: NetworkGraph
+    /// The graph's nodes with their training layers, in execution order.
+    private let nodes: [TrainNode]
     private let headIndex: Int
     private var rng: SplitMix64
     // Saved by forward for backward.
     private var finalShapes: [[Int]] = []
     private var features: FloatTensor?
     private var dropoutMask: FloatTensor?
-    private var stemIndices: [[Int32]] = []
-    private var stemShapes: [[Int]] = []
-    private var fusedSlowChannels: [Int] = []
+    /// Per max-pool node: the argmax indices and the input shape.
+    private var poolSaved: [Int: (indices: [Int32], shape: [Int])] = [:]
+    /// Per fusion node: the `into` lane's channels before the concatenation.
+    private var fusedChannels: [Int: Int] = [:]
+
+    /// A graph node with its training layers.
+    private enum TrainNode {
+        case unit(TrainConvUnit, lane: Int)
+        case maxPool(Pool3dConfig, lane: Int)
+        case bottleneck(TrainBottleneck, lane: Int)
+        case fuse(TrainConvUnit, from: Int, into: Int)
+        case stageEnd
+
+        var units: [TrainConvUnit] {
+            switch self {
+            case let .unit(u, _), let .fuse(u, _, _): return [u]
+            case let .bottleneck(block, _): return block.units
+            case .maxPool, .stageEnd: return []
+            }
+        }
+    }
 
     /// Builds the network from `config` and canonical `weights` (strict, as `SlowFastModel`).
     public init(config: ArchConfig, weights: TensorMap, options: TrainOptions = TrainOptions()) throws {
@@ -63,54 +80,35 @@ public final class TrainableModel {
         ctx = TrainContext(store: store, pool: pool)
         ctx.batchStatistics = !options.freezeBatchNormStatistics
         rng = SplitMix64(seed: options.seed)
+        graph = config.graph()
         var index = 0
-        func unit(_ module: String, bn: String?, stride: Size3 = 1, padding: Size3 = 0, groups: Int = 1, relu: Bool) -> TrainConvUnit {
+        func unit(_ u: ConvUnit) throws -> TrainConvUnit {
+            guard u.activation != .swish else { throw ModelError.invalidConfig("\(u.name): swish units are not supported yet") }
             defer { index += 1 }
-            return TrainConvUnit(conv: module, bn: bn, config: Conv3dConfig(stride: stride, padding: padding, groups: groups),
-                                 relu: relu, index: index)
+            return TrainConvUnit(conv: u.name, bn: u.norm,
+                                 config: Conv3dConfig(stride: Size3(u.stride), padding: Size3(u.padding), groups: u.groups),
+                                 relu: u.activation == .relu, index: index)
         }
-        let pathways = config.pathways
-        stems = (0..<pathways).map { p in
-            let kT = config.temporalKernel(stageIndex: 0, pathway: p)
-            return unit("s1.pathway\(p)_stem.conv", bn: "s1.pathway\(p)_stem.bn", stride: Size3(1, 2, 2),
-                        padding: Size3(kT / 2, 3, 3), relu: true)
+        var nodes: [TrainNode] = []
+        for node in graph.nodes {
+            switch node {
+            case let .unit(u, lane): nodes.append(.unit(try unit(u), lane: lane))
+            case let .maxPool(_, window, lane): nodes.append(.maxPool(Pool3dConfig(window), lane: lane))
+            case let .bottleneck(block, lane):
+                let b1 = try block.shortcut.map(unit)
+                let (a, b, c) = (try unit(block.a), try unit(block.b), try unit(block.c))
+                nodes.append(.bottleneck(TrainBottleneck(a: a, b: b, c: c, branch1: b1), lane: lane))
+            case let .fuse(u, from, into, _): nodes.append(.fuse(try unit(u), from: from, into: into))
+            case .stageEnd: nodes.append(.stageEnd)
+            }
         }
-        func fusion(_ stage: Int) -> TrainConvUnit {
-            unit("s\(stage)_fuse.conv_f2s", bn: config.fusionNorm ? "s\(stage)_fuse.bn" : nil, stride: Size3(config.alpha, 1, 1),
-                 padding: Size3(config.fusionKernel / 2, 0, 0), relu: config.fusionNorm)
-        }
-        var fusions: [TrainConvUnit] = []
-        if config.model == .slowfast { fusions.append(fusion(1)) }
-        var stages: [[[TrainBottleneck]]] = []
-        for stage in 2...5 {
-            let stride = config.spatialStrides[stage - 2]
-            stages.append((0..<pathways).map { p in
-                let kT = config.temporalKernel(stageIndex: stage - 1, pathway: p)
-                return (0..<config.stageDepths[stage - 2]).map { i in
-                    let block = "s\(stage).pathway\(p)_res\(i)"
-                    let s = i == 0 ? stride : 1
-                    let (strideA, strideB) = config.stride1x1 ? (s, 1) : (1, s)
-                    let b1 = weights[block + ".branch1.weight"] != nil
-                        ? unit(block + ".branch1", bn: block + ".branch1_bn", stride: Size3(1, s, s), relu: false) : nil
-                    let a = unit(block + ".branch2.a", bn: block + ".branch2.a_bn", stride: Size3(1, strideA, strideA),
-                                 padding: Size3(kT / 2, 0, 0), relu: true)
-                    let b = unit(block + ".branch2.b", bn: block + ".branch2.b_bn", stride: Size3(1, strideB, strideB),
-                                 padding: Size3(0, 1, 1), groups: config.numGroups, relu: true)
-                    let c = unit(block + ".branch2.c", bn: block + ".branch2.c_bn", relu: false)
-                    return TrainBottleneck(a: a, b: b, c: c, branch1: b1)
-                }
-            })
-            if config.model == .slowfast && stage < 5 { fusions.append(fusion(stage)) }
-        }
-        self.stages = stages
-        self.fusions = fusions
+        self.nodes = nodes
         headIndex = index
         // trainableBefore[i]: any parameter of a unit with a smaller index (or the head, last) trains.
-        var units = stems + fusions
-        for stage in stages { for path in stage { for block in path { units += block.units } } }
         var trains = [Bool](repeating: false, count: index + 1)
-        for u in units { trains[u.index] = u.parameterNames.contains(where: store.isTrainable) }
-        trains[headIndex] = store.isTrainable("head.projection.weight") || store.isTrainable("head.projection.bias")
+        for u in nodes.flatMap(\.units) { trains[u.index] = u.parameterNames.contains(where: store.isTrainable) }
+        let projection = graph.head.projection
+        trains[headIndex] = store.isTrainable(projection + ".weight") || store.isTrainable(projection + ".bias")
         var before = false
         ctx.trainableBefore = trains.map { t in defer { before = before || t }; return before }
     }
@@ -129,49 +127,44 @@ public final class TrainableModel {
     // MARK: - Shapes
 
     /// Checks the inputs against the training clip the head's pool was sized for:
-    /// the head must pool each pathway's whole res5 output to one position.
+    /// the head must pool each lane's whole trunk output to one position.
     private func validate(_ shapes: [[Int]]) throws -> [[Int]] {
-        let names = config.pathways == 2 ? ["slow", "fast"] : ["x"]
-        guard shapes.count == config.pathways else {
-            throw ModelError.badInput("\(config.model.rawValue) takes \(config.pathways) input(s) (\(names.joined(separator: ", "))), got \(shapes.count)")
-        }
+        let inputs = try SlowFastModel.checkInputs(shapes, graph: graph, agreeing: false)
         var out: [[Int]] = []
-        for (p, s) in shapes.enumerated() {
-            let what = "input \(p) (\(names[p])) has shape \(Tensor.shapeString(s))"
-            let shape: [Int]
-            if s.count == 4 && config.model == .resnet { shape = [s[0], s[1], 1, s[2], s[3]] } else if s.count == 5 { shape = s } else {
-                throw ModelError.badInput("\(what); expected (N, 3, T, H, W)")
-            }
-            guard shape.allSatisfy({ $0 >= 1 }), shape[1] == 3 else { throw ModelError.badInput("\(what); expected (N, 3, T, H, W) with every dimension >= 1") }
-            let head = headPoolKernel(pathway: p)
-            guard shape[2] == head.t else {
+        for (p, input) in inputs.enumerated() {
+            let what = "input \(p) (\(graph.inputs[p].name)) has shape \(Tensor.shapeString(shapes[p]))"
+            let head = graph.head.poolKernels[p]
+            guard input.t == head.t else {
                 throw ModelError.badInput("\(what): training needs \(head.t) frames on this pathway (the head pools the "
                                           + "training clip of num_frames \(config.numFrames))")
             }
-            for (axis, length) in [("height", shape[3]), ("width", shape[4])] {
-                var l = windowOutputLength(length, kernel: 7, stride: 2, padding: 3)
-                l = windowOutputLength(l, kernel: 3, stride: 2, padding: 1)
-                for s in config.spatialStrides { l = windowOutputLength(l, kernel: 3, stride: s, padding: 1) }
-                guard l == head.h else {
-                    throw ModelError.badInput("\(what): its \(axis) gives res5 extent \(l), the head pools \(head.h) "
+            for (axis, length, target) in [("height", input.h, head.h), ("width", input.w, head.w)] {
+                let l = trunkExtent(length, lane: p, axis: axis == "height" ? 1 : 2)
+                guard l == target else {
+                    throw ModelError.badInput("\(what): its \(axis) gives a trunk output extent of \(l), the head pools \(target) "
                                               + "(train_crop \(config.trainCrop)); training takes clips of the training crop size")
                 }
             }
-            out.append(shape)
+            out.append(input.array)
         }
-        if out.count == 2 && (out[0][0] != out[1][0] || out[0][3] != out[1][3] || out[0][4] != out[1][4]) {
-            throw ModelError.badInput("slow \(Tensor.shapeString(out[0])) and fast \(Tensor.shapeString(out[1])) differ in batch or spatial size")
-        }
+        try SlowFastModel.checkLanesAgree(inputs, graph: graph)
         return out
     }
 
-    private func headPoolKernel(pathway p: Int) -> Size3 {
-        let s = config.trainCrop / 32
-        switch config.model {
-        case .slowfast: return p == 0 ? Size3(config.numFrames / config.alpha, s, s) : Size3(config.numFrames, s, s)
-        case .slow: return Size3(config.numFrames, s, s)
-        case .resnet: return Size3(1, s, s)
+    /// The extent along spatial `axis` (1 = h, 2 = w) of lane `lane`'s trunk output for an input extent.
+    private func trunkExtent(_ length: Int, lane: Int, axis: Int) -> Int {
+        var l = length
+        func through(_ u: ConvUnit) { l = windowOutputLength(l, kernel: u.kernel.array[axis], stride: u.stride.array[axis], padding: u.padding.array[axis]) }
+        for node in graph.nodes {
+            switch node {
+            case let .unit(u, p) where p == lane: through(u)
+            case let .maxPool(_, window, p) where p == lane:
+                l = windowOutputLength(l, kernel: window.kernel.array[axis], stride: window.stride.array[axis], padding: window.padding.array[axis])
+            case let .bottleneck(block, p) where p == lane: for u in [block.a, block.b, block.c] { through(u) }
+            default: break
+            }
         }
+        return l
     }
 
     // MARK: - Forward
@@ -198,38 +191,31 @@ public final class TrainableModel {
         let (dropped, mask) = dropoutForward(feats, p: p, training: true, using: &rng)
         features = dropped
         dropoutMask = mask
-        return linearForward(dropped, weight: store.value(required: "head.projection.weight"),
-                             bias: store.value(required: "head.projection.bias"))
+        return linearForward(dropped, weight: store.value(required: graph.head.projection + ".weight"),
+                             bias: store.value(required: graph.head.projection + ".bias"))
     }
 
-    /// Stems, fusions and stages in training mode, up to each pathway's res5 output; saves what
+    /// The graph's nodes in training mode, up to each lane's trunk output; saves what
     /// `backward` reads unless the pass is statistics-only (`ctx.keepForBackward` false).
     private func backbone(_ inputs: [FloatTensor], shapes: [[Int]]) -> [FloatTensor] {
         let keep = ctx.keepForBackward
-        let twoPath = config.model == .slowfast
-        // Stems: conv -> BN -> ReLU -> max pool (kept: indices).
-        var x: [FloatTensor] = []
-        for (p, input) in inputs.enumerated() {
-            let view = input.shape == shapes[p] ? input : FloatTensor(shape: shapes[p], copying: input.pointer)
-            let y = stems[p].forward(view, ctx)
-            let (pooled, indices) = maxPool3dForwardWithIndices(y, SlowFastModel.stemPool)
-            if keep {
-                stemIndices.append(indices)
-                stemShapes.append(y.shape)
-            }
-            x.append(pooled)
+        var x: [FloatTensor] = inputs.enumerated().map { p, input in
+            input.shape == shapes[p] ? input : FloatTensor(shape: shapes[p], copying: input.pointer)
         }
-        func fuse(_ i: Int) {
-            let f = fusions[i].forward(x[1], ctx)
-            if keep { fusedSlowChannels.append(x[0].shape[1]) }
-            x[0] = concatChannels([x[0], f])
-        }
-        if twoPath { fuse(0) }
-        for (s, stage) in stages.enumerated() {
-            for p in 0..<config.pathways {
-                for block in stage[p] { x[p] = block.forward(x[p], ctx) }
+        for (i, node) in nodes.enumerated() {
+            switch node {
+            case let .unit(u, lane): x[lane] = u.forward(x[lane], ctx)
+            case let .maxPool(window, lane):
+                let (pooled, indices) = maxPool3dForwardWithIndices(x[lane], window)
+                if keep { poolSaved[i] = (indices, x[lane].shape) }
+                x[lane] = pooled
+            case let .bottleneck(block, lane): x[lane] = block.forward(x[lane], ctx)
+            case let .fuse(u, from, into):
+                let f = u.forward(x[from], ctx)
+                if keep { fusedChannels[i] = x[into].shape[1] }
+                x[into] = concatChannels([x[into], f])
+            case .stageEnd: break
             }
-            if twoPath && s < 3 { fuse(s + 1) }
         }
         return x
     }
@@ -295,44 +281,41 @@ public final class TrainableModel {
         defer { releaseSaved() }
         ctx.unitsBackward = 0
         let needFeatures = ctx.trainableBefore[headIndex]
-        let dFeats = linearBackward(feats, weight: store.value(required: "head.projection.weight"), gradOutput: gradLogits,
-                                    gradWeight: store.gradient("head.projection.weight"),
-                                    gradBias: store.gradient("head.projection.bias"), needInputGradient: needFeatures)
+        let projection = graph.head.projection
+        let dFeats = linearBackward(feats, weight: store.value(required: projection + ".weight"), gradOutput: gradLogits,
+                                    gradWeight: store.gradient(projection + ".weight"),
+                                    gradBias: store.gradient(projection + ".bias"), needInputGradient: needFeatures)
         guard let dFeats else { return }
         let dPooled = dropoutBackward(gradOutput: dFeats, mask: dropoutMask)
         dPooled.reshape([dPooled.shape[0], dPooled.shape[1], 1, 1, 1])
         let split = concatChannelsBackward(dPooled, channels: finalShapes.map { $0[1] })
         var g: [FloatTensor?] = zip(split, finalShapes).map { globalAvgPool3dBackward(gradOutput: $0, inputShape: $1) }
-        let twoPath = config.model == .slowfast
-        /// dL/dslow (concatenated) -> dL/dslow part, and the fusion's input gradient added to dL/dfast.
-        func unfuse(_ i: Int) {
-            guard let dCat = g[0] else { return }
-            let slowChannels = fusedSlowChannels[i]
-            let parts = concatChannelsBackward(dCat, channels: [slowChannels, dCat.shape[1] - slowChannels])
-            g[0] = parts[0]
-            if let dFast = fusions[i].backward(parts[1], ctx) {
-                if let existing = g[1] {
-                    let e = existing.pointer, d = dFast.pointer
-                    parallelRanges(existing.count, minPerThread: 1 << 15) { range in for j in range { e[j] += d[j] } }
-                } else {
-                    g[1] = dFast
+        for (i, node) in nodes.enumerated().reversed() {
+            switch node {
+            case let .unit(u, lane):
+                guard let grad = g[lane] else { continue }
+                g[lane] = u.backward(grad, ctx)
+            case let .maxPool(_, lane):
+                guard let grad = g[lane], let saved = poolSaved[i] else { continue }
+                g[lane] = maxPool3dBackward(gradOutput: grad, indices: saved.indices, inputShape: saved.shape)
+            case let .bottleneck(block, lane):
+                guard let grad = g[lane] else { continue }
+                g[lane] = block.backward(grad, ctx)
+            case let .fuse(u, from, into):
+                // dL/d(concat) -> dL/d(into's part), and the fusion's input gradient added to dL/d(from).
+                guard let dCat = g[into], let kept = fusedChannels[i] else { continue }
+                let parts = concatChannelsBackward(dCat, channels: [kept, dCat.shape[1] - kept])
+                g[into] = parts[0]
+                if let dFrom = u.backward(parts[1], ctx) {
+                    if let existing = g[from] {
+                        let e = existing.pointer, d = dFrom.pointer
+                        parallelRanges(existing.count, minPerThread: 1 << 15) { range in for j in range { e[j] += d[j] } }
+                    } else {
+                        g[from] = dFrom
+                    }
                 }
+            case .stageEnd: break
             }
-        }
-        for (s, stage) in stages.enumerated().reversed() {
-            if twoPath && s < 3 { unfuse(s + 1) }
-            for p in (0..<config.pathways).reversed() {
-                for block in stage[p].reversed() {
-                    guard let grad = g[p] else { break }
-                    g[p] = block.backward(grad, ctx)
-                }
-            }
-        }
-        if twoPath { unfuse(0) }
-        for p in (0..<config.pathways).reversed() {
-            guard let grad = g[p] else { continue }
-            let dy = maxPool3dBackward(gradOutput: grad, indices: stemIndices[p], inputShape: stemShapes[p])
-            _ = stems[p].backward(dy, ctx)
         }
     }
 
@@ -340,9 +323,8 @@ public final class TrainableModel {
     public func releaseSaved() {
         features = nil
         dropoutMask = nil
-        stemIndices = []
-        stemShapes = []
-        fusedSlowChannels = []
+        poolSaved = [:]
+        fusedChannels = [:]
         finalShapes = []
     }
 

@@ -183,64 +183,16 @@ public struct ArchConfig: Codable, Equatable, Sendable {
 
     // MARK: Canonical parameters
 
-    /// Every canonical PySlowFast state_dict entry in PySlowFast's order. Weights are
-    /// f32 in PyTorch layout `[out, in, kT, kH, kW]`; `num_batches_tracked` is an I64 scalar.
+    /// Every canonical PySlowFast state_dict entry in PySlowFast's order (the graph's parameters).
+    /// Weights are f32 in PyTorch layout `[out, in, kT, kH, kW]`; `num_batches_tracked` is an I64 scalar.
     public func expectedParameters() -> [(name: String, shape: [Int], dtype: DType)] {
-        var out: [(name: String, shape: [Int], dtype: DType)] = []
-        func conv(_ module: String, _ shape: [Int]) { out.append((module + ".weight", shape, .f32)) }
-        func bn(_ module: String, _ channels: Int) {
-            for field in ["weight", "bias", "running_mean", "running_var"] {
-                out.append((module + "." + field, [channels], .f32))
-            }
-            out.append((module + ".num_batches_tracked", [], .i64))
-        }
-        func fuse(afterStage stage: Int) {
-            guard model == .slowfast else { return }
-            let fast = stageOutput(stage, pathway: 1)
-            conv("s\(stage)_fuse.conv_f2s", [fast * fusionConvChannelRatio, fast, fusionKernel, 1, 1])
-            if fusionNorm { bn("s\(stage)_fuse.bn", fast * fusionConvChannelRatio) }
-        }
-
-        for p in 0 ..< pathways {
-            let c = stemChannels(pathway: p)
-            conv("s1.pathway\(p)_stem.conv", [c, 3, temporalKernel(stageIndex: 0, pathway: p), 7, 7])
-            bn("s1.pathway\(p)_stem.bn", c)
-        }
-        fuse(afterStage: 1)
-        for stage in 2 ... 5 {
-            let blocks = stage - 2 < stageDepths.count ? stageDepths[stage - 2] : 0
-            let stride = stage - 2 < spatialStrides.count ? spatialStrides[stage - 2] : 1
-            for p in 0 ..< pathways {
-                let inner = innerChannels(stage: stage, pathway: p)
-                let dimOut = outChannels(stage: stage, pathway: p)
-                let kT = temporalKernel(stageIndex: stage - 1, pathway: p)
-                for i in 0 ..< blocks {
-                    let block = "s\(stage).pathway\(p)_res\(i)"
-                    let dimIn = i == 0 ? inChannels(stage: stage, pathway: p) : dimOut
-                    // ResBlock has a projection shortcut iff channels or stride change.
-                    if dimIn != dimOut || (i == 0 && stride != 1) {
-                        conv(block + ".branch1", [dimOut, dimIn, 1, 1, 1])
-                        bn(block + ".branch1_bn", dimOut)
-                    }
-                    conv(block + ".branch2.a", [inner, dimIn, kT, 1, 1])
-                    bn(block + ".branch2.a_bn", inner)
-                    conv(block + ".branch2.b", [inner, inner / max(numGroups, 1), 1, 3, 3])
-                    bn(block + ".branch2.b_bn", inner)
-                    conv(block + ".branch2.c", [dimOut, inner, 1, 1, 1])
-                    bn(block + ".branch2.c_bn", dimOut)
-                }
-            }
-            if stage < 5 { fuse(afterStage: stage) }
-        }
-        out.append(("head.projection.weight", [numClasses, headInputChannels], .f32))
-        out.append(("head.projection.bias", [numClasses], .f32))
-        return out
+        graph().parameters.map { ($0.name, $0.shape, $0.dtype) }
     }
 
     /// Learnable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`
     /// (34,566,488 for SlowFast R50 8x8): BN running statistics and counters excluded.
     public var parameterCount: Int {
-        expectedParameters().filter { Self.isLearnable($0.name) }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        graph().parameters.filter(\.role.isLearnable).reduce(0) { $0 + $1.elementCount }
     }
 
     /// Floating-point state_dict elements: parameters plus BN running statistics.
@@ -248,7 +200,8 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         expectedParameters().filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.shape.reduce(1, *) }
     }
 
-    /// Whether a canonical key is a learnable parameter (not a BN buffer).
+    /// Whether a key names a learnable parameter (not a BN buffer) by PyTorch's buffer names;
+    /// for files whose architecture is unknown (`inspect`). With a graph, read `ParameterSpec.role`.
     public static func isLearnable(_ name: String) -> Bool {
         !(name.hasSuffix(".running_mean") || name.hasSuffix(".running_var") || name.hasSuffix(".num_batches_tracked"))
     }
