@@ -148,98 +148,72 @@ public enum OnnxGraphBuilder {
         var b = Builder(weights: weights, foldBN: foldBN, opset: opset)
         let n: OnnxDim = batch.map { .value($0) } ?? .param("N")
         let crop = arch.trainCrop
-        let twoPath = arch.model == .slowfast
+        let graph = arch.graph()
 
-        // Inputs: the training clip, batch dynamic or fixed.
-        var x: [String]
-        var frames: [Int]
-        switch arch.model {
-        case .slowfast:
-            guard arch.numFrames % arch.alpha == 0 else {
-                throw OnnxExportError("num_frames \(arch.numFrames) is not a multiple of alpha \(arch.alpha)")
+        // Inputs: the training clip per lane, batch dynamic or fixed; a 2D lane takes (N, 3, H, W).
+        if arch.model == .slowfast, arch.numFrames % arch.alpha != 0 {
+            throw OnnxExportError("num_frames \(arch.numFrames) is not a multiple of alpha \(arch.alpha)")
+        }
+        var x: [String] = []
+        let frames = graph.inputs.map(\.frames)
+        for input in graph.inputs {
+            if input.accepts2D && input.frames == 1 {
+                b.inputs.append(OnnxValueInfo(name: input.name, dims: [n, .value(3), .value(crop), .value(crop)]))
+                b.initializers.append(.int64s(input.name + ".unsqueeze_axes", [2]))
+                b.node("Unsqueeze", name: input.name + ".unsqueeze", inputs: [input.name, input.name + ".unsqueeze_axes"],
+                       output: input.name + ".5d")
+                x.append(input.name + ".5d")
+            } else {
+                b.inputs.append(OnnxValueInfo(name: input.name, dims: [n, .value(3), .value(input.frames), .value(crop), .value(crop)]))
+                x.append(input.name)
             }
-            frames = [arch.numFrames / arch.alpha, arch.numFrames]
-            b.inputs = [OnnxValueInfo(name: "slow", dims: [n, .value(3), .value(frames[0]), .value(crop), .value(crop)]),
-                        OnnxValueInfo(name: "fast", dims: [n, .value(3), .value(frames[1]), .value(crop), .value(crop)])]
-            x = ["slow", "fast"]
-        case .slow:
-            frames = [arch.numFrames]
-            b.inputs = [OnnxValueInfo(name: "x", dims: [n, .value(3), .value(frames[0]), .value(crop), .value(crop)])]
-            x = ["x"]
-        case .resnet:
-            frames = [1]
-            b.inputs = [OnnxValueInfo(name: "x", dims: [n, .value(3), .value(crop), .value(crop)])]
-            b.initializers.append(.int64s("x.unsqueeze_axes", [2]))
-            b.node("Unsqueeze", name: "x.unsqueeze", inputs: ["x", "x.unsqueeze_axes"], output: "x.5d")
-            x = ["x.5d"]
         }
-        // Spatial size through the trunk (for the head's grid).
-        var size = (crop + 2 * 3 - 7) / 2 + 1           // stem conv
-        size = (size + 2 * 1 - 3) / 2 + 1               // stem max pool
-
-        // s1: stems + max pools, then the first fusion.
-        for p in 0..<arch.pathways {
-            let kT = arch.temporalKernel(stageIndex: 0, pathway: p)
-            let y = try b.conv(x[p], "s1.pathway\(p)_stem.conv", bn: "s1.pathway\(p)_stem.bn", kernel: [kT, 7, 7],
-                               stride: [1, 2, 2], pads: [kT / 2, 3, 3], relu: true)
-            b.node("MaxPool", name: "s1.pathway\(p)_stem.pool", inputs: [y], output: "s1.pathway\(p)",
-                   attributes: [("kernel_shape", .ints([1, 3, 3])), ("strides", .ints([1, 2, 2])), ("pads", .ints([0, 1, 1, 0, 1, 1]))])
-            x[p] = "s1.pathway\(p)"
+        // The trunk: the graph's nodes in order, tracking each lane's (t, h, w) for the head's grid.
+        var extent: [[Int]] = frames.map { [$0, crop, crop] }
+        func through(_ lane: Int, kernel: Triple, stride: Triple, padding: Triple) {
+            extent[lane] = (0..<3).map { (extent[lane][$0] + 2 * padding.array[$0] - kernel.array[$0]) / stride.array[$0] + 1 }
         }
-        func fuse(_ stage: Int) throws {
-            guard twoPath else { return }
-            let f = try b.conv(x[1], "s\(stage)_fuse.conv_f2s", bn: arch.fusionNorm ? "s\(stage)_fuse.bn" : nil,
-                               kernel: [arch.fusionKernel, 1, 1], stride: [arch.alpha, 1, 1], pads: [arch.fusionKernel / 2, 0, 0],
-                               relu: arch.fusionNorm)
-            b.node("Concat", name: "s\(stage)_fuse.concat", inputs: [x[0], f], output: "s\(stage)_fuse", attributes: [("axis", .int(1))])
-            x[0] = "s\(stage)_fuse"
+        func unit(_ input: String, _ u: ConvUnit) throws -> String {
+            guard u.activation != .swish else { throw OnnxExportError("\(u.name): swish units are not exported yet") }
+            return try b.conv(input, u.name, bn: u.norm, kernel: u.kernel.array, stride: u.stride.array, pads: u.padding.array,
+                              groups: u.groups, relu: u.activation == .relu)
         }
-        try fuse(1)
-
-        // res2...res5, fusions after res2...res4.
-        for stage in 2...5 {
-            let stride = arch.spatialStrides[stage - 2]
-            size = (size - 1) / stride + 1  // 3x3 pad 1 (or 1x1) with this stride
-            for p in 0..<arch.pathways {
-                let kT = arch.temporalKernel(stageIndex: stage - 1, pathway: p)
-                for i in 0..<arch.stageDepths[stage - 2] {
-                    let block = "s\(stage).pathway\(p)_res\(i)"
-                    let s = i == 0 ? stride : 1
-                    let (sa, sb) = arch.stride1x1 ? (s, 1) : (1, s)
-                    let input = x[p]
-                    let ya = try b.conv(input, block + ".branch2.a", bn: block + ".branch2.a_bn", kernel: [kT, 1, 1],
-                                        stride: [1, sa, sa], pads: [kT / 2, 0, 0], relu: true)
-                    let yb = try b.conv(ya, block + ".branch2.b", bn: block + ".branch2.b_bn", kernel: [1, 3, 3],
-                                        stride: [1, sb, sb], pads: [0, 1, 1], groups: arch.numGroups, relu: true)
-                    let yc = try b.conv(yb, block + ".branch2.c", bn: block + ".branch2.c_bn", kernel: [1, 1, 1],
-                                        stride: [1, 1, 1], pads: [0, 0, 0], relu: false)
-                    var shortcut = input
-                    if weights[block + ".branch1.weight"] != nil {
-                        shortcut = try b.conv(input, block + ".branch1", bn: block + ".branch1_bn", kernel: [1, 1, 1],
-                                              stride: [1, s, s], pads: [0, 0, 0], relu: false)
-                    }
-                    b.node("Add", name: block + ".add", inputs: [shortcut, yc], output: block + ".sum")
-                    b.node("Relu", name: block + ".relu", inputs: [block + ".sum"], output: block)
-                    x[p] = block
-                }
+        for node in graph.nodes {
+            switch node {
+            case let .unit(u, lane):
+                x[lane] = try unit(x[lane], u)
+                through(lane, kernel: u.kernel, stride: u.stride, padding: u.padding)
+            case let .maxPool(name, window, lane):
+                let pads = window.padding.array
+                b.node("MaxPool", name: name, inputs: [x[lane]], output: name,
+                       attributes: [("kernel_shape", .ints(window.kernel.array)), ("strides", .ints(window.stride.array)), ("pads", .ints(pads + pads))])
+                x[lane] = name
+                through(lane, kernel: window.kernel, stride: window.stride, padding: window.padding)
+            case let .bottleneck(block, lane):
+                let input = x[lane]
+                let yc = try unit(try unit(try unit(input, block.a), block.b), block.c)
+                let shortcut = try block.shortcut.map { try unit(input, $0) } ?? input
+                b.node("Add", name: block.name + ".add", inputs: [shortcut, yc], output: block.name + ".sum")
+                b.node("Relu", name: block.name + ".relu", inputs: [block.name + ".sum"], output: block.name)
+                x[lane] = block.name
+                for u in [block.a, block.b, block.c] { through(lane, kernel: u.kernel, stride: u.stride, padding: u.padding) }
+            case let .fuse(u, from, into, stage):
+                let f = try unit(x[from], u)
+                b.node("Concat", name: stage + ".concat", inputs: [x[into], f], output: stage, attributes: [("axis", .int(1))])
+                x[into] = stage
+            case .stageEnd:
+                break
             }
-            if stage < 5 { try fuse(stage) }
         }
 
-        // Head: fixed-kernel average pool per pathway (stride 1), concat slow first.
-        let s = arch.trainCrop / 32
-        let kernels: [[Int]]
-        switch arch.model {
-        case .slowfast: kernels = [[arch.numFrames / arch.alpha, s, s], [arch.numFrames, s, s]]
-        case .slow: kernels = [[arch.numFrames, s, s]]
-        case .resnet: kernels = [[1, s, s]]
-        }
+        // Head: fixed-kernel average pool per lane (stride 1), concat in lane order.
+        let kernels = graph.head.poolKernels.map(\.array)
         var grids: [[Int]] = []
-        for p in 0..<arch.pathways {
+        for p in 0..<graph.lanes {
             let k = kernels[p]
-            let f = [frames[p], size, size]
+            let f = extent[p]
             guard k.allSatisfy({ $0 >= 1 }), zip(k, f).allSatisfy({ $0 <= $1 }) else {
-                throw OnnxExportError("the head's pool kernel \(k) (num_frames \(arch.numFrames), train_crop \(arch.trainCrop)) does not fit res5's \(f)")
+                throw OnnxExportError("the head's pool kernel \(k) (num_frames \(arch.numFrames), train_crop \(arch.trainCrop)) does not fit the trunk's \(f)")
             }
             grids.append(zip(f, k).map { $0 - $1 + 1 })
             b.node("AveragePool", name: "head.pathway\(p)_avgpool", inputs: [x[p]], output: "head.pool.pathway\(p)",
@@ -247,12 +221,14 @@ public enum OnnxGraphBuilder {
         }
         guard grids.allSatisfy({ $0 == grids[0] }) else { throw OnnxExportError("the head's pooled grids differ between pathways: \(grids)") }
         var pooled = "head.pool.pathway0"
-        if arch.pathways == 2 {
-            b.node("Concat", name: "head.concat", inputs: ["head.pool.pathway0", "head.pool.pathway1"], output: "head.pool", attributes: [("axis", .int(1))])
+        if graph.lanes > 1 {
+            b.node("Concat", name: "head.concat", inputs: (0..<graph.lanes).map { "head.pool.pathway\($0)" }, output: "head.pool",
+                   attributes: [("axis", .int(1))])
             pooled = "head.pool"
         }
-        try b.addFloat("head.projection.weight")
-        try b.addFloat("head.projection.bias")
+        let projection = graph.head.projection
+        try b.addFloat(projection + ".weight")
+        try b.addFloat(projection + ".bias")
         let act = arch.headActivation == .softmax ? "Softmax" : "Sigmoid"
         let actAttrs: [(name: String, value: OnnxAttributeValue)] = arch.headActivation == .softmax ? [("axis", .int(-1))] : []
         if grids[0] == [1, 1, 1] {

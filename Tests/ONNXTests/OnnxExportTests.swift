@@ -90,7 +90,7 @@ final class OnnxExportTests: XCTestCase {
         let fuse = try XCTUnwrap(byName["s1_fuse.conv_f2s"])
         XCTAssertEqual(fuse.attribute("strides"), .ints([4, 1, 1]))
         XCTAssertEqual(fuse.attribute("pads"), .ints([3, 0, 0, 3, 0, 0]))
-        XCTAssertEqual(byName["s1_fuse.concat"]?.inputs, ["s1.pathway0", "s1_fuse.conv_f2s.relu"])
+        XCTAssertEqual(byName["s1_fuse.concat"]?.inputs, ["s1.pathway0_stem.pool", "s1_fuse.conv_f2s.relu"])
         XCTAssertEqual(byName["s2.pathway0_res0.branch2.a"]?.inputs.first, "s1_fuse")
         XCTAssertEqual(byName["s2.pathway0_res0.branch1"]?.inputs.first, "s1_fuse")
         XCTAssertEqual(byName["s2.pathway0_res0.add"]?.inputs, ["s2.pathway0_res0.branch1_bn", "s2.pathway0_res0.branch2.c_bn"])
