@@ -97,13 +97,10 @@ public enum Exporter {
         // 1. Read and check the native file.
         let ckpt = try CheckpointReader.read(path: req.input)
         let file = URL(fileURLWithPath: req.input).lastPathComponent
-        guard ckpt.format == .safetensors else { throw ExportError.notNative(file, reason: "it is a \(ckpt.format.rawValue) file") }
-        guard ckpt.metadataValue("sfnet.format") == "1" else { throw ExportError.notNative(file, reason: "no sfnet.format \"1\" metadata") }
-        if let naming = ckpt.metadataValue("sfnet.naming"), naming != "pyslowfast" {
-            throw ExportError.notNative(file, reason: "sfnet.naming is '\(naming)', expected 'pyslowfast'")
+        let arch: ArchConfig
+        do { arch = try NativeMetadata.requireNative(ckpt) } catch FamilyError.notNative(let reason) {
+            throw ExportError.notNative(file, reason: reason)
         }
-        guard let archText = ckpt.metadataValue("sfnet.arch") else { throw ExportError.notNative(file, reason: "no sfnet.arch metadata") }
-        let arch = try ArchConfig.fromJSON(archText)
         let expected = arch.expectedParameters()
         var problems: [String] = []
         var tensors = TensorMap()
@@ -185,7 +182,7 @@ public enum Exporter {
         case .mmaction2:
             let meta: PickleWriter.Value = .dict([
                 (.string("sfnet_version"), .string(sfnetVersion)),
-                (.string("sfnet_arch"), .string(archText)),
+                (.string("sfnet_arch"), .string(try arch.jsonString())),
                 (.string("backbone"), .string(arch.pathways == 2 ? "ResNet3dSlowFast" : "ResNet3dSlowOnly")),
                 (.string("lateral_norm"), .bool(req.lateralNorm && arch.fusionNorm && arch.model == .slowfast)),
                 (.string("source"), .string(file)),

@@ -16,7 +16,7 @@ public struct InspectReport {
     public var arch: Result<ArchConfig, Error>
     public var archNotes: [String]
 
-    public var isNative: Bool { checkpoint.metadataValue("sfnet.format") != nil }
+    public var isNative: Bool { checkpoint.metadataValue(NativeMetadata.formatKey) != nil }
 
     /// Learnable parameters (BN running statistics and counters excluded), as PyTorch counts them.
     public var parameterCount: Int {
@@ -32,7 +32,7 @@ public struct InspectReport {
         var lines: [String] = []
         let c = checkpoint
         lines.append("file:       \(path) (\(Self.size(fileSize)))")
-        lines.append("format:     \(c.format.rawValue)\(isNative ? " (sfnet native, format \(c.metadataValue("sfnet.format")!))" : "")")
+        lines.append("format:     \(c.format.rawValue)\(isNative ? " (sfnet native, format \(c.metadataValue(NativeMetadata.formatKey)!))" : "")")
         if let k = c.containerKey { lines.append("container:  {\"\(k)\": <\(c.tensors.count) tensors>, ...}") }
         if let p = c.strippedPrefix { lines.append("prefix:     '\(p)' stripped from every tensor name") }
         for (k, v) in c.metadata where !k.hasPrefix("sfnet.") { lines.append("\(k + ":")\(String(repeating: " ", count: max(1, 11 - k.count)))\(v)") }
@@ -88,7 +88,7 @@ public struct InspectReport {
         let c = checkpoint
         var meta: [(String, JSONValue)] = []
         for (k, v) in c.metadata {
-            if k.hasPrefix("sfnet."), k != "sfnet.format", let j = try? JSONParser.parse(v) { meta.append((k, j)) } else { meta.append((k, .string(v))) }
+            if k.hasPrefix("sfnet."), k != NativeMetadata.formatKey, let j = try? JSONParser.parse(v) { meta.append((k, j)) } else { meta.append((k, .string(v))) }
         }
         var archJSON: JSONValue = .null
         if case .success(let a) = arch, let s = try? a.jsonString(), let j = try? JSONParser.parse(s) { archJSON = j }
@@ -131,7 +131,7 @@ public enum Inspector {
         var naming: Result<Naming, Error>
         var arch: Result<ArchConfig, Error>
         var notes: [String] = []
-        if let a = ckpt.metadataValue("sfnet.arch") {
+        if let a = ckpt.metadataValue(NativeMetadata.archKey) {
             naming = Result { try Naming.detect(ckpt.tensors.names) }
             arch = Result { try ArchConfig.fromJSON(a) }
         } else {

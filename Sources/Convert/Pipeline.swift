@@ -2,6 +2,7 @@
 // canonical weights, write the native file atomically with its provenance
 // and per-tensor report. The CLI only parses arguments and prints.
 
+import Families
 import Foundation
 import Formats
 
@@ -101,11 +102,8 @@ public enum ConvertPipeline {
             ("aliases", .array(checkpoint.aliases.map { .array($0.map { .string($0) }) })),
             ("tool", .string("sfnet \(sfnetVersion)")),
         ])
-        let metadata: [(String, String)] = [
-            ("sfnet.format", "1"),
-            ("sfnet.arch", try result.arch.jsonString()),
-            ("sfnet.naming", "pyslowfast"),
-            ("sfnet.source", source.serialized),
+        let metadata: [(String, String)] = try NativeMetadata.header(result.arch) + [
+            (NativeMetadata.sourceKey, source.serialized),
             ("sfnet.report", try result.reportJSON()),
         ]
         let items = result.tensors.ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }

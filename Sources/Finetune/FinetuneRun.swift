@@ -97,7 +97,7 @@ public final class FinetuneRun {
         var tensors: TensorMap
         var startDescription: String
         if let resumed = existing?.loaded {
-            guard let a = resumed.metadata.first(where: { $0.key == "sfnet.arch" })?.value else {
+            guard let a = resumed.metadata.first(where: { $0.key == NativeMetadata.archKey })?.value else {
                 throw FinetuneError("\(existing!.path) has no sfnet.arch; it was not written by sfnet finetune")
             }
             arch = try ArchConfig.fromJSON(a)
@@ -275,8 +275,8 @@ public final class FinetuneRun {
                                     kept: lastCheckpoint)
             }
             let weights = exported.ordered.map { (name: $0.name, tensor: $0.tensor) }
-            let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
-                                            (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
+            let meta: [(String, String)] = try NativeMetadata.header(arch)
+                + [(NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
             // The best weights go first: a checkpoint whose state names epoch e as the best is only
             // ever written after best.safetensors holds epoch e (a kill between the two leaves the
             // previous checkpoint, and the resumed run repeats epoch e and writes both again).

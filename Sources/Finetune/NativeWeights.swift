@@ -16,15 +16,15 @@ public struct NativeWeights {
     public var classes: [String]?
     public var metadata: [(key: String, value: String)]
 
-    public static let classesKey = "sfnet.classes"
+    public static let classesKey = NativeMetadata.classesKey
 
     public static func load(_ path: String) throws -> NativeWeights {
         let ck = try CheckpointReader.read(path: path)
-        guard ck.format == .safetensors, ck.metadataValue("sfnet.format") == "1", let archText = ck.metadataValue("sfnet.arch") else {
-            throw FinetuneError("\(path): not native sfnet weights (no sfnet.format/sfnet.arch metadata)",
+        let arch: ArchConfig
+        do { arch = try NativeMetadata.requireNative(ck) } catch FamilyError.notNative(let reason) {
+            throw FinetuneError("\(path): not native sfnet weights (\(reason))",
                                 hint: "convert it first: sfnet convert \(URL(fileURLWithPath: path).lastPathComponent)")
         }
-        let arch = try ArchConfig.fromJSON(archText)
         var classes: [String]?
         if let c = ck.metadataValue(classesKey) {
             guard let j = try? JSONParser.parse(c), case .array(let xs) = j else { throw FinetuneError("\(path): \(classesKey) is not a JSON array of names") }
@@ -53,10 +53,9 @@ public struct NativeWeights {
     /// Writes `tensors` as a native file (what `sfnet convert` writes, plus class names and provenance).
     public static func write(_ tensors: [(name: String, tensor: Tensor)], arch: ArchConfig, classes: [String], source: [(String, JSONValue)],
                              to path: String) throws {
-        let meta: [(String, String)] = [
-            ("sfnet.format", "1"), ("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
+        let meta: [(String, String)] = try NativeMetadata.header(arch) + [
             (classesKey, JSONValue.array(classes.map { .string($0) }).serialized),
-            ("sfnet.source", JSONValue.object(source).serialized),
+            (NativeMetadata.sourceKey, JSONValue.object(source).serialized),
         ]
         try SafetensorsWriter.write(tensors.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }, metadata: meta,
                                     to: path, overwrite: true)

@@ -85,7 +85,7 @@ public enum OnnxExporter {
         var model = try OnnxGraphBuilder.build(arch: arch, weights: tensors, opset: req.opset, batch: req.batch, foldBN: req.foldBN)
         model.producerVersion = sfnetVersion
         model.docString = "\(arch.summary), exported by sfnet \(sfnetVersion) from \(file)\(req.foldBN ? " (BN folded)" : "")"
-        model.metadata = [("sfnet.arch", try arch.jsonString()), ("sfnet.source", file)]
+        model.metadata = [(NativeMetadata.archKey, try arch.jsonString()), (NativeMetadata.sourceKey, file)]
         var dataFile: String?
         var dataBytes = 0
         if req.externalData {
@@ -112,13 +112,10 @@ public enum OnnxExporter {
     static func readNative(_ path: String) throws -> (ArchConfig, TensorMap, String) {
         let ckpt = try CheckpointReader.read(path: path)
         let file = URL(fileURLWithPath: path).lastPathComponent
-        guard ckpt.format == .safetensors else { throw ExportError.notNative(file, reason: "it is a \(ckpt.format.rawValue) file") }
-        guard ckpt.metadataValue("sfnet.format") == "1" else { throw ExportError.notNative(file, reason: "no sfnet.format \"1\" metadata") }
-        if let naming = ckpt.metadataValue("sfnet.naming"), naming != "pyslowfast" {
-            throw ExportError.notNative(file, reason: "sfnet.naming is '\(naming)', expected 'pyslowfast'")
+        let arch: ArchConfig
+        do { arch = try NativeMetadata.requireNative(ckpt) } catch FamilyError.notNative(let reason) {
+            throw ExportError.notNative(file, reason: reason)
         }
-        guard let archText = ckpt.metadataValue("sfnet.arch") else { throw ExportError.notNative(file, reason: "no sfnet.arch metadata") }
-        let arch = try ArchConfig.fromJSON(archText)
         var problems: [String] = []
         let expected = arch.expectedParameters()
         for e in expected where e.dtype.isFloatingPoint {

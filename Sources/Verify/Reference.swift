@@ -69,9 +69,9 @@ public struct Reference {
             guard t.dtype.isFloatingPoint else { throw VerifyError.badReference(path, "\(name) has dtype \(t.dtype.shortName), expected floating point") }
             return t
         }
-        var arch: ArchConfig?
-        if let a = ck.metadataValue("sfnet.arch") {
-            do { arch = try ArchConfig.fromJSON(a) } catch { throw VerifyError.badReference(path, "sfnet.arch is not a valid architecture: \(error)") }
+        let arch: ArchConfig?
+        do { arch = try NativeMetadata.architecture(in: ck) } catch {
+            throw VerifyError.badReference(path, "\(NativeMetadata.archKey) is not a valid architecture: \(error)")
         }
         if let boring = ck.metadataValue("sfnet.boring_video") {
             return try loadBoringVideo(ck, path: path, spec: boring, arch: arch, resolved: resolved ?? arch)

@@ -164,12 +164,12 @@ public enum Verifier {
     /// The architecture the check runs: the reference's sfnet.arch, the weights', or both when they
     /// agree on every field that changes the computation (a disagreement is an error naming both).
     static func resolveArch(reference: String, _ refFile: Checkpoint, weights: String, _ ck: Checkpoint) throws -> (ArchConfig, [String]) {
-        var fromRef: ArchConfig?, fromWeights: ArchConfig?
-        if let a = refFile.metadataValue("sfnet.arch") {
-            do { fromRef = try ArchConfig.fromJSON(a) } catch { throw VerifyError.badReference(reference, "sfnet.arch is not a valid architecture: \(error)") }
+        let fromRef: ArchConfig?, fromWeights: ArchConfig?
+        do { fromRef = try NativeMetadata.architecture(in: refFile) } catch {
+            throw VerifyError.badReference(reference, "\(NativeMetadata.archKey) is not a valid architecture: \(error)")
         }
-        if let a = ck.metadataValue("sfnet.arch") {
-            do { fromWeights = try ArchConfig.fromJSON(a) } catch { throw VerifyError.weights(weights, "sfnet.arch is not a valid architecture: \(error)") }
+        do { fromWeights = try NativeMetadata.architecture(in: ck) } catch {
+            throw VerifyError.weights(weights, "\(NativeMetadata.archKey) is not a valid architecture: \(error)")
         }
         switch (fromRef, fromWeights) {
         case (nil, nil):

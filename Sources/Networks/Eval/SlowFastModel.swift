@@ -98,12 +98,10 @@ public final class SlowFastModel {
     /// checkpoint whose tensors carry canonical names and whose metadata has `sfnet.arch`.
     public static func load(path: String) throws -> SlowFastModel {
         let checkpoint = try CheckpointReader.read(path: path)
-        guard let arch = checkpoint.metadataValue("sfnet.arch") else {
-            throw ModelError.missingArchitecture(path: path, reason: "the file has no sfnet.arch metadata")
-        }
-        let config: ArchConfig
-        do { config = try ArchConfig.fromJSON(arch) } catch {
-            throw ModelError.missingArchitecture(path: path, reason: "\(error)")
+        let found: ArchConfig?
+        do { found = try NativeMetadata.architecture(in: checkpoint) } catch { throw ModelError.missingArchitecture(path: path, reason: "\(error)") }
+        guard let config = found else {
+            throw ModelError.missingArchitecture(path: path, reason: "the file has no \(NativeMetadata.archKey) metadata")
         }
         return try SlowFastModel(config: config, weights: checkpoint.tensors)
     }

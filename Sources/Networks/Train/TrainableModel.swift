@@ -116,11 +116,11 @@ public final class TrainableModel {
     /// Reads a native sfnet file (safetensors with `sfnet.arch`).
     public static func load(path: String, options: TrainOptions = TrainOptions()) throws -> TrainableModel {
         let checkpoint = try CheckpointReader.read(path: path)
-        guard let arch = checkpoint.metadataValue("sfnet.arch") else {
-            throw ModelError.missingArchitecture(path: path, reason: "the file has no sfnet.arch metadata")
+        let found: ArchConfig?
+        do { found = try NativeMetadata.architecture(in: checkpoint) } catch { throw ModelError.missingArchitecture(path: path, reason: "\(error)") }
+        guard let config = found else {
+            throw ModelError.missingArchitecture(path: path, reason: "the file has no \(NativeMetadata.archKey) metadata")
         }
-        let config: ArchConfig
-        do { config = try ArchConfig.fromJSON(arch) } catch { throw ModelError.missingArchitecture(path: path, reason: "\(error)") }
         return try TrainableModel(config: config, weights: checkpoint.tensors, options: options)
     }
 
