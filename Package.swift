@@ -83,6 +83,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
+        .testTarget(name: "FamiliesTests", dependencies: ["Families", "Formats", "Train"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats", "Families"]),
         .testTarget(name: "NetworksTests", dependencies: ["Networks", "Families", "Formats", "Convert", "Verify"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "Networks", "ONNX", "Finetune", "Train", "Families"]),

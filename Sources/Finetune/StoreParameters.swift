@@ -18,6 +18,8 @@ public final class StoreParameters: TrainableParameters {
     public func parameterName(at i: Int) -> String { names[i] }
     public func parameterShape(at i: Int) -> [Int] { store.value(names[i])!.shape }
     public func parameterIsTrainable(at i: Int) -> Bool { store.isTrainable(names[i]) }
+    /// From the graph's parameter roles, not from the name.
+    public func parameterIsNorm(at i: Int) -> Bool { store.role(names[i])?.isNorm ?? false }
 
     public func withParameter<R>(at i: Int, _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         let v = store.value(names[i])!

@@ -15,9 +15,16 @@ public protocol TrainableParameters: AnyObject {
     /// False for frozen parameters (`--freeze`): the optimizer neither updates them
     /// nor counts their gradients in the clipping norm.
     func parameterIsTrainable(at index: Int) -> Bool
+    /// Whether the parameter is a normalisation layer's scale or shift (its own weight decay).
+    /// The network says so from its graph; the default reads PySlowFast's module names.
+    func parameterIsNorm(at index: Int) -> Bool
     /// Runs `body` on the parameter's values (updated in place) and its gradient.
     func withParameter<R>(at index: Int,
                           _ body: (_ values: UnsafeMutableBufferPointer<Float>, _ grads: UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
+}
+
+extension TrainableParameters {
+    public func parameterIsNorm(at index: Int) -> Bool { WeightDecayPolicy.isBatchNorm(parameterName(at: index)) }
 }
 
 /// Named float32 parameters with gradient buffers, in insertion order.

@@ -29,8 +29,8 @@ public struct WeightDecayPolicy: Codable, Sendable, Equatable {
     }
 
     /// The weight decay of one parameter.
-    public func decay(for name: String, shape: [Int]) -> Float {
-        if Self.isBatchNorm(name) { return bnWeightDecay }
+    public func decay(for name: String, shape: [Int], isNorm: Bool? = nil) -> Float {
+        if isNorm ?? Self.isBatchNorm(name) { return bnWeightDecay }
         if NamePattern.anyMatches(noDecay, name) { return 0 }
         if zeroDecayOnBiases && (shape.count <= 1 || name.hasSuffix(".bias")) { return 0 }
         return weightDecay
@@ -130,7 +130,7 @@ public final class SGD {
         for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
             let name = params.parameterName(at: i)
             let shape = params.parameterShape(at: i)
-            let wd = config.weightDecay.decay(for: name, shape: shape)
+            let wd = config.weightDecay.decay(for: name, shape: shape, isNorm: params.parameterIsNorm(at: i))
             let fresh = momentumBuffers[name] == nil
             try params.withParameter(at: i) { p, g in
                 guard p.count == g.count else {

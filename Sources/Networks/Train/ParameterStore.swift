@@ -21,6 +21,11 @@ public final class ParameterStore {
     /// `num_batches_tracked` per BN module.
     public private(set) var batchesTracked: [String: Int64] = [:]
     private let config: ArchConfig
+    /// What each entry is for, from the graph.
+    private var roles: [String: ParameterRole] = [:]
+
+    /// The role of a canonical entry (nil for names the network does not have).
+    public func role(_ name: String) -> ParameterRole? { roles[name] }
 
     /// Loads `weights` strictly for `config` (every tensor present with its shape;
     /// `num_batches_tracked` optional, 0 when absent). Parameters whose name matches one
@@ -29,9 +34,10 @@ public final class ParameterStore {
         let loaded = try ModelWeights(config: config, map: weights)
         self.config = config
         var params: [String] = [], buffers: [String] = [], modules: [String] = []
-        for entry in config.expectedParameters() {
+        for entry in config.graph().parameters {
             let name = entry.name
-            if name.hasSuffix(".num_batches_tracked") {
+            roles[name] = entry.role
+            if entry.role == .batchCounter {
                 let module = String(name.dropLast(".num_batches_tracked".count))
                 modules.append(module)
                 var count: Int64 = 0
@@ -44,7 +50,7 @@ public final class ParameterStore {
                 continue
             }
             values[name] = loaded[name]
-            if name.hasSuffix(".running_mean") || name.hasSuffix(".running_var") {
+            if !entry.role.isLearnable {
                 buffers.append(name)
             } else {
                 params.append(name)
