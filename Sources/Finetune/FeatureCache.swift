@@ -59,8 +59,9 @@ struct FeatureCache {
     /// loss, and the gradients written into the store's head gradient buffers. Returns the loss.
     static func headStep(_ rows: [[Float]], targets: [Float], store: ParameterStore, dropout: Double, loss: LossKind,
                          rng: inout TrainRNG) throws -> Float {
-        guard let w = store.value("head.projection.weight"), let b = store.value("head.projection.bias"),
-              let gw = store.gradient("head.projection.weight"), let gb = store.gradient("head.projection.bias") else {
+        let head = store.headProjection
+        guard let w = store.value(head + ".weight"), let b = store.value(head + ".bias"),
+              let gw = store.gradient(head + ".weight"), let gb = store.gradient(head + ".bias") else {
             throw FinetuneError("the head is frozen: nothing to train")
         }
         let (k, c, n) = (w.shape[0], w.shape[1], rows.count)

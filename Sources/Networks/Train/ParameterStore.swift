@@ -24,6 +24,9 @@ public final class ParameterStore {
     /// What each entry is for, from the graph.
     private var roles: [String: ParameterRole] = [:]
 
+    /// Module name of the classifier's projection (the graph's head).
+    public var headProjection: String { config.graph().head.projection }
+
     /// The role of a canonical entry (nil for names the network does not have).
     public func role(_ name: String) -> ParameterRole? { roles[name] }
 
