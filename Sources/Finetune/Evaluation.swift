@@ -13,7 +13,7 @@ public struct Evaluation {
     public var labels: [[Int]]
     public var evaluation: Metrics.Evaluation
 
-    public static func run(model: SlowFastModel, dataset: VideoDataset, clip: ClipConfig, batch: Int, workers: Int,
+    public static func run(model: EvalNetwork, dataset: VideoDataset, clip: ClipConfig, batch: Int, workers: Int,
                            onBadVideo: BadVideoPolicy, multiLabel: Bool, ensemble: EnsembleMethod? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         guard model.config.numClasses == dataset.classes.count else {
             throw FinetuneError("the weights have \(model.config.numClasses) classes, the data set \(dataset.classes.count)",

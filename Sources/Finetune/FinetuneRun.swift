@@ -155,7 +155,7 @@ public final class FinetuneRun {
         arch.preset = nil
         arch = arch.withPresetName()
 
-        let model = try TrainableModel(config: arch, weights: tensors,
+        let model = try TrainableNetwork(config: arch, weights: tensors,
                                        options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
                                                              dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)))
         if !o.freeze.isEmpty {
@@ -404,7 +404,7 @@ public final class FinetuneRun {
             testClip.mean = o.mean
             testClip.std = o.std
             testClip.reverseChannels = o.reverseChannels
-            let eval = try evaluate(try SlowFastModel(config: best.arch, weights: best.tensors), test, clip: testClip,
+            let eval = try evaluate(try EvalNetwork(config: best.arch, weights: best.tensors), test, clip: testClip,
                                     progress: { self.onEvent(.validating(done: $0, total: $1)) })
             record.evaluation = eval.record(split: "test")
             record.examples = eval.examples(dataset: test, classes: classes.names, count: o.reportExamples)
@@ -422,7 +422,7 @@ public final class FinetuneRun {
     /// min(--precise-bn, full batches) batches of a fresh shuffled, augmented pass over the training
     /// set (drop_last, as its train loader; a set smaller than one batch gives its one batch), each
     /// BN's running statistics replaced by the average of their batch statistics.
-    func preciseBN(_ model: TrainableModel, train: VideoDataset, clip: ClipConfig, arch: ArchConfig, epoch: Int) throws {
+    func preciseBN(_ model: TrainableNetwork, train: VideoDataset, clip: ClipConfig, arch: ArchConfig, epoch: Int) throws {
         let o = options
         let loader = try ClipLoader(dataset: train, config: clip,
                                     options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true,
@@ -457,7 +457,7 @@ public final class FinetuneRun {
                       hint: String(format: "lower --lr (the rate was %g here), add --clip-grad-norm, or check the data", lr))
     }
 
-    func evaluate(_ model: SlowFastModel, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+    func evaluate(_ model: EvalNetwork, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         try Evaluation.run(model: model, dataset: data, clip: clip, batch: options.batch, workers: options.workers,
                            onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, ensemble: options.ensemble, progress: progress)
     }

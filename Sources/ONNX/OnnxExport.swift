@@ -1,4 +1,4 @@
-// `sfnet export WEIGHTS --to onnx`: the network SlowFastModel runs, built from
+// `sfnet export WEIGHTS --to onnx`: the network EvalNetwork runs, built from
 // the file's `sfnet.arch` as an ONNX graph (Conv, BatchNormalization or BN
 // folded into the convs, Relu, MaxPool, Concat slow-first, Add, AveragePool
 // with the head's fixed kernels, Flatten + Gemm or a per-position projection
@@ -137,7 +137,7 @@ public struct OnnxExportError: Error, CustomStringConvertible, LocalizedError {
     public var errorDescription: String? { description }
 }
 
-/// Builds the ONNX graph of an architecture, mirroring SlowFastModel's forward.
+/// Builds the ONNX graph of an architecture, mirroring EvalNetwork's forward.
 public enum OnnxGraphBuilder {
     public static func build(arch: ArchConfig, weights: TensorMap, opset: Int = 17, batch: Int? = nil,
                              foldBN: Bool = false) throws -> OnnxModel {

@@ -57,7 +57,7 @@ public struct ForwardBenchResult {
 public enum ForwardBench {
     public static func run(_ o: ForwardBenchOptions) throws -> ForwardBenchResult {
         let config = try BenchSupport.config(preset: o.preset, frames: o.frames, size: o.size, threads: o.threads)
-        let model = SlowFastModel.random(config: config, seed: 0)
+        let model = EvalNetwork.random(config: config, seed: 0)
         let (shapes, inputs) = BenchSupport.inputs(config, batch: o.batch, frames: o.frames, size: o.size)
         _ = try model.forward(inputs) // warm-up: buffers, packed weights, page faults
         var times: [Double] = []

@@ -68,7 +68,7 @@ enum TrainStepCheck {
 
     static func run(weights: String, ck: Checkpoint, reference path: String, ref: Checkpoint, config: ArchConfig, archNotes: [String],
                     tolerance: Double, start: Date) throws -> VerifyReport {
-        let model = try TrainableModel(config: config, weights: ck.tensors, options: TrainOptions(dropout: 0))
+        let model = try TrainableNetwork(config: config, weights: ck.tensors, options: TrainOptions(dropout: 0))
         let parameters = Set(model.store.parameterNames), buffers = Set(model.store.bufferNames)
         let fixed: Set<String> = ["input.slow", "input.fast", "input.x", "pixels.fast", "pixels.x", "target", "output.loss",
                                   "output.loss_bce", "output.logits", "grad_output.logits"]

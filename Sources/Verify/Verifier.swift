@@ -119,7 +119,7 @@ public enum Verifier {
                 config = fitted
             }
         }
-        let model = try SlowFastModel(config: config, weights: ck.tensors)
+        let model = try EvalNetwork(config: config, weights: ck.tensors)
         if let frames = ref.boringVideoFrames {
             var report = try boringVideo(model, ref, frames: frames, weights: weights, ck: ck, tolerance: tolerance, start: start)
             report.notes = notes + report.notes
@@ -239,7 +239,7 @@ public enum Verifier {
     }
 
     /// The boring-video check: res5 of the slow pathway, frame by frame, against the 2D network's.
-    static func boringVideo(_ model: SlowFastModel, _ ref: Reference, frames: Int, weights: String, ck: Checkpoint,
+    static func boringVideo(_ model: EvalNetwork, _ ref: Reference, frames: Int, weights: String, ck: Checkpoint,
                             tolerance: Double, start: Date) throws -> VerifyReport {
         let out = try model.forward(ref.inputs, capture: true)
         guard let got = out.activations.first(where: { $0.name == "s5.pathway0" })?.value else {

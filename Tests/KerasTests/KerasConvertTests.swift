@@ -48,7 +48,7 @@ final class KerasConvertTests: XCTestCase {
         let ref = try Reference.load(path: KerasFixtures.keras3Ref)
         var wrong = ref.arch!
         wrong.stride1x1 = false
-        let logits = try SlowFastModel(config: wrong, weights: ck.tensors).forward(ref.inputs).logits
+        let logits = try EvalNetwork(config: wrong, weights: ck.tensors).forward(ref.inputs).logits
         let c = Comparison.compare("output.logits", got: logits, expected: ref.expected.last!.value, tolerance: 1e-5, isLogits: true)
         XCTAssertGreaterThan(c.relativeL2, 1e-2, "stride on the 3x3 should not reproduce Keras")
     }

@@ -17,7 +17,7 @@ final class ModelForwardTests: XCTestCase {
     }
 
     func testTinySlowFastOutputAndActivationShapes() throws {
-        let model = SlowFastModel.random(config: config, seed: 1)
+        let model = EvalNetwork.random(config: config, seed: 1)
         let out = try model.forward(inputs(2), capture: true)
         XCTAssertEqual(out.logits.shape, [2, 5])
         XCTAssertEqual(out.probabilities.shape, [2, 5])
@@ -40,13 +40,13 @@ final class ModelForwardTests: XCTestCase {
     }
 
     func testLogitsArePreActivationWhenTheGridIsOnePosition() throws {
-        let model = SlowFastModel.random(config: config, seed: 2)
+        let model = EvalNetwork.random(config: config, seed: 2)
         let out = try model.forward(inputs())
         assertClose(softmaxNaive(out.logits), out.probabilities, atol: 1e-6, rtol: 1e-5)
     }
 
     func testRepeatedForwardsReuseBuffersAndAgree() throws {
-        let model = SlowFastModel.random(config: config, seed: 3)
+        let model = EvalNetwork.random(config: config, seed: 3)
         let x = inputs(seed: 4)
         let first = try model.forward(x, capture: true)
         _ = try model.forward(inputs(seed: 5)) // different data through the recycled buffers
@@ -63,7 +63,7 @@ final class ModelForwardTests: XCTestCase {
         var c = config
         c.widthPerGroup = 16
         c.stageDepths = [2, 2, 2, 2]
-        let model = SlowFastModel.random(config: c, seed: 6)
+        let model = EvalNetwork.random(config: c, seed: 6)
         let x = inputs(size: 64, seed: 7)
         Threading.setThreads(1)
         let one = try model.forward(x)
@@ -73,7 +73,7 @@ final class ModelForwardTests: XCTestCase {
         }
     }
 
-    private func inputError(_ model: SlowFastModel, _ shapes: [[Int]]) -> String {
+    private func inputError(_ model: EvalNetwork, _ shapes: [[Int]]) -> String {
         do {
             _ = try model.forward(shapes.map { FloatTensor(zeros: $0) })
             return "no error"
@@ -83,7 +83,7 @@ final class ModelForwardTests: XCTestCase {
     }
 
     func testInputProblemsAreReportedNotTrapped() {
-        let model = SlowFastModel.random(config: config, seed: 1)
+        let model = EvalNetwork.random(config: config, seed: 1)
         let cases: [([[Int]], String)] = [
             ([[1, 3, 2, 32, 32]], "slowfast takes 2 inputs (slow, fast), got 1"),
             ([[1, 3, 2, 32, 32], [1, 3, 4, 32, 32]], "slow has 2 frames and fast 4: with alpha 4 fast needs 8"),
@@ -100,7 +100,7 @@ final class ModelForwardTests: XCTestCase {
         }
         var wideCrop = config
         wideCrop.trainCrop = 64
-        XCTAssertTrue(inputError(SlowFastModel.random(config: wideCrop, seed: 1), [[1, 3, 2, 32, 32], [1, 3, 8, 32, 32]])
+        XCTAssertTrue(inputError(EvalNetwork.random(config: wideCrop, seed: 1), [[1, 3, 2, 32, 32], [1, 3, 8, 32, 32]])
             .contains("the training clip's kernel (2, 2, 2)"))
         // Longer clips than the training clip give pathway grids that cannot line up.
         XCTAssertTrue(inputError(model, [[1, 3, 4, 32, 32], [1, 3, 16, 32, 32]]).contains("grids differ"))
@@ -108,7 +108,7 @@ final class ModelForwardTests: XCTestCase {
 
     func testMultiplyAddsOfSlowFastR50At224() throws {
         // 50.3 G multiply-adds for the convolutions (65.7 GFLOPs as fvcore counts at 256).
-        let model = SlowFastModel.random(config: ArchConfig.preset(named: "slowfast-r50-8x8")!, seed: 0)
+        let model = EvalNetwork.random(config: ArchConfig.preset(named: "slowfast-r50-8x8")!, seed: 0)
         let macs = try model.multiplyAdds(forInputs: [[1, 3, 8, 224, 224], [1, 3, 32, 224, 224]])
         XCTAssertEqual(Double(macs) / 1e9, 50.3, accuracy: 0.1)
         let at256 = try model.multiplyAdds(forInputs: [[1, 3, 8, 256, 256], [1, 3, 32, 256, 256]])
@@ -117,7 +117,7 @@ final class ModelForwardTests: XCTestCase {
     }
 
     func testProfileAccountsForEveryLayerKind() throws {
-        let model = SlowFastModel.random(config: config, seed: 1)
+        let model = EvalNetwork.random(config: config, seed: 1)
         let profile = ForwardProfile()
         _ = try model.forward(inputs(), profile: profile)
         _ = try model.forward(inputs(), profile: profile)

@@ -13,7 +13,7 @@ final class ModelLoadingTests: XCTestCase {
 
     private func loadError(_ map: TensorMap, config: ArchConfig? = nil) -> String? {
         do {
-            _ = try SlowFastModel(config: config ?? self.config, weights: map)
+            _ = try EvalNetwork(config: config ?? self.config, weights: map)
             return nil
         } catch {
             return "\(error)"
@@ -21,7 +21,7 @@ final class ModelLoadingTests: XCTestCase {
     }
 
     func testMissingKeyIsNamedWithItsShape() {
-        var map = SlowFastModel.randomWeights(config: config, seed: 1)
+        var map = EvalNetwork.randomWeights(config: config, seed: 1)
         map.remove("s3.pathway1_res2.branch2.b.weight")
         let message = loadError(map)
         XCTAssertNotNil(message)
@@ -29,7 +29,7 @@ final class ModelLoadingTests: XCTestCase {
     }
 
     func testWrongShapeNamesKeyAndBothShapes() {
-        var map = SlowFastModel.randomWeights(config: config, seed: 1)
+        var map = EvalNetwork.randomWeights(config: config, seed: 1)
         // The classic slip: forgetting the fused fast channels on the slow pathway's input.
         let bad = Tensor(dtype: .f32, shape: [4, 4, 1, 1, 1], data: OwnedBuffer(count: 4 * 4 * 4).bytes)
         map.set("s2.pathway0_res0.branch2.a.weight", bad)
@@ -41,14 +41,14 @@ final class ModelLoadingTests: XCTestCase {
     func testFusionKernelMismatchHintsAtTheOtherVariant() {
         var other = config
         other.fusionKernel = 5
-        let map = SlowFastModel.randomWeights(config: other, seed: 1)
+        let map = EvalNetwork.randomWeights(config: other, seed: 1)
         let message = loadError(map) ?? ""
         XCTAssertTrue(message.contains("s1_fuse.conv_f2s.weight: file has [2,1,5,1,1], model expects [2,1,7,1,1]"), message)
         XCTAssertTrue(message.contains("4x16 weights with an 8x8 config"), message)
     }
 
     func testUnusedKeyIsAnError() {
-        var map = SlowFastModel.randomWeights(config: config, seed: 1)
+        var map = EvalNetwork.randomWeights(config: config, seed: 1)
         map.set("head.extra.weight", Tensor(dtype: .f32, shape: [3], data: OwnedBuffer(count: 12).bytes))
         let message = loadError(map) ?? ""
         XCTAssertTrue(message.contains("head.extra.weight: file has [3], model has no such tensor"), message)
@@ -57,22 +57,22 @@ final class ModelLoadingTests: XCTestCase {
     func testFusionBatchNormAgainstPlainFusionConfigIsExplained() {
         var plain = config
         plain.fusionNorm = false
-        let message = loadError(SlowFastModel.randomWeights(config: config, seed: 1), config: plain) ?? ""
+        let message = loadError(EvalNetwork.randomWeights(config: config, seed: 1), config: plain) ?? ""
         XCTAssertTrue(message.contains("s1_fuse.bn.weight: file has [2], model has no such tensor"), message)
         XCTAssertTrue(message.contains("use fusion_norm true"), message)
     }
 
     func testBatchCountersAreOptionalAndAnyFloatDTypeLoads() throws {
-        let map = SlowFastModel.randomWeights(config: config, seed: 3)
+        let map = EvalNetwork.randomWeights(config: config, seed: 3)
         var stripped = TensorMap()
         var half = TensorMap()
         for (name, t) in map.ordered where !name.hasSuffix("num_batches_tracked") {
             stripped.set(name, t)
             half.set(name, DTypeCast.cast(t, to: name.contains("branch2") ? .bf16 : .f16))
         }
-        let reference = try SlowFastModel(config: config, weights: map)
-        let noCounters = try SlowFastModel(config: config, weights: stripped)
-        let lowPrecision = try SlowFastModel(config: config, weights: half)
+        let reference = try EvalNetwork(config: config, weights: map)
+        let noCounters = try EvalNetwork(config: config, weights: stripped)
+        let lowPrecision = try EvalNetwork(config: config, weights: half)
         var rng = SeededGenerator(seed: 4)
         let inputs = [randomTensor([1, 3, 2, 32, 32], &rng), randomTensor([1, 3, 8, 32, 32], &rng)]
         let a = try reference.forward(inputs), b = try noCounters.forward(inputs), c = try lowPrecision.forward(inputs)
@@ -83,14 +83,14 @@ final class ModelLoadingTests: XCTestCase {
     }
 
     func testIntegerWeightIsRejected() {
-        var map = SlowFastModel.randomWeights(config: config, seed: 1)
+        var map = EvalNetwork.randomWeights(config: config, seed: 1)
         map.set("head.projection.bias", Tensor(dtype: .i32, shape: [5], data: OwnedBuffer(count: 20).bytes))
         let message = loadError(map) ?? ""
         XCTAssertTrue(message.contains("head.projection.bias: file has i32 [5], model expects a floating-point tensor [5]"), message)
     }
 
     func testLoadReadsArchitectureFromNativeFile() throws {
-        let map = SlowFastModel.randomWeights(config: config, seed: 5)
+        let map = EvalNetwork.randomWeights(config: config, seed: 5)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sfnet-model-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -98,16 +98,16 @@ final class ModelLoadingTests: XCTestCase {
         let items = map.ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }
         try SafetensorsWriter.write(items, metadata: [("sfnet.format", "1"), ("sfnet.arch", try config.jsonString())],
                                     to: path, overwrite: false)
-        let loaded = try SlowFastModel.load(path: path)
+        let loaded = try EvalNetwork.load(path: path)
         XCTAssertEqual(loaded.config, config)
-        let direct = try SlowFastModel(config: config, weights: map)
+        let direct = try EvalNetwork(config: config, weights: map)
         var rng = SeededGenerator(seed: 6)
         let inputs = [randomTensor([1, 3, 2, 32, 32], &rng), randomTensor([1, 3, 8, 32, 32], &rng)]
         XCTAssertEqual(try loaded.forward(inputs).logits.values, try direct.forward(inputs).logits.values)
 
         let bare = dir.appendingPathComponent("bare.safetensors").path
         try SafetensorsWriter.write(items, metadata: [], to: bare, overwrite: false)
-        XCTAssertThrowsError(try SlowFastModel.load(path: bare)) { error in
+        XCTAssertThrowsError(try EvalNetwork.load(path: bare)) { error in
             XCTAssertTrue("\(error)".contains("sfnet.arch"), "\(error)")
         }
     }

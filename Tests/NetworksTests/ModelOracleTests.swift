@@ -148,8 +148,8 @@ final class ModelOracleTests: XCTestCase {
     /// Builds a random model, runs it and the reference on random inputs, and compares everything.
     private func compare(_ config: ArchConfig, inputs shapes: [[Int]], seed: UInt64 = 1,
                          file: StaticString = #filePath, line: UInt = #line) throws {
-        let weights = SlowFastModel.randomWeights(config: config, seed: seed)
-        let model = try SlowFastModel(config: config, weights: weights)
+        let weights = EvalNetwork.randomWeights(config: config, seed: seed)
+        let model = try EvalNetwork(config: config, weights: weights)
         var rng = SeededGenerator(seed: seed &+ 100)
         let inputs = shapes.map { randomTensor($0, &rng) }
         let out = try model.forward(inputs, capture: true)
@@ -208,7 +208,7 @@ final class ModelOracleTests: XCTestCase {
     func testResNetTakesImagesAsOneFrameClips() throws {
         let config = TinyConfigs.resnet
         try compare(config, inputs: [[2, 3, 32, 32]], seed: 6)
-        let model = SlowFastModel.random(config: config, seed: 6)
+        let model = EvalNetwork.random(config: config, seed: 6)
         var rng = SeededGenerator(seed: 9)
         let image = randomTensor([1, 3, 40, 40], &rng)
         let clip = FloatTensor(shape: [1, 3, 1, 40, 40], copying: image.pointer)
@@ -222,7 +222,7 @@ final class ModelOracleTests: XCTestCase {
         var c = TinyConfigs.slowFast
         c.stageDepths = [1, 1, 1, 1]
         try compare(c, inputs: [[1, 3, 2, 64, 64], [1, 3, 8, 64, 64]], seed: 7)
-        let model = SlowFastModel.random(config: c, seed: 7)
+        let model = EvalNetwork.random(config: c, seed: 7)
         var rng = SeededGenerator(seed: 8)
         let out = try model.forward([randomTensor([1, 3, 2, 64, 64], &rng), randomTensor([1, 3, 8, 64, 64], &rng)], capture: true)
         let pooled = out.activations.last!.value

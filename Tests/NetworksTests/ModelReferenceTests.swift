@@ -36,7 +36,7 @@ final class ModelReferenceTests: XCTestCase {
         let weightsFile = try XCTUnwrap(ref.metadataValue("sfnet.weights"), "no sfnet.weights in \(relativePath)")
         let config = try ArchConfig.fromJSON(arch)
         let weights = try CheckpointReader.read(path: Self.fixtures.appendingPathComponent(weightsFile).path)
-        let model = try SlowFastModel(config: config, weights: weights.tensors)
+        let model = try EvalNetwork(config: config, weights: weights.tensors)
         let names = config.pathways == 2 ? ["input.slow", "input.fast"] : ["input.x"]
         let inputs = try names.map { Self.floatTensor(try XCTUnwrap(ref.tensors[$0], "\(relativePath) has no \($0)")) }
         let out = try model.forward(inputs, capture: true)

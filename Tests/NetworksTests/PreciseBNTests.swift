@@ -13,8 +13,8 @@ import XCTest
 final class PreciseBNTests: XCTestCase {
     private let config = TinyConfigs.slowFast
 
-    private func model(_ options: TrainOptions = TrainOptions(dropout: 0)) throws -> TrainableModel {
-        try TrainableModel(config: config, weights: SlowFastModel.randomWeights(config: config, seed: 1), options: options)
+    private func model(_ options: TrainOptions = TrainOptions(dropout: 0)) throws -> TrainableNetwork {
+        try TrainableNetwork(config: config, weights: EvalNetwork.randomWeights(config: config, seed: 1), options: options)
     }
 
     /// Batch `i` of 2 clips at the training size (slow 1 frame, fast 8, 32x32), a different scale each.

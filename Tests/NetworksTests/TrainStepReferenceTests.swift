@@ -21,7 +21,7 @@ final class TrainStepReferenceTests: XCTestCase {
     static let fixtures = ModelReferenceTests.fixtures
 
     /// The trainer and the network inputs of a train reference file.
-    static func load(_ ref: Checkpoint, options: TrainOptions = TrainOptions(dropout: 0)) throws -> (TrainableModel, [FloatTensor]) {
+    static func load(_ ref: Checkpoint, options: TrainOptions = TrainOptions(dropout: 0)) throws -> (TrainableNetwork, [FloatTensor]) {
         let config = try ArchConfig.fromJSON(try XCTUnwrap(ref.metadataValue("sfnet.arch")))
         var weights = TensorMap()
         for name in ref.tensors.names where name.hasPrefix("weights.") {
@@ -36,7 +36,7 @@ final class TrainStepReferenceTests: XCTestCase {
             buffer.pointer.bindMemory(to: Float.self, capacity: max(1, n)).initialize(repeating: fill, count: n)
             weights.set(entry.name, Formats.Tensor(dtype: .f32, shape: entry.shape, data: buffer.bytes))
         }
-        let model = try TrainableModel(config: config, weights: weights, options: options)
+        let model = try TrainableNetwork(config: config, weights: weights, options: options)
         return (model, try inputs(ref, config: config))
     }
 

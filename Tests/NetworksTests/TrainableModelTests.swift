@@ -12,7 +12,7 @@ import XCTest
 final class TrainableModelTests: XCTestCase {
     static let reference = ModelReferenceTests.fixtures.appendingPathComponent("train/tiny_slowfast_8x8_train.safetensors").path
 
-    private func tiny(_ options: TrainOptions = TrainOptions(dropout: 0)) throws -> (TrainableModel, [FloatTensor], FloatTensor) {
+    private func tiny(_ options: TrainOptions = TrainOptions(dropout: 0)) throws -> (TrainableNetwork, [FloatTensor], FloatTensor) {
         let ref = try CheckpointReader.read(path: Self.reference)
         let (model, inputs) = try TrainStepReferenceTests.load(ref, options: options)
         return (model, inputs, ModelReferenceTests.floatTensor(ref.tensors["grad_output.logits"]!))
@@ -95,7 +95,7 @@ final class TrainableModelTests: XCTestCase {
         model.sgdStep(learningRate: 0.01)
         let exported = model.exportWeights()
         XCTAssertEqual(exported.names, model.config.expectedParameters().map(\.name))
-        let copy = try TrainableModel(config: model.config, weights: exported, options: TrainOptions(dropout: 0))
+        let copy = try TrainableNetwork(config: model.config, weights: exported, options: TrainOptions(dropout: 0))
         XCTAssertEqual(copy.store.batchesTracked, model.store.batchesTracked)
         XCTAssertEqual(try copy.forward(inputs).values, try model.forward(inputs).values)
     }

@@ -16,17 +16,17 @@ final class InflationPropertyTests: XCTestCase {
     static let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("fixtures/imagenet/tiny_resnet50_tv.pth").path
 
-    func model(_ arch: ArchConfig?, inflate: InflateMode?) throws -> SlowFastModel {
+    func model(_ arch: ArchConfig?, inflate: InflateMode?) throws -> EvalNetwork {
         var options = ConvertOptions(arch: arch, allowPartial: false, seed: 3)
         options.inflate = inflate
         let r = try convertTensors(try CheckpointReader.read(path: Self.source), options: options)
         var config = r.arch
         config.trainCrop = 32
-        return try SlowFastModel(config: config, weights: r.tensors)
+        return try EvalNetwork(config: config, weights: r.tensors)
     }
 
     /// res5 of the slow pathway for a clip of `frames` copies of `image`, and of the 2D network for `image`.
-    func res5(_ m: SlowFastModel, _ image: FloatTensor, frames: Int) throws -> FloatTensor {
+    func res5(_ m: EvalNetwork, _ image: FloatTensor, frames: Int) throws -> FloatTensor {
         let (c, h, w) = (3, image.shape[2], image.shape[3])
         var inputs: [FloatTensor] = []
         func clip(_ t: Int) -> FloatTensor {
@@ -150,7 +150,7 @@ final class BoringVideoReferenceTests: XCTestCase {
             XCTAssertTrue(report.passed, "\(source)\n\(report.text())")
             // The border frames really differ: the check is not vacuous.
             let ref = try Reference.load(path: Self.reference)
-            let model = try SlowFastModel.load(path: w)
+            let model = try EvalNetwork.load(path: w)
             let s5 = try XCTUnwrap(try model.forward(ref.inputs, capture: true).activations.first { $0.name == "s5.pathway0" }?.value)
             let e = ref.expected[0].value
             let plane = s5.shape[3] * s5.shape[4], (c, t) = (s5.shape[1], s5.shape[2])

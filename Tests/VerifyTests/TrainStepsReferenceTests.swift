@@ -3,7 +3,7 @@
 // running statistics after 3 steps of BCE-with-logits + torch.optim.SGD (momentum 0.9,
 // nesterov, weight decay 1e-4 with none on BN parameters and biases) at PySlowFast's
 // warm-up LRs, batch 4, train mode, dropout off; the weights before are
-// tiny_resnet2d_train.safetensors'. sfnet runs the same steps with TrainableModel, Train's
+// tiny_resnet2d_train.safetensors'. sfnet runs the same steps with TrainableNetwork, Train's
 // Loss, LRSchedule and SGD, and must land on PyTorch's float64 result: each step's loss,
 // all parameters together within relative L2 1e-4, each parameter tensor within
 // max(1e-4, 10 x PyTorch float32's own distance to float64), and the same for each
@@ -45,7 +45,7 @@ final class TrainStepsReferenceTests: XCTestCase {
     }
 
     /// The model before the steps: tiny_resnet2d_train's weights; running statistics left out there are fresh (0 / 1).
-    static func initialModel(config: ArchConfig) throws -> TrainableModel {
+    static func initialModel(config: ArchConfig) throws -> TrainableNetwork {
         let initial = try CheckpointReader.read(path: fixture("train/tiny_resnet2d_train.safetensors"))
         var weights = TensorMap()
         for name in initial.tensors.names where name.hasPrefix("weights.") {
@@ -59,7 +59,7 @@ final class TrainStepsReferenceTests: XCTestCase {
                 weights.set(entry.name, .float32(shape: entry.shape, values: [Float](repeating: 1, count: n)))
             }
         }
-        return try TrainableModel(config: config, weights: weights, options: TrainOptions(dropout: 0))
+        return try TrainableNetwork(config: config, weights: weights, options: TrainOptions(dropout: 0))
     }
 
     func testThreeWarmupSGDStepsLandOnPyTorchsParameters() throws {

@@ -4,7 +4,7 @@
 
 import Foundation
 
-/// Accumulates wall time of forward passes. Pass one to `SlowFastModel.forward`.
+/// Accumulates wall time of forward passes. Pass one to `EvalNetwork.forward`.
 public final class ForwardProfile: @unchecked Sendable {
     public struct Entry: Sendable {
         public var seconds: Double = 0

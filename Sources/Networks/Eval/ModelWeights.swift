@@ -92,7 +92,7 @@ struct ModelWeights {
 
 // MARK: - Random weights
 
-extension SlowFastModel {
+extension EvalNetwork {
     /// Seeded random weights in canonical names for `config` (f32, plus int64
     /// `num_batches_tracked`): He-uniform convolutions, BN statistics near
     /// identity with small residual-branch gammas so that activations stay

@@ -93,7 +93,7 @@ public final class ParameterStore {
     public var bytes: Int { (values.values.reduce(0) { $0 + $1.count } + gradients.values.reduce(0) { $0 + $1.count }) * 4 }
 
     /// Every tensor as f32 (counters as i64) under its canonical name, in state_dict order: what
-    /// `SlowFastModel(config:weights:)` and the native writer take.
+    /// `EvalNetwork(config:weights:)` and the native writer take.
     public func exportWeights() -> TensorMap {
         var map = TensorMap()
         for entry in config.expectedParameters() {

@@ -65,7 +65,7 @@ final class TrainConvUnit {
         if !keep { input = nil; convOut = nil; output = nil; saved = nil }
         let w = ctx.store.value(required: conv + ".weight")
         if layer == nil || layerPass != ctx.pass {
-            layer = ConvLayer(name: conv, kind: SlowFastModel.kind(w.shape, config), weight: w, bn: nil, config: config)
+            layer = ConvLayer(name: conv, kind: EvalNetwork.kind(w.shape, config), weight: w, bn: nil, config: config)
             layerPass = ctx.pass
         }
         let z = ctx.pool.take(output(for: x.shape, ctx))

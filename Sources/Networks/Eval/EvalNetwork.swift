@@ -1,9 +1,9 @@
-// The SlowFast / Slow-only / 2D ResNet network built from an `ArchConfig`, in
-// eval mode, mirroring PySlowFast's video_model_builder.SlowFast and
-// ResNet: per-pathway stems, res2..res5 bottleneck stages, fast -> slow
-// fusions after the stem and res2..res4 (written straight into the channels
-// after the slow pathway's, so no concatenation copies), and the head's
-// fixed-kernel average pool, projection and eval activation.
+// A family's network in eval mode, run from its `NetworkGraph`: each convolution unit with
+// its BatchNorm folded in and a fused bias/residual/ReLU epilogue, residual blocks that add
+// their identity shortcut in place, fusions written straight into the channels after the lane
+// they join (the node before reserves them, so no concatenation copies), and the head's
+// fixed-kernel average pool, projection per grid position and eval activation. Activation
+// buffers come from a recycling pool.
 
 import Families
 import Foundation
@@ -21,7 +21,8 @@ public struct ForwardOutput {
     public var activations: [(name: String, value: FloatTensor)]
 }
 
-public final class SlowFastModel {
+/// The eval-mode executor of a network graph.
+public final class EvalNetwork {
     public let config: ArchConfig
     /// The network's description (Families): what `nodes` were built from.
     public let graph: NetworkGraph
@@ -96,20 +97,20 @@ public final class SlowFastModel {
 
     /// Reads a native sfnet file (safetensors with `sfnet.arch` metadata) or any
     /// checkpoint whose tensors carry canonical names and whose metadata has `sfnet.arch`.
-    public static func load(path: String) throws -> SlowFastModel {
+    public static func load(path: String) throws -> EvalNetwork {
         let checkpoint = try CheckpointReader.read(path: path)
         let found: ArchConfig?
         do { found = try NativeMetadata.architecture(in: checkpoint) } catch { throw ModelError.missingArchitecture(path: path, reason: "\(error)") }
         guard let config = found else {
             throw ModelError.missingArchitecture(path: path, reason: "the file has no \(NativeMetadata.archKey) metadata")
         }
-        return try SlowFastModel(config: config, weights: checkpoint.tensors)
+        return try EvalNetwork(config: config, weights: checkpoint.tensors)
     }
 
     /// A network with seeded random weights (`randomWeights(config:seed:)`), for benchmarks and tests.
-    public static func random(config: ArchConfig, seed: UInt64) -> SlowFastModel {
+    public static func random(config: ArchConfig, seed: UInt64) -> EvalNetwork {
         do {
-            return try SlowFastModel(config: config, weights: randomWeights(config: config, seed: seed))
+            return try EvalNetwork(config: config, weights: randomWeights(config: config, seed: seed))
         } catch {
             preconditionFailure("random weights do not fit their own config: \(error)")
         }

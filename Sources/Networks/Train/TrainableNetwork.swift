@@ -1,5 +1,5 @@
-// The SlowFast / Slow-only / 2D ResNet network of an `ArchConfig` in training
-// mode (PySlowFast's video_model_builder in model.train()): unfolded BatchNorm
+// A family's network in training mode, run from its `NetworkGraph` (for SlowFast, Slow-only
+// and ResNet: PySlowFast's video_model_builder in model.train()): unfolded BatchNorm
 // with batch statistics and running-stat updates, dropout before the head, a
 // forward that keeps only what backward reads, and a backward from dLogits to
 // every parameter's gradient. Frozen parameters (glob patterns) get no
@@ -29,7 +29,7 @@ public struct TrainOptions: Sendable {
     }
 }
 
-public final class TrainableModel {
+public final class TrainableNetwork {
     public let config: ArchConfig
     public let options: TrainOptions
     /// Parameters, gradients, BN buffers by canonical name.
@@ -69,7 +69,7 @@ public final class TrainableModel {
         }
     }
 
-    /// Builds the network from `config` and canonical `weights` (strict, as `SlowFastModel`).
+    /// Builds the network from `config` and canonical `weights` (strict, as `EvalNetwork`).
     public init(config: ArchConfig, weights: TensorMap, options: TrainOptions = TrainOptions()) throws {
         do { try config.validate() } catch { throw ModelError.invalidConfig("\(error)") }
         let p = options.dropout ?? config.dropout
@@ -114,14 +114,14 @@ public final class TrainableModel {
     }
 
     /// Reads a native sfnet file (safetensors with `sfnet.arch`).
-    public static func load(path: String, options: TrainOptions = TrainOptions()) throws -> TrainableModel {
+    public static func load(path: String, options: TrainOptions = TrainOptions()) throws -> TrainableNetwork {
         let checkpoint = try CheckpointReader.read(path: path)
         let found: ArchConfig?
         do { found = try NativeMetadata.architecture(in: checkpoint) } catch { throw ModelError.missingArchitecture(path: path, reason: "\(error)") }
         guard let config = found else {
             throw ModelError.missingArchitecture(path: path, reason: "the file has no \(NativeMetadata.archKey) metadata")
         }
-        return try TrainableModel(config: config, weights: checkpoint.tensors, options: options)
+        return try TrainableNetwork(config: config, weights: checkpoint.tensors, options: options)
     }
 
     // MARK: - Shapes
@@ -129,7 +129,7 @@ public final class TrainableModel {
     /// Checks the inputs against the training clip the head's pool was sized for:
     /// the head must pool each lane's whole trunk output to one position.
     private func validate(_ shapes: [[Int]]) throws -> [[Int]] {
-        let inputs = try SlowFastModel.checkInputs(shapes, graph: graph, agreeing: false)
+        let inputs = try EvalNetwork.checkInputs(shapes, graph: graph, agreeing: false)
         var out: [[Int]] = []
         for (p, input) in inputs.enumerated() {
             let what = "input \(p) (\(graph.inputs[p].name)) has shape \(Tensor.shapeString(shapes[p]))"
@@ -147,7 +147,7 @@ public final class TrainableModel {
             }
             out.append(input.array)
         }
-        try SlowFastModel.checkLanesAgree(inputs, graph: graph)
+        try EvalNetwork.checkLanesAgree(inputs, graph: graph)
         return out
     }
 
@@ -347,7 +347,7 @@ public final class TrainableModel {
     public func exportWeights() -> TensorMap { store.exportWeights() }
 
     /// The eval-mode network (BN folded with the current running statistics) on the current weights.
-    public func evalModel() throws -> SlowFastModel { try SlowFastModel(config: config, weights: exportWeights()) }
+    public func evalModel() throws -> EvalNetwork { try EvalNetwork(config: config, weights: exportWeights()) }
 
     /// Convolution (+ BN) layers whose backward ran in the last `backward` (0 for head-only training).
     public var convolutionsBackward: Int { ctx.unitsBackward }
