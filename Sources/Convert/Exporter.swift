@@ -222,6 +222,10 @@ public enum Exporter {
                 + "but mmaction2's default laterals are a plain conv without BN or ReLU",
                 hint: "export with lateral norm to write them as `*_lateral.bn` for an mmaction2 backbone with lateral_norm=True, or export to pyslowfast/pytorchvideo")
         }
+        if arch.model == .x3d {
+            throw ExportError.notExpressible(target, reason: "exporting X3D weights is not implemented yet (sfnet runs and verifies them; "
+                + "their tensors already carry PySlowFast's names)", hint: nil)
+        }
         switch target {
         case .pyslowfast:
             let depths = [50: [3, 4, 6, 3], 101: [3, 4, 23, 3]]
@@ -235,6 +239,7 @@ public enum Exporter {
             switch arch.model {
             case .slowfast: basis = [[1, 5], [1, 3], [1, 3], [3, 3], [3, 3]]
             case .slow: basis = [[1], [1], [1], [3], [3]]
+            case .x3d: return
             case .resnet:
                 throw ExportError.notExpressible(target, reason: "PySlowFast has no MODEL.ARCH for a 2D ResNet without temporal pooling (its c2d adds a temporal max-pool after res2)", hint: nil)
             }

@@ -108,21 +108,47 @@ public struct ConvUnit: Sendable {
     }
 }
 
-/// ResNet's bottleneck (PySlowFast's ResBlock + BottleneckTransform): a -> b -> c, each a unit
-/// (a and b with ReLU, c with its norm only), plus the shortcut (a strided 1x1x1 unit, or the
-/// identity), added, then ReLU.
+/// Squeeze-excitation (PySlowFast's operators.SE): global average pool over (T, H, W), 1x1x1 conv
+/// with bias to `reduced` channels, ReLU, 1x1x1 conv with bias back to `channels`, sigmoid, and the
+/// input scaled per channel.
+public struct SqueezeExcite: Sendable {
+    /// Module name (`<name>.fc1.weight`, `<name>.fc1.bias`, `<name>.fc2.weight`, `<name>.fc2.bias`).
+    public var name: String
+    public var channels: Int
+    public var reduced: Int
+
+    public init(name: String, channels: Int, reduced: Int) { (self.name, self.channels, self.reduced) = (name, channels, reduced) }
+
+    public var parameters: [ParameterSpec] {
+        [ParameterSpec(name: name + ".fc1.weight", shape: [reduced, channels, 1, 1, 1], role: .convWeight),
+         ParameterSpec(name: name + ".fc1.bias", shape: [reduced], role: .bias),
+         ParameterSpec(name: name + ".fc2.weight", shape: [channels, reduced, 1, 1, 1], role: .convWeight),
+         ParameterSpec(name: name + ".fc2.bias", shape: [channels], role: .bias)]
+    }
+}
+
+/// A residual bottleneck (PySlowFast's ResBlock around BottleneckTransform or X3DTransform):
+/// a -> b -> c, each a unit (c with its norm only), plus the shortcut (a strided 1x1x1 unit, or
+/// the identity), added, then ReLU. With `se`, the squeeze-excitation runs on b's normalised
+/// output before b's activation (X3D: a 1x1x1 + ReLU, b channel-wise 3x3x3, SE, Swish).
 public struct BottleneckBlock: Sendable {
     /// `sK.pathwayP_resI`.
     public var name: String
     public var a: ConvUnit, b: ConvUnit, c: ConvUnit
     public var shortcut: ConvUnit?
+    public var se: SqueezeExcite?
 
-    public init(name: String, a: ConvUnit, b: ConvUnit, c: ConvUnit, shortcut: ConvUnit?) {
-        (self.name, self.a, self.b, self.c, self.shortcut) = (name, a, b, c, shortcut)
+    public init(name: String, a: ConvUnit, b: ConvUnit, c: ConvUnit, shortcut: ConvUnit?, se: SqueezeExcite? = nil) {
+        (self.name, self.a, self.b, self.c, self.shortcut, self.se) = (name, a, b, c, shortcut, se)
     }
 
     /// Registration order: branch1 first, then branch2's a, b, c.
     public var units: [ConvUnit] { (shortcut.map { [$0] } ?? []) + [a, b, c] }
+
+    /// Registration order: branch1, a, b, the squeeze-excitation, c.
+    public var parameters: [ParameterSpec] {
+        (shortcut?.parameters ?? []) + a.parameters + b.parameters + (se?.parameters ?? []) + c.parameters
+    }
 }
 
 /// Max pooling (PyTorch semantics: padding never wins).
@@ -148,7 +174,7 @@ public enum GraphNode: Sendable {
     public var parameters: [ParameterSpec] {
         switch self {
         case let .unit(u, _), let .fuse(u, _, _, _): return u.parameters
-        case let .bottleneck(block, _): return block.units.flatMap(\.parameters)
+        case let .bottleneck(block, _): return block.parameters
         case .maxPool, .stageEnd: return []
         }
     }
@@ -174,10 +200,13 @@ public struct GraphInput: Sendable {
 }
 
 /// The classifier after the trunk: per lane a fixed-kernel average pool (stride 1) sized by the
-/// training clip, concatenated in lane order, dropout, then a linear projection applied at each
-/// position of the pooled grid and averaged (logits), with the eval activation averaged likewise.
+/// training clip, concatenated in lane order, optionally a 1x1x1 unit on the pooled grid (X3D's
+/// `lin_5` with ReLU), dropout, then a linear projection applied at each position of the pooled
+/// grid and averaged (logits), with the eval activation averaged likewise.
 public struct HeadSpec: Sendable {
     public var poolKernels: [Triple]
+    /// A 1x1x1 unit between the pool and the projection (X3D's lin_5); nil for SlowFast.
+    public var hidden: ConvUnit?
     public var dropout: Double
     /// Module name of the projection (`<name>.weight` [classes, inputChannels], `<name>.bias`).
     public var projection: String
@@ -185,8 +214,11 @@ public struct HeadSpec: Sendable {
     public var classes: Int
     public var activation: HeadActivation
 
+    /// Features the projection reads: the hidden unit's outputs, or the pooled channels.
+    public var projectionInputs: Int { hidden?.outChannels ?? inputChannels }
+
     public var parameters: [ParameterSpec] {
-        [ParameterSpec(name: projection + ".weight", shape: [classes, inputChannels], role: .linearWeight),
+        (hidden?.parameters ?? []) + [ParameterSpec(name: projection + ".weight", shape: [classes, projectionInputs], role: .linearWeight),
          ParameterSpec(name: projection + ".bias", shape: [classes], role: .bias)]
     }
 }

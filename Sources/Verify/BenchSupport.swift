@@ -20,12 +20,10 @@ enum BenchSupport {
 
     /// N(0, 1) inputs of the network's shapes (slow + fast, or the single pathway), seeded.
     static func inputs(_ config: ArchConfig, batch: Int, frames: Int, size: Int) -> (shapes: [[Int]], tensors: [FloatTensor]) {
-        let shapes: [[Int]]
-        switch config.model {
-        case .slowfast: shapes = [[batch, 3, frames / config.alpha, size, size], [batch, 3, frames, size, size]]
-        case .slow: shapes = [[batch, 3, frames, size, size]]
-        case .resnet: shapes = [[batch, 3, 1, size, size]]
-        }
+        // The graph's inputs at the training clip `config` describes (SlowFast: frames / alpha and frames).
+        var clip = config
+        clip.numFrames = config.model == .resnet ? 1 : frames
+        let shapes = clip.graph().inputs.map { [batch, 3, $0.frames, size, size] }
         var rng = SplitMix64(seed: 1)
         return (shapes, shapes.map { s -> FloatTensor in
             let t = FloatTensor(uninitialized: s)

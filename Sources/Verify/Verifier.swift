@@ -213,7 +213,7 @@ public enum Verifier {
         if slow.rank == 5 {
             switch a.model {
             case .slowfast: c.numFrames = slow.shape[2] * a.alpha
-            case .slow: c.numFrames = slow.shape[2]
+            case .slow, .x3d: c.numFrames = slow.shape[2]
             case .resnet: break
             }
         }

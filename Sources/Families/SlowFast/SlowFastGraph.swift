@@ -9,6 +9,7 @@ import Foundation
 extension ArchConfig {
     /// The network this config describes, in PySlowFast's module registration order.
     public func graph() -> NetworkGraph {
+        if model == .x3d { return x3dGraph() }
         var nodes: [GraphNode] = []
         let stemPool = PoolWindow(kernel: Triple(1, 3, 3), stride: Triple(1, 2, 2), padding: Triple(0, 1, 1))
         for p in 0 ..< pathways {
@@ -60,7 +61,7 @@ extension ArchConfig {
             nodes.append(.stageEnd("s\(stage)"))
             if stage < 5 { fuse(afterStage: stage) }
         }
-        let head = HeadSpec(poolKernels: headPoolKernels, dropout: dropout, projection: "head.projection",
+        let head = HeadSpec(poolKernels: headPoolKernels, hidden: nil, dropout: dropout, projection: "head.projection",
                             inputChannels: headInputChannels, classes: numClasses, activation: headActivation)
         return NetworkGraph(family: model.rawValue, inputs: graphInputs, nodes: nodes, head: head)
     }
@@ -71,7 +72,7 @@ extension ArchConfig {
         case .slowfast:
             return [GraphInput(name: "slow", frames: numFrames / max(alpha, 1), accepts2D: false),
                     GraphInput(name: "fast", frames: numFrames, accepts2D: false)]
-        case .slow: return [GraphInput(name: "x", frames: numFrames, accepts2D: false)]
+        case .slow, .x3d: return [GraphInput(name: "x", frames: numFrames, accepts2D: false)]
         case .resnet: return [GraphInput(name: "x", frames: 1, accepts2D: true)]
         }
     }

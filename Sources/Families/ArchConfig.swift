@@ -13,6 +13,8 @@ public enum ModelKind: String, Codable, Sendable, CaseIterable {
     case slow
     /// A 2D ResNet in 3D layout: one pathway, every temporal kernel 1.
     case resnet
+    /// X3D: one pathway of channel-wise 3x3x3 bottlenecks with squeeze-excitation and Swish (the `x3d` fields).
+    case x3d
 }
 
 /// Activation the head applies in eval mode.
@@ -20,9 +22,12 @@ public enum HeadActivation: String, Codable, Sendable, CaseIterable {
     case softmax, sigmoid
 }
 
-/// A SlowFast-family architecture. Encoded as the `sfnet.arch` metadata (snake_case keys).
-/// Fields that only concern the fast pathway or the fusions (alpha, beta_inv, fusion_*)
-/// are kept but ignored when `model` is single-pathway.
+/// A network's architecture, any family. Encoded as the `sfnet.arch` metadata (snake_case keys).
+/// `model` names the family; the clip and head fields (num_classes, dropout, head_activation,
+/// num_frames, train_crop, preset) are shared; the SlowFast family's fields describe SlowFast,
+/// Slow-only and ResNet (those of the fast pathway and the fusions, alpha, beta_inv, fusion_*,
+/// are kept but ignored when single-pathway); `x3d` holds X3D's, written flat beside the shared
+/// ones, and an X3D config carries no SlowFast fields in its JSON.
 public struct ArchConfig: Codable, Equatable, Sendable {
     /// Network family: "slowfast", "slow" or "resnet".
     public var model: ModelKind
@@ -62,6 +67,8 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     public var trainCrop: Int
     /// Name of the preset this config equals, if any.
     public var preset: String?
+    /// The X3D fields (`model` x3d only).
+    public var x3d: X3DConfig?
 
     enum CodingKeys: String, CodingKey {
         case model, depth
@@ -109,6 +116,68 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         self.numFrames = numFrames
         self.trainCrop = trainCrop
         self.preset = preset
+    }
+
+    /// An X3D architecture: the SlowFast family's fields hold what X3D's imply (stage depths) or neutral values.
+    public init(x3d: X3DConfig, numClasses: Int, numFrames: Int, trainCrop: Int, dropout: Double = 0.5,
+                headActivation: HeadActivation = .softmax, preset: String? = nil) {
+        self.init(model: .x3d, depth: 0, stageDepths: x3d.stageDepths, widthPerGroup: 0, numGroups: 1, alpha: 1, betaInv: 1,
+                  fusionConvChannelRatio: 1, fusionKernel: 1, fusionNorm: false, temporalKernels: [], spatialStrides: X3DConfig.stageStrides,
+                  numClasses: numClasses, dropout: dropout, headActivation: headActivation, numFrames: numFrames,
+                  trainCrop: trainCrop, preset: preset)
+        self.x3d = x3d
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let model = try c.decode(ModelKind.self, forKey: .model)
+        let numClasses = try c.decode(Int.self, forKey: .numClasses)
+        let dropout = try c.decode(Double.self, forKey: .dropout)
+        let headActivation = try c.decode(HeadActivation.self, forKey: .headActivation)
+        let numFrames = try c.decode(Int.self, forKey: .numFrames)
+        let trainCrop = try c.decode(Int.self, forKey: .trainCrop)
+        let preset = try c.decodeIfPresent(String.self, forKey: .preset)
+        if model == .x3d {
+            self.init(x3d: try X3DConfig(from: decoder), numClasses: numClasses, numFrames: numFrames, trainCrop: trainCrop,
+                      dropout: dropout, headActivation: headActivation, preset: preset)
+            return
+        }
+        self.init(model: model, depth: try c.decode(Int.self, forKey: .depth), stageDepths: try c.decode([Int].self, forKey: .stageDepths),
+                  widthPerGroup: try c.decode(Int.self, forKey: .widthPerGroup), numGroups: try c.decode(Int.self, forKey: .numGroups),
+                  alpha: try c.decode(Int.self, forKey: .alpha), betaInv: try c.decode(Int.self, forKey: .betaInv),
+                  fusionConvChannelRatio: try c.decode(Int.self, forKey: .fusionConvChannelRatio),
+                  fusionKernel: try c.decode(Int.self, forKey: .fusionKernel), fusionNorm: try c.decode(Bool.self, forKey: .fusionNorm),
+                  temporalKernels: try c.decode([[Int]].self, forKey: .temporalKernels),
+                  spatialStrides: try c.decode([Int].self, forKey: .spatialStrides), stride1x1: try c.decode(Bool.self, forKey: .stride1x1),
+                  numClasses: numClasses, dropout: dropout, headActivation: headActivation, numFrames: numFrames,
+                  trainCrop: trainCrop, preset: preset)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encode(numClasses, forKey: .numClasses)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(headActivation, forKey: .headActivation)
+        try c.encode(numFrames, forKey: .numFrames)
+        try c.encode(trainCrop, forKey: .trainCrop)
+        try c.encodeIfPresent(preset, forKey: .preset)
+        if model == .x3d {
+            try (x3d ?? X3DConfig()).encode(to: encoder)
+            return
+        }
+        try c.encode(depth, forKey: .depth)
+        try c.encode(stageDepths, forKey: .stageDepths)
+        try c.encode(widthPerGroup, forKey: .widthPerGroup)
+        try c.encode(numGroups, forKey: .numGroups)
+        try c.encode(alpha, forKey: .alpha)
+        try c.encode(betaInv, forKey: .betaInv)
+        try c.encode(fusionConvChannelRatio, forKey: .fusionConvChannelRatio)
+        try c.encode(fusionKernel, forKey: .fusionKernel)
+        try c.encode(fusionNorm, forKey: .fusionNorm)
+        try c.encode(temporalKernels, forKey: .temporalKernels)
+        try c.encode(spatialStrides, forKey: .spatialStrides)
+        try c.encode(stride1x1, forKey: .stride1x1)
     }
 
     // MARK: JSON
@@ -211,6 +280,15 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     /// Throws `FamilyError.invalidConfig` listing every inconsistency.
     public func validate() throws {
         var problems: [String] = []
+        if model == .x3d {
+            guard let x3d else { throw FamilyError.invalidConfig(["model x3d needs the x3d fields"]) }
+            problems += x3d.problems()
+            if numClasses < 1 || numClasses > 1_000_000 { problems.append("num_classes must be in 1...1000000, is \(numClasses)") }
+            if numFrames < 1 || numFrames > 4096 { problems.append("num_frames must be in 1...4096, is \(numFrames)") }
+            if trainCrop < 32 || trainCrop > 8192 { problems.append("train_crop must be in 32...8192, is \(trainCrop)") }
+            if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
+            return
+        }
         if stageDepths.count != 4 { problems.append("stage_depths needs 4 entries (res2..res5), has \(stageDepths.count)") }
         if stageDepths.contains(where: { $0 < 1 }) { problems.append("stage_depths must be >= 1: \(stageDepths)") }
         if spatialStrides.count != 4 { problems.append("spatial_strides needs 4 entries, has \(spatialStrides.count)") }
@@ -252,6 +330,9 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     /// One line for messages: the preset name, or the family with its distinguishing numbers.
     public var summary: String {
         if let preset { return "\(preset) (\(numClasses) classes)" }
+        if model == .x3d, let x3d {
+            return "x3d, width \(x3d.widthFactor), depth \(x3d.depthFactor), \(numFrames)x\(trainCrop)², \(numClasses) classes"
+        }
         var parts = ["\(model.rawValue) R\(depth)", "width \(widthPerGroup)"]
         if model == .slowfast {
             parts += ["alpha \(alpha)", "beta_inv \(betaInv)", "fusion kernel \(fusionKernel)"]

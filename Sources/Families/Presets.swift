@@ -24,6 +24,11 @@ extension ArchConfig {
         ("resnet50", ArchConfig(
             model: .resnet, depth: 50, stageDepths: [3, 4, 6, 3],
             temporalKernels: [[1], [1], [1], [1], [1]], numClasses: 1000, numFrames: 1, preset: "resnet50")),
+        // PySlowFast's X3D_XS/S/M/L configs: XS, S and M share every tensor shape and differ in the clip.
+        ("x3d-xs", ArchConfig(x3d: X3DConfig(), numClasses: 400, numFrames: 4, trainCrop: 160, preset: "x3d-xs")),
+        ("x3d-s", ArchConfig(x3d: X3DConfig(), numClasses: 400, numFrames: 13, trainCrop: 160, preset: "x3d-s")),
+        ("x3d-m", ArchConfig(x3d: X3DConfig(), numClasses: 400, numFrames: 16, trainCrop: 224, preset: "x3d-m")),
+        ("x3d-l", ArchConfig(x3d: X3DConfig(depthFactor: 5.0), numClasses: 400, numFrames: 16, trainCrop: 312, preset: "x3d-l")),
     ]
 
     /// Names accepted by `preset(named:)`.
