@@ -187,7 +187,10 @@ SFNET_NOCOV static void mutate_arg(sfnet_rng *r, pk_stream *s, pk_op *o) {
     }
     case A_LINE: {
         if (o->op != 0x53 && o->op != 0x56 && o->op != 0x46 && o->op != 0x50) { // numbers: INT LONG GET PUT
-            long long v = (long long)sfnet_interesting(r, (uint64_t)strtoll((const char *)o->p, NULL, 10));
+            char num[24]; // the argument is not NUL-terminated: copy before strtoll
+            size_t n = o->len < sizeof num - 1 ? o->len : sizeof num - 1;
+            memcpy(num, o->p, n); num[n] = 0;
+            long long v = (long long)sfnet_interesting(r, (uint64_t)strtoll(num, NULL, 10));
             set_number_text(s, o, v, o->op == 0x4C);
             break;
         }
