@@ -66,6 +66,9 @@ let package = Package(
         // the bodies of the libFuzzer targets (executables Fuzz<Name> below, with SFNET_FUZZ=1), replayed by tests;
         // Video and Finetune for the text formats (class lists, manifests, frame lists, YAML configs).
         .target(name: "FuzzTargets", dependencies: ["Formats", "Families", "Convert", "ONNX", "Video", "Finetune"]),
+        // structure-aware mutators (pickle opcodes, protobuf fields, zip entries) that the fuzz executables'
+        // LLVMFuzzerCustomMutator calls; plain C functions so FuzzReplayTests checks their output.
+        .target(name: "CFuzzMutators", dependencies: ["CZlib"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
         .target(name: "Train", dependencies: ["Formats"]),
@@ -89,7 +92,7 @@ let package = Package(
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "Networks", "ONNX", "Finetune", "Train", "Families"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify", "Families"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),
-        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets", "CFuzzMutators", "Formats"]),
         .testTarget(name: "KerasTests", dependencies: ["Keras", "CHDF5", "Convert", "Formats", "Verify", "sfnet", "Families"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Formats"]),
         .testTarget(name: "VideoTests", dependencies: ["Video", "sfnet-databench", "Families"]),
@@ -107,7 +110,7 @@ let package = Package(
 if ProcessInfo.processInfo.environment["SFNET_FUZZ"] != nil {
     for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2",
                  "Json", "Yaml", "PySlowFastConfig", "Xlsx", "Csv", "FrameList"] {
-        package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets"]))
+        package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets", "CFuzzMutators"]))
         package.products.append(.executable(name: "Fuzz\(name)", targets: ["Fuzz\(name)"]))
     }
 }

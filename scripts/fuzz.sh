@@ -11,7 +11,10 @@
 #   make fuzz-deep SECS=3600            # every target, JOBS=nproc at a time
 # Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list
 # Environment: JOBS (parallel targets, default 1), WORK (default .fuzz-work), BUILD=debug (the -Onone
-# build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built).
+# build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built),
+# BIN=DIR (run the executables in DIR instead of .build-fuzz/$BUILD, e.g. a saved build to compare with).
+# pickle, zip, torch and onnx mutate structurally (CFuzzMutators: opcodes, entries, protobuf fields) mixed
+# with libFuzzer's byte mutation; SFNET_FUZZ_MUTATOR=bytes makes them use libFuzzer's byte mutation alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}; shift || true
@@ -71,7 +74,7 @@ run_one() {
   local nseeds; nseeds=$(ls "$dir/corpus" | wc -l)
   local start end
   start=$(date +%s)
-  SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 .build-fuzz/"$BUILD"/"$p" "$dir/corpus" -dict="$(dict "$t")" \
+  SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "${BIN:-.build-fuzz/$BUILD}/$p" "$dir/corpus" -dict="$(dict "$t")" \
     -max_total_time="$SECS" -max_len="$(maxlen "$t")" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" > "$dir/log.txt" 2>&1 || true
   end=$(date +%s)
