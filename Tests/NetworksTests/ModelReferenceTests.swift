@@ -89,6 +89,11 @@ final class ModelReferenceTests: XCTestCase {
         try check("reference/tiny_resnet2d_ref.safetensors")
     }
 
+    /// X3D made by pytorchvideo (fixtures/x3d/generate_x3d.py): channel-wise convolutions, SE, Swish, lin_5.
+    func testTinyX3DMatchesPytorchvideo() throws {
+        try check("x3d/tiny_x3d_ref.safetensors")
+    }
+
     func testFullSlowFastR50MatchesPyTorchWhenGenerated() throws {
         let path = "full/slowfast_r50_8x8_ref.safetensors"
         guard FileManager.default.fileExists(atPath: Self.fixtures.appendingPathComponent(path).path),

@@ -12,6 +12,11 @@ struct Bottleneck {
     let name: String
     let a: ConvLayer, b: ConvLayer, c: ConvLayer
     let branch1: ConvLayer?
+    /// b's activation (ReLU, or X3D's Swish), after the squeeze-excitation when there is one.
+    var bActivation: BlockActivation = .relu
+    var se: EvalSqueezeExcite?
+
+    enum BlockActivation { case relu, swish }
 
     /// Runs the block on `x`. The result goes into `out` when given (a view into a
     /// wider buffer), else into `x` itself when `inPlace` (x is not needed
@@ -26,8 +31,13 @@ struct Bottleneck {
         let gb = b.geometry(ya.shape)
         let yb = Act(pool, gb.outputShape)
         timed(profile, kind: b.kind, stage: stage, layer: b.name, macs: gb.macs) {
-            b.run(ya, into: yb, relu: true, workspace: workspace)
+            b.run(ya, into: yb, relu: bActivation == .relu && se == nil, workspace: workspace)
         }
+        if let se {
+            timed(profile, kind: "squeeze-excitation", stage: stage, layer: se.name) { se.apply(yb) }
+            if bActivation == .relu { timed(profile, kind: "relu", stage: stage, layer: b.name) { reluInPlace(yb) } }
+        }
+        if bActivation == .swish { timed(profile, kind: "swish", stage: stage, layer: b.name) { swishInPlace(yb) } }
         let gc = c.geometry(yb.shape)
         if let branch1 {
             let result = out ?? Act(pool, gc.outputShape)

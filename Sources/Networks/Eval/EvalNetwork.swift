@@ -33,6 +33,8 @@ public final class EvalNetwork {
     let reserved: [Int]
     /// [classes, C] and [classes].
     let projectionWeight: FloatTensor, projectionBias: FloatTensor
+    /// The head's hidden unit on the pooled grid (X3D's lin_5) as a linear map, BN folded: [D, C], [D], ReLU.
+    let headHidden: (weight: FloatTensor, bias: FloatTensor?, relu: Bool)?
 
     private let pool = BufferPool()
     private var spareWorkspaces: [Workspace] = []
@@ -57,7 +59,9 @@ public final class EvalNetwork {
         self.config = config
         graph = config.graph()
         func layer(_ u: ConvUnit) throws -> ConvLayer {
-            guard u.activation != .swish else { throw ModelError.invalidConfig("\(u.name): swish units are not supported yet") }
+            guard u.activation != .swish else {
+                throw ModelError.invalidConfig("\(u.name): Swish is supported inside residual blocks only (as X3D places it)")
+            }
             let weight = w[u.name + ".weight"]
             let conv = Conv3dConfig(stride: Size3(u.stride), padding: Size3(u.padding), groups: u.groups)
             let bn = u.norm.map { m in
@@ -78,8 +82,16 @@ public final class EvalNetwork {
                 nodes.append(.maxPool(name: name, Pool3dConfig(window), lane: lane))
                 lastWriter[lane] = i
             case let .bottleneck(block, lane):
-                nodes.append(.bottleneck(Bottleneck(name: block.name, a: try layer(block.a), b: try layer(block.b), c: try layer(block.c),
-                                                    branch1: try block.shortcut.map(layer)), lane: lane))
+                var b = block.b
+                b.activation = .none
+                var evalBlock = Bottleneck(name: block.name, a: try layer(block.a), b: try layer(b), c: try layer(block.c),
+                                           branch1: try block.shortcut.map(layer))
+                evalBlock.bActivation = block.b.activation == .swish ? .swish : .relu
+                evalBlock.se = block.se.map { se in
+                    EvalSqueezeExcite(name: se.name, fc1Weight: w[se.name + ".fc1.weight"], fc1Bias: w[se.name + ".fc1.bias"],
+                                      fc2Weight: w[se.name + ".fc2.weight"], fc2Bias: w[se.name + ".fc2.bias"])
+                }
+                nodes.append(.bottleneck(evalBlock, lane: lane))
                 lastWriter[lane] = i
             case let .fuse(u, from, into, stage):
                 nodes.append(.fuse(try layer(u), relu: u.activation == .relu, from: from, into: into, stage: stage))
@@ -93,6 +105,22 @@ public final class EvalNetwork {
         self.reserved = reserved
         projectionWeight = w[graph.head.projection + ".weight"]
         projectionBias = w[graph.head.projection + ".bias"]
+        if let hidden = graph.head.hidden {
+            // A 1x1x1 unit on the pooled grid (X3D's lin_5): a linear map, its BN folded into weight and bias.
+            let weight = w[hidden.name + ".weight"]
+            let (o, c) = (weight.shape[0], weight.shape[1])
+            let matrix = FloatTensor(shape: [o, c], copying: weight.pointer)
+            var bias: FloatTensor?
+            if let norm = hidden.norm {
+                let fold = BatchNormFold(weight: w[norm + ".weight"], bias: w[norm + ".bias"], runningMean: w[norm + ".running_mean"],
+                                         runningVar: w[norm + ".running_var"])
+                for i in 0..<o { for j in 0..<c { matrix.pointer[i * c + j] *= fold.scale.pointer[i] } }
+                bias = fold.shift
+            }
+            headHidden = (matrix, bias, hidden.activation == .relu)
+        } else {
+            headHidden = nil
+        }
     }
 
     /// Reads a native sfnet file (safetensors with `sfnet.arch` metadata) or any
@@ -250,7 +278,8 @@ public final class EvalNetwork {
     public func multiplyAdds(forInputs shapes: [[Int]]) throws -> Int {
         let plan = try plan(shapes)
         let convs = plan.convs.reduce(0) { $0 + $1.geometry.macs }
-        return convs + plan.inputs[0].n * plan.grid.product * projectionWeight.count
+        let head = projectionWeight.count + (headHidden?.weight.count ?? 0)
+        return convs + plan.inputs[0].n * plan.grid.product * head
     }
 
     // MARK: - Forward
@@ -366,7 +395,12 @@ public final class EvalNetwork {
         for n in 0..<s.n { for c in 0..<s.c { for q in 0..<positions {
             rows.pointer[(n * positions + q) * s.c + c] = pooled.pointer[(n * s.c + c) * positions + q]
         } } }
-        let projected = linearForward(dropoutForward(rows, p: Float(config.dropout)), weight: projectionWeight, bias: projectionBias)
+        var features = rows
+        if let hidden = headHidden {
+            features = linearForward(rows, weight: hidden.weight, bias: hidden.bias)
+            if hidden.relu { _ = reluForward(features, inPlace: true) }
+        }
+        let projected = linearForward(dropoutForward(features, p: Float(config.dropout)), weight: projectionWeight, bias: projectionBias)
         let activated = config.headActivation == .softmax ? softmaxForward(projected) : sigmoidForward(projected)
         let k = config.numClasses
         let logits = FloatTensor(zeros: [s.n, k]), probabilities = FloatTensor(zeros: [s.n, k])
