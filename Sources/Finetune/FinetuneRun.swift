@@ -163,8 +163,11 @@ public final class FinetuneRun {
             notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
         }
         let params = StoreParameters(model.store)
-        let backboneFrozen = model.store.trainableNames.allSatisfy { $0.hasPrefix("head.") }
-        let useCache = backboneFrozen && o.freezeBNStats
+        // The head's own parameters (after the pool): the trunk's (X3D's head.conv_5 included) all frozen.
+        let headNames = Set(model.graph.head.parameters.map(\.name))
+        let backboneFrozen = model.store.trainableNames.allSatisfy(headNames.contains)
+        // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal way.
+        let useCache = backboneFrozen && o.freezeBNStats && model.graph.head.hidden == nil
         if backboneFrozen && !o.freezeBNStats {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
         }

@@ -207,12 +207,13 @@ final class ReferenceFormsTests: XCTestCase {
         XCTAssertEqual(r.comparisons.filter { $0.name.hasPrefix("grad.") }.count, ck.tensors.names.filter { $0.hasPrefix("grad.") }.count)
         XCTAssertTrue(r.comparisons.contains { $0.name.hasPrefix("running.") })
         // Without sfnet.arch in the reference the weights' arch runs, with the same verdict.
-        let noArch = try rewrite(ref, "noarch_" + fixture, metadata: Self.withoutArch)
+        let file = URL(fileURLWithPath: fixture).lastPathComponent
+        let noArch = try rewrite(ref, "noarch_" + file, metadata: Self.withoutArch)
         XCTAssertTrue(try Verifier.run(weights: weights, reference: noArch).passed)
         // A perturbed gradient fails, and so does a perturbed loss.
         let g = try XCTUnwrap(ck.tensors.names.first { $0.hasPrefix("grad.") && $0.hasSuffix("branch2.b.weight") })
         for name in [g, "output.loss"] {
-            let bad = try rewrite(ref, "bad_" + fixture) { n, t in n == name ? Self.perturbed(t, by: 1e-2) : t }
+            let bad = try rewrite(ref, "bad_" + file) { n, t in n == name ? Self.perturbed(t, by: 1e-2) : t }
             let f = try Verifier.run(weights: weights, reference: bad)
             XCTAssertFalse(f.passed, name)
             XCTAssertEqual(f.comparisons.filter { !$0.passed }.count, 1, "\(name)\n\(f.text())")
@@ -221,6 +222,12 @@ final class ReferenceFormsTests: XCTestCase {
 
     func testBCETrainStepWithTargetAndLossPasses() throws {
         try checkTrainStep("tiny_resnet2d_bce_train.safetensors", loss: "BCE", dtype: "float32")
+    }
+
+    /// X3D (fixtures/x3d/generate_x3d.py): channel-wise convolutions, squeeze-excitation, Swish and lin_5
+    /// trained against pytorchvideo's float64 step.
+    func testX3DTrainStepPasses() throws {
+        try checkTrainStep("../x3d/tiny_x3d_bce_train.safetensors", loss: "BCE", dtype: "float32")
     }
 
     func testCrossEntropyTrainStepWithClassIdsPasses() throws {

@@ -163,18 +163,27 @@ final class TrainConvUnit {
 /// without ReLU); shortcut branch1 (1x1x1 stride + BN) or identity; add; ReLU.
 final class TrainBottleneck {
     let a: TrainConvUnit, b: TrainConvUnit, c: TrainConvUnit, branch1: TrainConvUnit?
+    /// X3D: squeeze-excitation on b's normalised output, then Swish (b itself then runs without activation).
+    let se: TrainSqueezeExcite?, swish: TrainSwish?
     private var output: FloatTensor?
 
-    init(a: TrainConvUnit, b: TrainConvUnit, c: TrainConvUnit, branch1: TrainConvUnit?) {
-        (self.a, self.b, self.c, self.branch1) = (a, b, c, branch1)
+    init(a: TrainConvUnit, b: TrainConvUnit, c: TrainConvUnit, branch1: TrainConvUnit?, se: TrainSqueezeExcite? = nil,
+         swish: TrainSwish? = nil) {
+        (self.a, self.b, self.c, self.branch1, self.se, self.swish) = (a, b, c, branch1, se, swish)
     }
 
     var units: [TrainConvUnit] { (branch1.map { [$0] } ?? []) + [a, b, c] }
 
+    /// Parameters of the block outside its units (the squeeze-excitation's).
+    var extraParameterNames: [String] { se?.parameterNames ?? [] }
+
     func forward(_ x: FloatTensor, _ ctx: TrainContext) -> FloatTensor {
         if !ctx.keepForBackward { output = nil }
         let shortcut = branch1?.forward(x, ctx) ?? x
-        let out = c.forward(b.forward(a.forward(x, ctx), ctx), ctx)
+        var inner = b.forward(a.forward(x, ctx), ctx)
+        if let se { inner = se.forward(inner, ctx) }
+        if let swish { inner = swish.forward(inner, ctx) }
+        let out = c.forward(inner, ctx)
         let o = out.pointer, s = shortcut.pointer
         withExtendedLifetime(shortcut) {
             parallelRanges(out.count, minPerThread: 1 << 15) { range in
@@ -202,8 +211,13 @@ final class TrainBottleneck {
             shortcutGrad = ctx.pool.take(grad.shape)
             shortcutGrad!.pointer.update(from: grad.pointer, count: grad.count)
         }
-        var g: FloatTensor? = grad
-        for unit in [c, b, a] {
+        var g: FloatTensor? = c.backward(grad, ctx)
+        if var current = g, se != nil || swish != nil {
+            if let swish { current = swish.backward(current) }
+            if let se { current = se.backward(current, ctx) }
+            g = current
+        }
+        for unit in [b, a] {
             guard let current = g else { break }
             g = unit.backward(current, ctx)
         }

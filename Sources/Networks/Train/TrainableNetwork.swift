@@ -47,6 +47,8 @@ public final class TrainableNetwork {
     private var finalShapes: [[Int]] = []
     private var features: FloatTensor?
     private var dropoutMask: FloatTensor?
+    /// With a hidden head unit: its input (the pooled features) and its activated output.
+    private var pooledFeatures: FloatTensor?, hiddenOutput: FloatTensor?
     /// Per max-pool node: the argmax indices and the input shape.
     private var poolSaved: [Int: (indices: [Int32], shape: [Int])] = [:]
     /// Per fusion node: the `into` lane's channels before the concatenation.
@@ -83,7 +85,9 @@ public final class TrainableNetwork {
         graph = config.graph()
         var index = 0
         func unit(_ u: ConvUnit) throws -> TrainConvUnit {
-            guard u.activation != .swish else { throw ModelError.invalidConfig("\(u.name): swish units are not supported yet") }
+            guard u.activation != .swish else {
+                throw ModelError.invalidConfig("\(u.name): Swish is supported inside residual blocks only (as X3D places it)")
+            }
             defer { index += 1 }
             return TrainConvUnit(conv: u.name, bn: u.norm,
                                  config: Conv3dConfig(stride: Size3(u.stride), padding: Size3(u.padding), groups: u.groups),
@@ -96,8 +100,16 @@ public final class TrainableNetwork {
             case let .maxPool(_, window, lane): nodes.append(.maxPool(Pool3dConfig(window), lane: lane))
             case let .bottleneck(block, lane):
                 let b1 = try block.shortcut.map(unit)
-                let (a, b, c) = (try unit(block.a), try unit(block.b), try unit(block.c))
-                nodes.append(.bottleneck(TrainBottleneck(a: a, b: b, c: c, branch1: b1), lane: lane))
+                // With SE or Swish, b's unit stops at its norm; SE, then the activation, follow it.
+                var bSpec = block.b
+                let swish = bSpec.activation == .swish
+                if swish || block.se != nil { bSpec.activation = .none }
+                let (a, b, c) = (try unit(block.a), try unit(bSpec), try unit(block.c))
+                guard block.se == nil || swish else {
+                    throw ModelError.invalidConfig("\(block.name): squeeze-excitation is supported before Swish only (as X3D places it)")
+                }
+                nodes.append(.bottleneck(TrainBottleneck(a: a, b: b, c: c, branch1: b1, se: block.se.map { TrainSqueezeExcite(name: $0.name) },
+                                                         swish: swish ? TrainSwish() : nil), lane: lane))
             case let .fuse(u, from, into, _): nodes.append(.fuse(try unit(u), from: from, into: into))
             case .stageEnd: nodes.append(.stageEnd)
             }
@@ -107,7 +119,14 @@ public final class TrainableNetwork {
         // trainableBefore[i]: any parameter of a unit with a smaller index (or the head, last) trains.
         var trains = [Bool](repeating: false, count: index + 1)
         for u in nodes.flatMap(\.units) { trains[u.index] = u.parameterNames.contains(where: store.isTrainable) }
+        // A block's squeeze-excitation sits between b and c: it counts as b's for "does anything before c train".
+        for case let .bottleneck(block, _) in nodes where block.extraParameterNames.contains(where: store.isTrainable) {
+            trains[block.b.index] = true
+        }
         let projection = graph.head.projection
+        if let hidden = graph.head.hidden, hidden.norm != nil {
+            throw ModelError.invalidConfig("\(hidden.name): training a head whose hidden unit has a BatchNorm (bn_lin5) is not supported")
+        }
         trains[headIndex] = store.isTrainable(projection + ".weight") || store.isTrainable(projection + ".bias")
         var before = false
         ctx.trainableBefore = trains.map { t in defer { before = before || t }; return before }
@@ -187,8 +206,16 @@ public final class TrainableNetwork {
         let channels = pooled.reduce(0) { $0 + $1.shape[1] }
         let feats = concatChannels(pooled)
         feats.reshape([n, channels])
+        var headInput = feats
+        if let hidden = graph.head.hidden {
+            // X3D's lin_5: a bias-free 1x1x1 conv on the one pooled position, i.e. a linear map, then ReLU.
+            pooledFeatures = feats
+            headInput = withMatrix(store.value(required: hidden.name + ".weight")) { linearForward(feats, weight: $0!) }
+            if hidden.activation == .relu { _ = reluForward(headInput, inPlace: true) }
+            hiddenOutput = headInput
+        }
         let p = Float(options.dropout ?? config.dropout)
-        let (dropped, mask) = dropoutForward(feats, p: p, training: true, using: &rng)
+        let (dropped, mask) = dropoutForward(headInput, p: p, training: true, using: &rng)
         features = dropped
         dropoutMask = mask
         return linearForward(dropped, weight: store.value(required: graph.head.projection + ".weight"),
@@ -282,11 +309,23 @@ public final class TrainableNetwork {
         ctx.unitsBackward = 0
         let needFeatures = ctx.trainableBefore[headIndex]
         let projection = graph.head.projection
+        let hidden = graph.head.hidden
+        let hiddenTrains = hidden.map { store.isTrainable($0.name + ".weight") } ?? false
         let dFeats = linearBackward(feats, weight: store.value(required: projection + ".weight"), gradOutput: gradLogits,
                                     gradWeight: store.gradient(projection + ".weight"),
-                                    gradBias: store.gradient(projection + ".bias"), needInputGradient: needFeatures)
+                                    gradBias: store.gradient(projection + ".bias"), needInputGradient: needFeatures || hiddenTrains)
         guard let dFeats else { return }
-        let dPooled = dropoutBackward(gradOutput: dFeats, mask: dropoutMask)
+        var dPooled = dropoutBackward(gradOutput: dFeats, mask: dropoutMask)
+        if let hidden, let h = hiddenOutput, let pooled = pooledFeatures {
+            if hidden.activation == .relu { _ = reluBackward(output: h, gradOutput: dPooled) }
+            let dIn = withMatrix(store.value(required: hidden.name + ".weight")) { w in
+                withMatrix(store.gradient(hidden.name + ".weight")) { gw in
+                    linearBackward(pooled, weight: w!, gradOutput: dPooled, gradWeight: gw, needInputGradient: needFeatures)
+                }
+            }
+            guard let dIn else { return }
+            dPooled = dIn
+        }
         dPooled.reshape([dPooled.shape[0], dPooled.shape[1], 1, 1, 1])
         let split = concatChannelsBackward(dPooled, channels: finalShapes.map { $0[1] })
         var g: [FloatTensor?] = zip(split, finalShapes).map { globalAvgPool3dBackward(gradOutput: $0, inputShape: $1) }
@@ -319,8 +358,19 @@ public final class TrainableNetwork {
         }
     }
 
+    /// A 1x1x1 weight as a [rows, cols] matrix sharing its memory, for the duration of `body`.
+    private func withMatrix<R>(_ t: FloatTensor?, _ body: (FloatTensor?) -> R) -> R {
+        guard let t else { return body(nil) }
+        let shape = t.shape
+        t.reshape([shape[0], shape[1]])
+        defer { t.reshape(shape) }
+        return body(t)
+    }
+
     /// Drops everything the last forward saved (also done by backward and the next forward).
     public func releaseSaved() {
+        pooledFeatures = nil
+        hiddenOutput = nil
         features = nil
         dropoutMask = nil
         poolSaved = [:]
