@@ -125,16 +125,27 @@ struct ChannelwiseLayout {
             }
             return
         }
-        dst.update(repeating: 0, count: ti * frame)
         for t in 0..<ti {
             let f = dst + t * frame
-            for h in 0..<hi {
-                let hp = h + ph
+            for hp in 0..<(hq * sH) {
                 let rowBase = f + (hp % sH) * sW * sub + (hp / sH) * wq
+                let h = hp - ph
+                guard h >= 0 && h < hi else {
+                    for b in 0..<sW { (rowBase + b * sub).update(repeating: 0, count: wq) }
+                    continue
+                }
                 let src = x + (t * hi + h) * wi
-                for w in 0..<wi {
-                    let wp = w + pw
-                    rowBase[(wp % sW) * sub + wp / sW] = src[w]
+                // Phase b holds padded columns b, b + sW, ...: zeros, a strided gather of the row, zeros.
+                for b in 0..<sW {
+                    let row = rowBase + b * sub
+                    let j0 = min(wq, max(0, (pw - b + sW - 1) / sW)), j1 = min(wq, max(j0, (pw + wi - b + sW - 1) / sW))
+                    row.update(repeating: 0, count: j0)
+                    var w = j0 * sW + b - pw
+                    for j in j0..<j1 {
+                        row[j] = src[w]
+                        w += sW
+                    }
+                    (row + j1).update(repeating: 0, count: wq - j1)
                 }
             }
         }
@@ -326,9 +337,16 @@ func channelwiseBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: 
                             let src = row + pw
                             for j in 0..<wIn { dst[j] += src[j] }
                         } else {
-                            for j in 0..<wIn {
-                                let wp = j + pw
-                                dst[j] += row[(wp % lay.sW) * lay.sub + wp / lay.sW]
+                            for b in 0..<lay.sW {
+                                let phase = row + b * lay.sub
+                                // Input columns j with (j + pw) % sW == b, from phase column (j + pw) / sW.
+                                var j = ((b - pw) % lay.sW + lay.sW) % lay.sW
+                                var q = (j + pw) / lay.sW
+                                while j < wIn {
+                                    dst[j] += phase[q]
+                                    j += lay.sW
+                                    q += 1
+                                }
                             }
                         }
                     }

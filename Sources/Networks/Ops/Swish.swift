@@ -10,7 +10,9 @@ import Foundation
 /// exp(x) on 8 lanes, inputs clamped to [-87.3, 88.37] (2^n stays a normal float: no inf, no denormals).
 @inline(__always)
 func exp8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-    let x = v.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.37))
+    // Masked selects, not clamped(): pointwiseMin/Max are not inlined (a call per vector); NaN passes through.
+    let lo = SIMD8<Float>(repeating: -87.3), hi = SIMD8<Float>(repeating: 88.37)
+    let x = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
     // n = round(x / ln 2) by the 1.5 * 2^23 trick: the sum's low mantissa bits hold n.
     let magic = SIMD8<Float>(repeating: 12_582_912)
     let t = x * SIMD8(repeating: 1.442_695_04) + magic
