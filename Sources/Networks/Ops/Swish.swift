@@ -44,32 +44,47 @@ private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
-/// Runs `body` on 8-lane blocks of `0..<count` split over the threads; the last partial
-/// block goes through an 8-float staging buffer.
+/// swish (g nil) or its backward (g = dy) on 8 lanes.
 @inline(__always)
-private func forEachBlock8(_ count: Int, _ body: (_ index: Int, _ lanes: Int) -> Void) {
-    parallelRanges((count + 7) / 8, minPerThread: 1 << 12) { blocks in
-        for b in blocks { body(b * 8, min(8, count - b * 8)) }
+private func swish8(_ v: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
+    let s = sigmoid8(v)
+    guard let g else { return v * s }
+    let one = SIMD8<Float>(repeating: 1)
+    return g * s * (one + v * (one - s))
+}
+
+/// dst = swish(x) (g nil) or swish's backward for dy = g, 8 lanes at a time over `0..<count`, split
+/// over the threads; the last partial block goes through a zero-padded register. The lane math is
+/// called directly in the loops: a closure parameter here would cost a call per 8 lanes.
+private func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>) {
+    parallelRanges((count + 7) / 8, minPerThread: 1 << 12) { range in
+        let full = min(range.upperBound, count / 8)
+        var i = range.lowerBound * 8
+        if let g {
+            while i < full * 8 {
+                store8(swish8(load8(x + i), load8(g + i)), dst + i)
+                i += 8
+            }
+        } else {
+            while i < full * 8 {
+                store8(swish8(load8(x + i), nil), dst + i)
+                i += 8
+            }
+        }
+        if range.upperBound > full {
+            let lanes = count - i
+            var v = SIMD8<Float>(), w = SIMD8<Float>()
+            for j in 0..<lanes { v[j] = x[i + j]; w[j] = g?[i + j] ?? 0 }
+            let r = swish8(v, g == nil ? nil : w)
+            for j in 0..<lanes { dst[i + j] = r[j] }
+        }
     }
 }
 
 /// Swish, x * sigmoid(x), element-wise on any shape; `inPlace` overwrites and returns `x`.
 public func swishForward(_ x: FloatTensor, inPlace: Bool = false) -> FloatTensor {
     let out = inPlace ? x : FloatTensor(uninitialized: x.shape)
-    let src = UnsafePointer(x.pointer), dst = out.pointer
-    withExtendedLifetime((x, out)) {
-        forEachBlock8(x.count) { i, lanes in
-            if lanes == 8 {
-                let v = load8(src + i)
-                store8(v * sigmoid8(v), dst + i)
-            } else {
-                var v = SIMD8<Float>()
-                for j in 0..<lanes { v[j] = src[i + j] }
-                let y = v * sigmoid8(v)
-                for j in 0..<lanes { dst[i + j] = y[j] }
-            }
-        }
-    }
+    withExtendedLifetime((x, out)) { swishMap(x.count, x.pointer, nil, out.pointer) }
     return out
 }
 
@@ -79,22 +94,7 @@ public func swishForward(_ x: FloatTensor, inPlace: Bool = false) -> FloatTensor
 public func swishBackward(input: FloatTensor, gradOutput: FloatTensor, inPlace: Bool = true) -> FloatTensor {
     precondition(input.shape == gradOutput.shape, "swishBackward: input \(input.shape), gradOutput \(gradOutput.shape)")
     let dx = inPlace ? gradOutput : FloatTensor(uninitialized: gradOutput.shape)
-    let x = UnsafePointer(input.pointer), dy = UnsafePointer(gradOutput.pointer), d = dx.pointer
-    let one = SIMD8<Float>(repeating: 1)
-    withExtendedLifetime((input, gradOutput, dx)) {
-        forEachBlock8(input.count) { i, lanes in
-            if lanes == 8 {
-                let v = load8(x + i), s = sigmoid8(v)
-                store8(load8(dy + i) * s * (one + v * (one - s)), d + i)
-            } else {
-                var v = SIMD8<Float>(), g = SIMD8<Float>()
-                for j in 0..<lanes { v[j] = x[i + j]; g[j] = dy[i + j] }
-                let s = sigmoid8(v)
-                let r = g * s * (one + v * (one - s))
-                for j in 0..<lanes { d[i + j] = r[j] }
-            }
-        }
-    }
+    withExtendedLifetime((input, gradOutput, dx)) { swishMap(input.count, input.pointer, gradOutput.pointer, dx.pointer) }
     return dx
 }
 
