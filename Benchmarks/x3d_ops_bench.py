@@ -9,7 +9,7 @@ sfnet: Benchmarks/X3DOps (a package using the root's Networks; built here in rel
 PyTorch: F.conv3d(groups=C) and aten.convolution_backward, fvcore's SqueezeExcitation (what
 pytorchvideo's X3D builds; autograd backward, its forward run untimed before each timing), F.silu
 and aten.silu_backward. Times are medians over all repeats of all rounds; the machine may be
-shared, which medians absorb better than means. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset
+shared, which medians absorb better than means; the best time of each is printed too. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset
 for the timed commands.
 Usage: x3d_ops_bench.py [--threads 2] [--rounds 3] [--repeat 5] [--only conv|se|swish] [--json OUT]
 """
@@ -117,20 +117,21 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     print(f"# {time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores visible, threads {a.threads}, torch {torch.__version__}, "
           f"{a.rounds} rounds x {a.repeat} repeats, medians (ms)")
-    print("| op | shape (N=1, T=16) | pass | sfnet ms | PyTorch ms | sfnet / PyTorch |")
-    print("|---|---|---|---|---|---|")
+    print("| op | shape (N=1, T=16) | pass | sfnet ms | PyTorch ms | sfnet / PyTorch | best: sfnet / PyTorch ms |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for c in sel:
         for k in ("forward", "backward"):
-            s = statistics.median(acc["sfnet"][(c["name"], k)]) * 1e3
-            t = statistics.median(acc["torch"][(c["name"], k)]) * 1e3
-            rows.append({"name": c["name"], "pass": k, "sfnet_ms": s, "torch_ms": t, "ratio": s / t})
-            print(f"| {c['op']} | {c['name']} | {k} | {s:.2f} | {t:.2f} | {s / t:.2f}x |")
+            ss, ts = acc["sfnet"][(c["name"], k)], acc["torch"][(c["name"], k)]
+            s, t = statistics.median(ss) * 1e3, statistics.median(ts) * 1e3
+            rows.append({"name": c["name"], "pass": k, "sfnet_ms": s, "torch_ms": t, "ratio": s / t,
+                         "sfnet_min_ms": min(ss) * 1e3, "torch_min_ms": min(ts) * 1e3})
+            print(f"| {c['op']} | {c['name']} | {k} | {s:.2f} | {t:.2f} | {s / t:.2f}x | {min(ss) * 1e3:.2f} / {min(ts) * 1e3:.2f} |")
     for op in sorted({c["op"] for c in sel}):
         for k in ("forward", "backward"):
             s = sum(r["sfnet_ms"] for r, c in zip(rows[::2] if k == "forward" else rows[1::2], sel) if c["op"] == op)
             t = sum(r["torch_ms"] for r, c in zip(rows[::2] if k == "forward" else rows[1::2], sel) if c["op"] == op)
-            print(f"| {op} | sum of the rows above | {k} | {s:.2f} | {t:.2f} | {s / t:.2f}x |")
+            print(f"| {op} | sum of the rows above | {k} | {s:.2f} | {t:.2f} | {s / t:.2f}x | |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
