@@ -15,6 +15,8 @@
 //                             into its own copy, added once at the end),
 //   dX_g += col2im(W_g^T x dY_g)   (pointwise: W_g^T x dY_g directly),
 //   db   += sum of dY per channel.
+// Channel-wise convolutions (groups == C == O) take the direct kernels of
+// ChannelwiseConv3d.swift instead, forward and backward.
 
 import Foundation
 
@@ -104,6 +106,12 @@ public func conv3dForward(_ input: FloatTensor, weight: FloatTensor, bias: Float
     let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, bias: bias?.shape, config: config)
     let out = output ?? FloatTensor(uninitialized: geo.outputShape.array)
     precondition(out.shape == geo.outputShape.array && out !== input, "conv3d: output \(out.shape) for \(geo.outputShape)")
+    if geo.isChannelwise {
+        // groups == C == O: the direct kernels of ChannelwiseConv3d.swift.
+        channelwiseForward(geo, input.pointer, weight.pointer, bias.map { UnsafePointer($0.pointer) }, out.pointer,
+                           workspace: workspace ?? Workspace())
+        return out
+    }
     let beta: Float
     if let bias {
         fillChannels(out.pointer, geo.outputShape, values: bias.pointer)
@@ -258,6 +266,11 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
     if let gradBias { addChannelSums(gradOutput, into: gradBias.pointer) }
     guard gradInput != nil || gradWeight != nil else { return }
     let ws = workspace ?? Workspace()
+    if geo.isChannelwise {
+        channelwiseBackward(geo, input.pointer, weight.pointer, gradOutput.pointer, gradInput: gradInput?.pointer,
+                            gradWeight: gradWeight?.pointer, workspace: ws)
+        return
+    }
     let (cg, og, k, p) = (geo.groupIn, geo.groupOut, geo.reduction, geo.positions)
     let (c, o) = (geo.input.c, geo.outChannels)
     let x = UnsafePointer(input.pointer), w = UnsafePointer(weight.pointer), dy = UnsafePointer(gradOutput.pointer)
