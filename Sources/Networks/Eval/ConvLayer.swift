@@ -111,6 +111,20 @@ final class ConvLayer: @unchecked Sendable {
         let geo = geometry(x.shape)
         precondition(out.shape == geo.outputShape, "\(name): output view \(out.shape) for output \(geo.outputShape)")
         if let residual { precondition(residual.shape == out.shape && !residual.sameMemory(out)) }
+        if geo.isChannelwise, !accumulate, residual == nil, let weight {
+            // Channel-wise (X3D's 3x3x3 and stem 5x1x1): the direct kernel, one sample at a time (views may be strided).
+            var one = x.shape
+            one.n = 1
+            let sample = Conv3dGeometry(input: one.array, weight: shape, config: config)
+            withExtendedLifetime((x.buffer, out.buffer, weight, bias)) {
+                for n in 0..<geo.input.n {
+                    channelwiseForward(sample, UnsafePointer(x.sample(n)), UnsafePointer(weight.pointer),
+                                       bias.map { UnsafePointer($0.pointer) }, out.sample(n), workspace: workspace)
+                }
+            }
+            if relu { reluInPlace(out) }
+            return
+        }
         withExtendedLifetime((x.buffer, out.buffer, residual?.buffer)) {
             for n in 0..<geo.input.n {
                 for g in 0..<config.groups {

@@ -3,17 +3,11 @@
 
 import Foundation
 
-/// x * sigmoid(x), in place, on every element of a view.
+/// x * sigmoid(x), in place, on every element of a view (Ops/Swish.swift's vectorised map per sample).
 func swishInPlace(_ a: Act) {
+    let size = a.shape.c * a.plane
     withExtendedLifetime(a.buffer) {
-        parallelFor(a.shape.n * a.shape.c, work: a.plane) { nc in
-            let (n, c) = (nc / a.shape.c, nc % a.shape.c)
-            let p = a.sample(n) + c * a.plane
-            for i in 0..<a.plane {
-                let v = p[i]
-                p[i] = v / (1 + Foundation.exp(-v))
-            }
-        }
+        for n in 0..<a.shape.n { swishMap(size, a.sample(n), nil, a.sample(n)) }
     }
 }
 

@@ -56,7 +56,7 @@ private func swish8(_ v: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
 /// dst = swish(x) (g nil) or swish's backward for dy = g, 8 lanes at a time over `0..<count`, split
 /// over the threads; the last partial block goes through a zero-padded register. The lane math is
 /// called directly in the loops: a closure parameter here would cost a call per 8 lanes.
-private func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>) {
+func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>) {
     parallelRanges((count + 7) / 8, minPerThread: 1 << 12) { range in
         let full = min(range.upperBound, count / 8)
         var i = range.lowerBound * 8
