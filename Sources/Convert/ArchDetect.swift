@@ -24,6 +24,7 @@ public enum ArchDetect {
     /// Derives the architecture from canonical names -> shapes. `numClassesFallback`
     /// stands in for the class count when the file has no head.
     public static func detect(shapes: [String: [Int]], numClassesFallback: Int? = nil) throws -> ArchDetection {
+        if looksLikeX3D(shapes) { return try detectX3D(shapes: shapes, numClassesFallback: numClassesFallback) }
         var notes: [String] = []
         func require(_ key: String, rank: Int) throws -> [Int] {
             guard let shape = shapes[key] else { throw ConvertError.archUndetectable("no tensor \(key)") }

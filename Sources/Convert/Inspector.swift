@@ -47,7 +47,11 @@ public struct InspectReport {
         switch arch {
         case .success(let a):
             let kernels = a.temporalKernels.map { $0.map(String.init).joined(separator: "/") }.joined(separator: " ")
-            lines.append("arch:       \(a.preset ?? "custom") — \(a.model.rawValue) R\(a.depth), width \(a.widthPerGroup), alpha \(a.alpha), beta_inv \(a.betaInv), fusion kernel \(a.fusionKernel), temporal kernels \(kernels), \(a.numClasses) classes")
+            if a.model == .x3d {
+                lines.append("arch:       \(a.preset ?? "custom") — \(a.summary)")
+            } else {
+                lines.append("arch:       \(a.preset ?? "custom") — \(a.model.rawValue) R\(a.depth), width \(a.widthPerGroup), alpha \(a.alpha), beta_inv \(a.betaInv), fusion kernel \(a.fusionKernel), temporal kernels \(kernels), \(a.numClasses) classes")
+            }
             for n in archNotes { lines.append("            note: \(n)") }
         case .failure(let e): lines.append("arch:       not recognised (\(e))")
         }

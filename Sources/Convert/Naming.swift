@@ -31,7 +31,7 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
         keyMap.map(key)
     }
 
-    /// Whether `key` has the shape of a canonical PySlowFast SlowFast/ResNet key.
+    /// Whether `key` has the shape of a canonical PySlowFast key (SlowFast, Slow, ResNet, X3D).
     public static func isCanonical(_ key: String) -> Bool {
         let range = NSRange(key.startIndex..., in: key)
         return canonicalPattern.firstMatch(in: key, range: range) != nil
@@ -39,8 +39,9 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
 
     // stem, fusion, residual block and head modules, then the tensor field.
     private static let canonicalPattern = try! NSRegularExpression(pattern:
-        #"^(s1\.pathway\d+_stem\.(conv|bn)|s[1-4]_fuse\.(conv_f2s|bn)"#
-        + #"|s[2-5]\.pathway\d+_res\d+\.(branch1|branch1_bn|branch2\.[abc]|branch2\.[abc]_bn)|head\.projection)"#
+        #"^(s1\.pathway\d+_stem\.(conv|conv_xy|bn)|s[1-4]_fuse\.(conv_f2s|bn)"#
+        + #"|s[2-5]\.pathway\d+_res\d+\.(branch1|branch1_bn|branch2\.[abc]|branch2\.[abc]_bn|branch2\.se\.fc[12])"#
+        + #"|head\.(projection|conv_5|conv_5_bn|lin_5|lin_5_bn))"#
         + #"\.(weight|bias|running_mean|running_var|num_batches_tracked)$"#)
 
     /// Fraction of `keys` this naming maps to a canonical key. A key counts only if a

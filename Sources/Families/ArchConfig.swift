@@ -327,6 +327,9 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
     }
 
+    /// The family and its size in a few words: "slowfast R50", "x3d".
+    public var familyName: String { model == .x3d ? model.rawValue : "\(model.rawValue) R\(depth)" }
+
     /// One line for messages: the preset name, or the family with its distinguishing numbers.
     public var summary: String {
         if let preset { return "\(preset) (\(numClasses) classes)" }

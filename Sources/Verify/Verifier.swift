@@ -42,7 +42,7 @@ public struct VerifyReport {
 
     public func text() -> String {
         var lines = ["verify \(weights) against \(reference)\(producedBy.map { " (made by \($0))" } ?? "")",
-                     "  arch: \(arch.preset ?? "custom") \(arch.model.rawValue) R\(arch.depth), tolerance rel L2 <= \(tolerance)",
+                     "  arch: \(arch.preset ?? "custom") \(arch.familyName), tolerance rel L2 <= \(tolerance)",
                      "  reference dtype: \(referenceDType)"]
         lines.append("  " + "output".padding(toLength: 26, withPad: " ", startingAt: 0) + "  max abs     rel L2      cosine        top-1  top-5  verdict")
         let shown = comparisons.count <= 30 ? comparisons
@@ -180,7 +180,7 @@ public enum Verifier {
             let (rj, wj) = (try archFields(r), try archFields(w))
             let differ = rj.keys.sorted().filter { rj[$0] != wj[$0] && !archLabels.contains($0) }
             let wrong = differ.filter { !archClip.contains($0) }
-            func describe(_ a: ArchConfig) -> String { "\(a.preset ?? "custom") (\(a.model.rawValue) R\(a.depth))" }
+            func describe(_ a: ArchConfig) -> String { "\(a.preset ?? "custom") (\(a.familyName))" }
             if !wrong.isEmpty {
                 let fields = wrong.map { "\($0) \(rj[$0]?.serialized ?? "-") vs \(wj[$0]?.serialized ?? "-")" }.joined(separator: ", ")
                 throw VerifyError.archMismatch(reference: reference, weights: weights,

@@ -108,7 +108,7 @@ struct ConvertCommand: ParsableCommand {
         let r = summary.result
         let c = r.counts
         var out = "converted \(input) (\(onnx ? "onnx" : keras ? "keras hdf5" : summary.sourceFormat.rawValue), \(r.naming.rawValue) naming) -> \(summary.output)\n"
-        out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.model.rawValue) R\(r.arch.depth), \(r.arch.numClasses) classes)\n"
+        out += "  arch:    \(r.arch.preset ?? "custom") (\(r.arch.familyName), \(r.arch.numClasses) classes)\n"
         out += "  tensors: \(c.tensors) (\(c.parameters) parameters), \(c.renamed) renamed, \(c.cast) cast, \(c.initialized) initialized fresh, \(c.dropped) dropped\n"
         if !summary.checkpoint.otherEntries.isEmpty {
             out += "  kept out of the weights: " + summary.checkpoint.otherEntries.map(\.key).joined(separator: ", ") + " (listed in sfnet.source)\n"

@@ -1,0 +1,77 @@
+// X3D through the binary: a PySlowFast-layout X3D checkpoint converts (family and widths detected from
+// names and shapes), passes `sfnet verify` against pytorchvideo's logits and fails a perturbed reference;
+// an X3D from scratch fine-tunes, resumes, evaluates and predicts on data like the demo's.
+
+import Formats
+import Foundation
+import XCTest
+
+final class X3DCLITests: XCTestCase {
+    func testTinyX3DConvertsAndVerifiesAgainstPytorchvideoAndAPerturbedReferenceFails() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        let c = try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d.pyth"), "-o", w])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("(x3d, 5 classes)") && c.stdout.contains("Swish"), c.stdout)
+        let ref = CLI.fixture("x3d/tiny_x3d_ref.safetensors")
+        let v = try CLI.run(["verify", w, "--reference", ref])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED") && v.stdout.contains("activation.s5.pathway0"), v.stdout)
+
+        // The same reference with its logits moved by 1%: exit 1, FAILED, no record for these bytes.
+        let original = try CheckpointReader.read(path: ref)
+        let items = original.tensors.ordered.map { name, t -> SafetensorsWriter.Item in
+            guard name == "output.logits" else { return SafetensorsWriter.Item(name: name, tensor: t) }
+            let moved = t.floats().map { $0 * 1.01 }
+            let buffer = OwnedBuffer(count: moved.count * 4)
+            moved.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            return SafetensorsWriter.Item(name: name, tensor: Formats.Tensor(dtype: .f32, shape: t.shape, data: buffer.bytes))
+        }
+        let bad = dir.appendingPathComponent("bad_ref.safetensors").path
+        try SafetensorsWriter.write(items, metadata: original.metadata.map { ($0.key, $0.value) }, to: bad, overwrite: false)
+        try? FileManager.default.removeItem(atPath: w + ".verified.json")
+        let f = try CLI.run(["verify", w, "--reference", bad])
+        XCTAssertEqual(f.status, 1, f.stdout + f.stderr)
+        XCTAssertTrue(f.stdout.contains("FAILED"), f.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: w + ".verified.json"))
+    }
+
+    /// A small X3D (width factor 0.5, depth factor 1) from scratch: one epoch, resumed to two, then eval and predict.
+    func testAnX3DFromScratchFineTunesResumesEvaluatesAndPredicts() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2",
+                             "--size", "64", "--seed", "1"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let arch = dir.appendingPathComponent("x3d-tiny.json")
+        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
+            .write(to: arch, atomically: true, encoding: .utf8)
+        let run = dir.appendingPathComponent("run")
+        func finetune(epochs: Int, resume: Bool) throws -> RunResult {
+            try CLI.run(["finetune", "--init", "scratch", "--arch", arch.path, "--train", data.appendingPathComponent("train.csv").path,
+                         "--val", data.appendingPathComponent("val.csv").path, "--out", run.path, "--batch", "4", "--epochs", "\(epochs)",
+                         "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "1"]
+                        + (resume ? ["--resume"] : []))
+        }
+        let first = try finetune(epochs: 1, resume: false)
+        XCTAssertEqual(first.status, 0, first.stdout + first.stderr)
+        XCTAssertTrue(first.stdout.contains("epoch 1/1"), first.stdout)
+        let second = try finetune(epochs: 2, resume: true)
+        XCTAssertEqual(second.status, 0, second.stdout + second.stderr)
+        XCTAssertTrue(second.stdout.contains("epoch 2/2") && !second.stdout.contains("epoch 1/2"), second.stdout)
+        let best = run.appendingPathComponent("best.safetensors").path
+        let weights = try CheckpointReader.read(path: best)
+        XCTAssertTrue(weights.metadataValue("sfnet.arch")?.contains("\"model\":\"x3d\"") ?? false)
+        XCTAssertNotNil(weights.tensors["s2.pathway0_res0.branch2.se.fc1.weight"])
+        let e = try CLI.run(["eval", "--weights", best, "--data", data.appendingPathComponent("test.csv").path])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("mAP"), e.stdout)
+        let video = try XCTUnwrap(FileManager.default.enumerator(atPath: data.appendingPathComponent("videos").path)?
+            .compactMap { $0 as? String }.first { $0.hasSuffix(".mp4") })
+        let p = try CLI.run(["predict", "--weights", best, data.appendingPathComponent("videos/" + video).path])
+        XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
+        XCTAssertTrue(p.stdout.contains(video), p.stdout)
+    }
+}
