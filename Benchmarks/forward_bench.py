@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark: SlowFast R50 8x8 forward, batch 1, fast clip 32x224x224, same thread count:
+"""Benchmark: SlowFast R50 8x8 (or, with --arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D) forward,
+batch 1, fast clip 32x224x224, same thread count:
 sfnet (`sfnet bench forward`) vs PyTorch (eager, eval, no_grad) vs onnxruntime (the same
 PyTorch model exported with torch.onnx.export), interleaved rounds in one invocation.
 Each contender runs in its own process so its peak RSS is its own (GNU-time style, ru_maxrss).
 
 The PyTorch model is fixtures/generate.py's SlowFast, a module-for-module mirror of
 PySlowFast's (same state_dict keys); weights are random for all three (timing only).
-Usage: forward_bench.py SFNET [--threads 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 5] [--json OUT]
+The X3D peer is pytorchvideo.models.x3d.create_x3d with the preset's depth factor (PyTorch's own
+reference implementation of the same network; sfnet's matches its logits, fixtures/x3d).
+Usage: forward_bench.py SFNET [--arch slowfast-r50-8x8] [--threads 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 5] [--json OUT]
 """
 import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, tempfile, time
 
@@ -18,9 +21,34 @@ def load_generate():
     spec.loader.exec_module(mod)
     return mod
 
+X3D_DEPTH = {"x3d-xs": 2.2, "x3d-s": 2.2, "x3d-m": 2.2, "x3d-l": 5.0}
+
+
+def inputs_of(a):
+    """Input names and shapes of the network at the benchmark's clip."""
+    if a.arch.startswith("x3d"):
+        return [("x", (1, 3, a.frames, a.size, a.size))]
+    return [("slow", (1, 3, a.frames // 4, a.size, a.size)), ("fast", (1, 3, a.frames, a.size, a.size))]
+
+
 def build(a):
     import torch
     torch.manual_seed(0)
+    if a.arch.startswith("x3d"):
+        from pytorchvideo.models.x3d import create_x3d
+
+        class ListInput(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, xs):
+                return self.net(xs[0])
+
+        m = ListInput(create_x3d(input_clip_length=a.frames, input_crop_size=a.size, model_num_class=400,
+                                 depth_factor=X3D_DEPTH[a.arch]))
+        m.eval()
+        return m, torch.randn(1, 3, a.frames, a.size, a.size), None
     g = load_generate()
     m = g.SlowFast(width_per_group=64, beta_inv=8, alpha=4, fusion_kernel=7, depths=(3, 4, 6, 3),
                    num_classes=400, num_frames=a.frames, train_crop=a.size)
@@ -35,18 +63,20 @@ def peer(a):
     torch.set_num_threads(a.threads)
     if a.peer == "export":
         m, slow, fast = build(a)
+        xs = [t for t in (slow, fast) if t is not None]
         with torch.no_grad():
-            torch.onnx.export(m, ([slow, fast],), a.onnx, input_names=["slow", "fast"], output_names=["probs"],
+            torch.onnx.export(m, (xs,), a.onnx, input_names=[n for n, _ in inputs_of(a)], output_names=["probs"],
                               opset_version=17, dynamo=False)
         print(json.dumps({"onnx": a.onnx}))
         return
     if a.peer == "torch":
         m, slow, fast = build(a)
+        xs = [t for t in (slow, fast) if t is not None]
         with torch.no_grad():
-            m([slow, fast])  # warm-up
+            m(xs)  # warm-up
             ts = []
             for _ in range(a.repeat):
-                t0 = time.perf_counter(); m([slow, fast]); ts.append(time.perf_counter() - t0)
+                t0 = time.perf_counter(); m(xs); ts.append(time.perf_counter() - t0)
     else:
         import onnxruntime as ort, numpy as np
         so = ort.SessionOptions()
@@ -54,8 +84,7 @@ def peer(a):
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
-        feeds = {"slow": rng.standard_normal((1, 3, a.frames // 4, a.size, a.size), dtype=np.float32),
-                 "fast": rng.standard_normal((1, 3, a.frames, a.size, a.size), dtype=np.float32)}
+        feeds = {name: rng.standard_normal(shape, dtype=np.float32) for name, shape in inputs_of(a)}
         sess.run(None, feeds)
         ts = []
         for _ in range(a.repeat):
@@ -65,6 +94,7 @@ def peer(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sfnet", nargs="?")
+    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8 or x3d-xs|x3d-s|x3d-m|x3d-l")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--frames", type=int, default=32)
@@ -79,7 +109,7 @@ def main():
 
     # The driver never imports torch: every contender runs in a child forked from this small
     # process, so each child's peak RSS (ru_maxrss, which survives exec) is its own.
-    common = ["--threads", str(a.threads), "--size", str(a.size), "--frames", str(a.frames), "--repeat", str(a.repeat)]
+    common = ["--arch", a.arch, "--threads", str(a.threads), "--size", str(a.size), "--frames", str(a.frames), "--repeat", str(a.repeat)]
 
     def child(kind, onnx=None):
         cmd = [sys.executable, os.path.abspath(__file__), "--peer", kind] + common + (["--onnx", onnx] if onnx else [])
@@ -88,7 +118,7 @@ def main():
             raise RuntimeError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}")
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "slowfast.onnx")
+    onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "model.onnx")
     try:
         subprocess.run([sys.executable, "-c", "import onnxruntime, onnx"], check=True, capture_output=True)
         child("export", onnx_path)
@@ -97,7 +127,7 @@ def main():
         onnx_path = None
 
     def sfnet():
-        out = subprocess.run([a.sfnet, "bench", "forward", "--arch", "slowfast-r50-8x8", "--size", str(a.size), "--frames",
+        out = subprocess.run([a.sfnet, "bench", "forward", "--arch", a.arch, "--size", str(a.size), "--frames",
                               str(a.frames), "--threads", str(a.threads), "--repeat", str(a.repeat), "--json"],
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
@@ -111,7 +141,8 @@ def main():
         if onnx_path:
             o = child("ort", onnx_path); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items() if v}
-    print(f"SlowFast R50 8x8 forward, batch 1, fast {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
+    what = a.arch if a.arch.startswith("x3d") else "SlowFast R50 8x8"
+    print(f"{what} forward, batch 1, clip {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
           f"medians of {a.rounds} rounds x {a.repeat} runs:")
     for k, v in med.items():
         print(f"  {k:12s} {v:7.3f} s   peak RSS {rss[k]:7.0f} MB   rounds {[round(x, 3) for x in res[k]]}")

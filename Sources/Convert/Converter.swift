@@ -202,6 +202,13 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             }
         }
         guard var inFile else {
+            if naming == .pytorchvideo, arch.model == .x3d, let field = identityShortcutBNField(entry.name, mapped: mapped) {
+                // pytorchvideo's create_res_block gives a shortcut a BN only when the channels change; PySlowFast's
+                // ResBlock always has one. The identity in eval (and where BN statistics are kept frozen).
+                plan.append(.file(entry.name, identityBN(field, entry.shape),
+                                  renamedFrom: nil, actions: ["identity BN: pytorchvideo has no BN on this shortcut (\(field) \(identityValue(field)))"]))
+                continue
+            }
             if entry.name.hasSuffix(".num_batches_tracked") {
                 // PyTorch's BatchNorm loads older state_dicts without it the same way.
                 plan.append(.fresh(entry.name, entry.shape, reason: "not in file"))
@@ -375,4 +382,34 @@ func mismatchHint(_ offenders: [TensorMismatch], arch: ArchConfig, naming: Namin
                                : "the file has fusion BN: use a config with fusion_norm true"
     }
     return nil
+}
+
+/// For `sK.pathway0_resI.branch1_bn.<field>` whose block has a `branch1` conv in `mapped`: the field.
+private func identityShortcutBNField(_ name: String, mapped: [String: (source: String, tensor: Tensor)]) -> String? {
+    guard let range = name.range(of: ".branch1_bn.") else { return nil }
+    let block = String(name[..<range.lowerBound])
+    guard mapped[block + ".branch1.weight"] != nil else { return nil }
+    return String(name[range.upperBound...])
+}
+
+/// The value of an identity BatchNorm's field: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0 = x.
+private func identityValue(_ field: String) -> String {
+    switch field {
+    case "weight": return "1"
+    case "running_var": return "1 - eps"
+    case "num_batches_tracked": return "0"
+    default: return "0"
+    }
+}
+
+/// An identity BatchNorm's field of `shape` (f32; the counter i64).
+private func identityBN(_ field: String, _ shape: [Int]) -> Tensor {
+    if field == "num_batches_tracked" {
+        return Tensor(dtype: .i64, shape: [], data: OwnedBuffer(copying: withUnsafeBytes(of: Int64(0)) { $0 }).bytes)
+    }
+    let value: Float = field == "weight" ? 1 : field == "running_var" ? 1 - 1e-5 : 0
+    let values = [Float](repeating: value, count: shape.reduce(1, *))
+    let buffer = OwnedBuffer(count: values.count * 4)
+    values.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    return Tensor(dtype: .f32, shape: shape, data: buffer.bytes)
 }

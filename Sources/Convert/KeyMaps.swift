@@ -98,6 +98,9 @@ public struct KeyMap: Sendable {
         // stem
         KeyRule(#"^blocks\.0\.multipathway_blocks\.(\d+)\.conv\."#, "s1.pathway$1_stem.conv."),    // blocks.0.multipathway_blocks.1.conv.weight -> s1.pathway1_stem.conv.weight
         KeyRule(#"^blocks\.0\.multipathway_blocks\.(\d+)\.norm\."#, "s1.pathway$1_stem.bn."),      // blocks.0.multipathway_blocks.0.norm.bias -> s1.pathway0_stem.bn.bias
+        // X3D's stem is Conv2plus1d: its conv_t is the 1x3x3 (PySlowFast's conv_xy), its conv_xy the channel-wise 5x1x1
+        KeyRule(#"^blocks\.0\.conv\.conv_t\."#, "s1.pathway0_stem.conv_xy."),                   // blocks.0.conv.conv_t.weight (x3d) -> s1.pathway0_stem.conv_xy.weight
+        KeyRule(#"^blocks\.0\.conv\.conv_xy\."#, "s1.pathway0_stem.conv."),                     // blocks.0.conv.conv_xy.weight (x3d) -> s1.pathway0_stem.conv.weight
         KeyRule(#"^blocks\.0\.conv\."#, "s1.pathway0_stem.conv."),                                 // blocks.0.conv.weight (slow_r50) -> s1.pathway0_stem.conv.weight
         KeyRule(#"^blocks\.0\.norm\."#, "s1.pathway0_stem.bn."),                                   // blocks.0.norm.running_var -> s1.pathway0_stem.bn.running_var
         // fusions: blocks.K.multipathway_fusion follows stage K (K = 0 is the stem)
@@ -116,10 +119,19 @@ public struct KeyMap: Sendable {
         KeyRule(#"^res4\.pathway"#, "s5.pathway"),                                                 // res4.pathway0_res0.branch1_norm.weight -> s5.pathway0_res0.branch1_norm.weight
         KeyRule(#"(_res\d+)\.branch1_conv\."#, "$1.branch1."),                                     // s2.pathway0_res0.branch1_conv.weight -> s2.pathway0_res0.branch1.weight
         KeyRule(#"(_res\d+)\.branch1_norm\."#, "$1.branch1_bn."),                                  // s2.pathway0_res0.branch1_norm.bias -> s2.pathway0_res0.branch1_bn.bias
+        // X3D: norm_b is BatchNorm + squeeze-excitation (fvcore SqueezeExcitation: block.0 fc1, block.2 fc2)
+        KeyRule(#"(_res\d+)\.branch2\.norm_b\.0\."#, "$1.branch2.b_bn."),                          // s2.pathway0_res0.branch2.norm_b.0.weight -> s2.pathway0_res0.branch2.b_bn.weight
+        KeyRule(#"(_res\d+)\.branch2\.norm_b\.1\.block\.0\."#, "$1.branch2.se.fc1."),            // s2.pathway0_res0.branch2.norm_b.1.block.0.bias -> s2.pathway0_res0.branch2.se.fc1.bias
+        KeyRule(#"(_res\d+)\.branch2\.norm_b\.1\.block\.2\."#, "$1.branch2.se.fc2."),            // s2.pathway0_res0.branch2.norm_b.1.block.2.weight -> s2.pathway0_res0.branch2.se.fc2.weight
         KeyRule(#"(_res\d+)\.branch2\.conv_([abc])\."#, "$1.branch2.$2."),                         // s2.pathway0_res1.branch2.conv_b.weight -> s2.pathway0_res1.branch2.b.weight
         KeyRule(#"(_res\d+)\.branch2\.norm_([abc])\."#, "$1.branch2.$2_bn."),                      // s2.pathway0_res1.branch2.norm_b.weight -> s2.pathway0_res1.branch2.b_bn.weight
         // head (blocks.6 in slowfast_r50, blocks.5 in slow_r50)
         KeyRule(#"^blocks\.\d+\.proj\."#, "head.projection."),                                     // blocks.6.proj.weight -> head.projection.weight
+        // X3D's head (blocks.5): ProjectedPool's pre_conv/pre_norm (conv_5), post_conv/post_norm (lin_5)
+        KeyRule(#"^blocks\.\d+\.pool\.pre_conv\."#, "head.conv_5."),                              // blocks.5.pool.pre_conv.weight -> head.conv_5.weight
+        KeyRule(#"^blocks\.\d+\.pool\.pre_norm\."#, "head.conv_5_bn."),                           // blocks.5.pool.pre_norm.running_mean -> head.conv_5_bn.running_mean
+        KeyRule(#"^blocks\.\d+\.pool\.post_conv\."#, "head.lin_5."),                              // blocks.5.pool.post_conv.weight -> head.lin_5.weight
+        KeyRule(#"^blocks\.\d+\.pool\.post_norm\."#, "head.lin_5_bn."),                           // blocks.5.pool.post_norm.weight -> head.lin_5_bn.weight
     ])
 
     /// mmaction2 `ResNet3dSlowFast` / `ResNet3dSlowOnly` backbones with `SlowFastHead` / `I3DHead`.
