@@ -287,6 +287,7 @@ public struct ArchConfig: Codable, Equatable, Sendable {
             if numFrames < 1 || numFrames > 4096 { problems.append("num_frames must be in 1...4096, is \(numFrames)") }
             if trainCrop < 32 || trainCrop > 8192 { problems.append("train_crop must be in 32...8192, is \(trainCrop)") }
             if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
+            try checkSize()
             return
         }
         if stageDepths.count != 4 { problems.append("stage_depths needs 4 entries (res2..res5), has \(stageDepths.count)") }
@@ -325,6 +326,19 @@ public struct ArchConfig: Codable, Equatable, Sendable {
             problems.append("model resnet needs every temporal kernel 1: \(temporalKernels)")
         }
         if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
+        try checkSize()
+    }
+
+    /// At most 2^31 state elements (8 GiB of float32, 60x the largest published video network here), so that
+    /// a crafted config within every field's bounds still cannot ask a fresh initialisation for terabytes.
+    static let maxStateElements = 1 << 31
+
+    private func checkSize() throws {
+        let elements = graph().parameters.reduce(0) { $0 + $1.elementCount }
+        if elements > Self.maxStateElements {
+            throw FamilyError.invalidConfig(["the network would have \(elements) state elements, more than \(Self.maxStateElements) "
+                                             + "(8 GiB of float32): no published network is near this"])
+        }
     }
 
     /// The family and its size in a few words: "slowfast R50", "x3d".

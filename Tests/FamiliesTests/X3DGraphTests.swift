@@ -65,5 +65,9 @@ final class X3DGraphTests: XCTestCase {
         bad.x3d?.stemTemporalKernel = 4
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("stem_temporal_kernel must be odd"), "\($0)") }
         XCTAssertThrowsError(try ArchConfig.fromJSON(#"{"model":"x3d","num_classes":5,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":64}"#))
+        // Every field within its bounds, the whole far beyond any network: refused before anything is allocated.
+        var huge = config
+        huge.x3d = X3DConfig(widthFactor: 16, depthFactor: 32, bottleneckFactor: 16, dimC1: 1024)
+        XCTAssertThrowsError(try huge.validate()) { XCTAssertTrue("\($0)".contains("state elements"), "\($0)") }
     }
 }
