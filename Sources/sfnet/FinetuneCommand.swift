@@ -1,7 +1,9 @@
 // `sfnet finetune`: thin wrapper over Finetune.FinetuneRun.
 
 import ArgumentParser
+import Families
 import Finetune
+import Formats
 import Foundation
 
 struct FinetuneCommand: ParsableCommand {
@@ -63,7 +65,28 @@ struct FinetuneCommand: ParsableCommand {
         if let train { o.train = train; sources.set("train", "command line") }
         if let val { o.val = val; sources.set("val", "command line") }
         if let test { o.test = test; sources.set("test", "command line") }
+        applyPresetClip(&o, &sources)
         return (o, sources)
+    }
+
+    /// A preset with its own training clip (X3D's): its frames, sampling rate, crop, jitter and test crop
+    /// for every one of them the user (or a config) did not set. The preset comes from --arch, or from the
+    /// weights' sfnet.arch.
+    func applyPresetClip(_ o: inout FinetuneOptions, _ sources: inout SettingSources) {
+        var preset = arch.flatMap { ArchConfig.preset(named: $0) != nil ? $0 : nil }
+        if preset == nil, let weights, let ck = try? CheckpointReader.read(path: weights) {
+            preset = (try? NativeMetadata.architecture(in: ck))??.preset
+        }
+        guard let preset, let clip = ArchConfig.clipRecipe(preset: preset) else { return }
+        let origin = "the \(preset) preset"
+        if sources["frames"] == "default" { o.frames = clip.frames; sources.set("frames", origin) }
+        if sources["sampling-rate"] == "default" { o.samplingRate = clip.samplingRate; sources.set("sampling-rate", origin) }
+        if sources["crop"] == "default" { o.crop = clip.trainCrop; sources.set("crop", origin) }
+        if sources["jitter"] == "default" {
+            (o.jitterMin, o.jitterMax) = (max(clip.jitter.min, o.crop), max(clip.jitter.max, o.crop))
+            sources.set("jitter", origin)
+        }
+        if sources["test-crop"] == "default" { o.testCrop = clip.testCrop; sources.set("test-crop", origin) }
     }
 
     func run() throws {

@@ -74,4 +74,23 @@ final class X3DCLITests: XCTestCase {
         XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
         XCTAssertTrue(p.stdout.contains(video), p.stdout)
     }
+
+    /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
+    /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
+    func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {
+        let r = try CLI.run(["finetune", "--init", "scratch", "--arch", "x3d-s", "--train", "train.csv", "--out", "run", "--print-config"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for (setting, value) in [("frames", "13"), ("sampling-rate", "6"), ("crop", "160"), ("jitter", "182 228"), ("test-crop", "182")] {
+            let line = r.stdout.split(separator: "\n").first { $0.hasPrefix(setting + " ") }.map(String.init) ?? ""
+            XCTAssertTrue(line.contains(" \(value) ") && line.hasSuffix("the x3d-s preset"), "\(setting): \(line)")
+        }
+        let o = try CLI.run(["finetune", "--init", "scratch", "--arch", "x3d-s", "--train", "train.csv", "--out", "run", "--frames", "8",
+                             "--print-config"])
+        let frames = o.stdout.split(separator: "\n").first { $0.hasPrefix("frames ") }.map(String.init) ?? ""
+        XCTAssertTrue(frames.contains(" 8 ") && frames.hasSuffix("command line"), frames)
+        let slowfast = try CLI.run(["finetune", "--init", "scratch", "--arch", "slowfast-r50-8x8", "--train", "train.csv", "--out", "run",
+                                    "--print-config"])
+        let sf = slowfast.stdout.split(separator: "\n").first { $0.hasPrefix("frames ") }.map(String.init) ?? ""
+        XCTAssertTrue(sf.contains(" 8 ") && sf.hasSuffix("default"), "the study's recipe for SlowFast: \(sf)")
+    }
 }
