@@ -37,6 +37,22 @@ final class X3DCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: w + ".verified.json"))
     }
 
+    /// pytorchvideo's own X3D layout (no BN on the first res2 shortcut, BN + SE under norm_b, ProjectedPool):
+    /// its names map, the missing shortcut BN becomes an identity BN said in the report, and the logits match.
+    func testPytorchvideoX3DConvertsWithAnIdentityShortcutBNAndVerifies() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        let c = try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", w])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("pytorchvideo naming"), c.stdout)
+        let report = try XCTUnwrap(CheckpointReader.read(path: w).metadataValue("sfnet.report"))
+        XCTAssertTrue(report.contains("identity BN: pytorchvideo has no BN on this shortcut"), report)
+        let v = try CLI.run(["verify", w, "--reference", CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors")])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
+    }
+
     /// A small X3D (width factor 0.5, depth factor 1) from scratch: one epoch, resumed to two, then eval and predict.
     func testAnX3DFromScratchFineTunesResumesEvaluatesAndPredicts() throws {
         let dir = try CLI.tempDir()
