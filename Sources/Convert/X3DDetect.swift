@@ -106,8 +106,8 @@ extension ArchDetect {
             config.preset = classes == pick.numClasses ? pick.preset : nil
             let others = named.compactMap(\.preset).filter { $0 != pick.preset }
             notes.append("architecture matches preset \(pick.preset ?? match.name)\(classes == pick.numClasses ? "" : " with \(classes) classes")"
-                + (others.isEmpty ? "" : "; \(others.joined(separator: " and ")) have the same tensors and other clips: "
-                   + "pass --arch \(others.first!) for \(others.count == 1 ? "its" : "theirs")"))
+                + (others.isEmpty ? "" : "; \(others.joined(separator: " and ")) have the same tensors and other clips "
+                   + "(frames, crop): pass --arch \(others.joined(separator: " or --arch ")) to record \(others.count == 1 ? "its" : "one of theirs")"))
         } else {
             notes.append("frames and crop are not stored in the weights: took \(config.numFrames) frames at \(config.trainCrop)² (X3D-M's clip)")
         }
