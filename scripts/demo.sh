@@ -17,8 +17,8 @@ SEED=${SEED:-1}
 SOURCE_SEED=$((SEED + 100))
 SIZES=12,24          # target training clips per class (the pool has 24)
 BIG=${SIZES##*,}
-SRC_TRAIN=36         # source-task training clips per class (8 classes)
-SRC_EPOCHS=6
+SRC_TRAIN=30         # source-task training clips per class (8 classes: 240 clips, 2.5x the target's pool)
+SRC_EPOCHS=14
 # Everything but the pretraining cache starts afresh.
 mkdir -p "$OUT"; find "$OUT" -mindepth 1 -maxdepth 1 ! -name pretrain -exec rm -rf {} +
 start=$(date +%s)
@@ -54,14 +54,14 @@ say sfnet data synth -o $OUT/data --train-per-class 24 --val-per-class 6 --test-
 echo; echo "== 4. a pretrained start: a larger, different synthetic source task, standing in for K400 =="
 # 8 other classes (striped shapes on textured backgrounds drifting sideways or vertically, orbiting, swinging,
 # shaking, flashing, growing, darting), more clips: the same low-level structure as the target, none of its classes.
-say sfnet data synth -o $OUT/source --task source --train-per-class $SRC_TRAIN --val-per-class 4 --test-per-class 0 --size 64 --object-scale 2 --noise 4 --seed $SOURCE_SEED
+say sfnet data synth -o $OUT/source --task source --train-per-class $SRC_TRAIN --val-per-class 4 --test-per-class 0 --size 64 --object-scale 1.5 --noise 0 --seed $SOURCE_SEED
 "$SFNET" data synth -o "$OUT/source" --task source --train-per-class "$SRC_TRAIN" --val-per-class 4 --test-per-class 0 --size 64 \
-  --object-scale 2 --noise 4 --seed "$SOURCE_SEED" | head -1
+  --object-scale 1.5 --noise 0 --seed "$SOURCE_SEED" | head -1
 say sfnet pretrain --train $OUT/source/train.csv --val $OUT/source/val.csv --arch examples/demo/tiny_slowfast.json -o $OUT/pretrain/source-seed$SOURCE_SEED.safetensors --reuse ...
 mkdir -p "$OUT/pretrain"
 "$SFNET" pretrain --train "$OUT/source/train.csv" --val "$OUT/source/val.csv" --arch examples/demo/tiny_slowfast.json \
   -o "$OUT/pretrain/source-seed$SOURCE_SEED.safetensors" --reuse --epochs "$SRC_EPOCHS" --batch 8 --lr 0.05 --warmup-epochs 1 \
-  --dropout 0.2 --crop 64 --jitter 64 72 --sampling-rate 4 --seed "$SOURCE_SEED" | grep -v ' note: ' | tee "$OUT/pretrain.log"
+  --dropout 0.2 --crop 64 --jitter 64 72 --sampling-rate 4 --seed "$SOURCE_SEED" | grep -v '^note: ' | tee "$OUT/pretrain.log"
 cp "$OUT/pretrain/source-seed$SOURCE_SEED.safetensors" "$OUT/pretrained.safetensors"
 
 echo; echo "== 5. fine-tune: pretrained vs inflated 2D vs scratch, $SIZES clips per class (64x64 crops, 8 frames) =="
