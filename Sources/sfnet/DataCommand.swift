@@ -6,6 +6,9 @@ import Finetune
 import Foundation
 import Video
 
+extension SyntheticTask: ExpressibleByArgument {}
+extension SyntheticAppearance: ExpressibleByArgument {}
+
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
@@ -74,10 +77,16 @@ struct DataSplitCommand: ParsableCommand {
 struct DataSynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
-        abstract: "Generate the synthetic demo set: objects moving across, bouncing, spinning or resting, as real MP4s with manifests.",
+        abstract: "Generate a synthetic video set (the demo's target task, or its larger source task for pretraining) as real MP4s with manifests.",
         discussion: """
-        Example:
+        --task target (default): flat rectangles on gradients moving across, bouncing, spinning or resting.
+        --task source: the demo's stand-in for K400 pretraining, other classes with the same low-level structure:
+        striped ellipses and diamonds on textured backgrounds drifting sideways or vertically, orbiting, swinging,
+        shaking, flashing, growing or darting. --classes picks motions of either list; --appearance overrides the look.
+        The folder gets train.csv, val.csv, test.csv, classes.txt and synthetic.json (every setting that made it).
+        Examples:
           sfnet data synth -o demo-data --train-per-class 12 --val-per-class 4 --test-per-class 4 --size 64
+          sfnet data synth -o source-task --task source --train-per-class 40 --val-per-class 4 --test-per-class 0 --seed 101
         """)
 
     @Option(name: .shortAndLong, help: "Output folder.") var output: String
@@ -88,11 +97,19 @@ struct DataSynthCommand: ParsableCommand {
     @Option(help: "Seconds per clip.") var seconds = 2.0
     @Option(help: "Maximum per-pixel noise (0-255 scale; each clip draws its level in [0, MAX]).") var noise = 12.0
     @Option(name: .customLong("object-scale"), help: "Object size relative to the default (larger: easier).") var objectScale = 1.0
-    @Option(help: "Comma-separated motions (default: moving_across,bouncing,spinning,resting; also pulsing).") var classes: String?
+    @Option(help: "target (moving_across,bouncing,spinning,resting; plain look) or source (\(SyntheticTask.source.classes.map(\.rawValue).joined(separator: ",")); textured look).")
+    var task = SyntheticTask.target
+    @Option(help: "Comma-separated motions (default: the task's; also pulsing).") var classes: String?
+    @Option(help: "plain (flat rectangles on gradients) or textured (striped shapes on gratings); default: the task's.") var appearance: SyntheticAppearance?
     @Option(help: "Seed.") var seed: UInt64 = 0
 
+    func validate() throws {
+        if trainPerClass < 0 || valPerClass < 0 || testPerClass < 0 { throw ValidationError("clips per class must be >= 0") }
+    }
+
     func run() throws {
-        var o = SyntheticOptions()
+        var o = SyntheticOptions(task: task)
+        if let appearance { o.appearance = appearance; if appearance != task.appearance { o.task = nil } }
         o.maxNoise = noise
         o.objectScale = objectScale
         if let classes {
@@ -102,12 +119,13 @@ struct DataSynthCommand: ParsableCommand {
                 }
                 return m
             }
+            if o.classes != task.classes { o.task = nil }
         }
         o.trainPerClass = trainPerClass; o.valPerClass = valPerClass; o.testPerClass = testPerClass
         o.width = size; o.height = size; o.seconds = seconds; o.seed = seed
         let start = Date()
         let s = try SyntheticData.generate(to: output, options: o)
-        Terminal.write("wrote \(s.videos) videos in \(String(format: "%.1f", Date().timeIntervalSince(start))) s -> \(output)\n  \(s.train)\n  \(s.val)\n  \(s.test)\n  \(s.classes)\n")
+        Terminal.write("wrote \(s.videos) videos in \(String(format: "%.1f", Date().timeIntervalSince(start))) s -> \(output)\n  \(s.train)\n  \(s.val)\n  \(s.test)\n  \(s.classes)\n  \(s.description)\n")
     }
 }
 

@@ -28,7 +28,7 @@ struct SFNet: ParsableCommand {
         """,
         version: sfnetVersion,
         subcommands: [InspectCommand.self, ConvertCommand.self, VerifyCommand.self, FinetuneCommand.self, EvalCommand.self, PredictCommand.self,
-                      ExperimentCommand.self, DataCommand.self, BenchCommand.self, ExportCommand.self]
+                      ExperimentCommand.self, DataCommand.self, PretrainCommand.self, BenchCommand.self, ExportCommand.self]
     )
 }
 
