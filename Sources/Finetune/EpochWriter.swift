@@ -12,15 +12,21 @@ import Foundation
 final class EpochWriter {
     /// The work of one epoch; it owns what it writes (copies), so it may run beside the loop.
     private final class Job: @unchecked Sendable {
-        let body: () throws -> Void
+        /// Released once run, so the epoch's copies are freed before the loop takes the next ones.
+        var body: (() throws -> Void)?
         init(_ body: @escaping () throws -> Void) { self.body = body }
     }
 
     private let condition = NSCondition()
     private var busy = false
     private var failure: Error?
+    private var seconds = 0.0
+
     /// Seconds the background writes took in all (overlapped with training).
-    private(set) var backgroundSeconds = 0.0
+    var backgroundSeconds: Double {
+        condition.lock(); defer { condition.unlock() }
+        return seconds
+    }
 
     /// Waits for the previous epoch's files, rethrowing its error, then starts `body` in the background.
     func submit(_ body: @escaping () throws -> Void) throws {
@@ -32,10 +38,11 @@ final class EpochWriter {
         let thread = Thread { [self, job] in
             let t0 = Date()
             var error: Error?
-            do { try job.body() } catch let e { error = e }
+            do { try job.body?() } catch let e { error = e }
+            job.body = nil
             condition.lock()
             failure = error
-            backgroundSeconds += Date().timeIntervalSince(t0)
+            seconds += Date().timeIntervalSince(t0)
             busy = false
             condition.broadcast()
             condition.unlock()

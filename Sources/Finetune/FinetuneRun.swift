@@ -303,9 +303,6 @@ public final class FinetuneRun {
             let weights = exported.ordered.map { (name: $0.name, tensor: $0.tensor) }
             let meta: [(String, String)] = [("sfnet.naming", "pyslowfast"), ("sfnet.arch", try arch.jsonString()),
                                             (NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
-            // The best weights go first: a checkpoint whose state names epoch e as the best is only
-            // ever written after best.safetensors holds epoch e (a kill between the two leaves the
-            // previous checkpoint, and the resumed run repeats epoch e and writes both again).
             let optimizerState = TrainCheckpoint.OptimizerSnapshot(sgd)
             let stateNow = state
             let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
@@ -320,6 +317,9 @@ public final class FinetuneRun {
             record.checkpointWriteSeconds = writer.backgroundSeconds
             let recordNow = record
             try writer.submit { [self] in
+                // The best weights go first: a checkpoint whose state names epoch e as the best is only
+                // ever written after best.safetensors holds epoch e (a kill between the two leaves the
+                // previous checkpoint, and the resumed run repeats epoch e and writes both again).
                 if isBest {
                     try writeBest(weights, epoch: e + 1, valMAP: valMAP)
                 }

@@ -182,8 +182,13 @@ final class FinetuneConsole {
             if let m = r.valMAP { line += "  val mAP \(String(format: "%.1f%%", m * 100))" }
             if let t = r.valTop1 { line += "  top-1 \(String(format: "%.1f%%", t * 100))" }
             line += "  lr \(String(format: r.lr == 0 || (r.lr >= 1e-4 && r.lr < 1e4) ? "%.5f" : "%.3g", r.lr))  \(String(format: "%.1f", r.seconds)) s  \(String(format: "%.1f", r.clipsPerSecond)) clips/s"
-            if let p = r.phases { line += " (\(p.summary)\(r.preciseBNSeconds.map { String(format: " incl. precise BN %.1f s", $0) } ?? ""))" }
-            else { line += "  data wait \(String(format: "%.0f%%", wait * 100))" }
+            if let p = r.phases {
+                line += " (\(p.summary))"
+                if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s of the validation" }
+            } else {
+                if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s" }
+                line += "  data wait \(String(format: "%.0f%%", wait * 100))"
+            }
             line += "\(best ? "  *best" : "")\n"
             Terminal.write(line)
         case let .totals(p, epochs, background):
