@@ -14,13 +14,14 @@ public struct Evaluation {
     public var evaluation: Metrics.Evaluation
 
     public static func run(model: EvalNetwork, dataset: VideoDataset, clip: ClipConfig, batch: Int, workers: Int,
-                           onBadVideo: BadVideoPolicy, multiLabel: Bool, ensemble: EnsembleMethod? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
+                           onBadVideo: BadVideoPolicy, multiLabel: Bool, ensemble: EnsembleMethod? = nil, frameCache: FrameCache? = nil,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         guard model.config.numClasses == dataset.classes.count else {
             throw FinetuneError("the weights have \(model.config.numClasses) classes, the data set \(dataset.classes.count)",
                                 hint: "evaluate with the class list the model was fine-tuned on")
         }
         let s = try Scoring.score(model: model, dataset: dataset, config: clip, batch: batch, workers: workers, onBadVideo: onBadVideo,
-                                  ensemble: ensemble ?? .byHead(multiLabel: multiLabel), progress: progress)
+                                  ensemble: ensemble ?? .byHead(multiLabel: multiLabel), frameCache: frameCache, progress: progress)
         guard !s.samples.isEmpty else {
             // Each unreadable view is recorded; name each distinct problem once (a few of them).
             var seen = Set<String>(), reasons: [String] = []

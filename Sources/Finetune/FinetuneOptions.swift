@@ -89,6 +89,9 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var cacheViews = 4
     public var threads = 2
     public var workers = 1
+    /// MiB of decoded frames kept for the run, so each video is decoded once (`FrameCache`); nil: the
+    /// default (a quarter of physical memory, at most 4 GiB); 0: decode every clip afresh.
+    public var frameCacheMB: Int?
     public var seed: UInt64 = 0
     public var skipVerify = false
     public var resume = false
@@ -173,6 +176,10 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         atMost(testCrop ?? 0, 4096, "the test crop (DATA.TEST_CROP_SIZE)")
         atMost(threads, 1024, "--threads")
         atMost(workers, 256, "--workers")
+        if let mb = frameCacheMB {
+            if mb < 0 { p.append("--frame-cache-mb must be >= 0 (0: no cache)") }
+            atMost(mb, 1 << 30, "--frame-cache-mb")
+        }
         atMost(cacheViews, 1000, "--cache-views")
         atMost(preciseBN, 1_000_000, "--precise-bn (BN.NUM_BATCHES_PRECISE)")
         atMost(valSpatialCrops, 3, "validation spatial crops")

@@ -20,6 +20,8 @@ public enum FinetuneEvent {
     case step(epoch: Int, step: Int, steps: Int, loss: Double, lr: Double, clipsPerSecond: Double, etaSeconds: Double)
     case validating(done: Int, total: Int)
     case epoch(Report.EpochRecord, dataWaitFraction: Double, best: Bool)
+    /// The end of this invocation's epochs: where the run's time went, over all its epochs.
+    case totals(PhaseSeconds, epochs: Int, backgroundWrites: Double)
 }
 
 public struct FinetuneSummary {
@@ -206,7 +208,23 @@ public final class FinetuneRun {
         } else {
             record.notes = notes
         }
+        // Decoded frames kept across epochs (and validations): each video decoded once while the budget lasts.
+        let cacheMB = o.frameCacheMB ?? FrameCache.defaultBudgetMB()
+        let frameCache = cacheMB > 0 ? FrameCache(budgetMB: cacheMB) : nil
+        let cacheLine = frameCache == nil ? "frame cache off (--frame-cache-mb 0): every clip decodes its video"
+            : "frame cache: up to \(cacheMB) MiB of decoded frames" + (o.frameCacheMB == nil
+                ? " (the default: a quarter of physical memory, at most 4096 MiB; --frame-cache-mb sets it, 0 turns it off)" : " (--frame-cache-mb)")
+        onEvent(.note(cacheLine))
         for n in notes { onEvent(.note(n)) }
+        /// The cache's figures for the run record.
+        func cacheRecord() -> FrameCacheRecord? {
+            guard let s = frameCache?.statistics else { return nil }
+            return FrameCacheRecord(budgetMB: cacheMB, videos: s.videos, frames: s.frames, megabytes: Double(s.bytes) / Double(1 << 20),
+                                    hits: s.hits, misses: s.misses, overBudget: s.overBudget)
+        }
+        let firstEpochThisRun = state.epoch
+        let writer = EpochWriter()
+        defer { writer.drain() }   // no exit (an error included) leaves an epoch's files half-written
         record.settings = settings(arch: arch, start: startDescription, train: train, val: val, test: test, itersPerEpoch: itersPerEpoch)
 
         var clip = Scoring.clipConfig(arch: arch, frames: o.frames, samplingRate: o.samplingRate, crop: o.crop,
@@ -244,6 +262,7 @@ public final class FinetuneRun {
         let lastEpoch = min(o.epochs, o.maxEpochsThisRun.map { state.epoch + $0 } ?? o.epochs)
 
         /// Validation, the checkpoint, best weights and reports after epoch `e` (both training paths).
+        /// `trainSeconds` is the training loop, `waited` the part of it the step waited for the loader.
         func finishEpoch(e: Int, t0: Date, trainSeconds: Double, lossMean: Double, clips: Int, lr: Double, waited: Double,
                          preciseBNSeconds: Double? = nil) throws {
             // A loss that blows up stops the run before this epoch is validated or kept.
@@ -251,16 +270,19 @@ public final class FinetuneRun {
                 throw Self.diverged(epoch: e + 1, what: why, lr: lr, kept: lastCheckpoint)
             }
             // Validation.
+            let v0 = Date()
             var valMAP: Double?, valTop1: Double?
             if let val, !val.samples.isEmpty {
-                let ev = try evaluate(try model.evalModel(), val, clip: clip, progress: { self.onEvent(.validating(done: $0, total: $1)) })
+                let ev = try evaluate(try model.evalModel(), val, clip: clip, frameCache: frameCache,
+                                      progress: { self.onEvent(.validating(done: $0, total: $1)) })
                 valMAP = ev.evaluation.meanAP.mAP
                 valTop1 = ev.evaluation.top1
             }
-            let epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossMean, valMAP: valMAP, valTop1: valTop1,
+            var phases = PhaseSeconds(data: waited, step: max(trainSeconds - waited, 0),
+                                      validation: Date().timeIntervalSince(v0) + (preciseBNSeconds ?? 0))
+            var epochRecord = Report.EpochRecord(epoch: e + 1, trainLoss: lossMean, valMAP: valMAP, valTop1: valTop1,
                                                  lr: lr, seconds: Date().timeIntervalSince(t0), clipsPerSecond: Double(clips) / max(trainSeconds, 1e-9),
                                                  preciseBNSeconds: preciseBNSeconds)
-            record.epochs.append(epochRecord)
             state.epoch = e + 1
             state.history.append(Train.EpochRecord(epoch: e + 1, trainLoss: epochRecord.trainLoss, lr: lr, valMAP: valMAP, valTop1: valTop1,
                                                    seconds: epochRecord.seconds))
@@ -270,7 +292,11 @@ public final class FinetuneRun {
                 state.bestEpoch = e + 1
             }
 
-            // Checkpoint, best weights, reports: each written atomically, and never poisoned.
+            // Checkpoint, best weights, reports: each written atomically, and never poisoned. The
+            // weights and optimizer state are copied here; the files are written in the background
+            // while the next epoch trains (EpochWriter), after the previous epoch's are complete.
+            let c0 = Date()
+            try writer.wait()
             let exported = model.exportWeights()
             let poisoned = exported.nonFiniteNames
             if !poisoned.isEmpty {
@@ -280,20 +306,37 @@ public final class FinetuneRun {
             let weights = exported.ordered.map { (name: $0.name, tensor: $0.tensor) }
             let meta: [(String, String)] = try NativeMetadata.header(arch)
                 + [(NativeWeights.classesKey, JSONValue.array(classes.names.map { .string($0) }).serialized)]
-            // The best weights go first: a checkpoint whose state names epoch e as the best is only
-            // ever written after best.safetensors holds epoch e (a kill between the two leaves the
-            // previous checkpoint, and the resumed run repeats epoch e and writes both again).
-            if isBest {
-                try writeBest(weights, epoch: e + 1, valMAP: valMAP)
-            }
+            let optimizerState = TrainCheckpoint.OptimizerSnapshot(sgd)
+            let stateNow = state
             let ckpt = runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1)).path
-            try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: sgd, state: state, metadata: meta)
-            lastCheckpoint = ckpt
-            if e + 1 - Self.keepCheckpoints >= 1 {
-                try? fm.removeItem(at: runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)))
+            let superseded = e + 1 - Self.keepCheckpoints >= 1
+                ? runURL.appendingPathComponent(TrainCheckpoint.fileName(epoch: e + 1 - Self.keepCheckpoints)) : nil
+            phases.checkpoint = Date().timeIntervalSince(c0)
+            epochRecord.phases = phases
+            epochRecord.seconds = Date().timeIntervalSince(t0)
+            record.epochs.append(epochRecord)
+            record.phaseTotals = record.epochs.compactMap(\.phases).reduce(PhaseSeconds(), +)
+            record.frameCache = cacheRecord()
+            record.checkpointWriteSeconds = writer.backgroundSeconds
+            let recordNow = record
+            try writer.submit { [self] in
+                // The best weights go first: a checkpoint whose state names epoch e as the best is only
+                // ever written after best.safetensors holds epoch e (a kill between the two leaves the
+                // previous checkpoint, and the resumed run repeats epoch e and writes both again).
+                if isBest {
+                    try writeBest(weights, epoch: e + 1, valMAP: valMAP)
+                }
+                try TrainCheckpoint.write(to: ckpt, weights: weights, optimizer: optimizerState, state: stateNow, metadata: meta)
+                if let superseded { try? FileManager.default.removeItem(at: superseded) }
+                try self.writeReports(recordNow, to: runURL)
             }
-            try writeReports(record, to: runURL)
+            lastCheckpoint = ckpt
             onEvent(.epoch(epochRecord, dataWaitFraction: waited / max(trainSeconds, 1e-9), best: isBest))
+            if e == firstEpochThisRun, let c = record.frameCache {
+                onEvent(.note(String(format: "frame cache after epoch %d: %d videos, %d frames, %.1f of %d MiB; %d clips from cache, %d decoded",
+                                     e + 1, c.videos, c.frames, c.megabytes, c.budgetMB, c.hits, c.misses)
+                              + (c.overBudget > 0 ? ", \(c.overBudget) left to decoding (over budget)" : "")))
+            }
         }
 
         var cache: FeatureCache?
@@ -341,7 +384,8 @@ public final class FinetuneRun {
                 continue
             }
             let loader = try ClipLoader(dataset: train, config: trainClip,
-                                        options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true, seed: o.seed, onBadVideo: o.onBadVideo),
+                                        options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true, seed: o.seed, onBadVideo: o.onBadVideo,
+                                                               frameCache: frameCache),
                                         epoch: e)
             var lossSum = 0.0, lossCount = 0, clips = 0, step = 0
             var waited = 0.0
@@ -390,12 +434,24 @@ public final class FinetuneRun {
             var preciseSeconds: Double?
             if o.preciseBN > 0 && !o.freezeBNStats {
                 let p0 = Date()
-                try preciseBN(model, train: train, clip: trainClip, arch: arch, epoch: e)
+                try preciseBN(model, train: train, clip: trainClip, arch: arch, epoch: e, frameCache: frameCache)
                 preciseSeconds = Date().timeIntervalSince(p0)
             }
 
             try finishEpoch(e: e, t0: t0, trainSeconds: trainSeconds, lossMean: lossSum / Double(lossCount), clips: clips, lr: lr, waited: waited,
                             preciseBNSeconds: preciseSeconds)
+        }
+
+        // The last epoch's files: its write was not hidden behind training, so its wait counts as checkpoint time.
+        let w0 = Date()
+        try writer.wait()
+        if state.epoch > firstEpochThisRun, var totals = record.phaseTotals {
+            totals.checkpoint += Date().timeIntervalSince(w0)
+            record.phaseTotals = totals
+            record.checkpointWriteSeconds = writer.backgroundSeconds
+            record.frameCache = cacheRecord()
+            try writeReports(record, to: runURL)
+            onEvent(.totals(totals, epochs: record.epochs.filter { $0.phases != nil }.count, backgroundWrites: writer.backgroundSeconds))
         }
 
         // Final evaluation of the best weights on the test set.
@@ -425,12 +481,12 @@ public final class FinetuneRun {
     /// min(--precise-bn, full batches) batches of a fresh shuffled, augmented pass over the training
     /// set (drop_last, as its train loader; a set smaller than one batch gives its one batch), each
     /// BN's running statistics replaced by the average of their batch statistics.
-    func preciseBN(_ model: TrainableNetwork, train: VideoDataset, clip: ClipConfig, arch: ArchConfig, epoch: Int) throws {
+    func preciseBN(_ model: TrainableNetwork, train: VideoDataset, clip: ClipConfig, arch: ArchConfig, epoch: Int, frameCache: FrameCache? = nil) throws {
         let o = options
         let loader = try ClipLoader(dataset: train, config: clip,
                                     options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true,
                                                            dropLast: train.samples.count >= o.batch, seed: o.seed ^ Self.preciseBNSeedSalt,
-                                                           onBadVideo: o.onBadVideo),
+                                                           onBadVideo: o.onBadVideo, frameCache: frameCache),
                                     epoch: epoch)
         let used = try model.preciseBNStatistics(batches: o.preciseBN) { () throws -> [FloatTensor]? in
             while let b = try loader.next() {
@@ -460,9 +516,11 @@ public final class FinetuneRun {
                       hint: String(format: "lower --lr (the rate was %g here), add --clip-grad-norm, or check the data", lr))
     }
 
-    func evaluate(_ model: EvalNetwork, _ data: VideoDataset, clip: ClipConfig, progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+    func evaluate(_ model: EvalNetwork, _ data: VideoDataset, clip: ClipConfig, frameCache: FrameCache? = nil,
+                  progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         try Evaluation.run(model: model, dataset: data, clip: clip, batch: options.batch, workers: options.workers,
-                           onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, ensemble: options.ensemble, progress: progress)
+                           onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, ensemble: options.ensemble,
+                           frameCache: frameCache, progress: progress)
     }
 
     /// The fields that decide a network's parameters, where two configs differ ("fusion_kernel: 7 vs 5").
@@ -505,6 +563,8 @@ public final class FinetuneRun {
                   + (o.freezeBNStats ? "; nothing to do with --freeze-bn-stats" : "") : "off"),
             .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
+            .init("frame cache", (o.frameCacheMB ?? FrameCache.defaultBudgetMB()) == 0 ? "off"
+                  : "\(o.frameCacheMB ?? FrameCache.defaultBudgetMB()) MiB of decoded frames\(o.frameCacheMB == nil ? " (default)" : "")"),
         ] + configSettings()
     }
 

@@ -71,12 +71,13 @@ public enum Scoring {
     }
 
     public static func score(model: EvalNetwork, dataset: VideoDataset, config: ClipConfig, batch: Int, workers: Int,
-                             onBadVideo: BadVideoPolicy, ensemble: EnsembleMethod,
+                             onBadVideo: BadVideoPolicy, ensemble: EnsembleMethod, frameCache: FrameCache? = nil,
                              progress: ((Int, Int) -> Void)? = nil) throws -> VideoScores {
         let start = Date()
         let k = model.config.numClasses
         let loader = try ClipLoader(dataset: dataset, config: config,
-                                    options: LoaderOptions(batchSize: batch, workers: workers, training: false, seed: 0, onBadVideo: onBadVideo))
+                                    options: LoaderOptions(batchSize: batch, workers: workers, training: false, seed: 0, onBadVideo: onBadVideo,
+                                                           frameCache: frameCache))
         var perSample: [Int: [[Float]]] = [:]
         var order: [Int] = []
         var skipped: [VideoError] = []

@@ -29,11 +29,60 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var clipsPerSecond: Double
     /// Seconds of the precise-BN pass before validation (nil when it did not run).
     public var preciseBNSeconds: Double?
+    /// Where the epoch's time went (nil in records written before these were kept).
+    public var phases: PhaseSeconds?
 
     public init(epoch: Int, trainLoss: Double, valMAP: Double?, valTop1: Double?, lr: Double, seconds: Double, clipsPerSecond: Double,
-                preciseBNSeconds: Double? = nil) {
+                preciseBNSeconds: Double? = nil, phases: PhaseSeconds? = nil) {
         (self.epoch, self.trainLoss, self.valMAP, self.valTop1, self.lr, self.seconds, self.clipsPerSecond, self.preciseBNSeconds)
             = (epoch, trainLoss, valMAP, valTop1, lr, seconds, clipsPerSecond, preciseBNSeconds)
+        self.phases = phases
+    }
+}
+
+/// Seconds spent in each part of a training epoch (or summed over a run).
+public struct PhaseSeconds: Codable, Equatable, Sendable {
+    /// The training step waiting for the clip loader (decoding and augmentation not hidden behind the step).
+    public var data: Double
+    /// Forward, backward and the optimizer (everything of the training loop but the wait for data).
+    public var step: Double
+    /// Validation, precise BN included.
+    public var validation: Double
+    /// best.safetensors, the checkpoint and the reports: the time the loop spent on them (taking the
+    /// snapshot, waiting for the previous epoch's files); the writes themselves run in the background.
+    public var checkpoint: Double
+
+    public init(data: Double = 0, step: Double = 0, validation: Double = 0, checkpoint: Double = 0) {
+        (self.data, self.step, self.validation, self.checkpoint) = (data, step, validation, checkpoint)
+    }
+
+    public var total: Double { data + step + validation + checkpoint }
+
+    public static func + (a: PhaseSeconds, b: PhaseSeconds) -> PhaseSeconds {
+        PhaseSeconds(data: a.data + b.data, step: a.step + b.step, validation: a.validation + b.validation, checkpoint: a.checkpoint + b.checkpoint)
+    }
+
+    /// "data 0.2 s, step 4.1 s, validation 0.9 s, checkpoint 0.3 s"
+    public var summary: String {
+        String(format: "data %.1f s, step %.1f s, validation %.1f s, checkpoint %.1f s", data, step, validation, checkpoint)
+    }
+}
+
+/// The decoded-frame cache of a run: its budget and what it held and served.
+public struct FrameCacheRecord: Codable, Equatable, Sendable {
+    public var budgetMB: Int
+    public var videos: Int
+    public var frames: Int
+    public var megabytes: Double
+    /// Clips made from cached frames / clips that decoded.
+    public var hits: Int
+    public var misses: Int
+    /// Videos or frame images left to decoding because they did not fit.
+    public var overBudget: Int
+
+    public init(budgetMB: Int, videos: Int, frames: Int, megabytes: Double, hits: Int, misses: Int, overBudget: Int) {
+        (self.budgetMB, self.videos, self.frames, self.megabytes, self.hits, self.misses, self.overBudget)
+            = (budgetMB, videos, frames, megabytes, hits, misses, overBudget)
     }
 }
 
@@ -88,6 +137,14 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var examples: [ExampleClip] = []
     /// Decisions the run made on the user's behalf (head replaced, verification skipped, ...).
     public var notes: [String] = []
+    /// Where the run's time went, summed over the epochs that recorded it (the wait for the last
+    /// epoch's files included in `checkpoint`).
+    public var phaseTotals: PhaseSeconds?
+    /// Seconds the checkpoint, best-weights and report files took to write in the background,
+    /// overlapped with training (what `checkpoint` would be if they were written in the loop).
+    public var checkpointWriteSeconds: Double?
+    /// The decoded-frame cache (nil when the run had none).
+    public var frameCache: FrameCacheRecord?
 
     public struct Setting: Codable, Equatable, Sendable {
         public var key: String
@@ -120,9 +177,11 @@ public struct RunRecord: Codable, Equatable, Sendable {
     /// One row per epoch; empty cells where a figure is absent.
     public func csv() -> String {
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
-        var lines = ["epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second"]
+        var lines = ["epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second,data_seconds,step_seconds,validation_seconds,checkpoint_seconds"]
         for e in epochs {
-            lines.append("\(e.epoch),\(f(e.trainLoss)),\(f(e.valMAP)),\(f(e.valTop1)),\(f(e.lr)),\(f(e.seconds)),\(f(e.clipsPerSecond))")
+            let p = e.phases
+            lines.append("\(e.epoch),\(f(e.trainLoss)),\(f(e.valMAP)),\(f(e.valTop1)),\(f(e.lr)),\(f(e.seconds)),\(f(e.clipsPerSecond)),"
+                         + "\(f(p?.data)),\(f(p?.step)),\(f(p?.validation)),\(f(p?.checkpoint))")
         }
         return lines.joined(separator: "\n") + "\n"
     }

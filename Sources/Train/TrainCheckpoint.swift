@@ -28,6 +28,23 @@ extension TrainCheckpoint {
     /// previous file or the complete new one. `metadata` adds entries (`sfnet.arch`, class names...).
     public static func write(to path: String, weights: [(name: String, tensor: Tensor)], optimizer: SGD, state: TrainState,
                              metadata: [(String, String)] = [], overwrite: Bool = true) throws {
+        try write(to: path, weights: weights, optimizer: OptimizerSnapshot(optimizer), state: state, metadata: metadata, overwrite: overwrite)
+    }
+
+    /// The optimizer's state taken at one moment (its buffers copied), so the file can be written
+    /// later, on another thread, while the optimizer moves on.
+    public struct OptimizerSnapshot: @unchecked Sendable {
+        let tensors: [(name: String, tensor: Tensor)]
+        let metadata: (key: String, value: String)
+        public init(_ optimizer: SGD) {
+            tensors = optimizer.stateTensors()
+            metadata = optimizer.stateMetadata()
+        }
+    }
+
+    /// As `write(to:weights:optimizer:...)`, from an optimizer snapshot.
+    public static func write(to path: String, weights: [(name: String, tensor: Tensor)], optimizer: OptimizerSnapshot, state: TrainState,
+                             metadata: [(String, String)] = [], overwrite: Bool = true) throws {
         var items: [SafetensorsWriter.Item] = []
         for (name, t) in weights {
             guard !name.hasPrefix("optimizer.") else {
@@ -35,10 +52,10 @@ extension TrainCheckpoint {
             }
             items.append(SafetensorsWriter.Item(name: name, tensor: t))
         }
-        items += optimizer.stateTensors().map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }
+        items += optimizer.tensors.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor) }
         var meta: [(String, String)] = [("sfnet.format", "1")]
         meta += metadata.filter { m in ![stateKey, SGD.metadataKey, "sfnet.format"].contains(m.0) }
-        meta.append(optimizer.stateMetadata())
+        meta.append(optimizer.metadata)
         meta.append((stateKey, state.json()))
         do {
             try SafetensorsWriter.write(items, metadata: meta, to: path, overwrite: overwrite)

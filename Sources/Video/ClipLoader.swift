@@ -26,11 +26,14 @@ public struct LoaderOptions: Sendable {
     public var seed: UInt64 = 0
     public var onBadVideo = BadVideoPolicy.skip
     public var limits = VideoLimits.default
+    /// Decoded frames kept across loaders (epochs, validation): clips identical to decoding afresh.
+    public var frameCache: FrameCache?
 
     public init(batchSize: Int = 8, workers: Int = 2, prefetchBatches: Int = 2, training: Bool = true,
-                dropLast: Bool = false, seed: UInt64 = 0, onBadVideo: BadVideoPolicy = .skip) {
+                dropLast: Bool = false, seed: UInt64 = 0, onBadVideo: BadVideoPolicy = .skip, frameCache: FrameCache? = nil) {
         self.batchSize = batchSize; self.workers = workers; self.prefetchBatches = prefetchBatches
         self.training = training; self.dropLast = dropLast; self.seed = seed; self.onBadVideo = onBadVideo
+        self.frameCache = frameCache
     }
 }
 
@@ -144,7 +147,8 @@ public final class ClipLoader {
             var rng = ClipRandom.generator(seed: options.seed, epoch: epoch, sample: s, view: v)
             let result: Result<Clip, VideoError>
             do {
-                let source = try sample.open(limits: options.limits, folderFPS: maker.config.folderFPS)
+                let source = try options.frameCache?.source(for: sample, limits: options.limits, folderFPS: maker.config.folderFPS)
+                    ?? sample.open(limits: options.limits, folderFPS: maker.config.folderFPS)
                 result = .success(try maker.make(from: source, view: views[v], rng: &rng, frameList: sample.frames != nil))
             } catch let error as VideoError {
                 result = .failure(error)

@@ -101,6 +101,13 @@ public final class VideoDecoder {
         info = VideoInfo(width: width, height: height, frameCount: count, fps: fps, codec: codecName)
     }
 
+    /// Bytes one decoded picture takes in the decoder's pixel format (what the frame cache reserves per frame).
+    var estimatedFrameBytes: Int {
+        let w = Int32(info.width), h = Int32(info.height)
+        let n = codec.map { av_image_get_buffer_size($0.pointee.pix_fmt, w, h, 1) } ?? -1
+        return n > 0 ? Int(n) : info.width * info.height * 3
+    }
+
     deinit {
         av_frame_free(&frame)
         av_frame_free(&held)
@@ -152,13 +159,19 @@ public final class VideoDecoder {
         let last = info.frameCount - 1
         let wanted = Array(Set(indices.map { min(max($0, 0), last) })).sorted()
         try limits.checkRequest(path: path, frames: wanted.count, width: outW, height: outH)
-        var decoded = try decode(wanted: wanted, width: outW, height: outH, allowSeek: true)
+        let rgb = { (source: UnsafeMutablePointer<AVFrame>, w: Int, _: Int) throws -> RGBFrame in
+            guard let f = self.scaler.rgb(source, width: outW, height: outH) else {
+                throw VideoError.decodeFailed(path: self.path, frame: w, reason: "pixel format conversion failed")
+            }
+            return f
+        }
+        var decoded = try decode(wanted: wanted, allowSeek: true, emit: rgb)
         if decoded == nil {
             // The seek landed after the first wanted frame (a sparse or missing index): decode from the start.
             try Self.rewind(format!, path: path)
             avcodec_flush_buffers(codec)
             atStart = true
-            decoded = try decode(wanted: wanted, width: outW, height: outH, allowSeek: false)
+            decoded = try decode(wanted: wanted, allowSeek: false, emit: rgb)
         }
         let byIndex = decoded!
         return try indices.map { i in
@@ -168,8 +181,37 @@ public final class VideoDecoder {
         }
     }
 
-    /// Decodes forward until every wanted index has a frame; nil when a seek overshot the first one.
-    private func decode(wanted: [Int], width: Int, height: Int, allowSeek: Bool) throws -> [Int: RGBFrame]? {
+    /// Every frame of the video as the decoder produced it (its own pixel format and size), index by
+    /// index on the frame grid exactly as `frames(at:)` assigns them, decoded once from the start: what
+    /// the frame cache keeps. A frame that stands for several indices (a stream that skips some) is
+    /// shared, not copied. No request limit applies: the cache's budget bounds the memory.
+    func decodeAll() throws -> [DecodedFrame] {
+        if !atStart {
+            try Self.rewind(format!, path: path)
+            avcodec_flush_buffers(codec)
+            atStart = true
+        }
+        var copies: [Int: DecodedFrame] = [:]   // by the decoded frame's serial number
+        let frames = try decode(wanted: Array(0 ..< info.frameCount), allowSeek: false) { source, w, serial -> DecodedFrame in
+            if let shared = copies[serial] { return shared }
+            guard let copy = DecodedFrame(copying: source) else {
+                throw VideoError.decodeFailed(path: self.path, frame: w, reason: "out of memory copying a decoded frame")
+            }
+            copies[serial] = copy
+            return copy
+        }
+        guard let frames else { throw VideoError.noFrames(path: path) }
+        return try (0 ..< info.frameCount).map { k in
+            guard let f = frames[k] else { throw VideoError.decodeFailed(path: path, frame: k, reason: "frame not produced") }
+            return f
+        }
+    }
+
+    /// Decodes forward until every wanted index has a frame, handed to `emit` with its index and the
+    /// serial number of the decoded picture (the current or the held earlier frame); nil when a seek
+    /// overshot the first one.
+    private func decode<T>(wanted: [Int], allowSeek: Bool,
+                           emit: (UnsafeMutablePointer<AVFrame>, Int, Int) throws -> T) throws -> [Int: T]? {
         guard let format, let codec, let packet, let frame, let held else { return [:] }
         let first = wanted[0]
         let firstSeconds = Double(first) / info.fps
@@ -185,10 +227,11 @@ public final class VideoDecoder {
             avcodec_flush_buffers(codec)
         }
         atStart = false
-        var result: [Int: RGBFrame] = [:]
+        var result: [Int: T] = [:]
         var k = 0
         var heldIndex: Int? = nil
         var lastIndex = -1
+        var heldSerial = -1
 
         // Assigns the current frame (index i) and the held earlier one to the wanted indices they cover.
         func take(_ current: UnsafeMutablePointer<AVFrame>, index i: Int) throws -> Bool {
@@ -196,10 +239,7 @@ public final class VideoDecoder {
             while k < wanted.count && wanted[k] <= i {
                 let w = wanted[k]
                 let source = (w < i && heldIndex != nil) ? held : current
-                guard let rgb = scaler.rgb(source, width: width, height: height) else {
-                    throw VideoError.decodeFailed(path: path, frame: w, reason: "pixel format conversion failed")
-                }
-                result[w] = rgb
+                result[w] = try emit(source, w, source == held ? heldSerial : framesDecoded)
                 k += 1
             }
             return true
@@ -219,6 +259,7 @@ public final class VideoDecoder {
                 av_frame_unref(held)
                 av_frame_move_ref(held, frame)
                 heldIndex = i
+                heldSerial = framesDecoded
                 if k == wanted.count { return true }
             }
         }
@@ -255,12 +296,7 @@ public final class VideoDecoder {
             throw VideoError.decodeFailed(path: path, frame: lastIndex + 1,
                                           reason: "stream ends at frame \(lastIndex + 1) of \(info.frameCount)")
         }
-        for w in missing {
-            guard let rgb = scaler.rgb(held, width: width, height: height) else {
-                throw VideoError.decodeFailed(path: path, frame: w, reason: "pixel format conversion failed")
-            }
-            result[w] = rgb
-        }
+        for w in missing { result[w] = try emit(held, w, heldSerial) }
         return result
     }
 }

@@ -16,7 +16,9 @@ struct FinetuneCommand: ParsableCommand {
         0.00085 to 0.0375 over 5 epochs then constant, 8 frames at sampling rate 2, jitter [256, 340], crop 256.
         The run directory gets checkpoint-epochNNN.safetensors each epoch (weights, optimizer, schedule, state;
         written atomically; the last two kept), best.safetensors (by val mAP; native weights with class names),
-        metrics.json, metrics.csv and report.html. A killed run continues with --resume. When the data set's
+        metrics.json, metrics.csv and report.html; the files of an epoch are written in the background while the
+        next one trains. Each epoch line says where its time went (data, step, validation, checkpoint). Each video
+        is decoded once and its frames kept for the run, within --frame-cache-mb. A killed run continues with --resume. When the data set's
         classes differ from the weights' head, the head is replaced (fresh) and the run records it. Weights
         without a passing `sfnet verify` record are refused unless --skip-verify.
         Data sets are CSV manifests (path,labels with names or ids, ';' for several; paths relative to the manifest)
@@ -28,6 +30,7 @@ struct FinetuneCommand: ParsableCommand {
           sfnet finetune --init scratch --arch slowfast-r50-8x8 --train train.csv --val val.csv --out runs/scratch --epochs 40
           sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/head --freeze 's*' --lr 0.1
           sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/k400 --resume
+          sfnet finetune --weights k400.safetensors --train train.csv --val val.csv --out runs/k400 --frame-cache-mb 2048
           sfnet finetune --config configs/AK/SLOWFAST_8x8_R50.yaml --weights k400.safetensors --out runs/ak --epochs 5
           sfnet finetune --config configs/AK/SLOWFAST_8x8_R50.yaml --init scratch --print-config
         A PySlowFast --config supplies the architecture and the recipe (README "sfnet finetune --config" lists the

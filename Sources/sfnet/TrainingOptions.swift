@@ -78,6 +78,10 @@ struct RecipeOptions: ParsableArguments {
     @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
     @Option(help: "Compute threads (default 2).") var threads: Int?
     @Option(help: "Video loading threads, run beside the compute (default 1).") var workers: Int?
+    @Option(name: .customLong("frame-cache-mb"), help: ArgumentHelp(
+        "MiB of decoded frames kept for the run, so each video is decoded once, not every epoch (default: a quarter of physical memory, at most 4096); 0: decode every clip.",
+        discussion: "Clips made from kept frames are bit for bit those decoding gives; videos that do not fit are decoded each time."))
+    var frameCacheMB: Int?
     @Option(help: "Seed for initialisation, sampling, augmentation and dropout (default 0).") var seed: UInt64?
     @Option(name: .customLong("on-bad-video"), help: "skip (report and leave out) or fail.") var onBadVideo = BadVideoPolicy.skip
     @Option(help: "Class list: one name per line, or an .xlsx such as Animal Kingdom's df_action.xlsx (default: classes.txt beside the train manifest).")
@@ -123,6 +127,7 @@ struct RecipeOptions: ParsableArguments {
         take(ensemble, "ensemble") { o.ensemble = $0 }
         take(threads, "threads") { o.threads = $0 }
         take(workers, "workers") { o.workers = $0 }
+        take(frameCacheMB, "frame-cache-mb") { o.frameCacheMB = $0 }
         take(preciseBN, "precise-bn") { o.preciseBN = $0 }
         take(seed, "seed") { o.seed = $0 }
         take(classes, "classes") { o.classes = $0 }
@@ -177,9 +182,18 @@ final class FinetuneConsole {
             if let m = r.valMAP { line += "  val mAP \(String(format: "%.1f%%", m * 100))" }
             if let t = r.valTop1 { line += "  top-1 \(String(format: "%.1f%%", t * 100))" }
             line += "  lr \(String(format: r.lr == 0 || (r.lr >= 1e-4 && r.lr < 1e4) ? "%.5f" : "%.3g", r.lr))  \(String(format: "%.1f", r.seconds)) s  \(String(format: "%.1f", r.clipsPerSecond)) clips/s"
-            if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s" }
-            line += "  data wait \(String(format: "%.0f%%", wait * 100))\(best ? "  *best" : "")\n"
+            if let p = r.phases {
+                line += " (\(p.summary))"
+                if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s of the validation" }
+            } else {
+                if let p = r.preciseBNSeconds { line += "  precise BN \(String(format: "%.1f", p)) s" }
+                line += "  data wait \(String(format: "%.0f%%", wait * 100))"
+            }
+            line += "\(best ? "  *best" : "")\n"
             Terminal.write(line)
+        case let .totals(p, epochs, background):
+            Terminal.write(prefix + "time over \(epochs) epoch\(epochs == 1 ? "" : "s"): " + String(format: "%.1f s = ", p.total) + p.summary
+                + String(format: " (checkpoint files written in the background, beside training: %.1f s)", background) + "\n")
         }
     }
 }

@@ -329,4 +329,58 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale.path), "the dead process's temporary is still there")
         XCTAssertNoThrow(try CheckpointReader.read(path: one.appendingPathComponent("best.safetensors").path))
     }
+
+    /// Each epoch line says where the time went (data, step, validation, checkpoint), the run reports its frame
+    /// cache (budget first, contents after epoch 1) and its totals, and the cache changes nothing: the same run
+    /// decoding every clip (--frame-cache-mb 0) takes the same steps with the same losses.
+    func testEpochLinesSayWhereTheTimeWentAndTheFrameCacheChangesNothing() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = try easyData(dir, train: 4)   // 8 train, 16 val videos
+        let args = ["finetune", "--init", "scratch", "--arch", Self.arch, "--train", data.appendingPathComponent("train.csv").path,
+                    "--val", data.appendingPathComponent("val.csv").path, "--epochs", "2"] + Self.recipe
+        let cached = dir.appendingPathComponent("cached"), off = dir.appendingPathComponent("off")
+        let r = try CLI.run(args + ["--out", cached.path, "--frame-cache-mb", "64"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        print(r.stdout)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.first?.hasPrefix("note: frame cache: up to 64 MiB of decoded frames") ?? false, r.stdout)
+        let epochLines = lines.filter { $0.hasPrefix("epoch ") }
+        XCTAssertEqual(epochLines.count, 2, r.stdout)
+        let phases = try NSRegularExpression(pattern: #"\(data \d+\.\d s, step \d+\.\d s, validation \d+\.\d s, checkpoint \d+\.\d s\)"#)
+        for l in epochLines {
+            XCTAssertEqual(phases.numberOfMatches(in: l, range: NSRange(l.startIndex..., in: l)), 1, l)
+        }
+        XCTAssertTrue(r.stdout.contains("note: frame cache after epoch 1: 24 videos"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("time over 2 epochs: "), r.stdout)
+        let metrics = try Data(contentsOf: cached.appendingPathComponent("metrics.json")).withUnsafeBytes { try JSONParser.parse($0) }
+        // Epoch 2 made its 8 training clips and 16 validation clips from kept frames; epoch 1 decoded each video once.
+        XCTAssertEqual(metrics["frameCache"]?["videos"]?.intValue, 24)
+        XCTAssertEqual(metrics["frameCache"]?["misses"]?.intValue, 24)
+        XCTAssertEqual(metrics["frameCache"]?["hits"]?.intValue, 24)
+        XCTAssertEqual(metrics["frameCache"]?["budgetMB"]?.intValue, 64)
+        for key in ["data", "step", "validation", "checkpoint"] {
+            XCTAssertNotNil(number(metrics["phaseTotals"]?[key]), key)
+        }
+        XCTAssertGreaterThan(number(metrics["phaseTotals"]?["step"]) ?? 0, 0)
+        guard case .array(let epochs)? = metrics["epochs"] else { return XCTFail("epochs") }
+        XCTAssertEqual(epochs.compactMap { number($0["phases"]?["checkpoint"]) }.count, 2)
+        let csv = try String(contentsOf: cached.appendingPathComponent("metrics.csv"), encoding: .utf8)
+        XCTAssertTrue(csv.hasPrefix("epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second,data_seconds,step_seconds,validation_seconds,checkpoint_seconds\n"), csv)
+
+        let plain = try CLI.run(args + ["--out", off.path, "--frame-cache-mb", "0"])
+        XCTAssertEqual(plain.status, 0, plain.stdout + plain.stderr)
+        XCTAssertTrue(plain.stdout.hasPrefix("note: frame cache off (--frame-cache-mb 0)"), plain.stdout)
+        let plainMetrics = try Data(contentsOf: off.appendingPathComponent("metrics.json")).withUnsafeBytes { try JSONParser.parse($0) }
+        XCTAssertNil(plainMetrics["frameCache"])
+        func losses(_ m: JSONValue) -> [Double] {
+            guard case .array(let its)? = m["iterations"] else { return [] }
+            return its.compactMap { number($0["loss"]) }
+        }
+        XCTAssertEqual(losses(metrics).count, 2)
+        XCTAssertEqual(losses(metrics), losses(plainMetrics), "the same clips give the same steps")
+        let bad = try CLI.run(args + ["--out", dir.appendingPathComponent("bad").path, "--frame-cache-mb=-1"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--frame-cache-mb must be >= 0"), bad.stderr)
+    }
 }

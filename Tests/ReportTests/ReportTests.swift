@@ -30,9 +30,14 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(r.best?.epoch, 3)
         XCTAssertEqual(r.best?.mAP, 0.81)
         let lines = r.csv().split(separator: "\n")
-        XCTAssertEqual(lines.first, "epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second")
+        XCTAssertEqual(lines.first, "epoch,train_loss,val_map,val_top1,lr,seconds,clips_per_second,data_seconds,step_seconds,validation_seconds,checkpoint_seconds")
         XCTAssertEqual(lines.count, 5)
-        XCTAssertEqual(lines[3], "3,0.233333,0.81,0.75,0.0375,12.5,3.2")
+        XCTAssertEqual(lines[3], "3,0.233333,0.81,0.75,0.0375,12.5,3.2,,,,", "no phases recorded: empty cells")
+        var timed = r
+        timed.epochs[2].phases = PhaseSeconds(data: 0.25, step: 9.5, validation: 2, checkpoint: 0.75)
+        XCTAssertEqual(timed.csv().split(separator: "\n")[3], "3,0.233333,0.81,0.75,0.0375,12.5,3.2,0.25,9.5,2,0.75")
+        XCTAssertEqual(timed.epochs[2].phases?.total, 12.5)
+        XCTAssertEqual(try RunRecord.decode(try timed.json()), timed, "phases survive metrics.json")
         var noVal = r
         noVal.epochs[0].valMAP = nil
         XCTAssertTrue(noVal.csv().split(separator: "\n")[1].hasPrefix("1,0.7,,"))
