@@ -1,6 +1,7 @@
 // OpenBLAS settings that only take effect when the library loads, so sfnet sets
 // them by re-executing itself once (a few milliseconds) before doing any work:
-// - `verify` and `bench` run GEMMs. Debian's OpenBLAS 0.3.21 does not recognise
+// - the commands that run the network (`verify`, `bench`, `finetune`, `pretrain`,
+//   `eval`, `predict`, `experiment`) run GEMMs. Debian's OpenBLAS 0.3.21 does not recognise
 //   some current Xeons and falls back to its SSE3 "Prescott" kernel, about 4x
 //   slower; when it reports that fallback on a CPU with AVX-512/AVX2 and
 //   OPENBLAS_CORETYPE is unset, the matching kernel is chosen.
@@ -22,7 +23,8 @@ enum BlasKernel {
             setenv("OPENBLAS_NUM_THREADS", "1", 1)
             changed = true
         }
-        if ["verify", "bench"].contains(command), env["OPENBLAS_CORETYPE"] == nil, let core = kernelForThisCPU() {
+        if ["verify", "bench", "finetune", "pretrain", "eval", "predict", "experiment"].contains(command),
+           env["OPENBLAS_CORETYPE"] == nil, let core = kernelForThisCPU() {
             setenv("OPENBLAS_CORETYPE", core, 1)
             changed = true
         }
