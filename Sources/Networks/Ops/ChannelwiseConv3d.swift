@@ -11,6 +11,7 @@
 // gathering from the output gradient laid out with row stride Wq between zero margins;
 // dW is one dot product per tap. Threads own (n, c) planes (forward) or channels (backward).
 
+import Dispatch
 import Foundation
 
 extension Conv3dGeometry {
@@ -188,9 +189,63 @@ func correlateFlat(_ out: UnsafeMutablePointer<Float>, count: Int, sources: Unsa
     }
 }
 
-/// Forward over all (n, c) planes, threads owning ranges of planes.
+/// What the forward does to each output frame while it is still in cache (X3D's executor fuses
+/// its activation, or the squeeze-excitation's channel sums, into the convolution's output pass).
+enum ChannelwiseEpilogue {
+    case none, relu, swish
+    /// sums[nc] = the sum of plane nc's outputs (in double across rows), for the SE's channel means.
+    case sums(UnsafeMutablePointer<Float>)
+}
+
+/// Sum of `count` floats: 8 float lanes (short runs: an output row), then double.
+@inline(__always)
+private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
+    var a = SIMD8<Float>()
+    var i = 0
+    while i + 8 <= count {
+        a += load8(p + i)
+        i += 8
+    }
+    var s = Double(a.sum())
+    while i < count {
+        s += Double(p[i])
+        i += 1
+    }
+    return s
+}
+
+/// Runs `body(part, range)` over `0..<count` on at most `maxParts` threads that take `grain`-sized ranges
+/// from a shared counter as they finish the last: on a shared machine a thread that lost its core for a
+/// while does less, instead of the other one waiting for it at the end (as with fixed halves).
+func dynamicParts(_ count: Int, grain: Int, maxParts: Int, _ body: (_ part: Int, _ range: Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let grain = max(1, grain)
+    let parts = min(maxParts, (count + grain - 1) / grain)
+    if parts <= 1 { return body(0, 0..<count) }
+    final class Counter: @unchecked Sendable {
+        let lock = NSLock()
+        var next = 0
+    }
+    let counter = Counter()
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            while true {
+                counter.lock.lock()
+                let lo = counter.next
+                counter.next = min(count, lo + grain)
+                counter.lock.unlock()
+                guard lo < count else { return }
+                shared.value(part, lo..<min(count, lo + grain))
+            }
+        }
+    }
+}
+
+/// Forward over all (n, c) planes, threads taking runs of planes; `epilogue` applied to each output frame.
 func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) {
+                        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, workspace: Workspace,
+                        epilogue: ChannelwiseEpilogue = .none) {
     let lay = ChannelwiseLayout(geo)
     let (c, k) = (geo.input.c, geo.kernel)
     let (tIn, tOut, ho, wo) = (geo.input.t, geo.output.t, geo.output.h, geo.output.w)
@@ -206,13 +261,15 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
     let work = geo.positions * taps + geo.input.plane
     offsets.withUnsafeBufferPointer { offsetBuffer in
         let off = UncheckedSendable(offsetBuffer.baseAddress!)
-        parallelParts(planes, minPerThread: max(1, (1 << 16) / max(1, work)), maxParts: parts) { part, range in
+        let grain = max(max(1, (1 << 16) / max(1, work)), planes / (8 * parts))
+        dynamicParts(planes, grain: grain, maxParts: parts) { part, range in
             let plane = scratch + part * perThread
             let frameOut = plane + lay.planeFloats
             var sources = [UnsafePointer<Float>](repeating: UnsafePointer(plane), count: taps)
             var weights = [Float](repeating: 0, count: taps)
             for nc in range {
                 let ch = nc % c
+                var planeSum: Double = 0
                 lay.fill(plane, from: x + nc * geo.input.plane)
                 let wc = w + ch * taps
                 let b = bias?[ch] ?? 0
@@ -235,8 +292,24 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
                         }
                     }
                     let dst = out + nc * geo.positions + to * ho * wo
-                    for h in 0..<ho { (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo) }
+                    switch epilogue {
+                    case .none:
+                        for h in 0..<ho { (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo) }
+                    case .relu:
+                        for h in 0..<ho {
+                            let (s, d) = (frameOut + h * lay.wq, dst + h * wo)
+                            for j in 0..<wo { d[j] = max(s[j], 0) }
+                        }
+                    case .swish:
+                        for h in 0..<ho { swishSpan(frameOut + h * lay.wq, dst + h * wo, count: wo) }
+                    case .sums:
+                        for h in 0..<ho {
+                            (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo)
+                            planeSum += rowSum(frameOut + h * lay.wq, wo)
+                        }
+                    }
                 }
+                if case let .sums(sums) = epilogue { sums[nc] = Float(planeSum) }
             }
         }
     }
