@@ -9,7 +9,7 @@
 // a 1-D correlation, vectorised along the flat index (`correlateFlat`).
 // Backward in the same layout: dX per input frame and sub-plane is the adjoint correlation,
 // gathering from the output gradient laid out with row stride Wq between zero margins;
-// dW is one dot product per tap. Threads own (n, c) planes (forward) or channels (backward).
+// dW is one dot product per tap. Threads take runs of (n, c) planes (forward) or of channels (backward).
 
 import Dispatch
 import Foundation
@@ -340,7 +340,7 @@ func channelwiseBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: 
     let subOf = offsets.map { $0 / lay.sub }, inner = offsets.map { $0 % lay.sub }
     let work = geo.input.n * (geo.positions * taps * 2 + geo.input.plane)
     let shared = UncheckedSendable((offsets, subOf, inner))
-    parallelParts(c, minPerThread: max(1, (1 << 16) / max(1, work)), maxParts: parts) { part, range in
+    dynamicParts(c, grain: max(max(1, (1 << 16) / max(1, work)), c / (8 * parts)), maxParts: parts) { part, range in
         let (offsets, subOf, inner) = shared.value
         let base = scratch + part * perThread
         let xs = base, dys = base + xFloats, dxs = base + xFloats + dyFloats
