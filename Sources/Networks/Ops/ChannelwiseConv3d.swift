@@ -126,6 +126,12 @@ struct ChannelwiseLayout {
             }
             return
         }
+        // Stride 2 in W (X3D's strided 3x3x3): each row padded once into `rowScratch`, then split into
+        // its two phases 16 floats at a time (even and odd lanes), not gathered element by element.
+        let pairs = wq
+        let row2 = sW == 2 ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * pairs + 16) : nil
+        defer { row2?.deallocate() }
+        if let row2 { row2.initialize(repeating: 0, count: 2 * pairs + 16) }
         for t in 0..<ti {
             let f = dst + t * frame
             for hp in 0..<(hq * sH) {
@@ -136,6 +142,24 @@ struct ChannelwiseLayout {
                     continue
                 }
                 let src = x + (t * hi + h) * wi
+                if let row2, pw + wi <= 2 * pairs {
+                    // Padded row: pw zeros (kept from the initialisation), the row, zeros to 2 * wq.
+                    (row2 + pw).update(from: src, count: wi)
+                    let (even, odd) = (rowBase, rowBase + sub)
+                    var j = 0
+                    while j + 8 <= pairs {
+                        let v = UnsafeRawPointer(row2 + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+                        store8(v.evenHalf, even + j)
+                        store8(v.oddHalf, odd + j)
+                        j += 8
+                    }
+                    while j < pairs {
+                        even[j] = row2[2 * j]
+                        odd[j] = row2[2 * j + 1]
+                        j += 1
+                    }
+                    continue
+                }
                 // Phase b holds padded columns b, b + sW, ...: zeros, a strided gather of the row, zeros.
                 for b in 0..<sW {
                     let row = rowBase + b * sub
@@ -197,13 +221,13 @@ enum ChannelwiseEpilogue {
     case sums(UnsafeMutablePointer<Float>)
 }
 
-/// Sum of `count` floats: 8 float lanes (short runs: an output row), then double.
+/// Sum of `count` floats in 8 double lanes (each float exact in double: only the additions round).
 @inline(__always)
 private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
-    var a = SIMD8<Float>()
+    var a = SIMD8<Double>()
     var i = 0
     while i + 8 <= count {
-        a += load8(p + i)
+        a += SIMD8<Double>(load8(p + i))
         i += 8
     }
     var s = Double(a.sum())
@@ -265,8 +289,9 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
         dynamicParts(planes, grain: grain, maxParts: parts) { part, range in
             let plane = scratch + part * perThread
             let frameOut = plane + lay.planeFloats
-            var sources = [UnsafePointer<Float>](repeating: UnsafePointer(plane), count: taps)
-            var weights = [Float](repeating: 0, count: taps)
+            let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps)
+            let weights = UnsafeMutablePointer<Float>.allocate(capacity: taps)
+            defer { sources.deallocate(); weights.deallocate() }
             for nc in range {
                 let ch = nc % c
                 var planeSum: Double = 0
@@ -285,29 +310,27 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
                             n += 1
                         }
                     }
-                    sources.withUnsafeBufferPointer { s in
-                        weights.withUnsafeBufferPointer { wt in
-                            correlateFlat(frameOut, count: lay.outFlat, sources: s.baseAddress!, weights: wt.baseAddress!,
-                                          taps: n, initial: b)
+                    correlateFlat(frameOut, count: lay.outFlat, sources: UnsafePointer(sources), weights: UnsafePointer(weights),
+                                  taps: n, initial: b)
+                    // The activation runs over the whole flat frame (whole vectors, no row tails; the
+                    // discarded columns cost Wq/Wo), then the rows are copied out.
+                    switch epilogue {
+                    case .relu:
+                        var i = 0
+                        while i < outScratch {
+                            store8(pointwiseMax(load8(frameOut + i), SIMD8()), frameOut + i)
+                            i += 8
                         }
+                    case .swish: swishSpan(frameOut, frameOut, count: outScratch)
+                    case .none, .sums: break
                     }
                     let dst = out + nc * geo.positions + to * ho * wo
-                    switch epilogue {
-                    case .none:
+                    if wo == lay.wq {
+                        dst.update(from: frameOut, count: ho * wo)
+                    } else {
                         for h in 0..<ho { (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo) }
-                    case .relu:
-                        for h in 0..<ho {
-                            let (s, d) = (frameOut + h * lay.wq, dst + h * wo)
-                            for j in 0..<wo { d[j] = max(s[j], 0) }
-                        }
-                    case .swish:
-                        for h in 0..<ho { swishSpan(frameOut + h * lay.wq, dst + h * wo, count: wo) }
-                    case .sums:
-                        for h in 0..<ho {
-                            (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo)
-                            planeSum += rowSum(frameOut + h * lay.wq, wo)
-                        }
                     }
+                    if case .sums = epilogue { planeSum += rowSum(dst, ho * wo) }
                 }
                 if case let .sums(sums) = epilogue { sums[nc] = Float(planeSum) }
             }
