@@ -107,9 +107,18 @@ struct ChannelwiseLayout {
     var planeFloats: Int { geo.input.t * frame + slack }
 
     /// Copies plane `x` (T*H*W) into `dst` (`planeFloats`), padded and phase-split; zeroes the slack.
-    func fill(_ dst: UnsafeMutablePointer<Float>, from x: UnsafePointer<Float>) {
+    /// `bordersZeroed`: `dst` already holds this layout with zero padding (a plane filled before, or
+    /// all zeros), so only the input's own values are written.
+    func fill(_ dst: UnsafeMutablePointer<Float>, from x: UnsafePointer<Float>, bordersZeroed: Bool = false) {
         let (ti, hi, wi) = (geo.input.t, geo.input.h, geo.input.w)
         let (ph, pw) = (geo.config.padding.h, geo.config.padding.w)
+        if sH == 1 && sW == 1 && bordersZeroed {
+            for t in 0..<ti {
+                let f = dst + t * frame + ph * wq + pw
+                for h in 0..<hi { copyFloats(x + (t * hi + h) * wi, f + h * wq, wi) }
+            }
+            return
+        }
         (dst + ti * frame).update(repeating: 0, count: slack)
         if sH == 1 && sW == 1 {
             let wp = wq
@@ -221,6 +230,43 @@ enum ChannelwiseEpilogue {
     case sums(UnsafeMutablePointer<Float>)
 }
 
+/// dst[0..<n] = src[0..<n] for short runs (an image row): 8-lane copies, the last one overlapping
+/// the one before instead of a scalar tail; no call per row.
+@inline(__always)
+func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    guard n >= 8 else {
+        for j in 0..<n { dst[j] = src[j] }
+        return
+    }
+    var j = 0
+    while j + 8 <= n {
+        store8(load8(src + j), dst + j)
+        j += 8
+    }
+    if j < n { store8(load8(src + n - 8), dst + n - 8) }
+}
+
+/// dst[0..<n] = act(src[0..<n]) for a row of an output frame, act Swish (`swish`) or ReLU: whole
+/// 8-lane vectors, the last overlapping (recomputing a few lanes from the unchanged `src`); rows
+/// under 8 read 8 lanes of `src` (the frame scratch has them) and store `n`.
+@inline(__always)
+private func activateRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, swish: Bool) {
+    @inline(__always) func act(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        swish ? v * sigmoid8(v) : v.replacing(with: 0, where: v .< 0)
+    }
+    guard n >= 8 else {
+        let r = act(load8(src))
+        for j in 0..<n { dst[j] = r[j] }
+        return
+    }
+    var j = 0
+    while j + 8 <= n {
+        store8(act(load8(src + j)), dst + j)
+        j += 8
+    }
+    if j < n { store8(act(load8(src + n - 8)), dst + n - 8) }
+}
+
 /// Sum of `count` floats in 8 double lanes (each float exact in double: only the additions round).
 @inline(__always)
 private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
@@ -276,7 +322,8 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
     let (sT, pT, dT) = (geo.config.stride.t, geo.config.padding.t, geo.config.dilation.t)
     let taps = k.product
     let outScratch = ChannelwiseLayout.rounded(lay.outFlat)
-    let perThread = lay.planeFloats + outScratch
+    // 8 more floats: rows narrower than a vector read 8 lanes of the frame.
+    let perThread = lay.planeFloats + outScratch + 8
     let planes = geo.input.n * c
     let parts = max(1, min(Threading.threads, planes))
     let scratch = workspace.buffer(parts * perThread, slot: 5)
@@ -292,10 +339,16 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
             let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps)
             let weights = UnsafeMutablePointer<Float>.allocate(capacity: taps)
             defer { sources.deallocate(); weights.deallocate() }
+            // Zero padding once per run of planes; each plane then writes only its values.
+            var bordersZeroed = false
+            if lay.sH == 1 && lay.sW == 1 {
+                plane.update(repeating: 0, count: perThread)
+                bordersZeroed = true
+            }
             for nc in range {
                 let ch = nc % c
                 var planeSum: Double = 0
-                lay.fill(plane, from: x + nc * geo.input.plane)
+                lay.fill(plane, from: x + nc * geo.input.plane, bordersZeroed: bordersZeroed)
                 let wc = w + ch * taps
                 let b = bias?[ch] ?? 0
                 for to in 0..<tOut {
@@ -312,25 +365,21 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
                     }
                     correlateFlat(frameOut, count: lay.outFlat, sources: UnsafePointer(sources), weights: UnsafePointer(weights),
                                   taps: n, initial: b)
-                    // The activation runs over the whole flat frame (whole vectors, no row tails; the
-                    // discarded columns cost Wq/Wo), then the rows are copied out.
-                    switch epilogue {
-                    case .relu:
-                        var i = 0
-                        while i < outScratch {
-                            store8(pointwiseMax(load8(frameOut + i), SIMD8()), frameOut + i)
-                            i += 8
-                        }
-                    case .swish: swishSpan(frameOut, frameOut, count: outScratch)
-                    case .none, .sums: break
-                    }
+                    // Rows out of the flat frame, the activation applied on the way.
                     let dst = out + nc * geo.positions + to * ho * wo
-                    if wo == lay.wq {
-                        dst.update(from: frameOut, count: ho * wo)
-                    } else {
-                        for h in 0..<ho { (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo) }
+                    switch epilogue {
+                    case .relu, .swish:
+                        let swish: Bool
+                        if case .swish = epilogue { swish = true } else { swish = false }
+                        for h in 0..<ho { activateRow(frameOut + h * lay.wq, dst + h * wo, wo, swish: swish) }
+                    case .none, .sums:
+                        if wo == lay.wq {
+                            dst.update(from: frameOut, count: ho * wo)
+                        } else {
+                            for h in 0..<ho { copyFloats(frameOut + h * lay.wq, dst + h * wo, wo) }
+                        }
+                        if case .sums = epilogue { planeSum += rowSum(dst, ho * wo) }
                     }
-                    if case .sums = epilogue { planeSum += rowSum(dst, ho * wo) }
                 }
                 if case let .sums(sums) = epilogue { sums[nc] = Float(planeSum) }
             }
@@ -370,18 +419,21 @@ func channelwiseBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: 
         var sources = [UnsafePointer<Float>](repeating: UnsafePointer(base), count: taps)
         var weights = [Float](repeating: 0, count: taps)
         var dwAcc = [Double](repeating: 0, count: taps)
+        // Zero padding once per run of channels: each (n, c) then writes only its values (stride 1:
+        // the input plane too), the zeros around them stay.
+        base.update(repeating: 0, count: perThread)
+        let xBordersZeroed = lay.sH == 1 && lay.sW == 1
         for ch in range {
             for i in 0..<taps { dwAcc[i] = 0 }
             let wc = w + ch * taps
             for n in 0..<geo.input.n {
                 let nc = n * c + ch
-                if needX { lay.fill(xs, from: x + nc * geo.input.plane) }
+                if needX { lay.fill(xs, from: x + nc * geo.input.plane, bordersZeroed: xBordersZeroed) }
                 // Output gradient frames: lead zeros, Ho rows of Wq (zeros past Wo), trailing zeros.
-                dys.update(repeating: 0, count: dyFloats)
                 for to in 0..<tOut {
                     let f = dys + to * lay.dyFrame + lay.lead
                     let src = dy + nc * geo.positions + to * ho * wo
-                    for h in 0..<ho { (f + h * lay.wq).update(from: src + h * wo, count: wo) }
+                    for h in 0..<ho { copyFloats(src + h * wo, f + h * lay.wq, wo) }
                 }
                 if needX {
                     for to in 0..<tOut {
