@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmark: one training step of SlowFast R50 8x8, batch 2, fast clip 32x224x224, same thread
-count: sfnet (`sfnet bench train-step`) vs PyTorch (eager, train mode: forward, backward of
+"""Benchmark: one training step of SlowFast R50 8x8, batch 2, fast clip 32x224x224 (or, with
+--arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D at the given clip), same thread count: sfnet (`sfnet bench train-step`) vs PyTorch (eager, train mode: forward, backward of
 sum(logits * R), plain SGD update), interleaved rounds in one invocation. Each contender runs in
 its own process so its peak RSS is its own (ru_maxrss).
 
 The PyTorch model is fixtures/generate.py's SlowFast, a module-for-module mirror of PySlowFast's
 (same state_dict keys), dropout 0.5 before the head as in sfnet's preset; weights are random for
-both (timing only).
-Usage: train_step_bench.py SFNET [--threads 2] [--batch 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 3] [--json OUT]
+both (timing only). The X3D peer is pytorchvideo.models.x3d.create_x3d with the preset's depth
+factor (dropout 0.5 as in the preset), the reference implementation sfnet's X3D matches.
+Usage: train_step_bench.py SFNET [--arch slowfast-r50-8x8] [--threads 2] [--batch 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 3] [--json OUT]
 """
 import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+X3D_DEPTH = {"x3d-xs": 2.2, "x3d-s": 2.2, "x3d-m": 2.2, "x3d-l": 5.0}
 
 
 def load_generate():
@@ -26,19 +28,28 @@ def torch_peer(a):
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    g = load_generate()
-    m = g.SlowFast(width_per_group=64, beta_inv=8, alpha=4, fusion_kernel=7, depths=(3, 4, 6, 3),
-                   num_classes=400, num_frames=a.frames, train_crop=a.size)
+    if a.arch.startswith("x3d"):
+        from pytorchvideo.models.x3d import create_x3d
+        net = create_x3d(input_clip_length=a.frames, input_crop_size=a.size, model_num_class=400,
+                         depth_factor=X3D_DEPTH[a.arch], dropout_rate=0.5)
+        clip = torch.randn(a.batch, 3, a.frames, a.size, a.size)
+        m, inputs = net, clip
+        run = lambda: m(inputs)
+    else:
+        g = load_generate()
+        m = g.SlowFast(width_per_group=64, beta_inv=8, alpha=4, fusion_kernel=7, depths=(3, 4, 6, 3),
+                       num_classes=400, num_frames=a.frames, train_crop=a.size)
+        slow = torch.randn(a.batch, 3, a.frames // 4, a.size, a.size)
+        fast = torch.randn(a.batch, 3, a.frames, a.size, a.size)
+        run = lambda: m([slow, fast])
     m.train()
-    slow = torch.randn(a.batch, 3, a.frames // 4, a.size, a.size)
-    fast = torch.randn(a.batch, 3, a.frames, a.size, a.size)
     r = torch.randn(a.batch, 400)
     opt = torch.optim.SGD(m.parameters(), lr=1e-4)
 
     def step():
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        logits = m([slow, fast])
+        logits = run()
         t1 = time.perf_counter()
         (logits * r).sum().backward()
         opt.step()
@@ -56,6 +67,7 @@ def torch_peer(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sfnet", nargs="?")
+    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8 or x3d-xs|x3d-s|x3d-m|x3d-l")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
@@ -67,7 +79,7 @@ def main():
     a = ap.parse_args()
     if a.peer:
         return torch_peer(a)
-    common = ["--threads", str(a.threads), "--batch", str(a.batch), "--size", str(a.size), "--frames", str(a.frames),
+    common = ["--arch", a.arch, "--threads", str(a.threads), "--batch", str(a.batch), "--size", str(a.size), "--frames", str(a.frames),
               "--repeat", str(a.repeat)]
 
     def torch_child():
@@ -77,7 +89,7 @@ def main():
         return json.loads(p.stdout.strip().splitlines()[-1])
 
     def sfnet():
-        out = subprocess.run([a.sfnet, "bench", "train-step", "--arch", "slowfast-r50-8x8", "--json"] + common,
+        out = subprocess.run([a.sfnet, "bench", "train-step", "--json"] + common,
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
@@ -88,16 +100,17 @@ def main():
         s = sfnet(); res["sfnet"].append(s["median_s"]); fwd["sfnet"].append(s["forward_median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
         t = torch_child(); res["pytorch"].append(t["median_s"]); fwd["pytorch"].append(t["forward_median_s"]); rss["pytorch"] = t["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items()}
-    print(f"SlowFast R50 8x8 training step (forward + backward + SGD), batch {a.batch}, fast {a.frames}x{a.size}x{a.size}, "
+    what = a.arch if a.arch.startswith("x3d") else "SlowFast R50 8x8"
+    print(f"{what} training step (forward + backward + SGD), batch {a.batch}, clip {a.frames}x{a.size}x{a.size}, "
           f"{a.threads} threads; medians of {a.rounds} rounds x {a.repeat} steps:")
     for k, v in med.items():
         print(f"  {k:8s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
               f"rounds {[round(x, 3) for x in res[k]]}")
-    print(f"  sfnet / pytorch = {med['sfnet'] / med['pytorch']:.2f}x (target <= 1.0)")
+    print(f"  sfnet / pytorch = {med['sfnet'] / med['pytorch']:.2f}x (target <= {0.4 if a.arch.startswith('x3d') else 1.0})")
     print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "batch": a.batch, "size": a.size,
+            json.dump({"date": time.strftime("%Y-%m-%d"), "arch": a.arch, "threads": a.threads, "batch": a.batch, "size": a.size,
                        "frames": a.frames, "median_s": med, "rounds_s": res, "peak_rss_mb": rss, "sfnet": extra}, f, indent=1)
 
 

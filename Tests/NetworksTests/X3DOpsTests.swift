@@ -69,6 +69,41 @@ final class X3DOpsTests: XCTestCase {
         }
     }
 
+    func testChannelwiseFusedEpiloguesMatchConvThenOp() {
+        // What the eval executor fuses into the conv's output pass: ReLU, Swish, or the (n, c) sums that
+        // squeeze-excitation averages; many planes, so the threads share them out (two threads at least).
+        let saved = Threading.threads
+        Threading.setThreads(max(2, saved))
+        defer { Threading.setThreads(saved) }
+        var rng = SeededGenerator(seed: 14)
+        for cs in [convCases[0], convCases[1], convCases[3], ConvCase(input: [1, 37, 3, 7, 7], kernel: 3, padding: 1)] {
+            let x = random64(cs.input, &rng), w = random64(cs.weightShape, &rng), b = random64([cs.input[1]], &rng)
+            let what = "input \(cs.input) kernel \(cs.kernel) stride \(cs.stride)"
+            let plain = channelwiseConv3dForward(x.float(), weight: w.float(), bias: b.float(), config: cs.config)
+            let geo = Conv3dGeometry(input: cs.input, weight: cs.weightShape, bias: [cs.input[1]], config: cs.config)
+            func fused(_ epilogue: ChannelwiseEpilogue) -> FloatTensor {
+                let out = FloatTensor(uninitialized: geo.outputShape.array)
+                let (xf, wf, bf) = (x.float(), w.float(), b.float())
+                withExtendedLifetime((xf, wf, bf)) {
+                    channelwiseForward(geo, xf.pointer, wf.pointer, UnsafePointer(bf.pointer), out.pointer,
+                                       workspace: Workspace(), epilogue: epilogue)
+                }
+                return out
+            }
+            XCTAssertEqual(fused(.none).values, plain.values, what + " none")
+            XCTAssertEqual(fused(.relu).values, plain.values.map { max($0, 0) }, what + " relu")
+            assertClose(fused(.swish), swishNaive(plain), atol: 1e-6, rtol: 1e-5, what + " swish")
+            let sums = FloatTensor(zeros: [geo.input.n * geo.input.c])
+            let out = withExtendedLifetime(sums) { fused(.sums(sums.pointer)) }
+            XCTAssertEqual(out.values, plain.values, what + " sums' output")
+            let plane = geo.positions
+            for nc in 0..<sums.count {
+                let expected = plain.values[(nc * plane)..<((nc + 1) * plane)].reduce(0.0) { $0 + Double($1) }
+                XCTAssertEqual(Double(sums.pointer[nc]), expected, accuracy: 1e-5 * max(1, abs(expected)), what + " sum \(nc)")
+            }
+        }
+    }
+
     func testChannelwiseBackwardMatchesFiniteDifferences() {
         for (i, cs) in convCases.enumerated() {
             var rng = SeededGenerator(seed: 20 + UInt64(i))

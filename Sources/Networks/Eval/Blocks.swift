@@ -30,14 +30,31 @@ struct Bottleneck {
         }
         let gb = b.geometry(ya.shape)
         let yb = Act(pool, gb.outputShape)
-        timed(profile, kind: b.kind, stage: stage, layer: b.name, macs: gb.macs) {
-            b.run(ya, into: yb, relu: bActivation == .relu && se == nil, workspace: workspace)
+        if gb.isChannelwise {
+            // X3D: the activation, or SE's channel sums, in the conv's output pass; then SE's gate and
+            // the activation in one sweep.
+            let sums = se.map { _ in FloatTensor(uninitialized: [gb.input.n, gb.outChannels]) }
+            let epilogue: ChannelwiseEpilogue = sums.map { .sums($0.pointer) } ?? (bActivation == .swish ? .swish : .relu)
+            timed(profile, kind: b.kind, stage: stage, layer: b.name, macs: gb.macs) {
+                withExtendedLifetime(sums) { b.run(ya, into: yb, relu: false, channelwise: epilogue, workspace: workspace) }
+            }
+            if let se, let sums {
+                timed(profile, kind: "squeeze-excitation + \(bActivation)", stage: stage, layer: se.name) {
+                    se.apply(yb, sums: sums, swish: bActivation == .swish)
+                }
+            }
+        } else {
+            timed(profile, kind: b.kind, stage: stage, layer: b.name, macs: gb.macs) {
+                b.run(ya, into: yb, relu: bActivation == .relu && se == nil, workspace: workspace)
+            }
         }
-        if let se {
+        if let se, !gb.isChannelwise {
             timed(profile, kind: "squeeze-excitation", stage: stage, layer: se.name) { se.apply(yb) }
             if bActivation == .relu { timed(profile, kind: "relu", stage: stage, layer: b.name) { reluInPlace(yb) } }
         }
-        if bActivation == .swish { timed(profile, kind: "swish", stage: stage, layer: b.name) { swishInPlace(yb) } }
+        if bActivation == .swish && !gb.isChannelwise {
+            timed(profile, kind: "swish", stage: stage, layer: b.name) { swishInPlace(yb) }
+        }
         let gc = c.geometry(yb.shape)
         if let branch1 {
             let result = out ?? Act(pool, gc.outputShape)

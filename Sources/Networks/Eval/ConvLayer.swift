@@ -53,7 +53,10 @@ final class ConvLayer: @unchecked Sendable {
         self.config = config
         let kernel = Size3(weight.shape[2], weight.shape[3], weight.shape[4])
         self.kernel = kernel
-        if kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0 {
+        // Channel-wise layers (X3D's stem 5x1x1 included) keep the plain weight for the direct kernel.
+        let channelwise = config.groups > 1 && config.groups == o && weight.shape[1] == 1
+        if kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0
+            && !channelwise {
             let cg = weight.shape[1], kT = kernel.t
             let taps = FloatTensor(uninitialized: [kT, o, cg])
             for oc in 0..<o { for c in 0..<cg { for kt in 0..<kT {
@@ -106,8 +109,10 @@ final class ConvLayer: @unchecked Sendable {
     /// out = [relu]((accumulate ? out : 0) + conv(x) + bias [+ residual]). `out` must
     /// have the output shape; `residual` (same shape) may not alias `out` (use
     /// `accumulate` on the residual's memory instead).
+    /// `channelwise` replaces `relu` as what a channel-wise layer does to its output (Swish, or the
+    /// per-(n, c) sums into [N, C] floats that squeeze-excitation reads).
     func run(_ x: Act, into out: Act, relu: Bool, accumulate: Bool = false, residual: Act? = nil,
-             workspace: Workspace) {
+             channelwise: ChannelwiseEpilogue? = nil, workspace: Workspace) {
         let geo = geometry(x.shape)
         precondition(out.shape == geo.outputShape, "\(name): output view \(out.shape) for output \(geo.outputShape)")
         if let residual { precondition(residual.shape == out.shape && !residual.sameMemory(out)) }
@@ -116,15 +121,19 @@ final class ConvLayer: @unchecked Sendable {
             var one = x.shape
             one.n = 1
             let sample = Conv3dGeometry(input: one.array, weight: shape, config: config)
+            let epilogue = channelwise ?? (relu ? .relu : .none)
             withExtendedLifetime((x.buffer, out.buffer, weight, bias)) {
                 for n in 0..<geo.input.n {
+                    var perSample = epilogue
+                    if case let .sums(sums) = epilogue { perSample = .sums(sums + n * geo.input.c) }
                     channelwiseForward(sample, UnsafePointer(x.sample(n)), UnsafePointer(weight.pointer),
-                                       bias.map { UnsafePointer($0.pointer) }, out.sample(n), workspace: workspace)
+                                       bias.map { UnsafePointer($0.pointer) }, out.sample(n), workspace: workspace,
+                                       epilogue: perSample)
                 }
             }
-            if relu { reluInPlace(out) }
             return
         }
+        precondition(channelwise == nil, "\(name): a channel-wise epilogue on a layer that is not channel-wise")
         withExtendedLifetime((x.buffer, out.buffer, residual?.buffer)) {
             for n in 0..<geo.input.n {
                 for g in 0..<config.groups {

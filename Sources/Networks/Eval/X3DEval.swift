@@ -25,6 +25,33 @@ struct EvalSqueezeExcite {
         (b1, b2) = (fc1Bias, fc2Bias)
     }
 
+    /// The fused form after a channel-wise conv that wrote the per-(n, c) sums of `y` into `sums`
+    /// ([N, C]): y = swish(y * gate) (or y * gate, then ReLU when `swish` is false) in one sweep.
+    func apply(_ y: Act, sums: FloatTensor, swish: Bool) {
+        let (n, c, plane) = (y.shape.n, y.shape.c, y.plane)
+        precondition(sums.count == n * c)
+        let means = FloatTensor(uninitialized: [n, c])
+        let inv = 1 / Double(plane)
+        for i in 0..<(n * c) { means.pointer[i] = Float(Double(sums.pointer[i]) * inv) }
+        let hidden = reluForward(linearForward(means, weight: w1, bias: b1), inPlace: true)
+        let gate = sigmoidForward(linearForward(hidden, weight: w2, bias: b2))
+        withExtendedLifetime((y.buffer, gate)) {
+            let planes = n * c
+            dynamicParts(planes, grain: max((1 << 15) / max(1, plane * 8), planes / (8 * Threading.threads)),
+                         maxParts: Threading.threads) { _, range in
+                for nc in range {
+                    let p = y.sample(nc / c) + (nc % c) * plane
+                    let g = gate.pointer[nc]
+                    if swish {
+                        swishSpan(p, p, count: plane, scale: g)
+                    } else {
+                        for i in 0..<plane { p[i] = max(p[i] * g, 0) }
+                    }
+                }
+            }
+        }
+    }
+
     /// Scales each channel of `y` by sigmoid(fc2(relu(fc1(mean over (T, H, W))))), per sample.
     func apply(_ y: Act) {
         let (n, c, plane) = (y.shape.n, y.shape.c, y.plane)

@@ -9,8 +9,9 @@
 // a 1-D correlation, vectorised along the flat index (`correlateFlat`).
 // Backward in the same layout: dX per input frame and sub-plane is the adjoint correlation,
 // gathering from the output gradient laid out with row stride Wq between zero margins;
-// dW is one dot product per tap. Threads own (n, c) planes (forward) or channels (backward).
+// dW is one dot product per tap. Threads take runs of (n, c) planes (forward) or of channels (backward).
 
+import Dispatch
 import Foundation
 
 extension Conv3dGeometry {
@@ -106,9 +107,18 @@ struct ChannelwiseLayout {
     var planeFloats: Int { geo.input.t * frame + slack }
 
     /// Copies plane `x` (T*H*W) into `dst` (`planeFloats`), padded and phase-split; zeroes the slack.
-    func fill(_ dst: UnsafeMutablePointer<Float>, from x: UnsafePointer<Float>) {
+    /// `bordersZeroed`: `dst` already holds this layout with zero padding (a plane filled before, or
+    /// all zeros), so only the input's own values are written.
+    func fill(_ dst: UnsafeMutablePointer<Float>, from x: UnsafePointer<Float>, bordersZeroed: Bool = false) {
         let (ti, hi, wi) = (geo.input.t, geo.input.h, geo.input.w)
         let (ph, pw) = (geo.config.padding.h, geo.config.padding.w)
+        if sH == 1 && sW == 1 && bordersZeroed {
+            for t in 0..<ti {
+                let f = dst + t * frame + ph * wq + pw
+                for h in 0..<hi { copyFloats(x + (t * hi + h) * wi, f + h * wq, wi) }
+            }
+            return
+        }
         (dst + ti * frame).update(repeating: 0, count: slack)
         if sH == 1 && sW == 1 {
             let wp = wq
@@ -125,6 +135,12 @@ struct ChannelwiseLayout {
             }
             return
         }
+        // Stride 2 in W (X3D's strided 3x3x3): each row padded once into `rowScratch`, then split into
+        // its two phases 16 floats at a time (even and odd lanes), not gathered element by element.
+        let pairs = wq
+        let row2 = sW == 2 ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * pairs + 16) : nil
+        defer { row2?.deallocate() }
+        if let row2 { row2.initialize(repeating: 0, count: 2 * pairs + 16) }
         for t in 0..<ti {
             let f = dst + t * frame
             for hp in 0..<(hq * sH) {
@@ -135,6 +151,24 @@ struct ChannelwiseLayout {
                     continue
                 }
                 let src = x + (t * hi + h) * wi
+                if let row2, pw + wi <= 2 * pairs {
+                    // Padded row: pw zeros (kept from the initialisation), the row, zeros to 2 * wq.
+                    (row2 + pw).update(from: src, count: wi)
+                    let (even, odd) = (rowBase, rowBase + sub)
+                    var j = 0
+                    while j + 8 <= pairs {
+                        let v = UnsafeRawPointer(row2 + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+                        store8(v.evenHalf, even + j)
+                        store8(v.oddHalf, odd + j)
+                        j += 8
+                    }
+                    while j < pairs {
+                        even[j] = row2[2 * j]
+                        odd[j] = row2[2 * j + 1]
+                        j += 1
+                    }
+                    continue
+                }
                 // Phase b holds padded columns b, b + sW, ...: zeros, a strided gather of the row, zeros.
                 for b in 0..<sW {
                     let row = rowBase + b * sub
@@ -188,16 +222,108 @@ func correlateFlat(_ out: UnsafeMutablePointer<Float>, count: Int, sources: Unsa
     }
 }
 
-/// Forward over all (n, c) planes, threads owning ranges of planes.
+/// What the forward does to each output frame while it is still in cache (X3D's executor fuses
+/// its activation, or the squeeze-excitation's channel sums, into the convolution's output pass).
+enum ChannelwiseEpilogue {
+    case none, relu, swish
+    /// sums[nc] = the sum of plane nc's outputs (in double across rows), for the SE's channel means.
+    case sums(UnsafeMutablePointer<Float>)
+}
+
+/// dst[0..<n] = src[0..<n] for short runs (an image row): 8-lane copies, the last one overlapping
+/// the one before instead of a scalar tail; no call per row.
+@inline(__always)
+func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+    guard n >= 8 else {
+        for j in 0..<n { dst[j] = src[j] }
+        return
+    }
+    var j = 0
+    while j + 8 <= n {
+        store8(load8(src + j), dst + j)
+        j += 8
+    }
+    if j < n { store8(load8(src + n - 8), dst + n - 8) }
+}
+
+/// dst[0..<n] = act(src[0..<n]) for a row of an output frame, act Swish (`swish`) or ReLU: whole
+/// 8-lane vectors, the last overlapping (recomputing a few lanes from the unchanged `src`); rows
+/// under 8 read 8 lanes of `src` (the frame scratch has them) and store `n`.
+@inline(__always)
+private func activateRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, swish: Bool) {
+    @inline(__always) func act(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        swish ? v * sigmoid8(v) : v.replacing(with: 0, where: v .< 0)
+    }
+    guard n >= 8 else {
+        let r = act(load8(src))
+        for j in 0..<n { dst[j] = r[j] }
+        return
+    }
+    var j = 0
+    while j + 8 <= n {
+        store8(act(load8(src + j)), dst + j)
+        j += 8
+    }
+    if j < n { store8(act(load8(src + n - 8)), dst + n - 8) }
+}
+
+/// Sum of `count` floats in 8 double lanes (each float exact in double: only the additions round).
+@inline(__always)
+private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Double {
+    var a = SIMD8<Double>()
+    var i = 0
+    while i + 8 <= count {
+        a += SIMD8<Double>(load8(p + i))
+        i += 8
+    }
+    var s = Double(a.sum())
+    while i < count {
+        s += Double(p[i])
+        i += 1
+    }
+    return s
+}
+
+/// Runs `body(part, range)` over `0..<count` on at most `maxParts` threads that take `grain`-sized ranges
+/// from a shared counter as they finish the last: on a shared machine a thread that lost its core for a
+/// while does less, instead of the other one waiting for it at the end (as with fixed halves).
+func dynamicParts(_ count: Int, grain: Int, maxParts: Int, _ body: (_ part: Int, _ range: Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let grain = max(1, grain)
+    let parts = min(maxParts, (count + grain - 1) / grain)
+    if parts <= 1 { return body(0, 0..<count) }
+    final class Counter: @unchecked Sendable {
+        let lock = NSLock()
+        var next = 0
+    }
+    let counter = Counter()
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            while true {
+                counter.lock.lock()
+                let lo = counter.next
+                counter.next = min(count, lo + grain)
+                counter.lock.unlock()
+                guard lo < count else { return }
+                shared.value(part, lo..<min(count, lo + grain))
+            }
+        }
+    }
+}
+
+/// Forward over all (n, c) planes, threads taking runs of planes; `epilogue` applied to each output frame.
 func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) {
+                        _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, workspace: Workspace,
+                        epilogue: ChannelwiseEpilogue = .none) {
     let lay = ChannelwiseLayout(geo)
     let (c, k) = (geo.input.c, geo.kernel)
     let (tIn, tOut, ho, wo) = (geo.input.t, geo.output.t, geo.output.h, geo.output.w)
     let (sT, pT, dT) = (geo.config.stride.t, geo.config.padding.t, geo.config.dilation.t)
     let taps = k.product
     let outScratch = ChannelwiseLayout.rounded(lay.outFlat)
-    let perThread = lay.planeFloats + outScratch
+    // 8 more floats: rows narrower than a vector read 8 lanes of the frame.
+    let perThread = lay.planeFloats + outScratch + 8
     let planes = geo.input.n * c
     let parts = max(1, min(Threading.threads, planes))
     let scratch = workspace.buffer(parts * perThread, slot: 5)
@@ -206,14 +332,23 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
     let work = geo.positions * taps + geo.input.plane
     offsets.withUnsafeBufferPointer { offsetBuffer in
         let off = UncheckedSendable(offsetBuffer.baseAddress!)
-        parallelParts(planes, minPerThread: max(1, (1 << 16) / max(1, work)), maxParts: parts) { part, range in
+        let grain = max(max(1, (1 << 16) / max(1, work)), planes / (8 * parts))
+        dynamicParts(planes, grain: grain, maxParts: parts) { part, range in
             let plane = scratch + part * perThread
             let frameOut = plane + lay.planeFloats
-            var sources = [UnsafePointer<Float>](repeating: UnsafePointer(plane), count: taps)
-            var weights = [Float](repeating: 0, count: taps)
+            let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps)
+            let weights = UnsafeMutablePointer<Float>.allocate(capacity: taps)
+            defer { sources.deallocate(); weights.deallocate() }
+            // Zero padding once per run of planes; each plane then writes only its values.
+            var bordersZeroed = false
+            if lay.sH == 1 && lay.sW == 1 {
+                plane.update(repeating: 0, count: perThread)
+                bordersZeroed = true
+            }
             for nc in range {
                 let ch = nc % c
-                lay.fill(plane, from: x + nc * geo.input.plane)
+                var planeSum: Double = 0
+                lay.fill(plane, from: x + nc * geo.input.plane, bordersZeroed: bordersZeroed)
                 let wc = w + ch * taps
                 let b = bias?[ch] ?? 0
                 for to in 0..<tOut {
@@ -228,15 +363,25 @@ func channelwiseForward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: U
                             n += 1
                         }
                     }
-                    sources.withUnsafeBufferPointer { s in
-                        weights.withUnsafeBufferPointer { wt in
-                            correlateFlat(frameOut, count: lay.outFlat, sources: s.baseAddress!, weights: wt.baseAddress!,
-                                          taps: n, initial: b)
-                        }
-                    }
+                    correlateFlat(frameOut, count: lay.outFlat, sources: UnsafePointer(sources), weights: UnsafePointer(weights),
+                                  taps: n, initial: b)
+                    // Rows out of the flat frame, the activation applied on the way.
                     let dst = out + nc * geo.positions + to * ho * wo
-                    for h in 0..<ho { (dst + h * wo).update(from: frameOut + h * lay.wq, count: wo) }
+                    switch epilogue {
+                    case .relu, .swish:
+                        let swish: Bool
+                        if case .swish = epilogue { swish = true } else { swish = false }
+                        for h in 0..<ho { activateRow(frameOut + h * lay.wq, dst + h * wo, wo, swish: swish) }
+                    case .none, .sums:
+                        if wo == lay.wq {
+                            dst.update(from: frameOut, count: ho * wo)
+                        } else {
+                            for h in 0..<ho { copyFloats(frameOut + h * lay.wq, dst + h * wo, wo) }
+                        }
+                        if case .sums = epilogue { planeSum += rowSum(dst, ho * wo) }
+                    }
                 }
+                if case let .sums(sums) = epilogue { sums[nc] = Float(planeSum) }
             }
         }
     }
@@ -267,25 +412,28 @@ func channelwiseBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: 
     let subOf = offsets.map { $0 / lay.sub }, inner = offsets.map { $0 % lay.sub }
     let work = geo.input.n * (geo.positions * taps * 2 + geo.input.plane)
     let shared = UncheckedSendable((offsets, subOf, inner))
-    parallelParts(c, minPerThread: max(1, (1 << 16) / max(1, work)), maxParts: parts) { part, range in
+    dynamicParts(c, grain: max(max(1, (1 << 16) / max(1, work)), c / (8 * parts)), maxParts: parts) { part, range in
         let (offsets, subOf, inner) = shared.value
         let base = scratch + part * perThread
         let xs = base, dys = base + xFloats, dxs = base + xFloats + dyFloats
         var sources = [UnsafePointer<Float>](repeating: UnsafePointer(base), count: taps)
         var weights = [Float](repeating: 0, count: taps)
         var dwAcc = [Double](repeating: 0, count: taps)
+        // Zero padding once per run of channels: each (n, c) then writes only its values (stride 1:
+        // the input plane too), the zeros around them stay.
+        base.update(repeating: 0, count: perThread)
+        let xBordersZeroed = lay.sH == 1 && lay.sW == 1
         for ch in range {
             for i in 0..<taps { dwAcc[i] = 0 }
             let wc = w + ch * taps
             for n in 0..<geo.input.n {
                 let nc = n * c + ch
-                if needX { lay.fill(xs, from: x + nc * geo.input.plane) }
+                if needX { lay.fill(xs, from: x + nc * geo.input.plane, bordersZeroed: xBordersZeroed) }
                 // Output gradient frames: lead zeros, Ho rows of Wq (zeros past Wo), trailing zeros.
-                dys.update(repeating: 0, count: dyFloats)
                 for to in 0..<tOut {
                     let f = dys + to * lay.dyFrame + lay.lead
                     let src = dy + nc * geo.positions + to * ho * wo
-                    for h in 0..<ho { (f + h * lay.wq).update(from: src + h * wo, count: wo) }
+                    for h in 0..<ho { copyFloats(src + h * wo, f + h * lay.wq, wo) }
                 }
                 if needX {
                     for to in 0..<tOut {

@@ -81,6 +81,30 @@ func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>
     }
 }
 
+/// dst[i] = swish(scale * x[i]) for i in 0..<count on the calling thread (`dst` may be `x`): the fused
+/// epilogue of X3D's channel-wise conv (scale 1) and of its squeeze-excitation (scale = the channel's gate).
+@inline(__always)
+func swishSpan(_ x: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int, scale: Float = 1) {
+    let g = SIMD8<Float>(repeating: scale)
+    var i = 0
+    while i + 16 <= count {
+        let v0 = load8(x + i) * g, v1 = load8(x + i + 8) * g
+        store8(swish8(v0, nil), dst + i)
+        store8(swish8(v1, nil), dst + i + 8)
+        i += 16
+    }
+    while i + 8 <= count {
+        store8(swish8(load8(x + i) * g, nil), dst + i)
+        i += 8
+    }
+    if i < count {
+        var v = SIMD8<Float>()
+        for j in 0..<(count - i) { v[j] = x[i + j] * scale }
+        let r = swish8(v, nil)
+        for j in 0..<(count - i) { dst[i + j] = r[j] }
+    }
+}
+
 /// Swish, x * sigmoid(x), element-wise on any shape; `inPlace` overwrites and returns `x`.
 public func swishForward(_ x: FloatTensor, inPlace: Bool = false) -> FloatTensor {
     let out = inPlace ? x : FloatTensor(uninitialized: x.shape)
