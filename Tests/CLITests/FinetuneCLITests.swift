@@ -25,8 +25,10 @@ final class FinetuneCLITests: XCTestCase {
     static let recipe = ["--crop", "64", "--jitter", "64", "72", "--warmup-epochs", "1", "--batch", "8", "--lr", "0.05",
                          "--dropout", "0.2", "--sampling-rate", "4", "--seed", "1"]
 
-    /// Fine-tuning from scratch on the easy task reaches val mAP >= 0.8 (seeded; about 0.9 at epoch 10 when
-    /// measured), and the run directory holds what the README promises.
+    /// Fine-tuning from scratch on the easy task reaches val mAP >= 0.75 (chance is about 0.5), and the run
+    /// directory holds what the README promises. Seeded, but 16 validation clips make the curve noisy and its
+    /// peak depends on float rounding: measured on 2026-12-06 with OPENBLAS_CORETYPE PRESCOTT 0.85, HASWELL 0.88,
+    /// SKYLAKEX 0.84, COOPERLAKE 0.76, ZEN 0.88.
     func testFinetuneLearnsTheEasyTaskAndWritesCheckpointsAndReports() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
@@ -44,7 +46,7 @@ final class FinetuneCLITests: XCTestCase {
         guard case .array(let epochs)? = metrics["epochs"] else { return XCTFail("epochs") }
         XCTAssertEqual(epochs.count, 10)
         let best = epochs.compactMap { number($0["valMAP"]) }.max() ?? 0
-        XCTAssertGreaterThanOrEqual(best, 0.8, "best val mAP \(best) on resting vs moving_across")
+        XCTAssertGreaterThanOrEqual(best, 0.75, "best val mAP \(best) on resting vs moving_across")
         XCTAssertTrue(r.stdout.contains("test: mAP"), r.stdout)
         XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("metrics.csv"), encoding: .utf8).split(separator: "\n").count, 11)
         let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)

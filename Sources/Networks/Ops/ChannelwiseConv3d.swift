@@ -188,14 +188,6 @@ struct ChannelwiseLayout {
 
 // MARK: - Kernels
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-
-@inline(__always)
-private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
-
 /// out[q] = initial + sum over taps of weights[t] * sources[t][q], for q in 0..<count rounded
 /// up to 32 (`out` and every source must have room for the rounded count). Four 8-lane
 /// accumulators per step: independent add chains that hide the add latency.

@@ -47,3 +47,13 @@ func sums8d(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>?, shift: Double
     }
     return total
 }
+
+/// Eight floats from `p` (no alignment needed).
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+/// Eight floats to `p` (no alignment needed).
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}

@@ -36,14 +36,6 @@ private struct SEGeometry {
     }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-
-@inline(__always)
-private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
-
 /// dst[i] = a[i] * s + b for i < count (8 lanes at a time).
 @inline(__always)
 private func scaleShift(_ a: UnsafePointer<Float>, _ s: Float, _ b: Float, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {

@@ -36,14 +36,6 @@ func sigmoid8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     SIMD8(repeating: 1) / (SIMD8(repeating: 1) + exp8(-x))
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-
-@inline(__always)
-private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
-
 /// swish (g nil) or its backward (g = dy) on 8 lanes.
 @inline(__always)
 private func swish8(_ v: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
