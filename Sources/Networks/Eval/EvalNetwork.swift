@@ -82,6 +82,9 @@ public final class EvalNetwork {
                 nodes.append(.maxPool(name: name, Pool3dConfig(window), lane: lane))
                 lastWriter[lane] = i
             case let .bottleneck(block, lane):
+                guard block.b.activation != .none else {
+                    throw ModelError.invalidConfig("\(block.name): a residual block's 3x3 without an activation is not supported")
+                }
                 var b = block.b
                 b.activation = .none
                 var evalBlock = Bottleneck(name: block.name, a: try layer(block.a), b: try layer(b), c: try layer(block.c),
