@@ -89,6 +89,21 @@ final class X3DCLITests: XCTestCase {
         let p = try CLI.run(["predict", "--weights", best, data.appendingPathComponent("videos/" + video).path])
         XCTAssertEqual(p.status, 0, p.stdout + p.stderr)
         XCTAssertTrue(p.stdout.contains(video), p.stdout)
+
+        // An X3D and a SlowFast start in one experiment table.
+        let clip = ["--batch", "4", "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "1"]
+        let sf = dir.appendingPathComponent("sf")
+        let s2 = try CLI.run(["finetune", "--init", "scratch", "--arch", FinetuneCLITests.arch, "--train", data.appendingPathComponent("train.csv").path,
+                              "--out", sf.path, "--epochs", "1"] + clip)
+        XCTAssertEqual(s2.status, 0, s2.stdout + s2.stderr)
+        let x = try CLI.run(["experiment", "--train", data.appendingPathComponent("train.csv").path, "--val", data.appendingPathComponent("val.csv").path,
+                             "--test", data.appendingPathComponent("test.csv").path,
+                             "--starts", "x3d=\(best),slowfast=\(sf.appendingPathComponent("best.safetensors").path)",
+                             "--per-class", "2", "--epochs", "1", "--skip-verify", "--out", dir.appendingPathComponent("exp").path] + clip)
+        XCTAssertEqual(x.status, 0, x.stdout + x.stderr)
+        let rows = x.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(rows.contains { $0.hasPrefix("x3d ") && $0.contains("%") } && rows.contains { $0.hasPrefix("slowfast ") && $0.contains("%") },
+                      x.stdout)
     }
 
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
