@@ -3,7 +3,7 @@
 
     python scripts/interop_onnx.py [--sfnet PATH] [--keep DIR] [--require-ort] [--full]
 
-For each tiny fixture (SlowFast 8x8, Slow-only, 2D ResNet) the weights are
+For each tiny fixture (SlowFast 8x8, Slow-only, 2D ResNet, X3D) the weights are
 converted with `sfnet convert --arch-json` (the reference's own sfnet.arch,
 so the head's pool kernels fit the reference clip), exported with
 `sfnet export --to onnx` (BN as BatchNormalization, again with --external-data, and with --fold-bn
@@ -47,6 +47,8 @@ CASES = [
      {"slow": "input.slow", "fast": "input.fast"}),
     ("reference/tiny_slow_only.pyth", "reference/tiny_slow_only_ref.safetensors", {"x": "input.x"}),
     ("reference/tiny_resnet2d.pyth", "reference/tiny_resnet2d_ref.safetensors", {"x": "input.x"}),
+    # X3D made by pytorchvideo: channel-wise convolutions, squeeze-excitation (ReduceMean, Conv, Sigmoid, Mul), Swish, lin_5
+    ("x3d/tiny_x3d.pyth", "x3d/tiny_x3d_ref.safetensors", {"x": "input.x"}),
 ]
 
 GRID_CASE = ("reference/tiny_slow_only.pyth", "reference/tiny_slow_only_ref.safetensors", {"x": (2, 3, 4, 240, 240)}, 240)

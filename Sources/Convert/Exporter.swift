@@ -222,11 +222,13 @@ public enum Exporter {
                 + "but mmaction2's default laterals are a plain conv without BN or ReLU",
                 hint: "export with lateral norm to write them as `*_lateral.bn` for an mmaction2 backbone with lateral_norm=True, or export to pyslowfast/pytorchvideo")
         }
-        if arch.model == .x3d {
-            throw ExportError.notExpressible(target, reason: "exporting X3D weights is not implemented yet (sfnet runs and verifies them; "
-                + "their tensors already carry PySlowFast's names)", hint: nil)
+        if arch.model == .x3d && target != .pyslowfast {
+            throw ExportError.notExpressible(target, reason: "exporting X3D to \(target.rawValue) is not implemented yet",
+                                             hint: "export to pyslowfast (X3D's canonical names are PySlowFast's) or to onnx")
         }
         switch target {
+        case .pyslowfast where arch.model == .x3d:
+            break  // the canonical names are PySlowFast's X3D model_state keys
         case .pyslowfast:
             let depths = [50: [3, 4, 6, 3], 101: [3, 4, 23, 3]]
             guard let depth = depths.first(where: { $0.value == arch.stageDepths })?.key else {
@@ -275,6 +277,31 @@ public enum Exporter {
             "  TEST_CROP_SIZE: \(arch.trainCrop)",
             "  INPUT_CHANNEL_NUM: \(p == 2 ? "[3, 3]" : "[3]")",
         ]
+        if arch.model == .x3d, let x = arch.x3d {
+            // PySlowFast's X3D builder (video_model_builder.X3D) reads these; RESNET.* only for ZERO_INIT_FINAL_BN and the transform.
+            lines += [
+                "X3D:",
+                "  WIDTH_FACTOR: \(x.widthFactor)",
+                "  DEPTH_FACTOR: \(x.depthFactor)",
+                "  BOTTLENECK_FACTOR: \(x.bottleneckFactor)",
+                "  DIM_C1: \(x.dimC1)",
+                "  DIM_C5: \(x.dimC5)",
+                "  SCALE_RES2: \(bool(x.scaleRes2))",
+                "  BN_LIN5: \(bool(x.bnLin5))",
+                "  CHANNELWISE_3x3x3: \(bool(x.channelwise))",
+                "RESNET:",
+                "  TRANS_FUNC: x3d_transform",
+                "  ZERO_INIT_FINAL_BN: True",
+                "MODEL:",
+                "  ARCH: x3d",
+                "  MODEL_NAME: X3D",
+                "  NUM_CLASSES: \(arch.numClasses)",
+                "  DROPOUT_RATE: \(arch.dropout)",
+                "  HEAD_ACT: \(arch.headActivation.rawValue)",
+                "",
+            ]
+            return lines.joined(separator: "\n")
+        }
         if arch.model == .slowfast {
             lines += [
                 "SLOWFAST:",

@@ -188,7 +188,19 @@ public enum OnnxGraphBuilder {
                 through(lane, kernel: window.kernel, stride: window.stride, padding: window.padding)
             case let .bottleneck(block, lane):
                 let input = x[lane]
-                let yc = try unit(try unit(try unit(input, block.a), block.b), block.c)
+                // b stops at its norm; X3D's squeeze-excitation, then b's activation (ReLU or Swish), follow it.
+                var bUnit = block.b
+                bUnit.activation = .none
+                var yb = try unit(try unit(input, block.a), bUnit)
+                if let se = block.se { yb = try b.squeezeExcite(yb, se) }
+                switch block.b.activation {
+                case .relu:
+                    b.node("Relu", name: block.b.name + ".relu", inputs: [yb], output: block.b.name + ".relu")
+                    yb = block.b.name + ".relu"
+                case .swish: yb = b.swish(yb, name: block.b.name + ".swish")
+                case .none: break
+                }
+                let yc = try unit(yb, block.c)
                 let shortcut = try block.shortcut.map { try unit(input, $0) } ?? input
                 b.node("Add", name: block.name + ".add", inputs: [shortcut, yc], output: block.name + ".sum")
                 b.node("Relu", name: block.name + ".relu", inputs: [block.name + ".sum"], output: block.name)
@@ -222,6 +234,10 @@ public enum OnnxGraphBuilder {
             b.node("Concat", name: "head.concat", inputs: (0..<graph.lanes).map { "head.pool.pathway\($0)" }, output: "head.pool",
                    attributes: [("axis", .int(1))])
             pooled = "head.pool"
+        }
+        if let hidden = graph.head.hidden {
+            // X3D's lin_5: a 1x1x1 conv (+ BN) + ReLU at each pooled position.
+            pooled = try unit(pooled, hidden)
         }
         let projection = graph.head.projection
         try b.addFloat(projection + ".weight")
@@ -322,6 +338,37 @@ public enum OnnxGraphBuilder {
                 result = module + ".relu"
             }
             return result
+        }
+
+        /// Swish as Sigmoid + Mul; returns the output name.
+        mutating func swish(_ input: String, name: String) -> String {
+            node("Sigmoid", name: name + ".sigmoid", inputs: [input], output: name + ".sigmoid")
+            node("Mul", name: name, inputs: [input, name + ".sigmoid"], output: name)
+            return name
+        }
+
+        /// Squeeze-excitation: ReduceMean over (T, H, W) kept, Conv fc1 (bias) + Relu, Conv fc2 (bias) + Sigmoid,
+        /// Mul with the input; returns the output name.
+        mutating func squeezeExcite(_ input: String, _ se: SqueezeExcite) throws -> String {
+            let pooled = se.name + ".pool"
+            if opset >= 18 {
+                initializers.append(.int64s(pooled + ".axes", [2, 3, 4]))
+                node("ReduceMean", name: pooled, inputs: [input, pooled + ".axes"], output: pooled, attributes: [("keepdims", .int(1))])
+            } else {
+                node("ReduceMean", name: pooled, inputs: [input], output: pooled, attributes: [("axes", .ints([2, 3, 4])), ("keepdims", .int(1))])
+            }
+            var x = pooled
+            for (fc, act) in [("fc1", "Relu"), ("fc2", "Sigmoid")] {
+                let module = se.name + "." + fc
+                try addFloat(module + ".weight")
+                try addFloat(module + ".bias")
+                node("Conv", name: module, inputs: [x, module + ".weight", module + ".bias"], output: module,
+                     attributes: [("kernel_shape", .ints([1, 1, 1])), ("strides", .ints([1, 1, 1])), ("pads", .ints([0, 0, 0, 0, 0, 0]))])
+                node(act, name: module + "." + act.lowercased(), inputs: [module], output: module + "." + act.lowercased())
+                x = module + "." + act.lowercased()
+            }
+            node("Mul", name: se.name, inputs: [input, x], output: se.name)
+            return se.name
         }
 
         /// w' = w * gamma / sqrt(var + eps), b' = beta - mean * gamma / sqrt(var + eps), in double.

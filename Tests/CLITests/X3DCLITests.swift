@@ -124,4 +124,32 @@ final class X3DCLITests: XCTestCase {
         let sf = slowfast.stdout.split(separator: "\n").first { $0.hasPrefix("frames ") }.map(String.init) ?? ""
         XCTAssertTrue(sf.contains(" 8 ") && sf.hasSuffix("default"), "the study's recipe for SlowFast: \(sf)")
     }
+
+    /// X3D exports to PySlowFast (its canonical names: a bit-exact round trip through convert, and an X3D YAML)
+    /// and to ONNX (onnxruntime's check is `make interop-onnx`); pytorchvideo and mmaction2 layouts are refused.
+    func testX3DExportsToPySlowFastAndOnnxAndRefusesTheRest() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d.pyth"), "-o", w]).status, 0)
+        let pyth = dir.appendingPathComponent("x3d_ps.pyth").path
+        let e = try CLI.run(["export", w, "--to", "pyslowfast", "-o", pyth])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        let yaml = try String(contentsOfFile: dir.appendingPathComponent("x3d_ps.yaml").path, encoding: .utf8)
+        XCTAssertTrue(yaml.contains("ARCH: x3d") && yaml.contains("WIDTH_FACTOR: 1.0") && yaml.contains("DIM_C5: 32"), yaml)
+        let back = dir.appendingPathComponent("back.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", pyth, "-o", back]).status, 0)
+        let (a, b) = (try CheckpointReader.read(path: w), try CheckpointReader.read(path: back))
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        for name in a.tensors.names {
+            XCTAssertEqual(a.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+        let onnx = try CLI.run(["export", w, "--to", "onnx", "-o", dir.appendingPathComponent("x3d.onnx").path])
+        XCTAssertEqual(onnx.status, 0, onnx.stdout + onnx.stderr)
+        XCTAssertTrue(onnx.stdout.contains("onnx opset"), onnx.stdout)
+        let refused = try CLI.run(["export", w, "--to", "pytorchvideo", "-o", dir.appendingPathComponent("pv.pyth").path])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("not implemented yet"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("pv.pyth").path))
+    }
 }
