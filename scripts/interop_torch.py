@@ -22,7 +22,10 @@ pre-activation) match fixtures/reference/tiny_slowfast_8x8_ref.safetensors
 (relative L2 <= 1e-5, same top-1); with fixtures/full present, that R50 is
 converted and exported for pytorchvideo by the built sfnet and loaded strictly
 into the default slowfast_r50(pretrained=False), whose logits must match the
-full reference the same way. Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
+full reference the same way. The tiny X3D (fixtures/x3d) is converted and exported to
+PySlowFast's layout by the built sfnet (SFNET=..., default .build/debug/sfnet),
+loaded with strict=True into pytorchvideo's X3D in PySlowFast's structure, and
+its logits must match the reference (relative L2 <= 1e-5, same top-1). Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
 or 1 with --require-torch) when torch is missing; never passes silently.
 """
 
@@ -253,6 +256,43 @@ def main(argv=None):
     except Exception as exc:
         failures += 1
         print(f"FAIL  pyslowfast.pyth in SlowFast: {type(exc).__name__}: {exc}")
+
+    # X3D: the tiny pytorchvideo-made X3D converted and exported by the built sfnet to PySlowFast's layout, loaded
+    # strictly into pytorchvideo's model in PySlowFast's structure (generate_x3d.py), logits against the reference.
+    try:
+        import subprocess
+        from safetensors.numpy import load_file
+        spec = importlib.util.spec_from_file_location("sfnet_x3d", os.path.join(ROOT, "fixtures", "x3d", "generate_x3d.py"))
+        gx = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gx)
+        sfnet = os.environ.get("SFNET", os.path.join(ROOT, ".build", "debug", "sfnet"))
+        ref_path = os.path.join(FIXTURES, "..", "x3d", "tiny_x3d_ref.safetensors")
+        from safetensors import safe_open
+        with safe_open(ref_path, "np") as f:
+            arch = f.metadata()["sfnet.arch"]
+        arch_file = os.path.join(work, "x3d_arch.json")
+        open(arch_file, "w").write(arch)
+        native, exported = os.path.join(work, "x3d.safetensors"), os.path.join(work, "x3d_pyslowfast.pyth")
+        for cmd in ([sfnet, "convert", os.path.join(FIXTURES, "..", "x3d", "tiny_x3d.pyth"), "-o", native, "--arch-json", arch_file],
+                    [sfnet, "export", native, "--to", "pyslowfast", "-o", exported]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            assert r.returncode == 0, f"{' '.join(cmd[:2])}: {r.stderr.strip()}"
+        sd = torch.load(exported, weights_only=True)["model_state"]
+        model = gx.tiny_model().eval()
+        names = {gx.canonical(k): k for k in model.state_dict()}
+        result = model.load_state_dict({names[k]: v for k, v in sd.items()}, strict=True)
+        assert not result.missing_keys and not result.unexpected_keys, result
+        ref = load_file(ref_path)
+        with torch.no_grad():
+            out = model(torch.from_numpy(ref["input.x"])).double()
+        want = torch.from_numpy(ref["output.logits"]).double()
+        rel = ((out - want).norm() / want.norm()).item()
+        assert rel <= 1e-5 and bool((out.argmax(1) == want.argmax(1)).all()), f"logits rel L2 {rel:.3g}"
+        print(f"PASS  x3d_pyslowfast.pyth: {len(sd)} tensors load_state_dict(strict=True) into pytorchvideo's X3D in PySlowFast's "
+              f"structure; logits vs the reference rel L2 {rel:.2e}")
+    except Exception as exc:
+        failures += 1
+        print(f"FAIL  x3d_pyslowfast.pyth: {type(exc).__name__}: {exc}")
 
     # The full R50 8x8 (when fixtures/full exists): strict load and the reference logits.
     full = os.path.join(work, "full_pyslowfast.pyth")
