@@ -37,15 +37,10 @@ def build(a):
     if a.arch.startswith("x3d"):
         from pytorchvideo.models.x3d import create_x3d
 
-        class ListInput(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, xs):
-                return self.net(xs[0])
-
-        m = ListInput(create_x3d(input_clip_length=a.frames, input_crop_size=a.size, model_num_class=400,
+        spec = importlib.util.spec_from_file_location("sfnet_x3d", os.path.join(HERE, "..", "fixtures", "x3d", "generate_x3d.py"))
+        gx = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gx)
+        m = gx.ListInput(create_x3d(input_clip_length=a.frames, input_crop_size=a.size, model_num_class=400,
                                  depth_factor=X3D_DEPTH[a.arch]))
         m.eval()
         return m, torch.randn(1, 3, a.frames, a.size, a.size), None

@@ -108,9 +108,8 @@ extension FreshInit {
 /// `--init scratch` start of fine-tuning.
 public func freshWeights(for arch: ArchConfig, seed: UInt64) -> TensorMap {
     var map = TensorMap()
-    for e in arch.expectedParameters() {
-        let t = FreshInit.isZeroInitFinalBN(e.name) ? FreshInit.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor
-        map.set(e.name, t)
+    for e in arch.graph().parameters {
+        map.set(e.name, e.zeroInit ? FreshInit.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor)
     }
     return map
 }

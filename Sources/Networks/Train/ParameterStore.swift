@@ -24,8 +24,8 @@ public final class ParameterStore {
     /// What each entry is for, from the graph.
     private var roles: [String: ParameterRole] = [:]
 
-    /// Module name of the classifier's projection (the graph's head).
-    public var headProjection: String { config.graph().head.projection }
+    /// Module name of the classifier's projection (the graph's head), read once.
+    public let headProjection: String
 
     /// The role of a canonical entry (nil for names the network does not have).
     public func role(_ name: String) -> ParameterRole? { roles[name] }
@@ -37,7 +37,9 @@ public final class ParameterStore {
         let loaded = try ModelWeights(config: config, map: weights)
         self.config = config
         var params: [String] = [], buffers: [String] = [], modules: [String] = []
-        for entry in config.graph().parameters {
+        let graph = config.graph()
+        headProjection = graph.head.projection
+        for entry in graph.parameters {
             let name = entry.name
             roles[name] = entry.role
             if entry.role == .batchCounter {
