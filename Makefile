@@ -125,8 +125,10 @@ fuzz: deps
 # The depth budget (issue 18): every target (byte formats and text formats) for SECS of wall time each
 # (default 600), JOBS at a time (default: one per core), optimised + ASan; prints per target the
 # executions, exec/s, coverage (cov/ft) and findings, which go to Fuzz/regressions/<target>/ as above.
+# RUNS=BYTE:TEXT stops each target at that many executions instead (e.g. RUNS=10000000:1000000, with
+# SECS as the cap).
 fuzz-deep: deps
-	@JOBS=$${JOBS:-$$(nproc)} bash scripts/fuzz.sh $${SECS:-600}
+	@JOBS=$${JOBS:-$$(nproc)} RUNS="$(RUNS)" bash scripts/fuzz.sh $${SECS:-600}
 
 # `sfnet eval`'s mAP against scikit-learn on the scores it wrote, for every run of the demo
 # (run `make demo` first); prints SKIPPED loudly without scikit-learn. PYTHON=...

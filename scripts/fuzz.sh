@@ -9,6 +9,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET (default 600)] [TARGET ...]
 #   JOBS=2 scripts/fuzz.sh 600          # two targets at a time (one per core)
 #   make fuzz-deep SECS=3600            # every target, JOBS=nproc at a time
+#   make fuzz-deep SECS=10800 RUNS=10000000:1000000   # stop each target at its depth budget: 10M
+#                                       # executions for a byte format, 1M for a text format (or at SECS)
 # Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list
 # Environment: JOBS (parallel targets, default 1), WORK (default .fuzz-work), BUILD=debug (the -Onone
 # build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built),
@@ -18,10 +20,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}; shift || true
-ALL=(pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list)
+ALL=(onnx torch pickle caffe2 zip safetensors npy onnx-external json yaml pyslowfast-config xlsx csv frame-list)
 TARGETS=("${@:-${ALL[@]}}")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
+# RUNS=BYTE:TEXT: each target stops after that many executions (byte formats: pickle zip torch safetensors
+# npy onnx onnx-external caffe2; text formats: the rest) or after SECS, whichever comes first.
+RUNS=${RUNS:-}
+runs_for() { [ -z "$RUNS" ] && return 0
+  case "$1" in pickle|zip|torch|safetensors|npy|onnx|onnx-external|caffe2) echo "-runs=${RUNS%%:*}";;
+    *) echo "-runs=${RUNS##*:}";; esac; }
 WORK=${WORK:-.fuzz-work}
 BUILD=${BUILD:-release}
 mkdir -p "$WORK"
@@ -75,7 +83,7 @@ run_one() {
   local start end
   start=$(date +%s)
   SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "${BIN:-.build-fuzz/$BUILD}/$p" "$dir/corpus" -dict="$(dict "$t")" \
-    -max_total_time="$SECS" -max_len="$(maxlen "$t")" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    -max_total_time="$SECS" $(runs_for "$t") -max_len="$(maxlen "$t")" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" > "$dir/log.txt" 2>&1 || true
   end=$(date +%s)
   local execs rate cov ft findings corpus
@@ -91,7 +99,7 @@ run_one() {
     "$((end - start))" "${cov:--}" "${ft:--}" "$nseeds" "$corpus" "$findings" | tee -a "$WORK/results.txt"
 }
 
-echo "fuzzing ${#TARGETS[@]} target(s) for ${SECS} s each, ${JOBS} at a time ($BUILD build, $(date -u +%FT%TZ), $(nproc) cores)" | tee -a "$WORK/results.txt"
+echo "fuzzing ${#TARGETS[@]} target(s) for ${SECS} s each${RUNS:+ or until ${RUNS%%:*} (byte) / ${RUNS##*:} (text) executions}, ${JOBS} at a time ($BUILD build, $(date -u +%FT%TZ), $(nproc) cores)" | tee -a "$WORK/results.txt"
 running=0
 for t in "${TARGETS[@]}"; do
   run_one "$t" &
