@@ -30,6 +30,8 @@ public struct ConvertOptions: Sendable {
     /// Where the source puts a bottleneck's spatial stride when its convention is known (Keras:
     /// on the first 1x1 conv, true); nil keeps the architecture's (given or detected) setting.
     public var stride1x1: Bool?
+    /// A Hugging Face folder's config.json (the transformers' architecture, read as data).
+    public var hfConfig: JSONValue?
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
                 numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
@@ -95,6 +97,10 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
                            progress: ((Int, Int) -> Void)? = nil) throws -> ConversionResult {
     let source = checkpoint.tensors
     guard source.count > 0 else { throw ConvertError.noTensors }
+    if options.naming?.isTransformer == true || options.arch?.model.isTransformer == true
+        || (options.naming == nil && TransformerConvert.detectNaming(source.names) != nil) {
+        return try TransformerConvert.convert(checkpoint, naming: options.naming, hfConfig: options.hfConfig, options: options)
+    }
     var notes: [String] = []
 
     // 1. Naming.

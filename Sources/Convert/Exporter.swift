@@ -212,6 +212,10 @@ public enum Exporter {
     /// Throws when `arch` cannot be built by the target's model code under its names.
     static func checkExpressible(_ arch: ArchConfig, _ req: ExportRequest) throws {
         let target = req.target
+        if arch.model.isTransformer {
+            throw ExportError.notExpressible(target, reason: "exporting \(arch.model.rawValue) to \(target.rawValue) is not implemented yet",
+                                             hint: "the native file is already in Hugging Face's names: safetensors readers open it as is")
+        }
         if arch.model == .slowfast && !arch.fusionNorm && target != .mmaction2 {
             throw ExportError.notExpressible(target, reason: "the weights' fusions are plain convolutions (fusion_norm false, as mmaction2's laterals), "
                 + "but \(target.rawValue)'s fast-to-slow fusion is conv -> BN -> ReLU",
@@ -241,7 +245,7 @@ public enum Exporter {
             switch arch.model {
             case .slowfast: basis = [[1, 5], [1, 3], [1, 3], [3, 3], [3, 3]]
             case .slow: basis = [[1], [1], [1], [3], [3]]
-            case .x3d: return
+            case .x3d, .videomae, .timesformer: return
             case .resnet:
                 throw ExportError.notExpressible(target, reason: "PySlowFast has no MODEL.ARCH for a 2D ResNet without temporal pooling (its c2d adds a temporal max-pool after res2)", hint: nil)
             }

@@ -12,6 +12,12 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
     case torchvision
     /// Keras `ResNet50` layer names (both generations), as the Keras importer names its tensors.
     case keras
+    /// Hugging Face transformers' VideoMAE / TimeSformer names (both generations): the transformers' canonical naming.
+    case huggingface
+    /// MCG-NJU/VideoMAE's timm-style names (`blocks.N.attn.qkv`, `q_bias`, `fc_norm`, `head`).
+    case videomaeOriginal = "videomae-original"
+    /// facebookresearch/TimeSformer's names (`model.blocks.N.temporal_attn`, `time_embed`, `pos_embed`).
+    case timesformerOriginal = "timesformer-original"
 
     /// The table that maps this naming to canonical keys.
     public var keyMap: KeyMap {
@@ -23,6 +29,9 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
         case .detectron: return .detectron
         case .torchvision: return .torchvision
         case .keras: return .keras
+        case .huggingface: return .huggingface
+        case .videomaeOriginal: return .videomaeOriginal
+        case .timesformerOriginal: return .timesformerOriginal
         }
     }
 
@@ -58,7 +67,7 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
 
     /// Every naming's score on `keys`, in `allCases` order.
     public static func scores(_ keys: [String]) -> [(naming: Naming, score: Double)] {
-        allCases.map { (naming: $0, score: $0.score(keys)) }
+        allCases.filter { !$0.isTransformer }.map { (naming: $0, score: $0.score(keys)) }
     }
 
     /// The naming that explains `keys` best; throws when none scores or two tie.

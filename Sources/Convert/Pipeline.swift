@@ -50,8 +50,18 @@ public enum ConvertPipeline {
     }
 
     /// Stages reported through `progress`: ("read", done, total), ("write", bytes, total).
-    public static func run(_ req: ConvertRequest, progress: ((String, Int, Int) -> Void)? = nil) throws -> ConvertSummary {
+    public static func run(_ request: ConvertRequest, progress: ((String, Int, Int) -> Void)? = nil) throws -> ConvertSummary {
         let start = Date()
+        var req = request
+        // A Hugging Face folder: config.json and its weights, read as one source.
+        var folderFiles: [String]?
+        if req.preloaded == nil, HuggingFaceFolder.looksLikeFolder(req.input) {
+            let contents = try HuggingFaceFolder.read(folder: req.input)
+            req.preloaded = contents.checkpoint
+            req.options.hfConfig = contents.config
+            req.importNotes += ["Hugging Face folder: " + contents.files.joined(separator: ", ")] + contents.notes
+            folderFiles = contents.files
+        }
         let output = req.output ?? defaultOutput(for: req.input)
         if FileManager.default.fileExists(atPath: output) {
             if !req.force { throw FormatError(.io, "output already exists; use --force to replace it", file: output) }
@@ -62,8 +72,16 @@ public enum ConvertPipeline {
         // The source digest runs on the second core while the main thread reads and checks the file.
         let digest = DigestBox()
         let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            do { digest.value = .success(try SHA256.hex(file: req.input)) } catch { digest.value = .failure(error) }
+        DispatchQueue.global().async(group: group) { [req, folderFiles] in
+            do {
+                if let folderFiles {
+                    // A folder's digest: SHA-256 of its `sha256sum`-style listing (digest, two spaces, name, newline).
+                    let listing = try folderFiles.map { "\(try SHA256.hex(file: req.input + "/" + $0))  \($0)\n" }.joined()
+                    digest.value = .success(Array(listing.utf8).withUnsafeBytes { SHA256.hex($0) })
+                } else {
+                    digest.value = .success(try SHA256.hex(file: req.input))
+                }
+            } catch { digest.value = .failure(error) }
         }
         // Every way out waits for it: exiting while the digest thread is inside libcrypto
         // crashed the process (exit() tears libcrypto down under it) after a conversion error.
@@ -89,9 +107,11 @@ public enum ConvertPipeline {
         // patch the real digest into the header before the file is synced and published.
         let placeholder = String(repeating: "#", count: 64)
 
-        let fileSize = (try? FileManager.default.attributesOfItem(atPath: req.input)[.size] as? Int) ?? 0
+        func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+        let fileSize = folderFiles.map { $0.reduce(0) { $0 + size(req.input + "/" + $1) } } ?? size(req.input)
         let source: JSONValue = .object([
             ("file", .string(URL(fileURLWithPath: req.input).lastPathComponent)),
+            ("files", folderFiles.map { .array($0.map { .string($0) }) } ?? .null),
             ("bytes", .int(fileSize)),
             ("sha256", .string(placeholder)),
             ("format", .string(checkpoint.format.rawValue)),

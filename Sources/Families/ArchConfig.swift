@@ -15,6 +15,13 @@ public enum ModelKind: String, Codable, Sendable, CaseIterable {
     case resnet
     /// X3D: one pathway of channel-wise 3x3x3 bottlenecks with squeeze-excitation and Swish (the `x3d` fields).
     case x3d
+    /// VideoMAE: tubelet tokens, joint space-time attention (the `transformer` fields).
+    case videomae
+    /// TimeSformer: per-frame patch tokens and a class token, divided space-time attention (the `transformer` fields).
+    case timesformer
+
+    /// A token-based family (its tensors are described by `TransformerLayout`, not a `NetworkGraph`).
+    public var isTransformer: Bool { self == .videomae || self == .timesformer }
 }
 
 /// Activation the head applies in eval mode.
@@ -69,6 +76,8 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     public var preset: String?
     /// The X3D fields (`model` x3d only).
     public var x3d: X3DConfig?
+    /// The transformer fields (`model` videomae or timesformer only).
+    public var transformer: TransformerConfig?
 
     enum CodingKeys: String, CodingKey {
         case model, depth
@@ -128,6 +137,18 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         self.x3d = x3d
     }
 
+    /// A video transformer: `numFrames` x `trainCrop`² is the clip its patch grid (and TimeSformer's
+    /// learned position and time tables) is sized for.
+    public init(transformer: TransformerConfig, family: ModelKind, numClasses: Int, numFrames: Int, trainCrop: Int,
+                dropout: Double = 0.0, headActivation: HeadActivation = .softmax, preset: String? = nil) {
+        precondition(family.isTransformer, "init(transformer:) takes videomae or timesformer")
+        self.init(model: family, depth: 0, stageDepths: [], widthPerGroup: 0, numGroups: 1, alpha: 1, betaInv: 1,
+                  fusionConvChannelRatio: 1, fusionKernel: 1, fusionNorm: false, temporalKernels: [], spatialStrides: [],
+                  numClasses: numClasses, dropout: dropout, headActivation: headActivation, numFrames: numFrames,
+                  trainCrop: trainCrop, preset: preset)
+        self.transformer = transformer
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let model = try c.decode(ModelKind.self, forKey: .model)
@@ -140,6 +161,11 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         if model == .x3d {
             self.init(x3d: try X3DConfig(from: decoder), numClasses: numClasses, numFrames: numFrames, trainCrop: trainCrop,
                       dropout: dropout, headActivation: headActivation, preset: preset)
+            return
+        }
+        if model.isTransformer {
+            self.init(transformer: try TransformerConfig(from: decoder), family: model, numClasses: numClasses, numFrames: numFrames,
+                      trainCrop: trainCrop, dropout: dropout, headActivation: headActivation, preset: preset)
             return
         }
         self.init(model: model, depth: try c.decode(Int.self, forKey: .depth), stageDepths: try c.decode([Int].self, forKey: .stageDepths),
@@ -164,6 +190,10 @@ public struct ArchConfig: Codable, Equatable, Sendable {
         try c.encodeIfPresent(preset, forKey: .preset)
         if model == .x3d {
             try (x3d ?? X3DConfig()).encode(to: encoder)
+            return
+        }
+        if model.isTransformer, let transformer {
+            try transformer.encode(to: encoder)
             return
         }
         try c.encode(depth, forKey: .depth)
@@ -255,13 +285,19 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     /// Every canonical PySlowFast state_dict entry in PySlowFast's order (the graph's parameters).
     /// Weights are f32 in PyTorch layout `[out, in, kT, kH, kW]`; `num_batches_tracked` is an I64 scalar.
     public func expectedParameters() -> [(name: String, shape: [Int], dtype: DType)] {
-        graph().parameters.map { ($0.name, $0.shape, $0.dtype) }
+        parameterSpecs.map { ($0.name, $0.shape, $0.dtype) }
+    }
+
+    /// Every canonical state-dict entry with its role, in the family's registration order: the graph's
+    /// parameters (CNN families) or the transformer layout's.
+    public var parameterSpecs: [ParameterSpec] {
+        model.isTransformer ? TransformerLayout(arch: self).parameters : graph().parameters
     }
 
     /// Learnable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`
     /// (34,566,488 for SlowFast R50 8x8): BN running statistics and counters excluded.
     public var parameterCount: Int {
-        graph().parameters.filter(\.role.isLearnable).reduce(0) { $0 + $1.elementCount }
+        parameterSpecs.filter(\.role.isLearnable).reduce(0) { $0 + $1.elementCount }
     }
 
     /// Floating-point state_dict elements: parameters plus BN running statistics.
@@ -286,6 +322,16 @@ public struct ArchConfig: Codable, Equatable, Sendable {
             if numClasses < 1 || numClasses > 1_000_000 { problems.append("num_classes must be in 1...1000000, is \(numClasses)") }
             if numFrames < 1 || numFrames > 4096 { problems.append("num_frames must be in 1...4096, is \(numFrames)") }
             if trainCrop < 32 || trainCrop > 8192 { problems.append("train_crop must be in 32...8192, is \(trainCrop)") }
+            if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
+            try checkSize()
+            return
+        }
+        if model.isTransformer {
+            guard let transformer else { throw FamilyError.invalidConfig(["model \(model.rawValue) needs the transformer fields"]) }
+            problems += transformer.problems(family: model.rawValue, frames: numFrames, crop: trainCrop)
+            if numClasses < 1 || numClasses > 1_000_000 { problems.append("num_classes must be in 1...1000000, is \(numClasses)") }
+            if numFrames < 1 || numFrames > 4096 { problems.append("num_frames must be in 1...4096, is \(numFrames)") }
+            if trainCrop < 1 || trainCrop > 8192 { problems.append("train_crop must be in 1...8192, is \(trainCrop)") }
             if !problems.isEmpty { throw FamilyError.invalidConfig(problems) }
             try checkSize()
             return
@@ -334,7 +380,7 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     static let maxStateElements = 1 << 31
 
     private func checkSize() throws {
-        let elements = graph().parameters.reduce(0) { $0 + $1.elementCount }
+        let elements = parameterSpecs.reduce(0) { $0 + $1.elementCount }
         if elements > Self.maxStateElements {
             throw FamilyError.invalidConfig(["the network would have \(elements) state elements, more than \(Self.maxStateElements) "
                                              + "(8 GiB of float32): no published network is near this"])
@@ -342,13 +388,16 @@ public struct ArchConfig: Codable, Equatable, Sendable {
     }
 
     /// The family and its size in a few words: "slowfast R50", "x3d".
-    public var familyName: String { model == .x3d ? model.rawValue : "\(model.rawValue) R\(depth)" }
+    public var familyName: String { model == .x3d || model.isTransformer ? model.rawValue : "\(model.rawValue) R\(depth)" }
 
     /// One line for messages: the preset name, or the family with its distinguishing numbers.
     public var summary: String {
         if let preset { return "\(preset) (\(numClasses) classes)" }
         if model == .x3d, let x3d {
             return "x3d, width \(x3d.widthFactor), depth \(x3d.depthFactor), \(numFrames)x\(trainCrop)², \(numClasses) classes"
+        }
+        if model.isTransformer, let t = transformer {
+            return "\(model.rawValue), width \(t.hiddenSize), \(t.layers) layers, \(t.heads) heads, \(numFrames)x\(trainCrop)², \(numClasses) classes"
         }
         var parts = ["\(model.rawValue) R\(depth)", "width \(widthPerGroup)"]
         if model == .slowfast {

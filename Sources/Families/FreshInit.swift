@@ -103,12 +103,48 @@ extension FreshInit {
     }
 }
 
+extension FreshInit {
+    /// Std of a fresh transformer tensor (Hugging Face's initializer_range).
+    static let transformerStd = 0.02
+
+    /// A fresh tensor of a video transformer, as Hugging Face's `_init_weights` does: linear and patch
+    /// weights, class token and position/time tables N(0, 0.02) (truncated at 2 std, as trunc_normal_
+    /// for TimeSformer; the draw is redone beyond it), LayerNorm scale 1, biases and shifts 0.
+    public static func transformerTensor(_ spec: ParameterSpec, seed: UInt64) -> (tensor: Tensor, action: String) {
+        let count = spec.elementCount
+        let buffer = OwnedBuffer(count: count * DType.f32.size)
+        let floats = buffer.pointer.bindMemory(to: Float.self, capacity: count)
+        let action: String
+        switch spec.role {
+        case .normScale, .runningVar:
+            floats.initialize(repeating: 1, count: count); action = "initialized 1"
+        case .bias, .normShift, .runningMean, .batchCounter:
+            floats.initialize(repeating: 0, count: count); action = "initialized 0"
+        case .convWeight, .linearWeight, .embedding:
+            var rng = SplitMix64(seed: streamSeed(seed, spec.name))
+            rng.fillNormal(floats, count: count, std: transformerStd)
+            for i in 0 ..< count where abs(floats[i]) > Float(2 * transformerStd) {
+                var redo: Float = 0
+                repeat { rng.fillNormal(&redo, count: 1, std: transformerStd) } while abs(redo) > Float(2 * transformerStd)
+                floats[i] = redo
+            }
+            action = "initialized fresh N(0,0.02) truncated at 2 std"
+        }
+        for i in 0 ..< count { floats[i] = Float(bitPattern: floats[i].bitPattern.littleEndian) }
+        return (Tensor(dtype: .f32, shape: spec.shape, data: buffer.bytes), action)
+    }
+}
+
 /// Fresh weights for a whole architecture with PySlowFast's init (MSRA fill for convs,
 /// BN weight 1 except each block's last BN at 0, head N(0, 0.01), bias 0), seeded: the
 /// `--init scratch` start of fine-tuning.
 public func freshWeights(for arch: ArchConfig, seed: UInt64) -> TensorMap {
     var map = TensorMap()
-    for e in arch.graph().parameters {
+    if arch.model.isTransformer {
+        for e in arch.parameterSpecs { map.set(e.name, FreshInit.transformerTensor(e, seed: seed).tensor) }
+        return map
+    }
+    for e in arch.parameterSpecs {
         map.set(e.name, e.zeroInit ? FreshInit.zeros(e.shape) : FreshInit.tensor(name: e.name, shape: e.shape, seed: seed).tensor)
     }
     return map

@@ -27,11 +27,14 @@ public struct Triple: Hashable, Sendable, CustomStringConvertible {
 /// initialisation, parameter counts and freezing rules read roles, never names.
 public enum ParameterRole: String, Sendable, CaseIterable {
     case convWeight, linearWeight, bias, normScale, normShift, runningMean, runningVar, batchCounter
+    /// A learned token or position table (TimeSformer's class token, position and time embeddings):
+    /// trained, never weight-decayed.
+    case embedding
 
     /// Trained by the optimizer (PyTorch's `model.parameters()`), as opposed to a buffer.
     public var isLearnable: Bool {
         switch self {
-        case .convWeight, .linearWeight, .bias, .normScale, .normShift: return true
+        case .convWeight, .linearWeight, .bias, .normScale, .normShift, .embedding: return true
         case .runningMean, .runningVar, .batchCounter: return false
         }
     }

@@ -55,5 +55,6 @@ public enum NativeMetadata {
 
 extension ArchConfig {
     /// The naming scheme of this family's canonical tensor names (`sfnet.naming`).
-    public var canonicalNaming: String { "pyslowfast" }
+    /// PySlowFast's names for the CNN families, Hugging Face's (transformers 5) for the transformers.
+    public var canonicalNaming: String { model.isTransformer ? "huggingface" : "pyslowfast" }
 }

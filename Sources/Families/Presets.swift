@@ -29,6 +29,13 @@ extension ArchConfig {
         ("x3d-s", ArchConfig(x3d: X3DConfig(), numClasses: 400, numFrames: 13, trainCrop: 160, preset: "x3d-s")),
         ("x3d-m", ArchConfig(x3d: X3DConfig(), numClasses: 400, numFrames: 16, trainCrop: 224, preset: "x3d-m")),
         ("x3d-l", ArchConfig(x3d: X3DConfig(depthFactor: 5.0), numClasses: 400, numFrames: 16, trainCrop: 312, preset: "x3d-l")),
+        // Hugging Face's MCG-NJU/videomae-{small,base}-finetuned-kinetics and facebook/timesformer-base-finetuned-k400.
+        ("videomae-s", ArchConfig(transformer: .videoMAE(hidden: 384, layers: 12, heads: 6, intermediate: 1536), family: .videomae,
+                                  numClasses: 400, numFrames: 16, trainCrop: 224, preset: "videomae-s")),
+        ("videomae-b", ArchConfig(transformer: .videoMAE(hidden: 768, layers: 12, heads: 12, intermediate: 3072), family: .videomae,
+                                  numClasses: 400, numFrames: 16, trainCrop: 224, preset: "videomae-b")),
+        ("timesformer-b", ArchConfig(transformer: .timeSformer(hidden: 768, layers: 12, heads: 12, intermediate: 3072),
+                                     family: .timesformer, numClasses: 400, numFrames: 8, trainCrop: 224, preset: "timesformer-b")),
     ]
 
     /// Names accepted by `preset(named:)`.

@@ -202,7 +202,7 @@ public enum TorchCheckpoint {
             throw FormatError.malformed("the checkpoint holds a \(root.typeName), expected a dict of tensors")
         }
         var source = top
-        for key in ["model_state", "state_dict", "model", "blobs"] {
+        for key in ["model_state", "state_dict", "model", "module", "blobs"] {
             if case .dict(let inner)? = top.value(forKey: key), inner.entries.contains(where: { isTensorLike($0.value) }) {
                 ckpt.containerKey = key
                 source = inner

@@ -207,14 +207,15 @@ public enum Verifier {
     /// that compare no head output).
     static func fitHead(_ a: ArchConfig, to inputs: [FloatTensor]) -> ArchConfig {
         var c = a
-        guard let slow = inputs.first, slow.rank == 5 || slow.rank == 4 else { return c }
+        // A transformer's clip fixes its token grid (and TimeSformer's tables): nothing to fit.
+        guard !a.model.isTransformer, let slow = inputs.first, slow.rank == 5 || slow.rank == 4 else { return c }
         let h = slow.shape[slow.rank - 2]
         c.trainCrop = 32 * max(1, (h + 31) / 32)   // res5 is ceil(h / 32) wide: the pool covers all of it
         if slow.rank == 5 {
             switch a.model {
             case .slowfast: c.numFrames = slow.shape[2] * a.alpha
             case .slow, .x3d: c.numFrames = slow.shape[2]
-            case .resnet: break
+            case .resnet, .videomae, .timesformer: break
             }
         }
         return c

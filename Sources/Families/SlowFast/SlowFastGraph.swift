@@ -9,6 +9,7 @@ import Foundation
 extension ArchConfig {
     /// The network this config describes, in PySlowFast's module registration order.
     public func graph() -> NetworkGraph {
+        precondition(!model.isTransformer, "\(model.rawValue) is a transformer: its tensors are TransformerLayout(arch:)'s, it has no NetworkGraph")
         if model == .x3d { return x3dGraph() }
         var nodes: [GraphNode] = []
         let stemPool = PoolWindow(kernel: Triple(1, 3, 3), stride: Triple(1, 2, 2), padding: Triple(0, 1, 1))
@@ -66,13 +67,14 @@ extension ArchConfig {
         return NetworkGraph(family: model.rawValue, inputs: graphInputs, nodes: nodes, head: head)
     }
 
-    /// The inputs, one per pathway: SlowFast's slow (num_frames / alpha frames) and fast, or one `x`.
-    var graphInputs: [GraphInput] {
+    /// The network's inputs, one per pathway: SlowFast's slow (num_frames / alpha frames) and fast, or one
+    /// `x` (every other family, transformers included), each (N, 3, frames, H, W).
+    public var graphInputs: [GraphInput] {
         switch model {
         case .slowfast:
             return [GraphInput(name: "slow", frames: numFrames / max(alpha, 1), accepts2D: false),
                     GraphInput(name: "fast", frames: numFrames, accepts2D: false)]
-        case .slow, .x3d: return [GraphInput(name: "x", frames: numFrames, accepts2D: false)]
+        case .slow, .x3d, .videomae, .timesformer: return [GraphInput(name: "x", frames: numFrames, accepts2D: false)]
         case .resnet: return [GraphInput(name: "x", frames: 1, accepts2D: true)]
         }
     }
