@@ -12,7 +12,7 @@ PYTHON       ?= $(VENV)/bin/python
 REQUIREMENTS := requirements/fixtures.txt requirements/interop.txt requirements/bench.txt
 
 PHONY_EXTRA := check-eval faults
-.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fuzz fuzz-deep
+.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fixtures-transformers fuzz fuzz-deep
 
 deps:
 	@sh scripts/deps.sh $(APT_PACKAGES)
@@ -80,6 +80,12 @@ fixtures:
 # Train-step gradient references (fixtures/train/; FULL=1 adds fixtures/full/slowfast_r50_8x8_train_ref.safetensors).
 fixtures-train:
 	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" fixtures/generate_train_grads.py $${FULL:+--full}
+
+# VideoMAE and TimeSformer fixtures made by transformers (fixtures/transformers/; ~30 s). FULL=1 writes
+# instead full-size VideoMAE-S/B and TimeSformer-B folders and references to the git-ignored refs-full/
+# (MODELS=videomae-s,videomae-b,timesformer-b picks some; VideoMAE-S ~40 s, VideoMAE-B ~2 min here).
+fixtures-transformers:
+	$(PYTHON) fixtures/transformers/generate_transformers.py $${FULL:+--full} $${MODELS:+--models $$MODELS}
 
 # One SlowFast R50 8x8 training step (batch 2, 32x224x224) against PyTorch's (needs torch). THREADS=... ROUNDS=...
 bench-train-step: build
