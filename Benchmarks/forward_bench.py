@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark: SlowFast R50 8x8 (or, with --arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D) forward,
+"""Benchmark: SlowFast R50 8x8 (or, with --arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D; with
+--arch videomae-s|videomae-b|timesformer-b, Hugging Face transformers' VideoMAE / TimeSformer with SDPA attention) forward,
 batch 1, fast clip 32x224x224, same thread count:
 sfnet (`sfnet bench forward`) vs PyTorch (eager, eval, no_grad) vs onnxruntime (the same
 PyTorch model exported with torch.onnx.export), interleaved rounds in one invocation.
@@ -22,11 +23,31 @@ def load_generate():
     return mod
 
 X3D_DEPTH = {"x3d-xs": 2.2, "x3d-s": 2.2, "x3d-m": 2.2, "x3d-l": 5.0}
+# Hugging Face transformers' classes at sfnet's presets (random weights, SDPA attention, 400 labels).
+TRANSFORMERS = {
+    "videomae-s": ("videomae", dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536)),
+    "videomae-b": ("videomae", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),
+    "timesformer-b": ("timesformer", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),
+}
+
+
+def build_transformer(a):
+    """transformers' model for a.arch, and a forward taking sfnet's (N, 3, T, H, W) clip."""
+    import torch
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification, TimesformerConfig, TimesformerForVideoClassification
+    family, sizes = TRANSFORMERS[a.arch]
+    common = dict(image_size=a.size, num_frames=a.frames, patch_size=16, num_labels=400, attn_implementation="sdpa", **sizes)
+    if family == "videomae":
+        m = VideoMAEForVideoClassification(VideoMAEConfig(tubelet_size=2, use_mean_pooling=True, **common))
+    else:
+        m = TimesformerForVideoClassification(TimesformerConfig(**common))
+    m.eval()
+    return m, torch.randn(1, 3, a.frames, a.size, a.size)
 
 
 def inputs_of(a):
     """Input names and shapes of the network at the benchmark's clip."""
-    if a.arch.startswith("x3d"):
+    if a.arch.startswith("x3d") or a.arch in TRANSFORMERS:
         return [("x", (1, 3, a.frames, a.size, a.size))]
     return [("slow", (1, 3, a.frames // 4, a.size, a.size)), ("fast", (1, 3, a.frames, a.size, a.size))]
 
@@ -64,7 +85,15 @@ def peer(a):
                               opset_version=17, dynamo=False)
         print(json.dumps({"onnx": a.onnx}))
         return
-    if a.peer == "torch":
+    if a.peer == "torch" and a.arch in TRANSFORMERS:
+        m, x = build_transformer(a)
+        pixels = x.permute(0, 2, 1, 3, 4).contiguous()   # transformers read (N, T, 3, H, W)
+        with torch.no_grad():
+            m(pixel_values=pixels)  # warm-up
+            ts = []
+            for _ in range(a.repeat):
+                t0 = time.perf_counter(); m(pixel_values=pixels); ts.append(time.perf_counter() - t0)
+    elif a.peer == "torch":
         m, slow, fast = build(a)
         xs = [t for t in (slow, fast) if t is not None]
         with torch.no_grad():
@@ -89,7 +118,7 @@ def peer(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sfnet", nargs="?")
-    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8 or x3d-xs|x3d-s|x3d-m|x3d-l")
+    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8, x3d-xs|x3d-s|x3d-m|x3d-l or videomae-s|videomae-b|timesformer-b")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--frames", type=int, default=32)
@@ -115,6 +144,8 @@ def main():
 
     onnx_path = os.path.join(tempfile.mkdtemp(prefix="sfnet-fwd-"), "model.onnx")
     try:
+        if a.arch in TRANSFORMERS:
+            raise RuntimeError("the transformers' peer is transformers itself (SDPA); no ONNX export is timed for them")
         subprocess.run([sys.executable, "-c", "import onnxruntime, onnx"], check=True, capture_output=True)
         child("export", onnx_path)
     except Exception as e:  # reported loudly, never silently dropped
@@ -136,12 +167,13 @@ def main():
         if onnx_path:
             o = child("ort", onnx_path); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items() if v}
-    what = a.arch if a.arch.startswith("x3d") else "SlowFast R50 8x8"
+    what = a.arch if a.arch.startswith("x3d") or a.arch in TRANSFORMERS else "SlowFast R50 8x8"
+    peer_name = "transformers (PyTorch, SDPA)" if a.arch in TRANSFORMERS else "pytorch"
     print(f"{what} forward, batch 1, clip {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
           f"medians of {a.rounds} rounds x {a.repeat} runs:")
     for k, v in med.items():
         print(f"  {k:12s} {v:7.3f} s   peak RSS {rss[k]:7.0f} MB   rounds {[round(x, 3) for x in res[k]]}")
-    print(f"  sfnet / pytorch     = {med['sfnet'] / med['pytorch']:.2f}x (target <= 1.0)")
+    print(f"  sfnet / {peer_name} = {med['sfnet'] / med['pytorch']:.2f}x")
     if "onnxruntime" in med:
         print(f"  sfnet / onnxruntime = {med['sfnet'] / med['onnxruntime']:.2f}x")
     print(f"  sfnet {extra['gflops']:.0f} GFLOP/s ({extra['multiply_adds'] / 1e9:.1f} GMACs), OpenBLAS core {extra.get('openblas_core')}")

@@ -13,7 +13,7 @@ public struct Evaluation {
     public var labels: [[Int]]
     public var evaluation: Metrics.Evaluation
 
-    public static func run(model: EvalNetwork, dataset: VideoDataset, clip: ClipConfig, batch: Int, workers: Int,
+    public static func run(model: any ClipNetwork, dataset: VideoDataset, clip: ClipConfig, batch: Int, workers: Int,
                            onBadVideo: BadVideoPolicy, multiLabel: Bool, ensemble: EnsembleMethod? = nil, frameCache: FrameCache? = nil,
                            progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         guard model.config.numClasses == dataset.classes.count else {

@@ -17,7 +17,7 @@ struct FeatureCache {
     var features: [[[Float]?]]
     var labels: [[Float]]
 
-    static func build(model: EvalNetwork, dataset: VideoDataset, clip: ClipConfig, views: Int, batch: Int, workers: Int, seed: UInt64,
+    static func build(model: any ClipNetwork, dataset: VideoDataset, clip: ClipConfig, views: Int, batch: Int, workers: Int, seed: UInt64,
                       onBadVideo: BadVideoPolicy, progress: (Int, Int) -> Void) throws -> FeatureCache {
         let n = dataset.samples.count
         var features = [[[Float]?]](repeating: [[Float]?](repeating: nil, count: n), count: views)

@@ -463,7 +463,7 @@ public final class FinetuneRun {
             testClip.mean = o.mean
             testClip.std = o.std
             testClip.reverseChannels = o.reverseChannels
-            let eval = try evaluate(try EvalNetwork(config: best.arch, weights: best.tensors), test, clip: testClip,
+            let eval = try evaluate(try makeEvalNetwork(config: best.arch, weights: best.tensors), test, clip: testClip,
                                     progress: { self.onEvent(.validating(done: $0, total: $1)) })
             record.evaluation = eval.record(split: "test")
             record.examples = eval.examples(dataset: test, classes: classes.names, count: o.reportExamples)
@@ -516,7 +516,7 @@ public final class FinetuneRun {
                       hint: String(format: "lower --lr (the rate was %g here), add --clip-grad-norm, or check the data", lr))
     }
 
-    func evaluate(_ model: EvalNetwork, _ data: VideoDataset, clip: ClipConfig, frameCache: FrameCache? = nil,
+    func evaluate(_ model: any ClipNetwork, _ data: VideoDataset, clip: ClipConfig, frameCache: FrameCache? = nil,
                   progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         try Evaluation.run(model: model, dataset: data, clip: clip, batch: options.batch, workers: options.workers,
                            onBadVideo: options.onBadVideo, multiLabel: options.loss == .bce, ensemble: options.ensemble,

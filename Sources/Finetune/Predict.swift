@@ -24,7 +24,7 @@ public enum Predictor {
         var arch = w.arch
         if let frames { arch.numFrames = frames }
         if let crop { arch.trainCrop = crop }
-        let model = try EvalNetwork(config: arch, weights: w.tensors)
+        let model = try makeEvalNetwork(config: arch, weights: w.tensors)
         if let given = classNames, given.count != arch.numClasses {
             throw FinetuneError("the class list has \(given.count) names but \(weights) has \(arch.numClasses) classes",
                                 hint: "give one name per line, in class id order, for every class of the weights")

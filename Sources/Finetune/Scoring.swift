@@ -70,7 +70,7 @@ public enum Scoring {
         return c
     }
 
-    public static func score(model: EvalNetwork, dataset: VideoDataset, config: ClipConfig, batch: Int, workers: Int,
+    public static func score(model: any ClipNetwork, dataset: VideoDataset, config: ClipConfig, batch: Int, workers: Int,
                              onBadVideo: BadVideoPolicy, ensemble: EnsembleMethod, frameCache: FrameCache? = nil,
                              progress: ((Int, Int) -> Void)? = nil) throws -> VideoScores {
         let start = Date()

@@ -23,7 +23,7 @@ enum BenchSupport {
         // The graph's inputs at the training clip `config` describes (SlowFast: frames / alpha and frames).
         var clip = config
         clip.numFrames = config.model == .resnet ? 1 : frames
-        let shapes = clip.graph().inputs.map { [batch, 3, $0.frames, size, size] }
+        let shapes = clip.graphInputs.map { [batch, 3, $0.frames, size, size] }
         var rng = SplitMix64(seed: 1)
         return (shapes, shapes.map { s -> FloatTensor in
             let t = FloatTensor(uninitialized: s)

@@ -57,14 +57,14 @@ public struct ForwardBenchResult {
 public enum ForwardBench {
     public static func run(_ o: ForwardBenchOptions) throws -> ForwardBenchResult {
         let config = try BenchSupport.config(preset: o.preset, frames: o.frames, size: o.size, threads: o.threads)
-        let model = EvalNetwork.random(config: config, seed: 0)
+        let model = try makeEvalNetwork(config: config, weights: EvalNetwork.randomWeights(config: config, seed: 0))
         let (shapes, inputs) = BenchSupport.inputs(config, batch: o.batch, frames: o.frames, size: o.size)
         _ = try model.forward(inputs) // warm-up: buffers, packed weights, page faults
         var times: [Double] = []
         let profile = o.profile ? ForwardProfile() : nil
         for _ in 0 ..< max(1, o.repeats) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = try model.forward(inputs, profile: profile)
+            _ = try model.forward(inputs, capture: false, profile: profile)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         var usage = rusage()

@@ -54,6 +54,10 @@ public struct Reference {
     /// The outputs an inference reference may hold, in execution order.
     static let outputNames = ["s1", "s2", "s3", "s4", "s5"].flatMap { s in (0 ..< 2).map { "activation.\(s).pathway\($0)" } }
         + ["activation.head.pool", "output.logits"]
+    /// A transformer's outputs: the embedded tokens, each layer's tokens, what the classifier reads, the logits.
+    static func transformerOutputNames(layers: Int) -> [String] {
+        ["activation.embeddings"] + (0 ..< layers).map { "activation.layer.\($0)" } + ["activation.pooled", "output.logits"]
+    }
     static let acceptedNames = "input.slow + input.fast or input.x, and at least one of output.logits, activation.sN.pathwayP "
         + "(N 1-5, P 0-1), activation.head.pool (a train step adds target + output.loss or grad_output.logits, and grad.*)"
 
@@ -88,6 +92,7 @@ public struct Reference {
             throw VerifyError.badReference(path, "holds no input.slow/input.fast or input.x (expected \(acceptedNames))")
         }
         let inputNames: Set<String> = ["input.slow", "input.fast", "input.x"]
+        let outputNames = (resolved ?? arch).flatMap { $0.transformer }.map { Self.transformerOutputNames(layers: $0.layers) } ?? Self.outputNames
         let unknown = ck.tensors.names.filter { !inputNames.contains($0) && !outputNames.contains($0) }
         if !unknown.isEmpty {
             let hint = unknown.contains("input.image") ? "; input.image needs sfnet.boring_video metadata" : ""

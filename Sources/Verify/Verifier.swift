@@ -119,8 +119,8 @@ public enum Verifier {
                 config = fitted
             }
         }
-        let model = try EvalNetwork(config: config, weights: ck.tensors)
-        if let frames = ref.boringVideoFrames {
+        let model = try makeEvalNetwork(config: config, weights: ck.tensors)
+        if let frames = ref.boringVideoFrames, let model = model as? EvalNetwork {
             var report = try boringVideo(model, ref, frames: frames, weights: weights, ck: ck, tolerance: tolerance, start: start)
             report.notes = notes + report.notes
             return report

@@ -77,7 +77,7 @@ struct EvalCommand: ParsableCommand {
                                       temporalViews: views.temporal, spatialCrops: views.spatial)
         if config != nil { clip.mean = c.mean; clip.std = c.std; clip.reverseChannels = c.reverseChannels }
         let bar = Terminal.Progress("scoring")
-        let e = try Evaluation.run(model: try EvalNetwork(config: arch, weights: w.tensors), dataset: ds, clip: clip, batch: batch,
+        let e = try Evaluation.run(model: try makeEvalNetwork(config: arch, weights: w.tensors), dataset: ds, clip: clip, batch: batch,
                                    workers: scoring.workers, onBadVideo: .skip, multiLabel: arch.headActivation == .sigmoid,
                                    ensemble: ensemble ?? (fromConfig.contains("ensemble") ? c.ensemble : nil), progress: bar.update)
         bar.finish()

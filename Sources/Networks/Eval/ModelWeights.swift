@@ -98,6 +98,8 @@ extension EvalNetwork {
     /// identity with small residual-branch gammas so that activations stay
     /// bounded through deep stacks. Deterministic for a seed.
     public static func randomWeights(config: ArchConfig, seed: UInt64) -> TensorMap {
+        // A transformer's scale matters (LayerNorm, softmax): its fresh initialisation, seeded.
+        if config.model.isTransformer { return freshWeights(for: config, seed: seed) }
         var rng = Families.SplitMix64(seed: seed) // the same generator as Convert's fresh initializations
         var map = TensorMap()
         for entry in config.expectedParameters() {
