@@ -1,0 +1,435 @@
+// Multi-head scaled dot-product attention, softmax(Q K^T * scale) V per head, as Hugging Face's
+// VideoMAE and TimeSformer attention (and torch.nn.functional.scaled_dot_product_attention without a
+// mask or dropout), with its double-precision oracle. Q, K, V and the output are strided row buffers
+// (`AttentionOperand`), so Q, K and V can be column slices of one fused qkv buffer [S, L, 3 H dh] (timm's
+// and TimeSformer's `qkv` linear, columns (3, H, dh)) or separate [S, L, H dh] buffers (VideoMAE's
+// query/key/value) with no copies; heads are concatenated in the output as torch's
+// `transpose(1, 2).reshape(S, L, H dh)`.
+// Memory plan: work items are (sequence, head, block of `blockRows` query rows); a thread holds the
+// score block [rows, Lk] of its current item only, never a head's [L, L] matrix. Scores come from
+// sgemm on the strided operands (K used transposed through its leading dimension), the softmax
+// subtracts each row's maximum and sums in double lanes, P V is one more sgemm, and the rows are
+// divided by their sum after it (dh values a row instead of Lk).
+// Backward recomputes each block's probabilities from Q, K and the saved row maximum and sum (no
+// stored P): dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)), dQ = scale dS K,
+// dK += scale dS^T Q. A thread sums dK and dV of its current (sequence, head) in scratch and writes
+// them once; a pair whose blocks two threads share is added under a lock.
+
+import Foundation
+
+/// The extents of one attention call: `sequences` independent sequences (the batch, or batch x
+/// frames / batch x patches for TimeSformer's divided attention), `length` query rows and `keyLength`
+/// key/value rows per sequence, `heads` heads of `headDim` columns.
+public struct AttentionShape: Equatable, Sendable {
+    public var sequences, length, keyLength, heads, headDim: Int
+
+    public init(sequences: Int, length: Int, keyLength: Int? = nil, heads: Int, headDim: Int) {
+        precondition(sequences >= 0 && length > 0 && (keyLength ?? length) > 0 && heads > 0 && headDim > 0,
+                     "attention: sequences \(sequences), length \(length), keyLength \(keyLength ?? length), heads \(heads), headDim \(headDim)")
+        (self.sequences, self.length, self.keyLength, self.heads, self.headDim) = (sequences, length, keyLength ?? length, heads, headDim)
+    }
+
+    /// Columns of all heads: heads x headDim.
+    public var width: Int { heads * headDim }
+    /// torch's default scale, headDim^-0.5.
+    public var defaultScale: Float { Float(1 / Double(headDim).squareRoot()) }
+}
+
+/// Where one attention operand lives: element (sequence s, row i, column c) at
+/// `base[s * sequenceStride + i * rowStride + c]`, c in 0..<heads * headDim, head h the columns
+/// h * headDim..<(h + 1) * headDim. The pointer must stay valid for the call it is passed to.
+public struct AttentionOperand {
+    public let base: UnsafeMutablePointer<Float>
+    public let rowStride: Int
+    public let sequenceStride: Int
+
+    public init(base: UnsafeMutablePointer<Float>, rowStride: Int, sequenceStride: Int) {
+        (self.base, self.rowStride, self.sequenceStride) = (base, rowStride, sequenceStride)
+    }
+
+    /// Columns `columnOffset`... of a contiguous [S, L, C] tensor: rowStride C, sequenceStride L C.
+    /// For a fused qkv [S, L, 3 H dh], query, key and value are offsets 0, H dh and 2 H dh.
+    public init(_ tensor: FloatTensor, columnOffset: Int = 0) {
+        precondition(tensor.rank == 3, "attention operand: expected [S, L, C], got \(tensor.shape)")
+        let (l, c) = (tensor.shape[1], tensor.shape[2])
+        self.init(base: tensor.pointer + columnOffset, rowStride: c, sequenceStride: l * c)
+    }
+
+    /// The first column of head `h` in row `i` of sequence `s`.
+    @inline(__always)
+    func at(_ s: Int, _ i: Int, head h: Int, _ headDim: Int) -> UnsafeMutablePointer<Float> {
+        base + s * sequenceStride + i * rowStride + h * headDim
+    }
+}
+
+/// What the forward saves for the backward: per (sequence, head, query row) the softmax's row
+/// maximum of the scaled scores and the sum of exp(score - max), both [S, H, L].
+public final class AttentionStatistics: @unchecked Sendable {
+    public let rowMax: FloatTensor
+    public let rowSum: FloatTensor
+
+    public init(_ shape: AttentionShape) {
+        rowMax = FloatTensor(uninitialized: [shape.sequences, shape.heads, shape.length])
+        rowSum = FloatTensor(uninitialized: [shape.sequences, shape.heads, shape.length])
+    }
+}
+
+/// Query rows per work item: a thread's score block is blockRows x Lk floats (64 x 1568: 400 KB).
+public let attentionBlockRows = 64
+
+// MARK: - Row kernels
+
+/// The largest of `n` floats (n > 0).
+@inline(__always)
+private func rowMaximum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var j = 0, m = -Float.infinity
+    if n >= 8 {
+        var v = load8(p)
+        j = 8
+        while j + 8 <= n {
+            let w = load8(p + j)
+            v = v.replacing(with: w, where: w .> v)
+            j += 8
+        }
+        m = v.max()
+    }
+    while j < n { m = max(m, p[j]); j += 1 }
+    return m
+}
+
+/// p[j] = exp(p[j] - m) * scale for j < n; returns the sum of exp(p[j] - m), in double lanes.
+@inline(__always)
+private func expShifted(_ p: UnsafeMutablePointer<Float>, _ n: Int, max m: Float, scale: Float = 1) -> Double {
+    let mv = SIMD8<Float>(repeating: m), sv = SIMD8<Float>(repeating: scale)
+    var acc = SIMD8<Double>(repeating: 0)
+    var j = 0
+    while j + 8 <= n {
+        let e = exp8(load8(p + j) - mv)
+        acc += SIMD8<Double>(e)
+        store8(e * sv, p + j)
+        j += 8
+    }
+    if j < n {
+        var v = SIMD8<Float>(repeating: -Float.infinity)
+        for t in 0..<(n - j) { v[t] = p[j + t] }
+        // exp8 clamps -inf to exp(-87.3): zero the padding lanes before summing.
+        var e = exp8(v - mv)
+        for t in (n - j)..<8 { e[t] = 0 }
+        acc += SIMD8<Double>(e)
+        let scaled = e * sv
+        for t in 0..<(n - j) { p[j + t] = scaled[t] }
+    }
+    return acc.sum()
+}
+
+/// ds[j] = p[j] * (ds[j] - sum over k of p[k] ds[k]) for j < n: the softmax backward of one row,
+/// dS from P and dP (the sum in double).
+@inline(__always)
+private func softmaxRowBackward(_ p: UnsafePointer<Float>, _ ds: UnsafeMutablePointer<Float>, _ n: Int) {
+    let d = Float(sums8d(p, UnsafePointer(ds), shift: 0, count: n).1)
+    let dv = SIMD8<Float>(repeating: d)
+    var j = 0
+    while j + 8 <= n {
+        store8(load8(p + j) * (load8(ds + j) - dv), ds + j)
+        j += 8
+    }
+    while j < n { ds[j] = p[j] * (ds[j] - d); j += 1 }
+}
+
+// MARK: - Strided entry points
+
+/// Attention forward on strided operands: for each sequence s and head h,
+/// output[s, :, h] = softmax(scale * Q[s, :, h] K[s, :, h]^T) V[s, :, h], with `scale` default
+/// headDim^-0.5. `query` and `output` have `shape.length` rows per sequence, `key` and `value`
+/// `shape.keyLength`. The output must not overlap the inputs. Fills `statistics` (for the backward)
+/// when given.
+public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, key: AttentionOperand,
+                             value: AttentionOperand, output: AttentionOperand, scale: Float? = nil,
+                             statistics: AttentionStatistics? = nil, blockRows: Int = attentionBlockRows,
+                             workspace: Workspace? = nil) {
+    let (l, lk, dh, heads) = (shape.length, shape.keyLength, shape.headDim, shape.heads)
+    let scale = scale ?? shape.defaultScale
+    if let statistics { precondition(statistics.rowMax.shape == [shape.sequences, heads, l], "attention: statistics \(statistics.rowMax.shape) for \(shape)") }
+    let blk = max(1, min(blockRows, l))
+    let blocks = (l + blk - 1) / blk
+    let items = shape.sequences * heads * blocks
+    guard items > 0 else { return }
+    let maxParts = Threading.splitGemms ? min(Threading.threads, items) : 1
+    let perPart = blk * lk
+    let ws = workspace ?? Workspace()
+    let scratch = ws.buffer(maxParts * perPart)
+    let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer
+    withExtendedLifetime((statistics, ws)) {
+        parallelParts(items, maxParts: maxParts) { part, range in
+            let scores = scratch + part * perPart
+            var inverse = [Float](repeating: 0, count: blk)
+            for item in range {
+                let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
+                let (s, h) = pair.quotientAndRemainder(dividingBy: heads)
+                let i0 = block * blk, nb = min(blk, l - i0)
+                sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale,
+                      a: query.at(s, i0, head: h, dh), lda: query.rowStride,
+                      b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: scores, ldc: lk)
+                for r in 0..<nb {
+                    let row = scores + r * lk
+                    let m = rowMaximum(row, lk)
+                    let sum = expShifted(row, lk, max: m)
+                    inverse[r] = Float(1 / sum)
+                    rowMax?[pair * l + i0 + r] = m
+                    rowSum?[pair * l + i0 + r] = Float(sum)
+                }
+                let out = output.at(s, i0, head: h, dh)
+                sgemm(m: nb, n: dh, k: lk, a: scores, lda: lk, b: value.at(s, 0, head: h, dh), ldb: value.rowStride,
+                      beta: 0, c: out, ldc: output.rowStride)
+                for r in 0..<nb {
+                    let o = out + r * output.rowStride, f = inverse[r]
+                    for c in 0..<dh { o[c] *= f }
+                }
+            }
+        }
+    }
+}
+
+/// Attention backward on strided operands, from the forward's inputs and `statistics` and dL/doutput
+/// `gradOutput`: writes dL/dQ, dL/dK, dL/dV into `gradQuery`, `gradKey`, `gradValue` (overwriting, or
+/// adding when `accumulate`). The gradient operands may be column slices of one fused dqkv buffer; they
+/// must not overlap each other or the inputs. The probabilities are recomputed block by block.
+public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, key: AttentionOperand,
+                              value: AttentionOperand, gradOutput: AttentionOperand, statistics: AttentionStatistics,
+                              gradQuery: AttentionOperand, gradKey: AttentionOperand, gradValue: AttentionOperand,
+                              scale: Float? = nil, accumulate: Bool = false, blockRows: Int = attentionBlockRows,
+                              workspace: Workspace? = nil) {
+    let (l, lk, dh, heads) = (shape.length, shape.keyLength, shape.headDim, shape.heads)
+    let scale = scale ?? shape.defaultScale
+    precondition(statistics.rowMax.shape == [shape.sequences, heads, l], "attentionBackward: statistics \(statistics.rowMax.shape) for \(shape)")
+    let blk = max(1, min(blockRows, l))
+    let blocks = (l + blk - 1) / blk
+    let pairs = shape.sequences * heads
+    let items = pairs * blocks
+    guard items > 0 else { return }
+    let parts = Threading.splitGemms ? max(1, min(Threading.threads, items)) : 1
+    // The items of part p: itemRange(p). A pair is shared when a boundary between parts cuts its blocks.
+    func itemRange(_ p: Int) -> Range<Int> { (items * p / parts)..<(items * (p + 1) / parts) }
+    let shared = Set((1..<parts).map { items * $0 / parts }.filter { $0 % blocks != 0 }.map { $0 / blocks })
+    /// Adds or copies a [lk, dh] block of scratch into the operand's rows of (s, h).
+    func store(_ src: UnsafePointer<Float>, into dst: AttentionOperand, _ s: Int, _ h: Int, add: Bool) {
+        for j in 0..<lk {
+            let d = dst.at(s, j, head: h, dh), r = src + j * dh
+            if add { for c in 0..<dh { d[c] += r[c] } } else { d.update(from: r, count: dh) }
+        }
+    }
+    if !accumulate {
+        for pair in shared {
+            let (s, h) = pair.quotientAndRemainder(dividingBy: heads)
+            for j in 0..<lk {
+                gradKey.at(s, j, head: h, dh).update(repeating: 0, count: dh)
+                gradValue.at(s, j, head: h, dh).update(repeating: 0, count: dh)
+            }
+        }
+    }
+    // Per part: P and dP blocks (blk x lk each), dK and dV sums of the current pair (lk x dh each).
+    let perPart = 2 * blk * lk + 2 * lk * dh
+    let ws = workspace ?? Workspace()
+    let scratch = ws.buffer(parts * perPart)
+    let lock = NSLock()
+    let rowMax = statistics.rowMax.pointer, rowSum = statistics.rowSum.pointer
+    withExtendedLifetime((statistics, ws)) {
+        parallelParts(parts, maxParts: parts) { _, partRange in
+            for part in partRange {
+                let probs = scratch + part * perPart, dProbs = probs + blk * lk
+                let dKSum = dProbs + blk * lk, dVSum = dKSum + lk * dh
+                let range = itemRange(part)
+                var item = range.lowerBound
+                while item < range.upperBound {
+                    // This part's blocks of one (sequence, head) pair.
+                    let pair = item / blocks
+                    let (s, h) = pair.quotientAndRemainder(dividingBy: heads)
+                    let end = min(range.upperBound, (pair + 1) * blocks)
+                    var first = true
+                    while item < end {
+                        let i0 = (item % blocks) * blk, nb = min(blk, l - i0)
+                        let q = query.at(s, i0, head: h, dh), dO = gradOutput.at(s, i0, head: h, dh)
+                        // P = exp(scale Q K^T - max) / sum, recomputed.
+                        sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale, a: q, lda: query.rowStride,
+                              b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: probs, ldc: lk)
+                        for r in 0..<nb {
+                            let stat = pair * l + i0 + r
+                            _ = expShifted(probs + r * lk, lk, max: rowMax[stat], scale: 1 / rowSum[stat])
+                        }
+                        // dP = dO V^T, then dS in place.
+                        sgemm(transB: true, m: nb, n: lk, k: dh, a: dO, lda: gradOutput.rowStride,
+                              b: value.at(s, 0, head: h, dh), ldb: value.rowStride, beta: 0, c: dProbs, ldc: lk)
+                        for r in 0..<nb { softmaxRowBackward(probs + r * lk, dProbs + r * lk, lk) }
+                        // dV += P^T dO; dK += scale dS^T Q; dQ = scale dS K.
+                        sgemm(transA: true, m: lk, n: dh, k: nb, a: probs, lda: lk, b: dO, ldb: gradOutput.rowStride,
+                              beta: first ? 0 : 1, c: dVSum, ldc: dh)
+                        sgemm(transA: true, m: lk, n: dh, k: nb, alpha: scale, a: dProbs, lda: lk, b: q, ldb: query.rowStride,
+                              beta: first ? 0 : 1, c: dKSum, ldc: dh)
+                        sgemm(m: nb, n: dh, k: lk, alpha: scale, a: dProbs, lda: lk, b: key.at(s, 0, head: h, dh), ldb: key.rowStride,
+                              beta: accumulate ? 1 : 0, c: gradQuery.at(s, i0, head: h, dh), ldc: gradQuery.rowStride)
+                        first = false
+                        item += 1
+                    }
+                    if shared.contains(pair) {
+                        lock.lock()
+                        store(dKSum, into: gradKey, s, h, add: true)
+                        store(dVSum, into: gradValue, s, h, add: true)
+                        lock.unlock()
+                    } else {
+                        store(dKSum, into: gradKey, s, h, add: accumulate)
+                        store(dVSum, into: gradValue, s, h, add: accumulate)
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Tensor entry points
+
+/// The [S, L, H dh] shape of a query/key/value tensor as an `AttentionShape` with `heads` heads.
+private func attentionShape(_ query: FloatTensor, _ key: FloatTensor, heads: Int, fused: Bool = false) -> AttentionShape {
+    precondition(query.rank == 3 && key.rank == 3 && query.shape[0] == key.shape[0] && query.shape[2] == key.shape[2],
+                 "attention: query \(query.shape), key \(key.shape): expected [S, L, C] with equal S and C")
+    let width = fused ? query.shape[2] / 3 : query.shape[2]
+    precondition(heads > 0 && width % heads == 0 && (!fused || query.shape[2] % 3 == 0),
+                 "attention: \(query.shape[2]) columns for \(heads) heads\(fused ? " (fused qkv: 3 x heads x headDim)" : "")")
+    return AttentionShape(sequences: query.shape[0], length: query.shape[1], keyLength: key.shape[1],
+                          heads: heads, headDim: width / heads)
+}
+
+/// Attention of separate `query` [S, L, H dh], `key` and `value` [S, Lk, H dh] (VideoMAE's layout):
+/// returns the output [S, L, H dh] and the statistics for `attentionBackward`.
+public func attentionForward(query: FloatTensor, key: FloatTensor, value: FloatTensor, heads: Int,
+                             scale: Float? = nil) -> (output: FloatTensor, statistics: AttentionStatistics) {
+    let shape = attentionShape(query, key, heads: heads)
+    precondition(value.shape == key.shape, "attention: value \(value.shape) for key \(key.shape)")
+    let out = FloatTensor(uninitialized: [shape.sequences, shape.length, shape.width])
+    let stats = AttentionStatistics(shape)
+    withExtendedLifetime((query, key, value, out)) {
+        attentionForward(shape, query: AttentionOperand(query), key: AttentionOperand(key), value: AttentionOperand(value),
+                         output: AttentionOperand(out), scale: scale, statistics: stats)
+    }
+    return (out, stats)
+}
+
+/// Gradients of `attentionForward(query:key:value:heads:)` for dL/doutput `gradOutput` [S, L, H dh].
+public func attentionBackward(query: FloatTensor, key: FloatTensor, value: FloatTensor, statistics: AttentionStatistics,
+                              gradOutput: FloatTensor, heads: Int, scale: Float? = nil)
+    -> (query: FloatTensor, key: FloatTensor, value: FloatTensor) {
+    let shape = attentionShape(query, key, heads: heads)
+    precondition(value.shape == key.shape && gradOutput.shape == query.shape,
+                 "attentionBackward: value \(value.shape), gradOutput \(gradOutput.shape) for query \(query.shape), key \(key.shape)")
+    let dq = FloatTensor(uninitialized: query.shape), dk = FloatTensor(uninitialized: key.shape)
+    let dv = FloatTensor(uninitialized: value.shape)
+    withExtendedLifetime((query, key, value, gradOutput, dq, dk, dv)) {
+        attentionBackward(shape, query: AttentionOperand(query), key: AttentionOperand(key), value: AttentionOperand(value),
+                          gradOutput: AttentionOperand(gradOutput), statistics: statistics,
+                          gradQuery: AttentionOperand(dq), gradKey: AttentionOperand(dk), gradValue: AttentionOperand(dv), scale: scale)
+    }
+    return (dq, dk, dv)
+}
+
+/// Attention of a fused `qkv` [S, L, 3 H dh] (columns: query heads, key heads, value heads, as
+/// timm's and TimeSformer's `qkv` linear writes them): returns the output [S, L, H dh] and the statistics.
+public func fusedAttentionForward(qkv: FloatTensor, heads: Int, scale: Float? = nil)
+    -> (output: FloatTensor, statistics: AttentionStatistics) {
+    let shape = attentionShape(qkv, qkv, heads: heads, fused: true)
+    let out = FloatTensor(uninitialized: [shape.sequences, shape.length, shape.width])
+    let stats = AttentionStatistics(shape)
+    withExtendedLifetime((qkv, out)) {
+        attentionForward(shape, query: AttentionOperand(qkv), key: AttentionOperand(qkv, columnOffset: shape.width),
+                         value: AttentionOperand(qkv, columnOffset: 2 * shape.width), output: AttentionOperand(out),
+                         scale: scale, statistics: stats)
+    }
+    return (out, stats)
+}
+
+/// Gradient of `fusedAttentionForward` with respect to `qkv`: [S, L, 3 H dh], the fused layout.
+public func fusedAttentionBackward(qkv: FloatTensor, statistics: AttentionStatistics, gradOutput: FloatTensor,
+                                   heads: Int, scale: Float? = nil) -> FloatTensor {
+    let shape = attentionShape(qkv, qkv, heads: heads, fused: true)
+    precondition(gradOutput.shape == [shape.sequences, shape.length, shape.width],
+                 "fusedAttentionBackward: gradOutput \(gradOutput.shape) for qkv \(qkv.shape)")
+    let dqkv = FloatTensor(uninitialized: qkv.shape)
+    withExtendedLifetime((qkv, gradOutput, dqkv)) {
+        let w = shape.width
+        attentionBackward(shape, query: AttentionOperand(qkv), key: AttentionOperand(qkv, columnOffset: w),
+                          value: AttentionOperand(qkv, columnOffset: 2 * w), gradOutput: AttentionOperand(gradOutput),
+                          statistics: statistics, gradQuery: AttentionOperand(dqkv),
+                          gradKey: AttentionOperand(dqkv, columnOffset: w), gradValue: AttentionOperand(dqkv, columnOffset: 2 * w),
+                          scale: scale)
+    }
+    return dqkv
+}
+
+// MARK: - Float64 oracle
+
+/// One (sequence, head) of separate [S, L, H dh] tensors as an [L, dh] array.
+private func headSlice(_ t: Tensor64, _ s: Int, _ h: Int, heads: Int) -> [[Double]] {
+    let (l, c) = (t.shape[1], t.shape[2])
+    let dh = c / heads
+    return (0..<l).map { i in Array(t.values[(s * l * c + i * c + h * dh)..<(s * l * c + i * c + (h + 1) * dh)]) }
+}
+
+/// The probabilities softmax(scale q k^T) of one head, [L, Lk], in double precision.
+private func probabilities64(_ q: [[Double]], _ k: [[Double]], scale: Double) -> [[Double]] {
+    q.map { qi in
+        let scores = k.map { kj in scale * zip(qi, kj).reduce(0) { $0 + $1.0 * $1.1 } }
+        let m = scores.max()!
+        let e = scores.map { exp($0 - m) }
+        let sum = e.reduce(0, +)
+        return e.map { $0 / sum }
+    }
+}
+
+/// Attention of separate `query` [S, L, H dh], `key` and `value` [S, Lk, H dh] in double precision,
+/// head by head as the definition reads (scale default headDim^-0.5).
+public func attention64(query: Tensor64, key: Tensor64, value: Tensor64, heads: Int, scale: Double? = nil) -> Tensor64 {
+    let (sequences, l, c) = (query.shape[0], query.shape[1], query.shape[2])
+    let dh = c / heads
+    let scale = scale ?? 1 / Double(dh).squareRoot()
+    var out = Tensor64(zeros: query.shape)
+    for s in 0..<sequences {
+        for h in 0..<heads {
+            let p = probabilities64(headSlice(query, s, h, heads: heads), headSlice(key, s, h, heads: heads), scale: scale)
+            let v = headSlice(value, s, h, heads: heads)
+            for i in 0..<l {
+                for d in 0..<dh {
+                    out.values[s * l * c + i * c + h * dh + d] = (0..<v.count).reduce(0) { $0 + p[i][$1] * v[$1][d] }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// attention64's gradients for dL/doutput `gradOutput`: dV = P^T dO, dP = dO V^T,
+/// dS = P (dP - rowsum(P dP)), dQ = scale dS K, dK = scale dS^T Q.
+public func attentionBackward64(query: Tensor64, key: Tensor64, value: Tensor64, heads: Int, scale: Double? = nil,
+                                gradOutput: Tensor64) -> (query: Tensor64, key: Tensor64, value: Tensor64) {
+    let (sequences, l, c) = (query.shape[0], query.shape[1], query.shape[2])
+    let lk = key.shape[1], dh = c / heads
+    let scale = scale ?? 1 / Double(dh).squareRoot()
+    var dq = Tensor64(zeros: query.shape), dk = Tensor64(zeros: key.shape), dv = Tensor64(zeros: value.shape)
+    for s in 0..<sequences {
+        for h in 0..<heads {
+            let q = headSlice(query, s, h, heads: heads), k = headSlice(key, s, h, heads: heads)
+            let v = headSlice(value, s, h, heads: heads), dO = headSlice(gradOutput, s, h, heads: heads)
+            let p = probabilities64(q, k, scale: scale)
+            for i in 0..<l {
+                let dp = (0..<lk).map { j in (0..<dh).reduce(0) { $0 + dO[i][$1] * v[j][$1] } }
+                let rowDot = (0..<lk).reduce(0) { $0 + p[i][$1] * dp[$1] }
+                for j in 0..<lk {
+                    let ds = p[i][j] * (dp[j] - rowDot)
+                    for d in 0..<dh {
+                        dv.values[s * lk * c + j * c + h * dh + d] += p[i][j] * dO[i][d]
+                        dq.values[s * l * c + i * c + h * dh + d] += scale * ds * k[j][d]
+                        dk.values[s * lk * c + j * c + h * dh + d] += scale * ds * q[i][d]
+                    }
+                }
+            }
+        }
+    }
+    return (dq, dk, dv)
+}
