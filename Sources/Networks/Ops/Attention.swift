@@ -156,10 +156,10 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
     guard items > 0 else { return }
     let maxParts = Threading.splitGemms ? min(Threading.threads, items) : 1
     let perPart = blk * lk
-    let space = workspace ?? Workspace()
-    let scratch = space.buffer(maxParts * perPart)
+    let ws = workspace ?? Workspace()
+    let scratch = ws.buffer(maxParts * perPart)
     let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer
-    withExtendedLifetime((statistics, space)) {
+    withExtendedLifetime((statistics, ws)) {
         parallelParts(items, maxParts: maxParts) { part, range in
             let scores = scratch + part * perPart
             var inverse = [Float](repeating: 0, count: blk)
@@ -229,11 +229,11 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
     }
     // Per part: P and dP blocks (blk x lk each), dK and dV sums of the current pair (lk x dh each).
     let perPart = 2 * blk * lk + 2 * lk * dh
-    let space = workspace ?? Workspace()
-    let scratch = space.buffer(parts * perPart)
+    let ws = workspace ?? Workspace()
+    let scratch = ws.buffer(parts * perPart)
     let lock = NSLock()
     let rowMax = statistics.rowMax.pointer, rowSum = statistics.rowSum.pointer
-    withExtendedLifetime((statistics, space)) {
+    withExtendedLifetime((statistics, ws)) {
         parallelParts(parts, maxParts: parts) { _, partRange in
             for part in partRange {
                 let probs = scratch + part * perPart, dProbs = probs + blk * lk

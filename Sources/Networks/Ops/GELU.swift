@@ -43,8 +43,8 @@ func exp8(hi: SIMD8<Float>, lo: SIMD8<Float>) -> SIMD8<Float> {
     return e * scale
 }
 
-/// For x on 8 lanes: (erfc(|x| / sqrt 2), exp(-x^2 / 2) when `wantGauss`, else 0). |x| is clamped to 13
-/// (erfc(9.2) = 2.5e-38; the result stays at that size beyond, never overflows the exponent).
+/// For x on 8 lanes: (erfc(|x| / sqrt 2), exp(-x^2 / 2) when `wantGauss`, else 0). From |x| = 13 on
+/// (erfc(9.19) = 1.2e-38, exp(-84.5) = 2e-37) both are 0.
 @inline(__always)
 func erfcAndGauss8(_ x: SIMD8<Float>, wantGauss: Bool) -> (erfc: SIMD8<Float>, gauss: SIMD8<Float>) {
     var ax = unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & SIMD8(repeating: 0x7FFF_FFFF), to: SIMD8<Float>.self)
@@ -68,8 +68,10 @@ func erfcAndGauss8(_ x: SIMD8<Float>, wantGauss: Bool) -> (erfc: SIMD8<Float>, g
     let xh = unsafeBitCast(unsafeBitCast(ax, to: SIMD8<UInt32>.self) & SIMD8(repeating: 0xFFFF_F000), to: SIMD8<Float>.self)
     let hi = -(xh * xh) * SIMD8(repeating: 0.5)
     let lo = -((ax - xh) * (ax + xh)) * SIMD8(repeating: 0.5)
-    let erfc = t * exp8(hi: hi, lo: lo + f)
-    return (erfc, wantGauss ? exp8(hi: hi, lo: lo) : SIMD8())
+    // From the clamp on both are below 1e-36: zero, so that x exp(-x^2 / 2) does not grow with x.
+    let beyond = ax .>= cap
+    let erfc = (t * exp8(hi: hi, lo: lo + f)).replacing(with: 0, where: beyond)
+    return (erfc, wantGauss ? exp8(hi: hi, lo: lo).replacing(with: 0, where: beyond) : SIMD8())
 }
 
 /// GELU (g nil) or its backward for dy = g, erf form, on 8 lanes.
@@ -82,17 +84,20 @@ private func geluErf8(_ x: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
     return g * (phi + x * gauss * SIMD8(repeating: 0.398_942_28))
 }
 
-/// GELU (g nil) or its backward for dy = g, tanh form, on 8 lanes: s = sigmoid(2u), u = c (x + 0.044715 x^3).
+/// GELU (g nil) or its backward for dy = g, tanh form, on 8 lanes: s = sigmoid(2u), u = c (x + 0.044715 x^3);
+/// 1 - s is taken as e s with e = exp(-2u), not by subtraction (which leaves nothing of it once s rounds to 1).
 @inline(__always)
 private func geluTanh8(_ x: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
     let c = SIMD8<Float>(repeating: 0.797_884_56), k = SIMD8<Float>(repeating: 0.044_715)
+    let one = SIMD8<Float>(repeating: 1)
     let x2 = x * x
     let u = c * (x + k * x2 * x)
-    let s = sigmoid8(u + u)
+    let e = exp8(-(u + u))
+    // Where exp(-2u) is clamped (2u < -88), s is below 1e-38: zero, as in double.
+    let s = (one / (one + e)).replacing(with: 0, where: u .< SIMD8(repeating: -44))
     guard let g else { return x * s }
-    let one = SIMD8<Float>(repeating: 1)
     let du = c * (one + SIMD8(repeating: 3) * k * x2)
-    return g * (s + (x + x) * s * (one - s) * du)
+    return g * (s + (x + x) * s * (e * s) * du)
 }
 
 @inline(__always)
@@ -151,13 +156,14 @@ public func gelu64(_ x: Tensor64, approximate: GELUApproximation = .none) -> Ten
     Tensor64(shape: x.shape, values: x.values.map { v in
         switch approximate {
         case .none: return 0.5 * v * erfc(-v / 2.0.squareRoot())
-        case .tanh: return 0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+        // 0.5 x (1 + tanh u) as x sigmoid(2u): 1 + tanh u cancels in the left tail, even in double.
+        case .tanh: return v / (1 + exp(-2 * (2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
         }
     })
 }
 
 /// GELU's derivative times `gradOutput` in double precision: Phi(x) + x phi(x) (erf form), or the
-/// derivative of the tanh expression.
+/// derivative of the tanh expression (written through sigmoids, which do not cancel in the tails).
 public func geluBackward64(_ x: Tensor64, gradOutput: Tensor64, approximate: GELUApproximation = .none) -> Tensor64 {
     precondition(x.shape == gradOutput.shape)
     return Tensor64(shape: x.shape, values: (0..<x.count).map { i in
@@ -167,9 +173,11 @@ public func geluBackward64(_ x: Tensor64, gradOutput: Tensor64, approximate: GEL
         case .none:
             d = 0.5 * erfc(-v / 2.0.squareRoot()) + v * exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()
         case .tanh:
+            // With s = sigmoid(2u): d/dx = s + 2 x s (1 - s) u', 1 - s = sigmoid(-2u).
             let c = (2 / Double.pi).squareRoot()
-            let th = Foundation.tanh(c * (v + 0.044715 * v * v * v))
-            d = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * c * (1 + 3 * 0.044715 * v * v)
+            let u = c * (v + 0.044715 * v * v * v)
+            let (s, sm) = (1 / (1 + exp(-2 * u)), 1 / (1 + exp(2 * u)))
+            d = s + 2 * v * s * sm * c * (1 + 3 * 0.044715 * v * v)
         }
         return gradOutput.values[i] * d
     })

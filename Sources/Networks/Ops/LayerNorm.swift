@@ -137,8 +137,8 @@ func layerNormBackwardRows(_ x: UnsafePointer<Float>, rows: Int, width d: Int, g
                 while j + 8 <= d {
                     let dyv = SIMD8<Double>(load8(dy + j)), xhat = (SIMD8<Double>(load8(xr + j)) - mv) * sv
                     let pg = UnsafeMutableRawPointer(dGamma + j), pb = UnsafeMutableRawPointer(dBeta + j)
-                    pg.storeBytes(of: pg.load(as: SIMD8<Double>.self) + dyv * xhat, as: SIMD8<Double>.self)
-                    pb.storeBytes(of: pb.load(as: SIMD8<Double>.self) + dyv, as: SIMD8<Double>.self)
+                    pg.storeBytes(of: pg.loadUnaligned(as: SIMD8<Double>.self) + dyv * xhat, as: SIMD8<Double>.self)
+                    pb.storeBytes(of: pb.loadUnaligned(as: SIMD8<Double>.self) + dyv, as: SIMD8<Double>.self)
                     j += 8
                 }
                 while j < d {

@@ -54,7 +54,8 @@ public final class TransformerNetwork: ClipNetwork {
             t.qkvBias ? w[module + ".bias"] : FloatTensor(zeros: [count])
         }
         let kernel = w[layout.patchEmbedding + ".weight"]
-        patchWeight = FloatTensor(shape: [d, kernel.count / d], copying: kernel.pointer)
+        // [D, 3, tubelet, p, p] (TimeSformer's per-frame [D, 3, p, p] with tubelet 1).
+        patchWeight = FloatTensor(shape: [d, 3, t.tubeletSize, t.patchSize, t.patchSize], copying: kernel.pointer)
         patchBias = w[layout.patchEmbedding + ".bias"]
         var layers: [Layer] = []
         for i in 0 ..< t.layers {
@@ -126,7 +127,7 @@ public final class TransformerNetwork: ClipNetwork {
         let d = t.hiddenSize
         let g = t.grid(frames: frames, crop: height)
         let patches = g.t * g.h * g.w
-        let embedded = linearForward(patchify(x, tubelet: t.tubeletSize, patch: t.patchSize), weight: patchWeight, bias: patchBias)
+        let embedded = patchEmbedForward(x, weight: patchWeight, bias: patchBias, order: .timeMajor)
         var hidden: FloatTensor
         if family == .videomae {
             hidden = embedded
@@ -266,31 +267,4 @@ public final class TransformerNetwork: ClipNetwork {
         }
         return out
     }
-}
-
-/// Non-overlapping (tubelet x patch x patch) blocks of `x` (N, C, T, H, W) as rows [N * T' * H' * W',
-/// C * tubelet * patch * patch], tokens in (t, h, w) order, columns in a Conv3d weight's (c, kt, kh, kw) order.
-func patchify(_ x: FloatTensor, tubelet: Int, patch: Int) -> FloatTensor {
-    let (n, c, frames, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-    let (gt, gh, gw) = (frames / tubelet, h / patch, w / patch)
-    let columns = c * tubelet * patch * patch
-    let out = FloatTensor(uninitialized: [n * gt * gh * gw, columns])
-    parallelFor(n * gt, work: gh * gw * columns) { bt in
-        let (b, tt) = (bt / gt, bt % gt)
-        for hh in 0 ..< gh {
-            for ww in 0 ..< gw {
-                var dst = out.pointer + (((b * gt + tt) * gh + hh) * gw + ww) * columns
-                for ch in 0 ..< c {
-                    for kt in 0 ..< tubelet {
-                        for kh in 0 ..< patch {
-                            let src = x.pointer + (((b * c + ch) * frames + tt * tubelet + kt) * h + hh * patch + kh) * w + ww * patch
-                            dst.update(from: src, count: patch)
-                            dst += patch
-                        }
-                    }
-                }
-            }
-        }
-    }
-    return out
 }
