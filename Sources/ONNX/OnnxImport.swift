@@ -75,11 +75,20 @@ public enum OnnxImport {
         // Constant nodes holding tensors are not modelled by OnnxModel; only initializers count.
         var producer: [String: Int] = [:]
         var consumers: [String: [Int]] = [:]
+        let graphInputs = Set(model.inputs.map(\.name))
         for (k, n) in model.nodes.enumerated() {
             // The walk below reads each node's first output (fuzz finding, Fuzz/regressions/onnx/crash-conv-without-outputs).
             guard !n.outputs.isEmpty else { throw fail("node '\(n.name)' (\(n.opType)) has no outputs", file) }
+            // ONNX graphs are topologically sorted: a node reads only values defined before it. A node that
+            // reads its own output, or a later node's, would make the walks below go round a cycle forever.
+            for i in n.inputs where !i.isEmpty && producer[i] == nil && inits[i] == nil && !graphInputs.contains(i) {
+                throw fail("node '\(n.name)' (\(n.opType)) reads '\(i)' before any node produces it (the graph is cyclic or not topologically sorted)", file)
+            }
             for o in n.outputs where !o.isEmpty {
                 if producer[o] != nil { throw fail("value '\(o)' is produced twice", file) }
+                if inits[o] != nil || graphInputs.contains(o) {
+                    throw fail("node '\(n.name)' (\(n.opType)) output '\(o)' redefines a graph input or initializer", file)
+                }
                 producer[o] = k
             }
             for i in Set(n.inputs) where !i.isEmpty { consumers[i, default: []].append(k) }
