@@ -134,9 +134,15 @@ public final class FinetuneRun {
             }
             startDescription = w.path
             if arch.numClasses != classes.count || (w.classes != nil && w.classes! != classes.names) {
-                replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
-                notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
-                arch.numClasses = classes.count
+                if arch.model.isTransformer {
+                    arch.numClasses = classes.count
+                    replaceClassifier(&tensors, arch: arch, seed: o.seed)
+                    notes.append("classifier replaced: \(w.arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.02) truncated, bias 0)")
+                } else {
+                    replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
+                    notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
+                    arch.numClasses = classes.count
+                }
             }
         }
         if let wanted = o.architecture?.numClasses, wanted != classes.count {
@@ -150,6 +156,11 @@ public final class FinetuneRun {
                                 poisoned.prefix(5).joined(separator: ", ") + (poisoned.count > 5 ? ", ..." : ""),
                                 hint: "sfnet verify names them too; convert the source again or start from other weights")
         }
+        if arch.model == .timesformer, o.frames != arch.numFrames || o.crop != arch.trainCrop {
+            throw FinetuneError("\(startDescription) is a TimeSformer for \(arch.numFrames) frames of \(arch.trainCrop)² (its learned position and time "
+                                + "tables); --frames \(o.frames) --crop \(o.crop) would need them interpolated, which sfnet does not do yet",
+                                hint: "leave --frames and --crop at the network's (the default for a transformer)")
+        }
         arch.numFrames = o.frames
         arch.trainCrop = o.crop
         arch.dropout = o.dropout
@@ -157,19 +168,23 @@ public final class FinetuneRun {
         arch.preset = nil
         arch = arch.withPresetName()
 
-        let model = try TrainableNetwork(config: arch, weights: tensors,
-                                       options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
-                                                             dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)))
+        let model = try makeTrainableNetwork(config: arch, weights: tensors,
+                                             options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
+                                                                   dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)),
+                                             dropPathRate: o.dropPath)
         if !o.freeze.isEmpty {
             let trainable = model.store.trainableNames.count
             notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
         }
         let params = StoreParameters(model.store)
         // The head's own parameters (after the pool): the trunk's (X3D's head.conv_5 included) all frozen.
-        let headNames = Set(model.graph.head.parameters.map(\.name))
+        let headNames: Set<String> = arch.model.isTransformer
+            ? [model.store.headProjection + ".weight", model.store.headProjection + ".bias"]
+            : Set(arch.graph().head.parameters.map(\.name))
         let backboneFrozen = model.store.trainableNames.allSatisfy(headNames.contains)
-        // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal way.
-        let useCache = backboneFrozen && o.freezeBNStats && model.graph.head.hidden == nil
+        // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal
+        // way, and so (for now) does a transformer's classifier.
+        let useCache = backboneFrozen && o.freezeBNStats && !arch.model.isTransformer && arch.graph().head.hidden == nil
         if backboneFrozen && !o.freezeBNStats {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
         }
@@ -183,7 +198,16 @@ public final class FinetuneRun {
         let config = TrainConfig(epochs: o.epochs, batchSize: o.batch, itersPerEpoch: itersPerEpoch, loss: o.loss, sgd: sgdConfig,
                                  schedule: schedule, seed: o.seed)
         try config.validate()
-        let sgd = try SGD(config: sgdConfig)
+        let sgd: any Optimizer = o.optimizer == "adamw"
+            ? try AdamW(config: AdamWConfig(beta1: o.adamBeta1, beta2: o.adamBeta2, clipGradNorm: o.clipGradNorm),
+                        groups: Self.adamWGroups(arch: arch, store: model.store, weightDecay: o.weightDecay, layerDecay: o.layerDecay))
+            : try SGD(config: sgdConfig)
+        if o.optimizer == "adamw" {
+            notes.append(String(format: "AdamW (%g, %g), weight decay %g (none on biases, norms and embeddings)", o.adamBeta1, o.adamBeta2, o.weightDecay)
+                + (arch.model.isTransformer && o.layerDecay < 1 ? String(format: ", layer-wise LR decay %g (embeddings at %.3g of the base LR)",
+                                                                      o.layerDecay, Foundation.pow(o.layerDecay, Double((arch.transformer?.layers ?? 0) + 1))) : "")
+                + (o.dropPath > 0 ? String(format: ", drop path %g", o.dropPath) : "") + (o.labelSmoothing > 0 ? String(format: ", label smoothing %g", o.labelSmoothing) : ""))
+        }
         var state = TrainState(config: config)
         var record = RunRecord(name: URL(fileURLWithPath: o.out).lastPathComponent, classes: classes.names)
         if let resumed = existing?.loaded {
@@ -273,7 +297,7 @@ public final class FinetuneRun {
             let v0 = Date()
             var valMAP: Double?, valTop1: Double?
             if let val, !val.samples.isEmpty {
-                let ev = try evaluate(try model.evalModel(), val, clip: clip, frameCache: frameCache,
+                let ev = try evaluate(try model.makeEvalNetwork(), val, clip: clip, frameCache: frameCache,
                                       progress: { self.onEvent(.validating(done: $0, total: $1)) })
                 valMAP = ev.evaluation.meanAP.mAP
                 valTop1 = ev.evaluation.top1
@@ -343,7 +367,7 @@ public final class FinetuneRun {
         if useCache && state.epoch < lastEpoch {
             onEvent(.note("backbone and BN statistics frozen: computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
             let c0 = Date()
-            cache = try FeatureCache.build(model: try model.evalModel(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
+            cache = try FeatureCache.build(model: try model.makeEvalNetwork(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
                                            workers: o.workers, seed: o.seed, onBadVideo: o.onBadVideo,
                                            progress: { self.onEvent(.validating(done: $0, total: $1)) })
             record.notes.append(String(format: "head trained on cached features (%d views per clip, computed in %.1f s)", o.cacheViews, Date().timeIntervalSince(c0)))
@@ -404,10 +428,12 @@ public final class FinetuneRun {
                 let result: LossResult
                 switch o.loss {
                 case .bce:
-                    result = try Loss.bceWithLogits(logits: l, targets: b.labels, batch: b.count, classes: k)
+                    let eps = Float(o.labelSmoothing)
+                    let targets = eps == 0 ? b.labels : b.labels.map { $0 * (1 - eps) + eps / 2 }
+                    result = try Loss.bceWithLogits(logits: l, targets: targets, batch: b.count, classes: k)
                 case .ce:
                     let labels = (0 ..< b.count).map { i in (0 ..< k).max { b.labels[i * k + $0] < b.labels[i * k + $1] }! }
-                    result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k)
+                    result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k, labelSmoothing: Float(o.labelSmoothing))
                 }
                 guard result.loss.isFinite else {
                     throw Self.diverged(epoch: e + 1, what: "the loss is \(result.loss.isNaN ? "NaN" : "infinite") at step \(step + 1)", lr: lr, kept: lastCheckpoint)
@@ -432,7 +458,7 @@ public final class FinetuneRun {
             let trainSeconds = Date().timeIntervalSince(t0)
             guard lossCount > 0 else { throw FinetuneError("epoch \(e + 1): no clip could be read from \(o.train)") }
             var preciseSeconds: Double?
-            if o.preciseBN > 0 && !o.freezeBNStats {
+            if o.preciseBN > 0 && !o.freezeBNStats, let model = model as? TrainableNetwork {
                 let p0 = Date()
                 try preciseBN(model, train: train, clip: trainClip, arch: arch, epoch: e, frameCache: frameCache)
                 preciseSeconds = Date().timeIntervalSince(p0)
@@ -585,5 +611,25 @@ public final class FinetuneRun {
             let bytes = Array(text.utf8)
             try AtomicFile.write(to: dir.appendingPathComponent(name).path, overwrite: true) { out in try bytes.withUnsafeBytes { try out.write($0) } }
         }
+    }
+}
+
+extension FinetuneRun {
+    /// AdamW's per-parameter multipliers: weight decay on weight matrices and kernels only (no biases, norms
+    /// or embeddings, from the parameter roles), and for a transformer the layer-wise LR scale
+    /// layer_decay^(layers + 1 - depth) (VideoMAE's LayerDecayValueAssigner).
+    static func adamWGroups(arch: ArchConfig, store: ParameterStore, weightDecay: Float, layerDecay: Double) -> [String: ParameterGroup] {
+        let layout = arch.model.isTransformer ? TransformerLayout(arch: arch) : nil
+        var groups: [String: ParameterGroup] = [:]
+        for name in store.parameterNames {
+            let role = store.role(name)
+            let decay: Float = role == .linearWeight || role == .convWeight ? weightDecay : 0
+            var scale: Float = 1
+            if let layout, layerDecay < 1 {
+                scale = Float(Foundation.pow(layerDecay, Double(layout.config.layers + 1 - layout.depth(of: name))))
+            }
+            groups[name] = ParameterGroup(lrScale: scale, weightDecay: decay)
+        }
+        return groups
     }
 }
