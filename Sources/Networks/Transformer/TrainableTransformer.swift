@@ -25,6 +25,8 @@ public protocol TrainableClipNetwork: AnyObject {
     func makeEvalNetwork() throws -> any ClipNetwork
     /// Bytes held for the backward after a forward (activations).
     var activationBytes: Int { get }
+    /// A plain SGD update p -= lr * grad of every trained parameter (benchmarks).
+    func sgdStep(learningRate: Float)
 }
 
 extension TrainableNetwork: TrainableClipNetwork {
@@ -108,6 +110,13 @@ public final class TrainableTransformer: TrainableClipNetwork {
 
     public func zeroGradients() { store.zeroGradients() }
     public func releaseSaved() { saved = nil }
+
+    public func sgdStep(learningRate: Float) {
+        for name in store.trainableNames {
+            guard let p = store.value(name), let gr = store.gradient(name) else { continue }
+            for j in 0 ..< p.count { p.pointer[j] -= learningRate * gr.pointer[j] }
+        }
+    }
     public func exportWeights() -> TensorMap { store.exportWeights() }
     public func makeEvalNetwork() throws -> any ClipNetwork { try TransformerNetwork(config: config, weights: exportWeights()) }
 
