@@ -1,5 +1,5 @@
 // Head-only fine-tuning on cached features: when every backbone parameter is frozen and
-// so are the BN statistics, the network below the head computes the same pooled features
+// so are the BN statistics (a transformer has none: its classifier alone training is enough), the network below the head computes the same pooled features
 // for the same clip on every epoch. They are computed once, for `views` augmented views
 // of each training clip (epoch e trains on view e mod views), and the head (dropout +
 // linear projection) is then trained on them: each step is a small GEMM instead of a
@@ -31,11 +31,12 @@ struct FeatureCache {
             while let b = try loader.next() {
                 guard b.count > 0 else { continue }
                 let out = try model.forward(Scoring.inputs(b, arch: model.config), capture: true)
-                guard let pool = out.activations.first(where: { $0.name == "head.pool" })?.value else {
+                // A CNN's pooled grid ("head.pool", N x C x 1 x 1 x 1), or what a transformer's classifier reads ("pooled", N x D).
+                guard let pool = out.activations.first(where: { $0.name == "head.pool" || $0.name == "pooled" })?.value else {
                     throw FinetuneError("the network did not report its pooled head features")
                 }
                 let per = pool.count / b.count
-                guard pool.shape.count == 5, pool.shape[2] * pool.shape[3] * pool.shape[4] == 1 else {
+                guard pool.shape.count == 2 || (pool.shape.count == 5 && pool.shape[2] * pool.shape[3] * pool.shape[4] == 1) else {
                     throw FinetuneError("cached features need the clip at the network's training size (head grid 1x1x1), got \(pool.shape)")
                 }
                 channels = per

@@ -183,9 +183,9 @@ public final class FinetuneRun {
             : Set(arch.graph().head.parameters.map(\.name))
         let backboneFrozen = model.store.trainableNames.allSatisfy(headNames.contains)
         // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal
-        // way, and so (for now) does a transformer's classifier.
-        let useCache = backboneFrozen && o.freezeBNStats && !arch.model.isTransformer && arch.graph().head.hidden == nil
-        if backboneFrozen && !o.freezeBNStats {
+        // way. A transformer has no BN statistics: its classifier alone training is enough (its final norm is frozen then).
+        let useCache = backboneFrozen && (arch.model.isTransformer || (o.freezeBNStats && arch.graph().head.hidden == nil))
+        if backboneFrozen && !o.freezeBNStats && !arch.model.isTransformer {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
         }
         if o.preciseBN > 0 && o.freezeBNStats {
@@ -365,7 +365,7 @@ public final class FinetuneRun {
 
         var cache: FeatureCache?
         if useCache && state.epoch < lastEpoch {
-            onEvent(.note("backbone and BN statistics frozen: computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
+            onEvent(.note("\(arch.model.isTransformer ? "backbone frozen" : "backbone and BN statistics frozen"): computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
             let c0 = Date()
             cache = try FeatureCache.build(model: try model.makeEvalNetwork(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
                                            workers: o.workers, seed: o.seed, onBadVideo: o.onBadVideo,
@@ -385,7 +385,8 @@ public final class FinetuneRun {
                 for start in Swift.stride(from: 0, to: order.count, by: o.batch) {
                     let idx = Array(order[start ..< min(start + o.batch, order.count)])
                     let rows = idx.map { cache.features[view][$0]! }
-                    let targets = idx.flatMap { cache.labels[$0] }
+                    let eps = o.loss == .bce ? Float(o.labelSmoothing) : 0
+                    let targets = idx.flatMap { cache.labels[$0] }.map { eps == 0 ? $0 : $0 * (1 - eps) + eps / 2 }
                     lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
                     let loss = try FeatureCache.headStep(rows, targets: targets, store: model.store, dropout: o.dropout, loss: o.loss, rng: &rng)
                     guard loss.isFinite else {
