@@ -32,6 +32,10 @@ public struct ConvertOptions: Sendable {
     public var stride1x1: Bool?
     /// A Hugging Face folder's config.json (the transformers' architecture, read as data).
     public var hfConfig: JSONValue?
+    /// A transformer's clip (frames, crop) other than the checkpoint's: its token grid; TimeSformer's learned
+    /// position and time tables are resized to it (nearest, as transformers and the original code do).
+    public var clipFrames: Int?
+    public var clipCrop: Int?
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
                 numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
