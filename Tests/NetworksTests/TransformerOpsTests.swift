@@ -230,6 +230,19 @@ final class TransformerOpsTests: XCTestCase {
                     XCTAssertEqual(kept.out.values, r.out.values, c.what + " with kept probabilities")
                 }
             }
+            // Inference: no statistics. And GEMMs left to OpenBLAS's own threads (items then run one by one).
+            let plain = FloatTensor(uninitialized: q.shape)
+            let (qf, kf, vf) = (q.float(), k.float(), v.float())
+            withExtendedLifetime((qf, kf, vf, plain)) {
+                attentionForward(c.shape, query: AttentionOperand(qf), key: AttentionOperand(kf), value: AttentionOperand(vf),
+                                 output: AttentionOperand(plain), blockRows: c.blockRows)
+            }
+            assertGradClose(plain, truth, tolerance: 1e-6, c.what + " without statistics")
+            let saved = Threading.threads
+            Threading.setThreads(2, splitGemms: false)
+            let viaBlas = stridedAttention(c, qf, kf, vf, FloatTensor(zeros: q.shape))
+            Threading.setThreads(saved)
+            assertGradClose(viaBlas.out, truth, tolerance: 1e-6, c.what + " on OpenBLAS's threads")
             // The tensor entry point (default block), and the statistics: each row's max of the scaled scores and
             // sum of exp(score - max).
             let (out, stats) = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads)
