@@ -126,7 +126,9 @@ final class X3DCLITests: XCTestCase {
     }
 
     /// X3D exports to PySlowFast (its canonical names: a bit-exact round trip through convert, and an X3D YAML)
-    /// and to ONNX (onnxruntime's check is `make interop-onnx`); pytorchvideo and mmaction2 layouts are refused.
+    /// and to ONNX (onnxruntime's check is `make interop-onnx`); weights in PySlowFast's structure, whose first res2
+    /// shortcut has a trained BN, are refused for pytorchvideo (which has no BN there) and for mmaction2 (the tiny
+    /// widths are no mmaction2 X3D), with the reason and nothing written.
     func testX3DExportsToPySlowFastAndOnnxAndRefusesTheRest() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
@@ -149,7 +151,43 @@ final class X3DCLITests: XCTestCase {
         XCTAssertTrue(onnx.stdout.contains("onnx opset"), onnx.stdout)
         let refused = try CLI.run(["export", w, "--to", "pytorchvideo", "-o", dir.appendingPathComponent("pv.pyth").path])
         XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("not implemented yet"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("s2.pathway0_res0.branch1_bn is not the identity") && refused.stderr.contains("export to pyslowfast"),
+                      refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("pv.pyth").path))
+        let mm = try CLI.run(["export", w, "--to", "mmaction2", "-o", dir.appendingPathComponent("mm.pth").path])
+        XCTAssertEqual(mm.status, 1, mm.stdout + mm.stderr)
+        XCTAssertTrue(mm.stderr.contains("mmaction2's X3D widths"), mm.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("mm.pth").path))
+    }
+
+    /// pytorchvideo's own X3D layout round trip: convert (the missing shortcut BN becomes the identity) -> export
+    /// --to pytorchvideo (the identity BN left out, said) -> convert gives the same native tensors bit for bit, and
+    /// the export holds pytorchvideo's file again: its names, in its order, with its bytes.
+    func testPytorchvideoX3DRoundTripsThroughItsOwnLayoutBitExact() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let source = CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth")
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", source, "-o", w]).status, 0)
+        let pv = dir.appendingPathComponent("x3d_pv.pyth").path
+        let e = try CLI.run(["export", w, "--to", "pytorchvideo", "-o", pv])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("branch1_bn left out: it is the identity") && e.stdout.contains("create_x3d("), e.stdout)
+        let (exported, original) = (try CheckpointReader.read(path: pv), try CheckpointReader.read(path: source))
+        XCTAssertEqual(exported.tensors.names, original.tensors.names)
+        for (name, t) in original.tensors.ordered {
+            XCTAssertEqual(exported.tensors[name]?.shape, t.shape, name)
+            XCTAssertEqual(exported.tensors[name]?.data.array, t.data.array, name)
+        }
+        let back = dir.appendingPathComponent("back.safetensors").path
+        let c = try CLI.run(["convert", pv, "-o", back])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let (a, b) = (try CheckpointReader.read(path: w), try CheckpointReader.read(path: back))
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        for name in a.tensors.names {
+            XCTAssertEqual(a.tensors[name]!.dtype, b.tensors[name]!.dtype, name)
+            XCTAssertEqual(a.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+        XCTAssertEqual(a.metadataValue("sfnet.arch"), b.metadataValue("sfnet.arch"))
     }
 }
