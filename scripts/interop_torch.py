@@ -32,7 +32,10 @@ the weights' sfnet.arch, reproduces the reference logits, and converts back to t
 with refs-full/ (fixtures/x3d/generate_x3d.py --full) the full-size X3D-S and X3D-M go the same way into
 the hub's x3d_s / x3d_m(pretrained=False). A shortcut BN that only scales is folded into the conv: that
 export, loaded into create_x3d, computes what pytorchvideo's X3D in PySlowFast's structure computes with
-the BN (relative L2 <= 1e-5). Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
+the BN (relative L2 <= 1e-5). fixtures/x3d's mmaction2 X3D (names from mmaction2's source) is converted and
+exported back to mmaction2: bit-exact with the source, and through the generator's name table it loads
+strictly into pytorchvideo's X3D in PySlowFast's structure and reproduces its reference logits.
+Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
 or 1 with --require-torch) when torch is missing; never passes silently.
 """
 
@@ -287,6 +290,45 @@ def check_x3d_folded_shortcut(torch, sfnet, work):
     return 0 if ok else 1
 
 
+def check_x3d_mmaction2(torch, sfnet, work):
+    """fixtures/x3d's mmaction2 X3D (names from mmaction2's source; mmaction2 itself is not installable here) converted
+    and exported back to mmaction2 by the built sfnet: the export holds the source's tensors bit for bit in its order;
+    mapped by the generator's documented name table onto pytorchvideo's X3D in PySlowFast's structure (the computation
+    mmaction2's X3D is), it loads with strict=True and reproduces the reference logits. Returns the number of failures."""
+    from pytorchvideo.models.x3d import create_x3d
+    from safetensors.numpy import load_file
+    spec = importlib.util.spec_from_file_location("sfnet_x3d_mm", os.path.join(ROOT, "fixtures", "x3d", "generate_x3d_mmaction2.py"))
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    x3d_dir = os.path.join(ROOT, "fixtures", "x3d")
+    source = os.path.join(x3d_dir, "tiny_x3d_mmaction2.pth")
+    native, exported = os.path.join(work, "x3d_mm.safetensors"), os.path.join(work, "x3d_mmaction2.pth")
+    sfnet_run(sfnet, "convert", source, "-o", native, "--dtype", "keep", "--force")
+    sfnet_run(sfnet, "export", native, "--to", "mmaction2", "-o", exported, "--force")
+    check_zip(exported)
+    ckpt = torch.load(exported, weights_only=True)
+    assert sorted(ckpt) == ["meta", "state_dict"] and ckpt["meta"]["backbone"] == "X3D", sorted(ckpt)
+    sd, src = ckpt["state_dict"], torch.load(source, weights_only=True)["state_dict"]
+    assert list(sd) == list(src), "the export's keys (or their order) differ from the mmaction2 source's"
+    assert all(sd[k].dtype == v.dtype and torch.equal(sd[k], v) for k, v in src.items()), "tensors differ from the source"
+    model = gm.gx.pyslowfast_structure(create_x3d(**gm.CONFIG)).eval()
+    names = {gm.mmaction2_name(k): k for k in model.state_dict()}
+    mine = model.state_dict()
+    state = {names[k]: v.reshape(mine[names[k]].shape).to(mine[names[k]].dtype) for k, v in sd.items()}
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    ref = load_file(os.path.join(x3d_dir, "tiny_x3d_mmaction2_ref.safetensors"))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ref["input.x"])).double()
+    want = torch.from_numpy(ref["output.logits"]).double()
+    rel = ((logits - want).norm() / want.norm()).item()
+    ok = rel <= 1e-5 and bool((logits.argmax(1) == want.argmax(1)).all())
+    print(f"{'PASS' if ok else 'FAIL'}  tiny_x3d_mmaction2.pth -> sfnet convert -> export --to mmaction2: {{state_dict, meta}}, {len(sd)} "
+          f"tensors bit-exact with the source in its order; by the generator's name table, strict load into pytorchvideo's X3D in "
+          f"PySlowFast's structure; logits vs the reference relative L2 {rel:.2e}")
+    return 0 if ok else 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exports", help="directory holding the exports (default: make them in a temp directory)")
@@ -448,6 +490,11 @@ def main(argv=None):
         except Exception as exc:
             failures += 1
             print(f"FAIL  X3D folded shortcut BN: {type(exc).__name__}: {exc}")
+        try:
+            failures += check_x3d_mmaction2(torch, sfnet, work)
+        except Exception as exc:
+            failures += 1
+            print(f"FAIL  X3D mmaction2 export: {type(exc).__name__}: {exc}")
 
     # The full R50 8x8 (when fixtures/full exists): strict load and the reference logits.
     full = os.path.join(work, "full_pyslowfast.pyth")

@@ -203,7 +203,7 @@ enum X3DExport {
             return "build it with backbone=dict(type='X3D', gamma_w=\(format(mmaction2GammaW(x))), gamma_b=\(x.bottleneckFactor), "
                 + "gamma_d=\(x.depthFactor)\(x.seRatio > 0 ? ", se_ratio=\(x.seRatio)" : ", se_ratio=None")), cls_head=dict(type='X3DHead', "
                 + "in_channels=\(x.stageInnerChannels[3]), num_classes=\(arch.numClasses), dropout_ratio=\(arch.dropout), fc1_bias=False); "
-                + "X3DHead pools adaptively, so clips of \(arch.numFrames)x\(arch.trainCrop)² compute what sfnet computes"
+                + "X3DHead pools the whole clip, sfnet the grid of a \(arch.numFrames)x\(arch.trainCrop)² clip: the same on clips of that size"
         }
     }
 

@@ -160,6 +160,47 @@ final class X3DCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("mm.pth").path))
     }
 
+    /// mmaction2's X3D (backbone.conv1_s/conv1_t/layerK.I.conv1..3/se_module/downsample/conv5, cls_head.fc1/fc2; the
+    /// fixture's names come from reading mmaction2's source, fixtures/x3d/generate_x3d_mmaction2.py): it converts (fc1's
+    /// Linear becomes lin_5's 1x1x1 conv, said), passes verify against pytorchvideo's logits of the same network, and
+    /// exports back to mmaction2's names in mmaction2's order with the source's bytes; converting that again is bit-exact.
+    func testMMAction2X3DConvertsVerifiesAndRoundTripsBitExact() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let source = CLI.fixture("x3d/tiny_x3d_mmaction2.pth")
+        let w = dir.appendingPathComponent("mm.safetensors").path
+        let c = try CLI.run(["convert", source, "-o", w, "--dtype", "keep"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("mmaction2 naming") && c.stdout.contains("(x3d, 5 classes)"), c.stdout)
+        let native = try CheckpointReader.read(path: w)
+        XCTAssertTrue(native.metadataValue("sfnet.report")?.contains("X3DHead's fc1 is a Linear") ?? false)
+        XCTAssertEqual(native.tensors["head.lin_5.weight"]?.shape, [2048, 96, 1, 1, 1])
+        let v = try CLI.run(["verify", w, "--reference", CLI.fixture("x3d/tiny_x3d_mmaction2_ref.safetensors")])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
+
+        let mm = dir.appendingPathComponent("mm_export.pth").path
+        let e = try CLI.run(["export", w, "--to", "mmaction2", "-o", mm])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("type='X3D', gamma_w=0.333") && e.stdout.contains("gamma_b=1.5") && e.stdout.contains("in_channels=96"), e.stdout)
+        let (exported, original) = (try CheckpointReader.read(path: mm), try CheckpointReader.read(path: source))
+        XCTAssertEqual(exported.containerKey, "state_dict")
+        XCTAssertEqual(exported.tensors.names, original.tensors.names)
+        for (name, t) in original.tensors.ordered {
+            XCTAssertEqual(exported.tensors[name]?.dtype, t.dtype, name)
+            XCTAssertEqual(exported.tensors[name]?.shape, t.shape, name)
+            XCTAssertEqual(exported.tensors[name]?.data.array, t.data.array, name)
+        }
+        let back = dir.appendingPathComponent("back.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", mm, "-o", back, "--dtype", "keep"]).status, 0)
+        let b = try CheckpointReader.read(path: back)
+        XCTAssertEqual(native.tensors.names, b.tensors.names)
+        for name in native.tensors.names {
+            XCTAssertEqual(native.tensors[name]!.dtype, b.tensors[name]!.dtype, name)
+            XCTAssertEqual(native.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+    }
+
     /// pytorchvideo's own X3D layout round trip: convert (the missing shortcut BN becomes the identity) -> export
     /// --to pytorchvideo (the identity BN left out, said) -> convert gives the same native tensors bit for bit, and
     /// the export holds pytorchvideo's file again: its names, in its order, with its bytes.
