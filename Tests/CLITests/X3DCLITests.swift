@@ -106,6 +106,50 @@ final class X3DCLITests: XCTestCase {
                       x.stdout)
     }
 
+    /// Head-only fine-tuning of an X3D: `--head-only` freezes everything but the projection and the BN statistics,
+    /// caches lin_5's output (after its ReLU) once per view, and trains the projection on it; every other tensor of
+    /// the result is the start's, bit for bit. `--freeze 's*' --freeze-bn-stats` leaves conv_5 and lin_5 training
+    /// (the full forward every step) and says how to get the cache.
+    func testX3DHeadOnlyTrainsTheProjectionOnCachedLin5Features() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2",
+                             "--size", "64", "--seed", "1"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let ref = try CheckpointReader.read(path: CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors"))
+        let arch = dir.appendingPathComponent("arch.json")
+        try XCTUnwrap(ref.metadataValue("sfnet.arch")).write(to: arch, atomically: true, encoding: .utf8)
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", w, "--arch-json", arch.path]).status, 0)
+        let clip = ["--train", data.appendingPathComponent("train.csv").path, "--val", data.appendingPathComponent("val.csv").path,
+                    "--batch", "4", "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "1",
+                    "--skip-verify", "--lr", "0.05"]
+        let run = dir.appendingPathComponent("head")
+        let r = try CLI.run(["finetune", "--weights", w, "--out", run.path, "--epochs", "3", "--head-only", "--cache-views", "2"] + clip)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("head replaced: 5 -> 4 classes"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("(--head-only: all but head.projection)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("computing the head.lin_5 features (after its ReLU) of 16 clips x 2 augmented views once"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("epoch 3/3"), r.stdout)
+        let start = try CheckpointReader.read(path: w)
+        let end = try CheckpointReader.read(path: run.appendingPathComponent("checkpoint-epoch003.safetensors").path)
+        var moved: [String] = []
+        for (name, t) in start.tensors.ordered where !name.hasPrefix("head.projection.") {
+            guard let e = end.tensors[name] else { XCTFail("missing \(name)"); continue }
+            if t.data.array != e.data.array { moved.append(name) }
+        }
+        XCTAssertEqual(moved, [], "everything but the projection (BN statistics and counters included) must stay as loaded")
+        XCTAssertEqual(end.tensors["head.projection.weight"]?.shape, [4, 32])
+
+        let part = try CLI.run(["finetune", "--weights", w, "--out", dir.appendingPathComponent("part").path, "--epochs", "1",
+                                "--freeze", "s*", "--freeze-bn-stats"] + clip)
+        XCTAssertEqual(part.status, 0, part.stdout + part.stderr)
+        XCTAssertTrue(part.stdout.contains("head units before the pool train (head.conv_5") && part.stdout.contains("--head-only trains head.projection"),
+                      part.stdout)
+        XCTAssertFalse(part.stdout.contains("augmented views once"), part.stdout)
+    }
+
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
     /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
     func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {
