@@ -150,6 +150,60 @@ final class X3DCLITests: XCTestCase {
         XCTAssertFalse(part.stdout.contains("augmented views once"), part.stdout)
     }
 
+    /// X3D ONNX graphs convert (`--from onnx` detected by content), mapped from the graph: torch.onnx.export's (BN folded
+    /// into the convs, SE biases de-duplicated behind Identity nodes, the projection a MatMul between Transposes) passes
+    /// verify against pytorchvideo's logits, and sfnet's own export reads back with every tensor bit for bit (BN as
+    /// BatchNormalization) or, with --fold-bn, verifies; a graph with ReLU after the 3x3x3 is refused unless the
+    /// architecture says so.
+    func testX3DOnnxGraphsFromTorchAndFromSfnetConvert() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let torchOnnx = dir.appendingPathComponent("torch.safetensors").path
+        let c = try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_torch.onnx"), "-o", torchOnnx])
+        XCTAssertEqual(c.status, 0, c.stdout + c.stderr)
+        XCTAssertTrue(c.stdout.contains("onnx.family=x3d") && c.stdout.contains("onnx.x3d_inner=swish") && c.stdout.contains("onnx.stage_depths=1,1,3,2"),
+                      c.stdout)
+        let native = try CheckpointReader.read(path: torchOnnx)
+        XCTAssertNotNil(native.tensors["s4.pathway0_res2.branch2.se.fc2.bias"])
+        XCTAssertEqual(native.tensors["head.lin_5.weight"]?.shape, [16, 96, 1, 1, 1])
+        let v = try CLI.run(["verify", torchOnnx, "--reference", CLI.fixture("x3d/tiny_x3d_torch_ref.safetensors")])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
+
+        // sfnet's own ONNX of pytorchvideo's tiny X3D: BatchNormalization nodes read back bit for bit; folded, it verifies.
+        let w = dir.appendingPathComponent("pv.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", w]).status, 0)
+        let onnx = dir.appendingPathComponent("pv.onnx").path, folded = dir.appendingPathComponent("pv_folded.onnx").path
+        XCTAssertEqual(try CLI.run(["export", w, "--to", "onnx", "-o", onnx]).status, 0)
+        XCTAssertEqual(try CLI.run(["export", w, "--to", "onnx", "-o", folded, "--fold-bn"]).status, 0)
+        let back = dir.appendingPathComponent("back.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", onnx, "--from", "onnx", "-o", back]).status, 0)
+        let (a, b) = (try CheckpointReader.read(path: w), try CheckpointReader.read(path: back))
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        for name in a.tensors.names where !name.hasSuffix(".num_batches_tracked") {
+            XCTAssertEqual(a.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+        let backFolded = dir.appendingPathComponent("back_folded.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", folded, "-o", backFolded]).status, 0)
+        let vf = try CLI.run(["verify", backFolded, "--reference", CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors")])
+        XCTAssertEqual(vf.status, 0, vf.stdout + vf.stderr)
+
+        // ReLU after the 3x3x3 (swish_inner false): the weights cannot say so, the graph does.
+        let archJSON = try XCTUnwrap(a.metadataValue("sfnet.arch")).replacingOccurrences(of: "\"swish_inner\":true", with: "\"swish_inner\":false")
+        XCTAssertTrue(archJSON.contains("\"swish_inner\":false"), archJSON)
+        let reluArch = dir.appendingPathComponent("relu.json")
+        try archJSON.write(to: reluArch, atomically: true, encoding: .utf8)
+        let relu = dir.appendingPathComponent("relu.safetensors").path, reluOnnx = dir.appendingPathComponent("relu.onnx").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", relu, "--arch-json", reluArch.path]).status, 0)
+        XCTAssertEqual(try CLI.run(["export", relu, "--to", "onnx", "-o", reluOnnx]).status, 0)
+        let refused = try CLI.run(["convert", reluOnnx, "-o", dir.appendingPathComponent("refused.safetensors").path])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("ReLU after its 3x3x3") && refused.stderr.contains("swish_inner"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("refused.safetensors").path))
+        let accepted = try CLI.run(["convert", reluOnnx, "-o", dir.appendingPathComponent("accepted.safetensors").path, "--arch-json", reluArch.path])
+        XCTAssertEqual(accepted.status, 0, accepted.stdout + accepted.stderr)
+    }
+
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
     /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
     func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {
