@@ -12,9 +12,9 @@ import Formats
 public enum ExportTarget: String, CaseIterable, Sendable, Codable {
     /// `{"model_state": OrderedDict, "epoch": -1}` with canonical names, plus a `--cfg` YAML.
     case pyslowfast
-    /// `{"model_state": OrderedDict}` with `slowfast_r50` / `slow_r50` names.
+    /// `{"model_state": OrderedDict}` with `slowfast_r50` / `slow_r50` / `create_x3d` names.
     case pytorchvideo
-    /// `{"state_dict": OrderedDict, "meta": {...}}` with mmaction2 names, head columns fast-first.
+    /// `{"state_dict": OrderedDict, "meta": {...}}` with mmaction2 names (SlowFast: head columns fast-first; X3D: X3D + X3DHead).
     case mmaction2
 
     /// The naming whose forward table reads this target's names back.
