@@ -92,6 +92,10 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var freeze: [String] = []
     /// Keep BN running statistics fixed (BN in eval mode inside the train step).
     public var freezeBNStats = false
+    /// Train only the head's projection: every other parameter frozen and the BN statistics fixed (implies
+    /// `freezeBNStats`), so the projection trains on features cached once (what feeds it: the pooled features,
+    /// or X3D's lin_5 + ReLU output).
+    public var headOnly = false
     /// Precise BN statistics (PySlowFast BN.USE_PRECISE_STATS / NUM_BATCHES_PRECISE): after each epoch's
     /// training, before validation and the checkpoint, every BN's running statistics become the average
     /// over this many training batches of the batch statistics; 0: off.

@@ -40,6 +40,8 @@ public final class FinetuneRun {
     let onEvent: (FinetuneEvent) -> Void
 
     public init(_ options: FinetuneOptions, onEvent: @escaping (FinetuneEvent) -> Void = { _ in }) {
+        var options = options
+        if options.headOnly { options.freezeBNStats = true }
         self.options = options
         self.onEvent = onEvent
     }
@@ -139,7 +141,7 @@ public final class FinetuneRun {
                     replaceClassifier(&tensors, arch: arch, seed: o.seed)
                     notes.append("classifier replaced: \(w.arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.02) truncated, bias 0)")
                 } else {
-                    replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
+                    replaceHead(&tensors, inputChannels: arch.graph().head.projectionInputs, classes: classes.count, seed: o.seed)
                     notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
                     arch.numClasses = classes.count
                 }
@@ -168,13 +170,17 @@ public final class FinetuneRun {
         arch.preset = nil
         arch = arch.withPresetName()
 
+        // --head-only: every parameter but the projection's (a transformer's classifier), by name.
+        let projection = arch.model.isTransformer ? TransformerLayout(arch: arch).classifier : arch.graph().head.projection
+        let frozen = o.freeze + (o.headOnly ? arch.parameterSpecs.filter { $0.role.isLearnable && !$0.name.hasPrefix(projection + ".") }.map(\.name) : [])
         let model = try makeTrainableNetwork(config: arch, weights: tensors,
-                                             options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
+                                             options: TrainOptions(frozen: frozen, freezeBatchNormStatistics: o.freezeBNStats,
                                                                    dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)),
                                              dropPathRate: o.dropPath)
-        if !o.freeze.isEmpty {
+        if !frozen.isEmpty {
             let trainable = model.store.trainableNames.count
-            notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
+            notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors "
+                + (o.headOnly ? "(--head-only: all but \(projection))" : "match --freeze \(o.freeze.joined(separator: " "))"))
         }
         let params = StoreParameters(model.store)
         // The head's own parameters (after the pool): the trunk's (X3D's head.conv_5 included) all frozen.
@@ -182,11 +188,21 @@ public final class FinetuneRun {
             ? [model.store.headProjection + ".weight", model.store.headProjection + ".bias"]
             : Set(arch.graph().head.parameters.map(\.name))
         let backboneFrozen = model.store.trainableNames.allSatisfy(headNames.contains)
-        // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal
-        // way. A transformer has no BN statistics: its classifier alone training is enough (its final norm is frozen then).
-        let useCache = backboneFrozen && (arch.model.isTransformer || (o.freezeBNStats && arch.graph().head.hidden == nil))
+        // What the cache holds is what feeds the trained part: the pooled features when only the head's parameters train
+        // and it has no hidden unit; the hidden unit's output (X3D's lin_5 + ReLU) when only the projection trains. A hidden
+        // unit that trains itself (lin_5 unfrozen) needs the full forward (FeatureCache.swift). A transformer has no BN
+        // statistics: its classifier alone training is enough (its final norm frozen).
+        let headGraph = arch.model.isTransformer ? nil : arch.graph()
+        let hiddenFrozen = headGraph?.head.hidden.map { h in h.parameters.allSatisfy { !model.store.isTrainable($0.name) } } ?? true
+        let useCache = backboneFrozen && (arch.model.isTransformer || (o.freezeBNStats && hiddenFrozen))
         if backboneFrozen && !o.freezeBNStats && !arch.model.isTransformer {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
+        } else if backboneFrozen && !hiddenFrozen, let hidden = headGraph?.head.hidden {
+            notes.append("\(hidden.name) trains, so every step runs the full forward; freeze it too (--head-only, or --freeze '\(hidden.name)*') "
+                + "to train \(projection) on cached \(hidden.name) features (much faster)")
+        } else if !backboneFrozen && o.freezeBNStats && !arch.model.isTransformer, model.store.trainableNames.allSatisfy({ headNames.contains($0) || $0.hasPrefix("head.") }) {
+            notes.append("head units before the pool train (\(model.store.trainableNames.filter { !headNames.contains($0) }.prefix(2).joined(separator: ", "))...), "
+                + "so every step runs the full forward; --head-only trains \(projection) on cached features")
         }
         if o.preciseBN > 0 && o.freezeBNStats {
             notes.append("--precise-bn \(o.preciseBN) does nothing with --freeze-bn-stats: the BN statistics stay as loaded")
@@ -365,7 +381,8 @@ public final class FinetuneRun {
 
         var cache: FeatureCache?
         if useCache && state.epoch < lastEpoch {
-            onEvent(.note("\(arch.model.isTransformer ? "backbone frozen" : "backbone and BN statistics frozen"): computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
+            let what = headGraph?.head.hidden.map { "\($0.name) features (after its ReLU)" } ?? "pooled features"
+            onEvent(.note("\(arch.model.isTransformer ? "backbone frozen" : "backbone and BN statistics frozen"): computing the \(what) of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
             let c0 = Date()
             cache = try FeatureCache.build(model: try model.makeEvalNetwork(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
                                            workers: o.workers, seed: o.seed, onBadVideo: o.onBadVideo,
@@ -588,7 +605,8 @@ public final class FinetuneRun {
                   + "ensemble \((o.ensemble ?? .byHead(multiLabel: o.loss == .bce)).rawValue)"),
             .init("precise BN", o.preciseBN > 0 ? "up to \(o.preciseBN) training batches before each validation (PySlowFast BN.USE_PRECISE_STATS)"
                   + (o.freezeBNStats ? "; nothing to do with --freeze-bn-stats" : "") : "off"),
-            .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
+            .init("dropout", "\(o.dropout)"), .init("freeze", o.headOnly ? "all but the head's projection (--head-only), + BN statistics"
+                  : o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
             .init("frame cache", (o.frameCacheMB ?? FrameCache.defaultBudgetMB()) == 0 ? "off"
                   : "\(o.frameCacheMB ?? FrameCache.defaultBudgetMB()) MiB of decoded frames\(o.frameCacheMB == nil ? " (default)" : "")"),

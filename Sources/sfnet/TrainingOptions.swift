@@ -77,6 +77,7 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Parameters to keep fixed (glob on canonical names; repeatable), e.g. --freeze 's*' trains the head only.")
     var freeze: [String] = []
     @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed (with the backbone frozen too, the head trains on cached features).") var freezeBNStats = false
+    @Flag(name: .customLong("head-only"), help: "Train only the head's projection (every other parameter and the BN statistics fixed) on features cached once: the pooled features, or X3D's lin_5 output.") var headOnly = false
     @Option(name: .customLong("precise-bn"), help: "Precise BN statistics: after each epoch, before validation, every BN's running statistics become the average over this many training batches (PySlowFast BN.NUM_BATCHES_PRECISE); 0: off (default 0).")
     var preciseBN: Int?
     @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
@@ -141,7 +142,7 @@ struct RecipeOptions: ParsableArguments {
         take(classes, "classes") { o.classes = $0 }
         take(classColumn, "class-column") { o.classColumn = $0 }
         take(frameRoot, "frame-root") { o.frameRoot = $0 }
-        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
+        o.freeze = freeze; o.freezeBNStats = freezeBNStats || headOnly; o.headOnly = headOnly; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
         // The recipe's learning rates are for batch 8: scaled for another batch unless the user chose them
         // (--lr / --warmup-start-lr, or a config's BASE_LR, which PySlowFast pairs with its own BATCH_SIZE).
         if src["lr"] == "default" && src["warmup-start-lr"] == "default", let line = o.scaleLearningRateForBatch() {
