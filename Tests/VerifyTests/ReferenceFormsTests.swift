@@ -264,4 +264,26 @@ final class ReferenceFormsTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("grad.no_such_layer.weight") && "\(e)".contains("target + output.loss"), "\(e)")
         }
     }
+    /// The video transformers' train steps (fixtures/transformers/generate_transformers.py: mean BCE, float64 gradients,
+    /// per-gradient PyTorch float32 gaps) pass the gradient criterion on the converted Hugging Face folders; a perturbed
+    /// gradient, loss or attention weight gradient fails.
+    func testTransformerTrainStepsPass() throws {
+        for (folder, probe) in [("tiny_videomae", "attention.attention.query.weight"), ("tiny_timesformer", "temporal_dense.weight")] {
+            let weights = dir.appendingPathComponent(folder + ".safetensors").path
+            _ = try ConvertPipeline.run(ConvertRequest(input: Self.fixture("transformers/" + folder), output: weights))
+            let ref = Self.fixture("transformers/\(folder)_bce_train.safetensors")
+            let ck = try CheckpointReader.read(path: ref)
+            let r = try Verifier.run(weights: weights, reference: ref)
+            XCTAssertTrue(r.passed, "\(folder)\n\(r.text())")
+            XCTAssertTrue(r.comparisons.contains { $0.name == "output.loss (BCE, mean)" && $0.passed }, r.text())
+            XCTAssertEqual(r.comparisons.filter { $0.name.hasPrefix("grad.") }.count, ck.tensors.names.filter { $0.hasPrefix("grad.") }.count)
+            XCTAssertTrue(r.comparisons.contains { $0.name == "gradients, median vs PyTorch f32" && $0.passed }, r.text())
+            let g = try XCTUnwrap(ck.tensors.names.first { $0.hasPrefix("grad.") && $0.hasSuffix(probe) })
+            for name in [g, "output.loss"] {
+                let bad = try rewrite(ref, "bad_\(folder).safetensors") { n, t in n == name ? Self.perturbed(t, by: 1e-2) : t }
+                let b = try Verifier.run(weights: weights, reference: bad)
+                XCTAssertFalse(b.passed, "\(folder): perturbed \(name) must fail\n\(b.text())")
+            }
+        }
+    }
 }

@@ -57,9 +57,23 @@ public func linearBackward(_ x: FloatTensor, weight: FloatTensor, gradOutput: Fl
     }
     if let gradBias {
         precondition(gradBias.shape == [o])
+        // Column sums in double, row by row (contiguous reads), the rows split over the threads.
+        let parts = min(max(1, rows / 256), Threading.threads)
+        var partial = [Double](repeating: 0, count: parts * o)
+        partial.withUnsafeMutableBufferPointer { acc in
+            let base = acc.baseAddress!, g = gradOutput.pointer
+            parallelFor(parts, work: 1 << 30) { part in
+                let sums = base + part * o
+                let lo = part * rows / parts, hi = (part + 1) * rows / parts
+                for r in lo..<hi {
+                    let row = g + r * o
+                    for j in 0..<o { sums[j] += Double(row[j]) }
+                }
+            }
+        }
         for j in 0..<o {
             var s: Double = 0
-            for r in 0..<rows { s += Double(gradOutput.pointer[r * o + j]) }
+            for part in 0..<parts { s += partial[part * o + j] }
             gradBias.pointer[j] += Float(s)
         }
     }

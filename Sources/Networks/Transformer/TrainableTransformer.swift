@@ -92,6 +92,8 @@ public final class TrainableTransformer: TrainableClipNetwork {
         var n: Int
     }
     var saved: Saved?
+    /// VideoMAE's sinusoid table of the clip's grid, made once.
+    var positionTable: [Float]?
 
     public init(config: ArchConfig, weights: TensorMap, frozen: [String] = [], dropPathRate: Double = 0, seed: UInt64 = 0) throws {
         do { try config.validate() } catch { throw ModelError.invalidConfig("\(error)") }
@@ -145,11 +147,12 @@ public final class TrainableTransformer: TrainableClipNetwork {
         var hidden: FloatTensor
         if family == .videomae {
             hidden = embedded
-            let tokens = g.t * g.h * g.w
-            let table = TransformerLayout.sinusoidTable(tokens: tokens, width: d)
-            for b in 0 ..< n { for j in 0 ..< tokens * d { hidden.pointer[b * tokens * d + j] += table[j] } }
+            if positionTable == nil { positionTable = TransformerLayout.sinusoidTable(tokens: g.t * g.h * g.w, width: d) }
+            positionTable!.withUnsafeBufferPointer { TokenOps.addPositions($0.baseAddress!, to: hidden) }
         } else {
-            hidden = timesformerEmbeddings(embedded, n: n, grid: g)
+            hidden = TokenOps.timesformerEmbeddings(embedded, n: n, frames: g.t, spatial: g.h * g.w, width: d,
+                                                    cls: v(layout.classToken!).pointer, pos: v(layout.positionEmbeddings!).pointer,
+                                                    time: v(layout.timeEmbeddings!).pointer)
         }
         var layers: [LayerSave] = []
         for i in 0 ..< t.layers {
@@ -157,17 +160,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
             layers.append(save)
             hidden = out
         }
-        let tokens = hidden.shape[1]
-        let raw = FloatTensor(uninitialized: [n, d])
-        if t.meanPooling {
-            for b in 0 ..< n {
-                var sums = [Double](repeating: 0, count: d)
-                for r in 0 ..< tokens { let row = hidden.pointer + (b * tokens + r) * d; for j in 0 ..< d { sums[j] += Double(row[j]) } }
-                for j in 0 ..< d { raw.pointer[b * d + j] = Float(sums[j] / Double(tokens)) }
-            }
-        } else {
-            for b in 0 ..< n { (raw.pointer + b * d).update(from: hidden.pointer + b * tokens * d, count: d) }
-        }
+        let raw = TokenOps.pool(hidden, mean: t.meanPooling)
         let (pooled, stats) = layerNormForward(raw, gamma: v(layout.finalNorm + ".weight"), beta: v(layout.finalNorm + ".bias"),
                                                eps: t.meanPooling ? t.fcNormEps : t.layerNormEps)
         let logits = linearForward(pooled, weight: v(layout.classifier + ".weight"), bias: v(layout.classifier + ".bias"))
@@ -230,7 +223,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let out = linearForward(post, weight: v(names.mlpOut + ".weight"), bias: v(names.mlpOut + ".bias"))
         let mask = dropMask(dropPath[i], n: n)
         scaleSamples(out, mask)
-        for j in 0 ..< x.count { x.pointer[j] += out.pointer[j] }
+        TokenOps.add(out, into: x)
         (save.mlpInput, save.mlpStats, save.mlpNormed, save.preGELU, save.postGELU, save.mlpMask) = (input, stats!, normed, pre, post, mask)
     }
 
@@ -240,7 +233,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let mask = dropMask(dropPath[i], n: n)
         scaleSamples(attended, mask)
         let out = x.copy()
-        for j in 0 ..< out.count { out.pointer[j] += attended.pointer[j] }
+        TokenOps.add(attended, into: out)
         var save = LayerSave(attention: attSave, mlpInput: out, mlpStats: attSave.lnStats, mlpNormed: out, preGELU: out, postGELU: out,
                              attentionMask: mask)
         mlp(out, i, n: n, into: &save)
@@ -249,11 +242,8 @@ public final class TrainableTransformer: TrainableClipNetwork {
 
     func dividedLayer(_ x: FloatTensor, _ i: Int, n: Int, grid g: (t: Int, h: Int, w: Int)) -> (FloatTensor, LayerSave) {
         let names = layout.layer(i)
-        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w, tokens = 1 + spatial * frames
-        let patchTokens = FloatTensor(uninitialized: [n * spatial, frames, d])
-        for b in 0 ..< n {
-            (patchTokens.pointer + b * spatial * frames * d).update(from: x.pointer + (b * tokens + 1) * d, count: spatial * frames * d)
-        }
+        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w
+        let patchTokens = TokenOps.patchSequences(x, n: n, frames: frames, spatial: spatial, width: d)
         let (temporalOut, temporalSave) = attentionBlock(patchTokens, norm: names.temporalNorm!, qkv: qkvProjection(i, temporal: true),
                                                          output: names.temporalOutput!)
         // Drop path draws per row of the branch's first dimension, as Hugging Face's: (clip, patch) here,
@@ -262,58 +252,17 @@ public final class TrainableTransformer: TrainableClipNetwork {
         scaleSamples(temporalOut, temporalMask)
         let dense = linearForward(temporalOut, weight: v(names.temporalDense! + ".weight"), bias: v(names.temporalDense! + ".bias"))
         let te = patchTokens.copy()   // temporal_embedding = x[:, 1:] + temporal_dense(drop_path(attention))
-        for j in 0 ..< te.count { te.pointer[j] += dense.pointer[j] }
-        let spatialIn = FloatTensor(uninitialized: [n * frames, 1 + spatial, d])
-        for b in 0 ..< n {
-            for f in 0 ..< frames {
-                let seq = spatialIn.pointer + (b * frames + f) * (1 + spatial) * d
-                seq.update(from: x.pointer + b * tokens * d, count: d)
-                for p in 0 ..< spatial { (seq + (1 + p) * d).update(from: te.pointer + ((b * spatial + p) * frames + f) * d, count: d) }
-            }
-        }
+        TokenOps.add(dense, into: te)
+        let spatialIn = TokenOps.spatialSequences(classTokensOf: x, patches: te, n: n, frames: frames, spatial: spatial, width: d)
         let (spatialOut, spatialSave) = attentionBlock(spatialIn, norm: names.normBefore, qkv: qkvProjection(i), output: names.attentionOutput)
         let spatialMask = dropMask(dropPath[i], n: n * frames)
         scaleSamples(spatialOut, spatialMask)
-        let out = FloatTensor(uninitialized: [n, tokens, d])
-        for b in 0 ..< n {
-            let row = out.pointer + b * tokens * d
-            for j in 0 ..< d {
-                var s = 0.0
-                for f in 0 ..< frames { s += Double(spatialOut.pointer[(b * frames + f) * (1 + spatial) * d + j]) }
-                row[j] = x.pointer[b * tokens * d + j] + Float(s / Double(frames))
-            }
-            for p in 0 ..< spatial {
-                for f in 0 ..< frames {
-                    let dst = row + (1 + p * frames + f) * d
-                    let a = te.pointer + ((b * spatial + p) * frames + f) * d
-                    let s = spatialOut.pointer + ((b * frames + f) * (1 + spatial) + 1 + p) * d
-                    for j in 0 ..< d { dst[j] = a[j] + s[j] }
-                }
-            }
-        }
+        let out = TokenOps.dividedOutput(classTokensOf: x, patches: te, spatialOut: spatialOut, n: n, frames: frames, spatial: spatial, width: d)
         var save = LayerSave(attention: spatialSave, temporal: temporalSave, temporalDropped: temporalOut, mlpInput: out,
                              mlpStats: spatialSave.lnStats, mlpNormed: out, preGELU: out, postGELU: out,
                              attentionMask: spatialMask, temporalMask: temporalMask)
         mlp(out, i, n: n, into: &save)
         return (out, save)
-    }
-
-    func timesformerEmbeddings(_ embedded: FloatTensor, n: Int, grid g: (t: Int, h: Int, w: Int)) -> FloatTensor {
-        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w, tokens = 1 + spatial * frames
-        let out = FloatTensor(uninitialized: [n, tokens, d])
-        let cls = v(layout.classToken!).pointer, pos = v(layout.positionEmbeddings!).pointer, time = v(layout.timeEmbeddings!).pointer
-        for b in 0 ..< n {
-            let row = out.pointer + b * tokens * d
-            for j in 0 ..< d { row[j] = cls[j] + pos[j] }
-            for p in 0 ..< spatial {
-                for f in 0 ..< frames {
-                    let src = embedded.pointer + ((b * frames + f) * spatial + p) * d
-                    let dst = row + (1 + p * frames + f) * d
-                    for j in 0 ..< d { dst[j] = (src[j] + pos[(1 + p) * d + j]) + time[f * d + j] }
-                }
-            }
-        }
-        return out
     }
 
     // MARK: Backward

@@ -132,36 +132,19 @@ public final class TransformerNetwork: ClipNetwork {
         if family == .videomae {
             hidden = embedded
             hidden.reshape([n, patches, d])
-            let table = positionTable.pointer
-            for b in 0 ..< n {
-                let row = hidden.pointer + b * patches * d
-                for j in 0 ..< patches * d { row[j] += table[j] }
-            }
+            TokenOps.addPositions(positionTable.pointer, to: hidden)
         } else {
-            hidden = timesformerEmbeddings(embedded, n: n, grid: g)
+            hidden = TokenOps.timesformerEmbeddings(embedded, n: n, frames: g.t, spatial: g.h * g.w, width: d, cls: classToken!.pointer,
+                                                    pos: positionTable.pointer, time: timeTable!.pointer)
         }
         if capture { activations.append(("embeddings", hidden.copy())) }
         for (i, layer) in layers.enumerated() {
             hidden = family == .videomae ? jointLayer(hidden, layer) : dividedLayer(hidden, layer, n: n, grid: g)
             if capture { activations.append(("layer.\(i)", hidden.copy())) }
         }
-        let tokens = hidden.shape[1]
-        let pooled = FloatTensor(uninitialized: [n, d])
-        if t.meanPooling {
-            for b in 0 ..< n {
-                let out = pooled.pointer + b * d
-                var sums = [Double](repeating: 0, count: d)
-                for r in 0 ..< tokens {
-                    let row = hidden.pointer + (b * tokens + r) * d
-                    for j in 0 ..< d { sums[j] += Double(row[j]) }
-                }
-                for j in 0 ..< d { out[j] = Float(sums[j] / Double(tokens)) }
-            }
-            _ = layerNormForward(pooled, gamma: finalNorm.0, beta: finalNorm.1, eps: t.fcNormEps, saveStatistics: false, into: pooled)
-        } else {
-            for b in 0 ..< n { (pooled.pointer + b * d).update(from: hidden.pointer + b * tokens * d, count: d) }
-            _ = layerNormForward(pooled, gamma: finalNorm.0, beta: finalNorm.1, eps: t.layerNormEps, saveStatistics: false, into: pooled)
-        }
+        let pooled = TokenOps.pool(hidden, mean: t.meanPooling)
+        _ = layerNormForward(pooled, gamma: finalNorm.0, beta: finalNorm.1, eps: t.meanPooling ? t.fcNormEps : t.layerNormEps,
+                             saveStatistics: false, into: pooled)
         if capture { activations.append(("pooled", pooled.copy())) }
         let logits = linearForward(pooled, weight: classifier.0, bias: classifier.1)
         let probabilities = config.headActivation == .softmax ? softmaxForward(logits) : sigmoidForward(logits)
@@ -173,54 +156,25 @@ public final class TransformerNetwork: ClipNetwork {
     /// VideoMAE's layer: x += attention(LN(x)); x += MLP(LN(x)).
     func jointLayer(_ x: FloatTensor, _ layer: Layer) -> FloatTensor {
         let attended = attentionBlock(x, norm: layer.normBefore, qkv: layer.qkv, output: layer.attentionOutput)
-        add(attended, into: x)
+        TokenOps.add(attended, into: x)
         mlp(x, layer)
         return x
     }
 
     /// TimeSformer's divided space-time layer (Hugging Face's TimesformerLayer, divided_space_time).
     func dividedLayer(_ x: FloatTensor, _ layer: Layer, n: Int, grid g: (t: Int, h: Int, w: Int)) -> FloatTensor {
-        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w, tokens = 1 + spatial * frames
+        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w
         let temporal = layer.temporal!
-        // Temporal: the patch tokens of each (clip, position) attend over the frames. Patch-major order
-        // makes each such sequence contiguous: [n * hw, T, D].
-        let patchTokens = FloatTensor(uninitialized: [n * spatial, frames, d])
-        for b in 0 ..< n {
-            (patchTokens.pointer + b * spatial * frames * d).update(from: x.pointer + (b * tokens + 1) * d, count: spatial * frames * d)
-        }
+        // Temporal: the patch tokens of each (clip, position) attend over the frames ([n * hw, T, D], contiguous
+        // in patch-major order); temporal_embedding = x[:, 1:] + temporal_dense(attention).
+        let patchTokens = TokenOps.patchSequences(x, n: n, frames: frames, spatial: spatial, width: d)
         let residual = attentionBlock(patchTokens, norm: temporal.norm, qkv: temporal.qkv, output: temporal.output)
-        let dense = linearForward(residual, weight: temporal.dense.0, bias: temporal.dense.1)
-        add(dense, into: patchTokens)   // temporal_embedding = x[:, 1:] + temporal_dense(attention)
+        TokenOps.add(linearForward(residual, weight: temporal.dense.0, bias: temporal.dense.1), into: patchTokens)
         // Spatial: per (clip, frame) the class token and the frame's patches, [n * T, 1 + hw, D].
-        let spatialIn = FloatTensor(uninitialized: [n * frames, 1 + spatial, d])
-        for b in 0 ..< n {
-            for f in 0 ..< frames {
-                let seq = spatialIn.pointer + (b * frames + f) * (1 + spatial) * d
-                seq.update(from: x.pointer + b * tokens * d, count: d)
-                for p in 0 ..< spatial {
-                    (seq + (1 + p) * d).update(from: patchTokens.pointer + ((b * spatial + p) * frames + f) * d, count: d)
-                }
-            }
-        }
+        let spatialIn = TokenOps.spatialSequences(classTokensOf: x, patches: patchTokens, n: n, frames: frames, spatial: spatial, width: d)
         let spatialOut = attentionBlock(spatialIn, norm: layer.normBefore, qkv: layer.qkv, output: layer.attentionOutput)
-        // x = cat(cls, temporal_embedding) + cat(mean over frames of the cls outputs, spatial outputs in patch-major order).
-        let out = FloatTensor(uninitialized: [n, tokens, d])
-        for b in 0 ..< n {
-            let row = out.pointer + b * tokens * d
-            for j in 0 ..< d {
-                var s = 0.0
-                for f in 0 ..< frames { s += Double(spatialOut.pointer[(b * frames + f) * (1 + spatial) * d + j]) }
-                row[j] = x.pointer[b * tokens * d + j] + Float(s / Double(frames))
-            }
-            for p in 0 ..< spatial {
-                for f in 0 ..< frames {
-                    let dst = row + (1 + p * frames + f) * d
-                    let te = patchTokens.pointer + ((b * spatial + p) * frames + f) * d
-                    let sp = spatialOut.pointer + ((b * frames + f) * (1 + spatial) + 1 + p) * d
-                    for j in 0 ..< d { dst[j] = te[j] + sp[j] }
-                }
-            }
-        }
+        let out = TokenOps.dividedOutput(classTokensOf: x, patches: patchTokens, spatialOut: spatialOut, n: n, frames: frames,
+                                         spatial: spatial, width: d)
         mlp(out, layer)
         return out
     }
@@ -239,32 +193,6 @@ public final class TransformerNetwork: ClipNetwork {
         let normed = layerNormForward(x, gamma: layer.normAfter.0, beta: layer.normAfter.1, eps: t.layerNormEps, saveStatistics: false).output
         let inner = geluForward(linearForward(normed, weight: layer.mlpIn.0, bias: layer.mlpIn.1),
                                 approximate: t.geluTanh ? .tanh : .none, inPlace: true)
-        add(linearForward(inner, weight: layer.mlpOut.0, bias: layer.mlpOut.1), into: x)
-    }
-
-    func add(_ y: FloatTensor, into x: FloatTensor) {
-        precondition(x.count == y.count)
-        let (a, b) = (x.pointer, y.pointer)
-        for j in 0 ..< x.count { a[j] += b[j] }
-    }
-
-    /// TimeSformer's embeddings: per frame [cls; patches] + position table, then each patch's tokens
-    /// + the time table, arranged [cls, (patch 0: frames), (patch 1: frames), ...] per clip.
-    func timesformerEmbeddings(_ embedded: FloatTensor, n: Int, grid g: (t: Int, h: Int, w: Int)) -> FloatTensor {
-        let d = t.hiddenSize, frames = g.t, spatial = g.h * g.w, tokens = 1 + spatial * frames
-        let out = FloatTensor(uninitialized: [n, tokens, d])
-        let (cls, pos, time) = (classToken!.pointer, positionTable.pointer, timeTable!.pointer)
-        for b in 0 ..< n {
-            let row = out.pointer + b * tokens * d
-            for j in 0 ..< d { row[j] = cls[j] + pos[j] }
-            for p in 0 ..< spatial {
-                for f in 0 ..< frames {
-                    let src = embedded.pointer + ((b * frames + f) * spatial + p) * d
-                    let dst = row + (1 + p * frames + f) * d
-                    for j in 0 ..< d { dst[j] = (src[j] + pos[(1 + p) * d + j]) + time[f * d + j] }
-                }
-            }
-        }
-        return out
+        TokenOps.add(linearForward(inner, weight: layer.mlpOut.0, bias: layer.mlpOut.1), into: x)
     }
 }
