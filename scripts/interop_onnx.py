@@ -3,11 +3,12 @@
 
     python scripts/interop_onnx.py [--sfnet PATH] [--keep DIR] [--require-ort] [--full]
 
-For each tiny fixture (SlowFast 8x8, Slow-only, 2D ResNet, X3D) the weights are
+For each tiny fixture (SlowFast 8x8, Slow-only, 2D ResNet, X3D; X3D also as torch.onnx.export's graph
+and in mmaction2's names) the weights are
 converted with `sfnet convert --arch-json` (the reference's own sfnet.arch,
 so the head's pool kernels fit the reference clip), exported with
 `sfnet export --to onnx` (BN as BatchNormalization, again with --external-data, and with --fold-bn
-at opset 18 and a fixed batch), then:
+at opset 18 and the reference's batch fixed), then:
   - onnx.checker.check_model(model, full_check=True) (strict shape inference);
   - onnxruntime runs the model on the reference's inputs; `logits` must match
     the reference `output.logits` (made by PyTorch) with relative L2 <= 1e-5,
@@ -56,6 +57,9 @@ CASES = [
     ("reference/tiny_resnet2d.pyth", "reference/tiny_resnet2d_ref.safetensors", {"x": "input.x"}),
     # X3D made by pytorchvideo: channel-wise convolutions, squeeze-excitation (ReduceMean, Conv, Sigmoid, Mul), Swish, lin_5
     ("x3d/tiny_x3d.pyth", "x3d/tiny_x3d_ref.safetensors", {"x": "input.x"}),
+    # X3D read from torch.onnx.export's graph (BN folded: fixtures/x3d/generate_x3d_onnx.py) and from mmaction2's names
+    ("x3d/tiny_x3d_torch.onnx", "x3d/tiny_x3d_torch_ref.safetensors", {"x": "input.x"}),
+    ("x3d/tiny_x3d_mmaction2.pth", "x3d/tiny_x3d_mmaction2_ref.safetensors", {"x": "input.x"}),
 ]
 
 TRANSFORMER_CASES = [
@@ -73,7 +77,7 @@ GRID_CASE = ("reference/tiny_slow_only.pyth", "reference/tiny_slow_only_ref.safe
 VARIANTS = [
     # name suffix, extra export arguments
     ("", []),
-    ("_folded_opset18_batch2", ["--fold-bn", "--opset", "18", "--batch", "2"]),
+    ("_folded_opset18_fixed_batch", ["--fold-bn", "--opset", "18", "--batch", "BATCH"]),  # the reference's batch
     ("_external", ["--external-data"]),
 ]
 
@@ -243,6 +247,8 @@ def main():
         native = os.path.join(out_dir, stem + ".safetensors")
         run([sfnet, "convert", os.path.join(ROOT, "fixtures", weights), "--arch-json", arch_json, "-o", native, "--force"])
         for suffix, extra in VARIANTS:
+            batch = str(next(iter(ref[key] for key in feeds.values())).shape[0])
+            extra = [batch if a == "BATCH" else a for a in extra]
             model_path = os.path.join(out_dir, stem + suffix + ".onnx")
             run([sfnet, "export", native, "--to", "onnx", "-o", model_path, "--force"] + extra)
             model = onnx.load(model_path)

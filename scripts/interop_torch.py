@@ -25,7 +25,17 @@ into the default slowfast_r50(pretrained=False), whose logits must match the
 full reference the same way. The tiny X3D (fixtures/x3d) is converted and exported to
 PySlowFast's layout by the built sfnet (SFNET=..., default .build/debug/sfnet),
 loaded with strict=True into pytorchvideo's X3D in PySlowFast's structure, and
-its logits must match the reference (relative L2 <= 1e-5, same top-1). Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
+its logits must match the reference (relative L2 <= 1e-5, same top-1). pytorchvideo's own tiny X3D
+(no BN on the first res2 shortcut) is converted and exported back to pytorchvideo's layout: the export
+holds the source's tensors bit for bit, loads with strict=True into pytorchvideo's create_x3d built from
+the weights' sfnet.arch, reproduces the reference logits, and converts back to the same native tensors;
+with refs-full/ (fixtures/x3d/generate_x3d.py --full) the full-size X3D-S and X3D-M go the same way into
+the hub's x3d_s / x3d_m(pretrained=False). A shortcut BN that only scales is folded into the conv: that
+export, loaded into create_x3d, computes what pytorchvideo's X3D in PySlowFast's structure computes with
+the BN (relative L2 <= 1e-5). fixtures/x3d's mmaction2 X3D (names from mmaction2's source) is converted and
+exported back to mmaction2: bit-exact with the source, and through the generator's name table it loads
+strictly into pytorchvideo's X3D in PySlowFast's structure and reproduces its reference logits.
+Without pytorchvideo these print SKIPPED. Prints SKIPPED loudly (exit 0,
 or 1 with --require-torch) when torch is missing; never passes silently.
 """
 
@@ -156,6 +166,166 @@ def check_pytorchvideo_full(torch, sfnet, full_src, full_ref, work):
     print(f"{'PASS' if ok else 'FAIL'}  full_pytorchvideo.pyth ({os.path.getsize(export) / 1e6:.1f} MB, sfnet convert + export of "
           f"fixtures/full): strict load into the default models.hub.slowfast_r50(pretrained=False) ({len(sd)} entries); "
           f"logits (pre-activation) vs the R50 reference relative L2 {rel:.2e}, top-1 {'equal' if top1 else 'DIFFERS'}")
+    return 0 if ok else 1
+
+
+def x3d_kwargs(arch):
+    """pytorchvideo.models.x3d.create_x3d's arguments for an sfnet.arch X3D config (the export's own note says the same)."""
+    import torch.nn as nn
+    kw = dict(input_clip_length=arch["num_frames"], input_crop_size=arch["train_crop"], model_num_class=arch["num_classes"],
+              dropout_rate=arch["dropout"], width_factor=arch["width_factor"], depth_factor=arch["depth_factor"],
+              stem_dim_in=arch["dim_c1"], bottleneck_factor=arch["bottleneck_factor"], se_ratio=arch["se_ratio"],
+              head_dim_out=arch["dim_c5"], head_bn_lin5_on=arch["bn_lin5"], head_activation=None,
+              stem_conv_kernel_size=(arch["stem_temporal_kernel"], 3, 3),
+              stage_conv_kernel_size=((arch["block_temporal_kernel"], 3, 3),) * 4)
+    if not arch["swish_inner"]:
+        kw["inner_act"] = nn.ReLU
+    return kw
+
+
+def sfnet_run(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True, text=True)
+    assert r.returncode == 0, f"{' '.join(cmd[:3])}: {r.stdout[-800:]} {r.stderr[-800:]}"
+    return r.stdout
+
+
+def check_x3d_pytorchvideo(torch, sfnet, work, source, ref_path, hub=None):
+    """An X3D in pytorchvideo's own layout (no BN on the first res2 shortcut) converted and exported to pytorchvideo by
+    the built sfnet: the export holds the source's tensors bit for bit in its order, loads with strict=True into
+    pytorchvideo's X3D (create_x3d from the weights' sfnet.arch, or the hub builder `hub`) and reproduces the
+    reference logits; convert -> export -> convert gives the same native tensors. Returns the number of failures."""
+    import json
+    import pytorchvideo
+    from pytorchvideo.models.x3d import create_x3d
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+    name = os.path.basename(source)
+    native, exported, back = (os.path.join(work, f"{name}.{ext}") for ext in ("safetensors", "pytorchvideo.pyth", "back.safetensors"))
+    with safe_open(ref_path, "np") as f:
+        ref_arch = f.metadata()["sfnet.arch"]
+    arch_file = os.path.join(work, name + ".arch.json")
+    open(arch_file, "w").write(ref_arch)
+    sfnet_run(sfnet, "convert", source, "-o", native, "--arch-json", arch_file, "--force")
+    out = sfnet_run(sfnet, "export", native, "--to", "pytorchvideo", "-o", exported, "--force")
+    assert "branch1_bn left out: it is the identity" in out, out
+    check_zip(exported)
+    sd = torch.load(exported, weights_only=True)["model_state"]
+    src = torch.load(source, weights_only=True)
+    src = src.get("model_state", src)
+    assert list(sd) == list(src), "the export's keys (or their order) differ from the pytorchvideo source's"
+    assert all(sd[k].dtype == v.dtype and torch.equal(sd[k], v) for k, v in src.items()), "tensors differ from the source"
+    with safe_open(native, "np") as f:
+        arch = json.loads(f.metadata()["sfnet.arch"])
+    model = (hub(pretrained=False, head_activation=None) if hub else create_x3d(**x3d_kwargs(arch))).eval()
+    ref = load_file(ref_path)
+    x = torch.from_numpy(ref["input.x"])
+    with torch.no_grad():  # negative control: the freshly initialised model must not already match
+        fresh = model(x).double()
+    assert list(model.state_dict()) == list(sd), "pytorchvideo's state_dict keys (or their order) differ from the export's"
+    result = model.load_state_dict(sd, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    with torch.no_grad():
+        logits = model(x).double()
+    want = torch.from_numpy(ref["output.logits"]).double()
+    rel = ((logits - want).norm() / want.norm()).item()
+    fresh_rel = ((fresh - want).norm() / want.norm()).item()
+    top1 = bool((logits.argmax(1) == want.argmax(1)).all())
+    sfnet_run(sfnet, "convert", exported, "-o", back, "--arch-json", arch_file, "--force")
+    a, b = load_file(native), load_file(back)
+    same = list(a) == list(b) and all(a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes() for k in a)
+    ok = rel <= 1e-5 and top1 and fresh_rel > 1e-3 and same
+    builder = f"models.hub.{hub.__name__}(pretrained=False)" if hub else "models.x3d.create_x3d(<the weights' sfnet.arch>)"
+    print(f"{'PASS' if ok else 'FAIL'}  {name} -> sfnet convert -> export --to pytorchvideo: {len(sd)} tensors bit-exact with the source, "
+          f"in its order; strict load into pytorchvideo {pytorchvideo.__version__} {builder}; logits vs the reference relative L2 "
+          f"{rel:.2e}, top-1 {'equal' if top1 else 'DIFFERS'} (before the load {fresh_rel:.2e}); convert -> export -> convert "
+          f"{'bit-exact' if same else 'DIFFERS'}")
+    return 0 if ok else 1
+
+
+def check_x3d_folded_shortcut(torch, sfnet, work):
+    """A shortcut BN that only scales (bias and running mean 0, weight != sqrt(var + eps)) is folded into pytorchvideo's
+    bias-free shortcut conv: the export loads strictly into create_x3d and computes what pytorchvideo's X3D in PySlowFast's
+    structure (fixtures/x3d/generate_x3d.py) computes with the unfolded BN. Returns the number of failures."""
+    import json
+    import numpy as np
+    from pytorchvideo.models.x3d import create_x3d
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+    spec = importlib.util.spec_from_file_location("sfnet_x3d", os.path.join(ROOT, "fixtures", "x3d", "generate_x3d.py"))
+    gx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gx)
+    x3d_dir = os.path.join(ROOT, "fixtures", "x3d")
+    native, scaled, exported = (os.path.join(work, n) for n in ("fold.safetensors", "fold_scaled.safetensors", "fold.pyth"))
+    ref_path = os.path.join(x3d_dir, "tiny_x3d_pytorchvideo_ref.safetensors")
+    with safe_open(ref_path, "np") as f:
+        arch_file = os.path.join(work, "fold.arch.json")
+        open(arch_file, "w").write(f.metadata()["sfnet.arch"])
+    sfnet_run(sfnet, "convert", os.path.join(x3d_dir, "tiny_x3d_pytorchvideo.pyth"), "-o", native, "--arch-json", arch_file, "--force")
+    tensors = load_file(native)
+    with safe_open(native, "np") as f:
+        meta = f.metadata()
+    bn = "s2.pathway0_res0.branch1_bn"
+    rng = np.random.Generator(np.random.PCG64(7))
+    tensors[bn + ".weight"] = rng.uniform(0.5, 2.0, tensors[bn + ".weight"].shape).astype(np.float32)
+    tensors[bn + ".running_var"] = rng.uniform(0.5, 2.0, tensors[bn + ".running_var"].shape).astype(np.float32)
+    save_file(tensors, scaled, metadata=meta)
+    out = sfnet_run(sfnet, "export", scaled, "--to", "pytorchvideo", "-o", exported, "--force")
+    assert f"{bn} folded into" in out, out
+    arch = json.loads(meta["sfnet.arch"])
+    model = create_x3d(**x3d_kwargs(arch)).eval()
+    result = model.load_state_dict(torch.load(exported, weights_only=True)["model_state"], strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    unfolded = gx.pyslowfast_structure(create_x3d(**x3d_kwargs(arch))).eval()
+    names = {gx.canonical(k): k for k in unfolded.state_dict()}
+    result = unfolded.load_state_dict({names[k]: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    x = torch.from_numpy(load_file(ref_path)["input.x"])
+    with torch.no_grad():
+        got, want = model(x).double(), unfolded(x).double()
+    rel = ((got - want).norm() / want.norm()).item()
+    ok = rel <= 1e-5 and bool((got.argmax(1) == want.argmax(1)).all())
+    print(f"{'PASS' if ok else 'FAIL'}  {bn} scaled (weight and running_var random, bias and mean 0) -> export --to pytorchvideo "
+          f"folds it into the shortcut conv: strict load into create_x3d; logits vs pytorchvideo's X3D in PySlowFast's structure "
+          f"with the BN relative L2 {rel:.2e}")
+    return 0 if ok else 1
+
+
+def check_x3d_mmaction2(torch, sfnet, work):
+    """fixtures/x3d's mmaction2 X3D (names from mmaction2's source; mmaction2 itself is not installable here) converted
+    and exported back to mmaction2 by the built sfnet: the export holds the source's tensors bit for bit in its order;
+    mapped by the generator's documented name table onto pytorchvideo's X3D in PySlowFast's structure (the computation
+    mmaction2's X3D is), it loads with strict=True and reproduces the reference logits. Returns the number of failures."""
+    from pytorchvideo.models.x3d import create_x3d
+    from safetensors.numpy import load_file
+    spec = importlib.util.spec_from_file_location("sfnet_x3d_mm", os.path.join(ROOT, "fixtures", "x3d", "generate_x3d_mmaction2.py"))
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    x3d_dir = os.path.join(ROOT, "fixtures", "x3d")
+    source = os.path.join(x3d_dir, "tiny_x3d_mmaction2.pth")
+    native, exported = os.path.join(work, "x3d_mm.safetensors"), os.path.join(work, "x3d_mmaction2.pth")
+    sfnet_run(sfnet, "convert", source, "-o", native, "--dtype", "keep", "--force")
+    sfnet_run(sfnet, "export", native, "--to", "mmaction2", "-o", exported, "--force")
+    check_zip(exported)
+    ckpt = torch.load(exported, weights_only=True)
+    assert sorted(ckpt) == ["meta", "state_dict"] and ckpt["meta"]["backbone"] == "X3D", sorted(ckpt)
+    sd, src = ckpt["state_dict"], torch.load(source, weights_only=True)["state_dict"]
+    assert list(sd) == list(src), "the export's keys (or their order) differ from the mmaction2 source's"
+    assert all(sd[k].dtype == v.dtype and torch.equal(sd[k], v) for k, v in src.items()), "tensors differ from the source"
+    model = gm.gx.pyslowfast_structure(create_x3d(**gm.CONFIG)).eval()
+    names = {gm.mmaction2_name(k): k for k in model.state_dict()}
+    mine = model.state_dict()
+    state = {names[k]: v.reshape(mine[names[k]].shape).to(mine[names[k]].dtype) for k, v in sd.items()}
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    ref = load_file(os.path.join(x3d_dir, "tiny_x3d_mmaction2_ref.safetensors"))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(ref["input.x"])).double()
+    want = torch.from_numpy(ref["output.logits"]).double()
+    rel = ((logits - want).norm() / want.norm()).item()
+    ok = rel <= 1e-5 and bool((logits.argmax(1) == want.argmax(1)).all())
+    print(f"{'PASS' if ok else 'FAIL'}  tiny_x3d_mmaction2.pth -> sfnet convert -> export --to mmaction2: {{state_dict, meta}}, {len(sd)} "
+          f"tensors bit-exact with the source in its order; by the generator's name table, strict load into pytorchvideo's X3D in "
+          f"PySlowFast's structure; logits vs the reference relative L2 {rel:.2e}")
     return 0 if ok else 1
 
 
@@ -293,6 +463,38 @@ def main(argv=None):
     except Exception as exc:
         failures += 1
         print(f"FAIL  x3d_pyslowfast.pyth: {type(exc).__name__}: {exc}")
+
+    # X3D in pytorchvideo's own layout, exported back to it (and, with refs-full/, the full-size X3D-S and X3D-M).
+    if importlib.util.find_spec("pytorchvideo") is None:
+        banner("SKIPPED: pytorchvideo is not installed; the X3D pytorchvideo export check did NOT run")
+    else:
+        sfnet = os.environ.get("SFNET", os.path.join(ROOT, ".build", "debug", "sfnet"))
+        x3d_dir = os.path.join(ROOT, "fixtures", "x3d")
+        cases = [(os.path.join(x3d_dir, "tiny_x3d_pytorchvideo.pyth"), os.path.join(x3d_dir, "tiny_x3d_pytorchvideo_ref.safetensors"), None)]
+        full_dir = os.path.join(ROOT, "refs-full")
+        from pytorchvideo.models import hub as ptv_hub
+        for size in ("x3d_s", "x3d_m"):
+            src, ref = os.path.join(full_dir, size + ".pyth"), os.path.join(full_dir, size + "_ref.safetensors")
+            if os.path.exists(src) and os.path.exists(ref):
+                cases.append((src, ref, getattr(ptv_hub, size)))
+            else:
+                banner(f"SKIPPED: refs-full/{size}.pyth absent (fixtures/x3d/generate_x3d.py --full); the full-size {size} pytorchvideo export check did NOT run")
+        for src, ref, hub in cases:
+            try:
+                failures += check_x3d_pytorchvideo(torch, sfnet, work, src, ref, hub)
+            except Exception as exc:
+                failures += 1
+                print(f"FAIL  {os.path.basename(src)} pytorchvideo export: {type(exc).__name__}: {exc}")
+        try:
+            failures += check_x3d_folded_shortcut(torch, sfnet, work)
+        except Exception as exc:
+            failures += 1
+            print(f"FAIL  X3D folded shortcut BN: {type(exc).__name__}: {exc}")
+        try:
+            failures += check_x3d_mmaction2(torch, sfnet, work)
+        except Exception as exc:
+            failures += 1
+            print(f"FAIL  X3D mmaction2 export: {type(exc).__name__}: {exc}")
 
     # The full R50 8x8 (when fixtures/full exists): strict load and the reference logits.
     full = os.path.join(work, "full_pyslowfast.pyth")

@@ -32,6 +32,10 @@ public struct ConvertOptions: Sendable {
     public var stride1x1: Bool?
     /// A Hugging Face folder's config.json (the transformers' architecture, read as data).
     public var hfConfig: JSONValue?
+    /// A transformer's clip (frames, crop) other than the checkpoint's: its token grid; TimeSformer's learned
+    /// position and time tables are resized to it (nearest, as transformers and the original code do).
+    public var clipFrames: Int?
+    public var clipCrop: Int?
 
     public init(naming: Naming? = nil, arch: ArchConfig? = nil, dtype: DTypePolicy = .f32,
                 numClasses: Int? = nil, allowPartial: Bool = false, seed: UInt64 = 0, inflate: InflateMode? = nil) {
@@ -121,6 +125,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
     // 2. Canonical names. Training-state blobs are left out; 2D kernels get a unit temporal axis.
     var mapped: [String: (source: String, tensor: Tensor)] = [:]
     var mappedOrder: [String] = []
+    var derivedActions: [String: [String]] = [:]
     var dropped: [(name: String, reason: String)] = []
     for (name, original) in source.ordered {
         if let reason = naming.ignoredReason(name) {
@@ -131,6 +136,11 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
         var tensor = original
         if naming.is2D, original.shape.count == 4, canonical.hasSuffix(".weight") {
             tensor = Inflate.addTemporalAxis(original)
+        }
+        if naming == .mmaction2, canonical == "head.lin_5.weight", original.shape.count == 2 {
+            // mmaction2's X3DHead.fc1 is a Linear; PySlowFast's lin_5 the same map as a 1x1x1 Conv3d.
+            tensor.shape += [1, 1, 1]
+            derivedActions[canonical] = ["trailing unit dims appended \(Tensor.shapeString(original.shape))->\(Tensor.shapeString(tensor.shape)) (X3DHead's fc1 is a Linear)"]
         }
         if let first = mapped[canonical] {
             throw ConvertError.duplicateKey(canonical: canonical, sources: [first.source, name])
@@ -237,6 +247,7 @@ public func convertTensors(_ checkpoint: Checkpoint, options: ConvertOptions,
             inFile.tensor.shape = entry.shape
             actions.append("trailing unit dims appended \(Tensor.shapeString(fileShape))->\(Tensor.shapeString(entry.shape))")
         }
+        actions += derivedActions[entry.name] ?? []
         if source2D, fileShape.count == 5, fileShape[2] == 1, inFile.tensor.shape == entry.shape, entry.shape.count == 5 {
             actions.append("temporal axis added (2D kernel, T=1)")
         }

@@ -12,9 +12,9 @@ import Formats
 public enum ExportTarget: String, CaseIterable, Sendable, Codable {
     /// `{"model_state": OrderedDict, "epoch": -1}` with canonical names, plus a `--cfg` YAML.
     case pyslowfast
-    /// `{"model_state": OrderedDict}` with `slowfast_r50` / `slow_r50` names.
+    /// `{"model_state": OrderedDict}` with `slowfast_r50` / `slow_r50` / `create_x3d` names.
     case pytorchvideo
-    /// `{"state_dict": OrderedDict, "meta": {...}}` with mmaction2 names, head columns fast-first.
+    /// `{"state_dict": OrderedDict, "meta": {...}}` with mmaction2 names (SlowFast: head columns fast-first; X3D: X3D + X3DHead).
     case mmaction2
 
     /// The naming whose forward table reads this target's names back.
@@ -153,9 +153,15 @@ public enum Exporter {
 
         // 4. Names and container.
         let naming = req.target.naming
-        let map = ExportNames.keyMap(req.target, pathways: arch.pathways, lateralNorm: req.lateralNorm)
+        var map = ExportNames.keyMap(req.target, pathways: arch.pathways, lateralNorm: req.lateralNorm)
         var order = tensors.names
-        if naming == .mmaction2 { order = ExportNames.mmaction2Order(order) }
+        if arch.model == .x3d {
+            // X3D's layouts (X3DExport.swift): pytorchvideo's missing shortcut BN, mmaction2's Linear fc1.
+            let adapted = try X3DExport.adapt(tensors, arch: arch, target: req.target)
+            (tensors, order, map) = (adapted.0, adapted.0.names, X3DExport.keyMap(req.target))
+            notes += adapted.1 + [X3DExport.builder(arch, req.target)].compactMap { $0 }
+            if naming == .mmaction2 { order = X3DExport.mmaction2Order(order) }
+        } else if naming == .mmaction2 { order = ExportNames.mmaction2Order(order) }
         var storages = TorchWriter.Storages()
         var state: [(String, PickleWriter.Value)] = []
         var seen: [String: String] = [:]
@@ -180,11 +186,14 @@ public enum Exporter {
         case .pytorchvideo:
             root = .dict([(.string("model_state"), .orderedDict(state))])
         case .mmaction2:
+            let family: [(String, PickleWriter.Value)] = arch.model == .x3d ? X3DExport.mmaction2Meta(arch) : [
+                ("backbone", .string(arch.pathways == 2 ? "ResNet3dSlowFast" : "ResNet3dSlowOnly")),
+                ("lateral_norm", .bool(req.lateralNorm && arch.fusionNorm && arch.model == .slowfast)),
+            ]
             let meta: PickleWriter.Value = .dict([
                 (.string("sfnet_version"), .string(sfnetVersion)),
                 (.string("sfnet_arch"), .string(try arch.jsonString())),
-                (.string("backbone"), .string(arch.pathways == 2 ? "ResNet3dSlowFast" : "ResNet3dSlowOnly")),
-                (.string("lateral_norm"), .bool(req.lateralNorm && arch.fusionNorm && arch.model == .slowfast)),
+            ] + family.map { (.string($0.0), $0.1) } + [
                 (.string("source"), .string(file)),
             ])
             root = .dict([(.string("state_dict"), .orderedDict(state)), (.string("meta"), meta)])
@@ -226,13 +235,8 @@ public enum Exporter {
                 + "but mmaction2's default laterals are a plain conv without BN or ReLU",
                 hint: "export with lateral norm to write them as `*_lateral.bn` for an mmaction2 backbone with lateral_norm=True, or export to pyslowfast/pytorchvideo")
         }
-        if arch.model == .x3d && target != .pyslowfast {
-            throw ExportError.notExpressible(target, reason: "exporting X3D to \(target.rawValue) is not implemented yet",
-                                             hint: "export to pyslowfast (X3D's canonical names are PySlowFast's) or to onnx")
-        }
+        if arch.model == .x3d { return try X3DExport.checkExpressible(arch, target) }
         switch target {
-        case .pyslowfast where arch.model == .x3d:
-            break  // the canonical names are PySlowFast's X3D model_state keys
         case .pyslowfast:
             let depths = [50: [3, 4, 6, 3], 101: [3, 4, 23, 3]]
             guard let depth = depths.first(where: { $0.value == arch.stageDepths })?.key else {

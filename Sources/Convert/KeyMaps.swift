@@ -134,7 +134,7 @@ public struct KeyMap: Sendable {
         KeyRule(#"^blocks\.\d+\.pool\.post_norm\."#, "head.lin_5_bn."),                           // blocks.5.pool.post_norm.weight -> head.lin_5_bn.weight
     ])
 
-    /// mmaction2 `ResNet3dSlowFast` / `ResNet3dSlowOnly` backbones with `SlowFastHead` / `I3DHead`.
+    /// mmaction2 `ResNet3dSlowFast` / `ResNet3dSlowOnly` backbones with `SlowFastHead` / `I3DHead`, and `X3D` with `X3DHead`.
     /// The laterals sit under `slow_path` but carry fast features; they are ConvModules
     /// (`.conv`, `.bn` when lateral_norm) or plain Conv3d in older forks.
     public static let mmaction2 = KeyMap([
@@ -147,6 +147,14 @@ public struct KeyMap: Sendable {
         KeyRule(#"^backbone\.slow_path\.layer2_lateral\.(conv\.)?"#, "s3_fuse.conv_f2s."),         // backbone.slow_path.layer2_lateral.weight -> s3_fuse.conv_f2s.weight
         KeyRule(#"^backbone\.slow_path\.layer3_lateral\.bn\."#, "s4_fuse.bn."),                    // backbone.slow_path.layer3_lateral.bn.running_var -> s4_fuse.bn.running_var
         KeyRule(#"^backbone\.slow_path\.layer3_lateral\.(conv\.)?"#, "s4_fuse.conv_f2s."),         // backbone.slow_path.layer3_lateral.conv.weight -> s4_fuse.conv_f2s.weight
+        // X3D (backbone X3D + X3DHead): ConvModule stem conv1_s (1x3x3, no BN) and conv1_t (channel-wise 5x1x1, BN), conv5, fc1/fc2
+        KeyRule(#"^backbone\.conv1_s\.conv\."#, "s1.pathway0_stem.conv_xy."),                    // backbone.conv1_s.conv.weight (x3d) -> s1.pathway0_stem.conv_xy.weight
+        KeyRule(#"^backbone\.conv1_t\.conv\."#, "s1.pathway0_stem.conv."),                       // backbone.conv1_t.conv.weight (x3d) -> s1.pathway0_stem.conv.weight
+        KeyRule(#"^backbone\.conv1_t\.bn\."#, "s1.pathway0_stem.bn."),                           // backbone.conv1_t.bn.running_var (x3d) -> s1.pathway0_stem.bn.running_var
+        KeyRule(#"^backbone\.conv5\.conv\."#, "head.conv_5."),                                   // backbone.conv5.conv.weight (x3d) -> head.conv_5.weight
+        KeyRule(#"^backbone\.conv5\.bn\."#, "head.conv_5_bn."),                                  // backbone.conv5.bn.bias (x3d) -> head.conv_5_bn.bias
+        KeyRule(#"^cls_head\.fc1\."#, "head.lin_5."),                                             // cls_head.fc1.weight (x3d; a Linear: the converter adds 1x1x1) -> head.lin_5.weight
+        KeyRule(#"^cls_head\.fc2\."#, "head.projection."),                                        // cls_head.fc2.bias (x3d) -> head.projection.bias
         // pathways
         KeyRule(#"^backbone\.slow_path\."#, "path0."),                                             // backbone.slow_path.layer1.0.conv1.conv.weight -> path0.layer1.0.conv1.conv.weight
         KeyRule(#"^backbone\.fast_path\."#, "path1."),                                             // backbone.fast_path.conv1.bn.weight -> path1.conv1.bn.weight
@@ -168,6 +176,7 @@ public struct KeyMap: Sendable {
         KeyRule(#"(_res\d+)\.conv2\.bn\."#, "$1.branch2.b_bn."),                                   // s3.pathway1_res1.conv2.bn.weight -> s3.pathway1_res1.branch2.b_bn.weight
         KeyRule(#"(_res\d+)\.conv3\.conv\."#, "$1.branch2.c."),                                    // s5.pathway0_res2.conv3.conv.weight -> s5.pathway0_res2.branch2.c.weight
         KeyRule(#"(_res\d+)\.conv3\.bn\."#, "$1.branch2.c_bn."),                                   // s5.pathway0_res2.conv3.bn.running_var -> s5.pathway0_res2.branch2.c_bn.running_var
+        KeyRule(#"(_res\d+)\.se_module\.fc([12])\."#, "$1.branch2.se.fc$2."),                      // s2.pathway0_res2.se_module.fc1.weight (x3d) -> s2.pathway0_res2.branch2.se.fc1.weight
         // head: its input is [fast, slow]; the converter reorders the weight columns
         KeyRule(#"^cls_head\.fc_cls\."#, "head.projection."),                                      // cls_head.fc_cls.weight -> head.projection.weight
     ])

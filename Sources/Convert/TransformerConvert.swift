@@ -126,6 +126,7 @@ public enum TransformerConvert {
 
         // 2. Architecture: given, from config.json, or from the shapes.
         var arch: ArchConfig
+        var result0Notes: [String] = []
         if let a = options.arch {
             try a.validate()
             arch = a.withPresetName()
@@ -147,9 +148,36 @@ public enum TransformerConvert {
             arch = arch.withPresetName()
         }
 
+        // 2b. Another clip: the grid changes; TimeSformer's learned tables are resized after the strict check.
+        let sourceArch = arch
+        let newClip = options.clipFrames != nil || options.clipCrop != nil
+        if newClip {
+            let clip = (frames: options.clipFrames ?? arch.numFrames, crop: options.clipCrop ?? arch.trainCrop)
+            arch.numFrames = clip.frames
+            arch.trainCrop = clip.crop
+            arch = arch.withPresetName()
+            do { try arch.validate() } catch let e as FamilyError { throw ConvertError.invalidConfig(["--frames/--crop: \(e)"]) }
+            if family == .videomae {
+                result0Notes.append("clip \(clip.frames)x\(clip.crop)² (the checkpoint's \(sourceArch.numFrames)x\(sourceArch.trainCrop)²): "
+                                    + "VideoMAE's position table is the fixed sinusoid of the new grid; no tensor changes")
+            }
+        }
+
         // 3. Every expected tensor, strictly.
         let layout = TransformerLayout(arch: arch)
-        var result = ConversionResult(tensors: TensorMap(), arch: arch, naming: naming, report: [], dropped: dropped, notes: notes,
+        if family == .timesformer, newClip {
+            let before = TransformerLayout(arch: sourceArch)
+            for (name, wanted) in [(before.positionEmbeddings!, layout.parameters.first { $0.name == layout.positionEmbeddings! }!.shape),
+                                   (before.timeEmbeddings!, layout.parameters.first { $0.name == layout.timeEmbeddings! }!.shape)] {
+                guard let entry = mapped[name], entry.tensor.shape.count == 3, entry.tensor.shape != wanted else { continue }
+                let resized = try resizeTable(entry.tensor, to: wanted, spatial: name == before.positionEmbeddings!)
+                mapped[name] = (entry.source, resized, [entry.action, "resized (nearest) \(Tensor.shapeString(entry.tensor.shape)) -> "
+                                                          + "\(Tensor.shapeString(wanted))"].compactMap { $0 }.joined(separator: "; "))
+            }
+            result0Notes.append("clip \(arch.numFrames)x\(arch.trainCrop)² (the checkpoint's \(sourceArch.numFrames)x\(sourceArch.trainCrop)²): "
+                                + "position and time tables resized by nearest neighbour, as transformers and TimeSformer's load_pretrained do")
+        }
+        var result = ConversionResult(tensors: TensorMap(), arch: arch, naming: naming, report: [], dropped: dropped, notes: notes + result0Notes,
                                       counts: ConversionCounts())
         var offenders: [TensorMismatch] = []
         let expected = layout.parameters
@@ -170,6 +198,8 @@ public enum TransformerConvert {
                 if inFile.source != spec.name {
                     actions.append(inFile.action ?? "renamed from \(inFile.source)")
                     result.counts.renamed += 1
+                } else if let action = inFile.action {
+                    actions.append(action)
                 }
                 actions += checkpoint.reportActions[inFile.source] ?? []
             } else {
@@ -214,6 +244,40 @@ public enum TransformerConvert {
         result.counts.tensors = result.tensors.count
         result.counts.dropped = result.dropped.count
         return result
+    }
+
+    /// TimeSformer's position table [1, 1 + h*w, D] (class row kept, the h x w grid resized) or time table
+    /// [1, T, D], resized by nearest neighbour as torch's F.interpolate(mode="nearest"): source index
+    /// floor(dst * (in / out)) computed in float32.
+    static func resizeTable(_ t: Tensor, to shape: [Int], spatial: Bool) throws -> Tensor {
+        let d = t.shape[2]
+        guard shape.count == 3, shape[2] == d else { throw ConvertError.invalidConfig(["cannot resize \(Tensor.shapeString(t.shape)) to \(Tensor.shapeString(shape))"]) }
+        let src = t.floats()
+        func nearest(_ dst: Int, _ inSize: Int, _ outSize: Int) -> Int {
+            min(Int((Float(dst) * (Float(inSize) / Float(outSize))).rounded(.down)), inSize - 1)
+        }
+        var out = [Float](repeating: 0, count: shape[1] * d)
+        if spatial {
+            let inSide = Int(Double(t.shape[1] - 1).squareRoot().rounded()), outSide = Int(Double(shape[1] - 1).squareRoot().rounded())
+            guard inSide * inSide == t.shape[1] - 1, outSide * outSide == shape[1] - 1 else {
+                throw ConvertError.invalidConfig(["position table \(Tensor.shapeString(t.shape)) is not a class row plus a square grid"])
+            }
+            for j in 0 ..< d { out[j] = src[j] }
+            for y in 0 ..< outSide {
+                for x in 0 ..< outSide {
+                    let from = 1 + nearest(y, inSide, outSide) * inSide + nearest(x, inSide, outSide)
+                    for j in 0 ..< d { out[(1 + y * outSide + x) * d + j] = src[from * d + j] }
+                }
+            }
+        } else {
+            for f in 0 ..< shape[1] {
+                let from = nearest(f, t.shape[1], shape[1])
+                for j in 0 ..< d { out[f * d + j] = src[from * d + j] }
+            }
+        }
+        let buffer = OwnedBuffer(count: out.count * 4)
+        out.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return Tensor(dtype: .f32, shape: shape, data: buffer.bytes)
     }
 
     /// N for `blocks.N.attn.qkv.weight`.

@@ -36,11 +36,12 @@ extension ArchDetect {
         let b = try require("s2.pathway0_res0.branch2.b.weight", rank: 5)
         let lin5 = try require("head.lin_5.weight", rank: 5)
 
-        // Width: the (dim_c1, width factor, scale_res2) whose round_width gives these channels.
+        // Width: the (dim_c1, width factor, scale_res2) whose round_width gives these channels; without SCALE_RES2
+        // (PySlowFast's default) first, so that equivalent readings resolve the way the published ones are written.
         var found: X3DConfig?
-        search: for dimC1 in [12, 8, 16, 24, 32] {
-            for step in 1 ... 64 {
-                for scale in [false, true] {
+        search: for scale in [false, true] {
+            for dimC1 in [12, 8, 16, 24, 32] {
+                for step in 1 ... 64 {
                     var x = X3DConfig(widthFactor: Double(step) * 0.25, dimC1: dimC1, scaleRes2: scale)
                     if x.stemChannels == stem[0] && x.stageOutChannels == outs {
                         x.bottleneckFactor = Double(inners[0]) / Double(outs[0])

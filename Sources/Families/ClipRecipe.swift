@@ -31,6 +31,10 @@ extension ArchConfig {
         case "x3d-s": return ClipRecipe(frames: 13, samplingRate: 6, trainCrop: 160, jitter: (182, 228), testCrop: 182)
         case "x3d-m": return ClipRecipe(frames: 16, samplingRate: 5, trainCrop: 224, jitter: (256, 320), testCrop: 256)
         case "x3d-l": return ClipRecipe(frames: 16, samplingRate: 5, trainCrop: 312, jitter: (356, 446), testCrop: 356)
+        // VideoMAE's Kinetics fine-tuning (16 frames at sampling rate 4) and TimeSformer's (8 frames at 32); both crop 224
+        // of a short side jittered in [256, 320] and test on 224.
+        case "videomae-s", "videomae-b": return ClipRecipe(frames: 16, samplingRate: 4, trainCrop: 224, jitter: (256, 320), testCrop: 224)
+        case "timesformer-b": return ClipRecipe(frames: 8, samplingRate: 32, trainCrop: 224, jitter: (256, 320), testCrop: 224)
         default: return nil
         }
     }

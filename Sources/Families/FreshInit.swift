@@ -156,3 +156,25 @@ public func replaceHead(_ weights: inout TensorMap, inputChannels: Int, classes:
     weights.set("head.projection.weight", FreshInit.tensor(name: "head.projection.weight", shape: [classes, inputChannels], seed: seed).tensor)
     weights.set("head.projection.bias", FreshInit.tensor(name: "head.projection.bias", shape: [classes], seed: seed).tensor)
 }
+
+/// A fresh classifier of `arch.numClasses` classes for a video transformer (N(0, 0.02) truncated weight,
+/// zero bias), replacing the layout's `classifier` in `weights`.
+public func replaceClassifier(_ weights: inout TensorMap, arch: ArchConfig, seed: UInt64) {
+    let layout = TransformerLayout(arch: arch)
+    for spec in layout.parameters where spec.name.hasPrefix(layout.classifier + ".") {
+        weights.set(spec.name, FreshInit.transformerTensor(spec, seed: seed).tensor)
+    }
+}
+
+extension TransformerLayout {
+    /// The depth of a tensor for layer-wise LR decay, as VideoMAE's `get_layer_id_for_vit`: the
+    /// embeddings 0, encoder layer i at i + 1, the final norm and classifier at layers + 1.
+    public func depth(of name: String) -> Int {
+        if name.contains(".embeddings.") { return 0 }
+        if let r = name.range(of: ".encoder.layer.") {
+            let rest = name[r.upperBound...]
+            if let i = Int(rest.prefix { $0.isNumber }) { return i + 1 }
+        }
+        return config.layers + 1
+    }
+}

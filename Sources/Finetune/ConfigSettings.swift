@@ -1,6 +1,7 @@
 // Where each fine-tuning setting came from (sfnet default, PySlowFast default, config file key,
 // command line) and the effective settings as `--print-config` lists them.
 
+import Families
 import Foundation
 
 /// One config key as the run took it: the key, its value as written, its line, and the sfnet
@@ -43,7 +44,10 @@ extension FinetuneOptions {
             ("cosine-end-lr", schedule == "cosine" ? "\(cosineEndLR)" : "(not used)"),
             ("cosine-after-warmup", schedule == "cosine" ? "\(cosineAfterWarmup)" : "(not used)"),
             ("warmup-epochs", "\(warmupEpochs)"), ("warmup-start-lr", "\(warmupStartLR)"),
-            ("momentum", "\(momentum)"), ("nesterov", "\(nesterov)"), ("weight-decay", "\(weightDecay)"),
+            ("optimizer", optimizer), ("momentum", optimizer == "sgd" ? "\(momentum)" : "(not used)"),
+            ("nesterov", optimizer == "sgd" ? "\(nesterov)" : "(not used)"),
+            ("adam-betas", optimizer == "adamw" ? "\(adamBeta1) \(adamBeta2)" : "(not used)"), ("weight-decay", "\(weightDecay)"),
+            ("layer-decay", "\(layerDecay)"), ("drop-path", "\(dropPath)"), ("label-smoothing", "\(labelSmoothing)"),
             ("dropout", "\(dropout)"), ("loss", loss == .bce ? "bce (sigmoid head)" : "ce (softmax head)"),
             ("frames", "\(frames)"), ("sampling-rate", "\(samplingRate)"), ("crop", "\(crop)"),
             ("jitter", "\(jitterMin) \(jitterMax)"), ("inverse-uniform-jitter", "\(inverseUniformJitter)"),
@@ -73,5 +77,51 @@ extension FinetuneOptions {
             for k in ignoredConfigKeys { out += "  \(k.key): \(k.value) (line \(k.line)): \(k.setting)\n" }
         }
         return out
+    }
+}
+
+extension FinetuneOptions {
+    /// The fine-tuning recipe VideoMAE is published with (Tong et al. 2022, Kinetics-400 fine-tuning): AdamW
+    /// (0.9, 0.999), base LR 5e-4 per 256 clips scaled linearly to the batch, weight decay 0.05 (none on
+    /// biases, norms and position/class tables), layer-wise LR decay 0.75, 5 warm-up epochs from 0, then
+    /// cosine to 1e-6, drop path 0.1, label smoothing 0.1, no head dropout. sfnet uses it for TimeSformer too.
+    public static let transformerRecipeBaseLR = 5e-4
+    public static let transformerRecipeBatch = 256
+
+    /// Applies the transformer recipe to every setting whose source is still a default, and the network's own
+    /// clip (frames and crop fix its token grid: TimeSformer's learned tables, VideoMAE's sinusoid), noting each.
+    public mutating func applyTransformerRecipe(arch a: ArchConfig, sources: inout SettingSources) {
+        let origin = "the \(a.model.rawValue) recipe"
+        func isDefault(_ k: String) -> Bool { sources[k].hasPrefix("default") }
+        if isDefault("optimizer") { optimizer = "adamw"; sources.set("optimizer", origin) }
+        if isDefault("lr") && isDefault("warmup-start-lr") {
+            lr = Self.transformerRecipeBaseLR * Double(batch) / Double(Self.transformerRecipeBatch)
+            warmupStartLR = 0
+            lrScaling = String(format: "learning rate from the %@ recipe: base %g per %d clips x %d/%d = %g (linear scaling rule), "
+                + "warm-up from 0; --lr sets it yourself", a.model.rawValue, Self.transformerRecipeBaseLR, Self.transformerRecipeBatch,
+                batch, Self.transformerRecipeBatch, lr)
+            sources.set("lr", origin + ", scaled for batch \(batch)")
+            sources.set("warmup-start-lr", origin)
+        }
+        if isDefault("weight-decay") { weightDecay = 0.05; sources.set("weight-decay", origin) }
+        if isDefault("layer-decay") { layerDecay = 0.75; sources.set("layer-decay", origin) }
+        if isDefault("drop-path") { dropPath = 0.1; sources.set("drop-path", origin) }
+        if isDefault("label-smoothing") { labelSmoothing = 0.1; sources.set("label-smoothing", origin) }
+        if isDefault("schedule") { schedule = "cosine"; cosineEndLR = 1e-6; sources.set("schedule", origin) }
+        if isDefault("warmup-epochs"), warmupEpochs > Double(epochs) / 4 {
+            // The recipe warms up for 5 of 75-100 epochs; a short run keeps the first quarter for it.
+            warmupEpochs = Double(epochs) / 4
+            sources.set("warmup-epochs", origin + " (5, at most a quarter of the epochs)")
+        }
+        if isDefault("dropout") { dropout = 0; sources.set("dropout", origin + " (no head dropout)") }
+        let clip = ArchConfig.clipRecipe(preset: a.preset ?? "")
+        if isDefault("frames") { frames = a.numFrames; sources.set("frames", "the network (\(a.numFrames) frames)") }
+        if isDefault("crop") { crop = a.trainCrop; sources.set("crop", "the network (\(a.trainCrop)²)") }
+        if isDefault("sampling-rate"), let clip { samplingRate = clip.samplingRate; sources.set("sampling-rate", origin) }
+        if isDefault("jitter") {
+            (jitterMin, jitterMax) = clip.map { (max($0.jitter.min, crop), max($0.jitter.max, crop)) } ?? (crop, crop * 8 / 7)
+            sources.set("jitter", clip == nil ? "the network's crop (crop to 8/7 of it)" : origin)
+        }
+        if isDefault("test-crop") { testCrop = crop; sources.set("test-crop", "the network (\(crop)²)") }
     }
 }

@@ -1,9 +1,13 @@
-// Head-only fine-tuning on cached features: when every backbone parameter is frozen and
-// so are the BN statistics, the network below the head computes the same pooled features
-// for the same clip on every epoch. They are computed once, for `views` augmented views
-// of each training clip (epoch e trains on view e mod views), and the head (dropout +
-// linear projection) is then trained on them: each step is a small GEMM instead of a
-// SlowFast forward pass, so head-only training on a laptop takes minutes.
+// Head-only fine-tuning on cached features: when every parameter before the projection is
+// frozen and so are the BN statistics, the network computes the same projection inputs for
+// the same clip on every epoch. They are computed once, for `views` augmented views of each
+// training clip (epoch e trains on view e mod views), and the head (dropout + linear
+// projection) is then trained on them: each step is a small GEMM instead of a forward pass,
+// so head-only training on a laptop takes minutes. What is cached is what feeds the trained
+// part: SlowFast's pooled features, or, for a head with a hidden unit (X3D: pool -> lin_5 ->
+// ReLU -> dropout -> projection), lin_5's output after its ReLU -- with lin_5 frozen, only the
+// projection trains (`--head-only`); a lin_5 that trains runs the full forward instead. A transformer
+// has no BN statistics: with all but its classifier frozen, the cache holds what the classifier reads.
 
 import Foundation
 import Networks
@@ -31,16 +35,19 @@ struct FeatureCache {
             while let b = try loader.next() {
                 guard b.count > 0 else { continue }
                 let out = try model.forward(Scoring.inputs(b, arch: model.config), capture: true)
-                guard let pool = out.activations.first(where: { $0.name == "head.pool" })?.value else {
+                // A CNN's pooled grid ("head.pool", N x C x 1 x 1 x 1), or what a transformer's classifier reads ("pooled", N x D).
+                guard let pool = out.activations.first(where: { $0.name == "head.pool" || $0.name == "pooled" })?.value else {
                     throw FinetuneError("the network did not report its pooled head features")
                 }
-                let per = pool.count / b.count
-                guard pool.shape.count == 5, pool.shape[2] * pool.shape[3] * pool.shape[4] == 1 else {
+                guard pool.shape.count == 2 || (pool.shape.count == 5 && pool.shape[2] * pool.shape[3] * pool.shape[4] == 1) else {
                     throw FinetuneError("cached features need the clip at the network's training size (head grid 1x1x1), got \(pool.shape)")
                 }
+                // (N, D): pooled channels, or the hidden unit's output (X3D's lin_5); a transformer's pooled tokens as they are.
+                let rows = (model as? EvalNetwork)?.projectionInputs(pool) ?? pool
+                let per = rows.count / b.count
                 channels = per
                 for (j, s) in b.sampleIndices.enumerated() {
-                    features[v][s] = Array(UnsafeBufferPointer(start: pool.pointer + j * per, count: per))
+                    features[v][s] = Array(UnsafeBufferPointer(start: rows.pointer + j * per, count: per))
                 }
                 done += b.count
                 progress(done, n * views)

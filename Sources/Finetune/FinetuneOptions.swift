@@ -48,6 +48,18 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     /// SOLVER.COSINE_END_LR and COSINE_AFTER_WARMUP of the cosine schedule (sfnet's default starts it after warm-up).
     public var cosineEndLR = 0.0
     public var cosineAfterWarmup = true
+    /// "sgd" (the study's; default) or "adamw" (the transformers' published fine-tuning recipe).
+    public var optimizer = "sgd"
+    /// AdamW's betas.
+    public var adamBeta1: Float = 0.9
+    public var adamBeta2: Float = 0.999
+    /// Layer-wise learning-rate decay (transformers): the classifier at the base LR, each encoder layer below
+    /// it one factor smaller, the embeddings smallest; 1: off.
+    public var layerDecay = 1.0
+    /// Stochastic depth (drop path) rate of the last transformer layer, linear from 0 at the first; 0: off.
+    public var dropPath = 0.0
+    /// Label smoothing: CE targets (1 - e) onehot + e / classes; BCE targets t (1 - e) + e / 2.
+    public var labelSmoothing = 0.0
     public var momentum: Float = 0.9
     public var nesterov = true
     public var weightDecay: Float = 1e-4
@@ -80,6 +92,10 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     public var freeze: [String] = []
     /// Keep BN running statistics fixed (BN in eval mode inside the train step).
     public var freezeBNStats = false
+    /// Train only the head's projection: every other parameter frozen and the BN statistics fixed (implies
+    /// `freezeBNStats`), so the projection trains on features cached once (what feeds it: the pooled features,
+    /// or X3D's lin_5 + ReLU output).
+    public var headOnly = false
     /// Precise BN statistics (PySlowFast BN.USE_PRECISE_STATS / NUM_BATCHES_PRECISE): after each epoch's
     /// training, before validation and the checkpoint, every BN's running statistics become the average
     /// over this many training batches of the batch statistics; 0: off.
@@ -150,6 +166,11 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if epochs < 1 { p.append("--epochs must be >= 1") }
         if batch < 1 { p.append("--batch must be >= 1") }
         if !(lr > 0) { p.append("--lr must be > 0") }
+        if !["sgd", "adamw"].contains(optimizer) { p.append("--optimizer must be sgd or adamw, is \(optimizer)") }
+        if !(layerDecay > 0 && layerDecay <= 1) { p.append("--layer-decay must be in (0, 1], is \(layerDecay)") }
+        if !(dropPath >= 0 && dropPath < 1) { p.append("--drop-path must be in [0, 1), is \(dropPath)") }
+        if !(labelSmoothing >= 0 && labelSmoothing < 1) { p.append("--label-smoothing must be in [0, 1), is \(labelSmoothing)") }
+        if !(adamBeta1 >= 0 && adamBeta1 < 1 && adamBeta2 >= 0 && adamBeta2 < 1) { p.append("AdamW betas must be in [0, 1)") }
         if warmupEpochs < 0 { p.append("--warmup-epochs must be >= 0") }
         if !(0 ..< 1).contains(dropout) { p.append("--dropout must be in [0, 1)") }
         if frames < 1 || samplingRate < 1 { p.append("--frames and --sampling-rate must be >= 1") }

@@ -40,6 +40,8 @@ public final class FinetuneRun {
     let onEvent: (FinetuneEvent) -> Void
 
     public init(_ options: FinetuneOptions, onEvent: @escaping (FinetuneEvent) -> Void = { _ in }) {
+        var options = options
+        if options.headOnly { options.freezeBNStats = true }
         self.options = options
         self.onEvent = onEvent
     }
@@ -134,9 +136,15 @@ public final class FinetuneRun {
             }
             startDescription = w.path
             if arch.numClasses != classes.count || (w.classes != nil && w.classes! != classes.names) {
-                replaceHead(&tensors, inputChannels: arch.headInputChannels, classes: classes.count, seed: o.seed)
-                notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
-                arch.numClasses = classes.count
+                if arch.model.isTransformer {
+                    arch.numClasses = classes.count
+                    replaceClassifier(&tensors, arch: arch, seed: o.seed)
+                    notes.append("classifier replaced: \(w.arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.02) truncated, bias 0)")
+                } else {
+                    replaceHead(&tensors, inputChannels: arch.graph().head.projectionInputs, classes: classes.count, seed: o.seed)
+                    notes.append("head replaced: \(arch.numClasses) -> \(classes.count) classes (fresh N(0, 0.01), bias 0)")
+                    arch.numClasses = classes.count
+                }
             }
         }
         if let wanted = o.architecture?.numClasses, wanted != classes.count {
@@ -150,6 +158,11 @@ public final class FinetuneRun {
                                 poisoned.prefix(5).joined(separator: ", ") + (poisoned.count > 5 ? ", ..." : ""),
                                 hint: "sfnet verify names them too; convert the source again or start from other weights")
         }
+        if arch.model == .timesformer, o.frames != arch.numFrames || o.crop != arch.trainCrop {
+            throw FinetuneError("\(startDescription) is a TimeSformer for \(arch.numFrames) frames of \(arch.trainCrop)² (its learned position and time "
+                                + "tables); --frames \(o.frames) --crop \(o.crop) would need them interpolated, which sfnet does not do yet",
+                                hint: "leave --frames and --crop at the network's (the default for a transformer)")
+        }
         arch.numFrames = o.frames
         arch.trainCrop = o.crop
         arch.dropout = o.dropout
@@ -157,21 +170,39 @@ public final class FinetuneRun {
         arch.preset = nil
         arch = arch.withPresetName()
 
-        let model = try TrainableNetwork(config: arch, weights: tensors,
-                                       options: TrainOptions(frozen: o.freeze, freezeBatchNormStatistics: o.freezeBNStats,
-                                                             dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)))
-        if !o.freeze.isEmpty {
+        // --head-only: every parameter but the projection's (a transformer's classifier), by name.
+        let projection = arch.model.isTransformer ? TransformerLayout(arch: arch).classifier : arch.graph().head.projection
+        let frozen = o.freeze + (o.headOnly ? arch.parameterSpecs.filter { $0.role.isLearnable && !$0.name.hasPrefix(projection + ".") }.map(\.name) : [])
+        let model = try makeTrainableNetwork(config: arch, weights: tensors,
+                                             options: TrainOptions(frozen: frozen, freezeBatchNormStatistics: o.freezeBNStats,
+                                                                   dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)),
+                                             dropPathRate: o.dropPath)
+        if !frozen.isEmpty {
             let trainable = model.store.trainableNames.count
-            notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors match --freeze \(o.freeze.joined(separator: " "))")
+            notes.append("frozen: \(model.store.parameterNames.count - trainable) of \(model.store.parameterNames.count) parameter tensors "
+                + (o.headOnly ? "(--head-only: all but \(projection))" : "match --freeze \(o.freeze.joined(separator: " "))"))
         }
         let params = StoreParameters(model.store)
         // The head's own parameters (after the pool): the trunk's (X3D's head.conv_5 included) all frozen.
-        let headNames = Set(model.graph.head.parameters.map(\.name))
+        let headNames: Set<String> = arch.model.isTransformer
+            ? [model.store.headProjection + ".weight", model.store.headProjection + ".bias"]
+            : Set(arch.graph().head.parameters.map(\.name))
         let backboneFrozen = model.store.trainableNames.allSatisfy(headNames.contains)
-        // Cached pooled features feed the projection directly: a head with a hidden unit (X3D's lin_5) trains the normal way.
-        let useCache = backboneFrozen && o.freezeBNStats && model.graph.head.hidden == nil
-        if backboneFrozen && !o.freezeBNStats {
+        // What the cache holds is what feeds the trained part: the pooled features when only the head's parameters train
+        // and it has no hidden unit; the hidden unit's output (X3D's lin_5 + ReLU) when only the projection trains. A hidden
+        // unit that trains itself (lin_5 unfrozen) needs the full forward (FeatureCache.swift). A transformer has no BN
+        // statistics: its classifier alone training is enough (its final norm frozen).
+        let headGraph = arch.model.isTransformer ? nil : arch.graph()
+        let hiddenFrozen = headGraph?.head.hidden.map { h in h.parameters.allSatisfy { !model.store.isTrainable($0.name) } } ?? true
+        let useCache = backboneFrozen && (arch.model.isTransformer || (o.freezeBNStats && hiddenFrozen))
+        if backboneFrozen && !o.freezeBNStats && !arch.model.isTransformer {
             notes.append("only the head trains, but BN statistics still update every step; add --freeze-bn-stats to train the head on cached features (much faster)")
+        } else if backboneFrozen && !hiddenFrozen, let hidden = headGraph?.head.hidden {
+            notes.append("\(hidden.name) trains, so every step runs the full forward; freeze it too (--head-only, or --freeze '\(hidden.name)*') "
+                + "to train \(projection) on cached \(hidden.name) features (much faster)")
+        } else if !backboneFrozen && o.freezeBNStats && !arch.model.isTransformer, model.store.trainableNames.allSatisfy({ headNames.contains($0) || $0.hasPrefix("head.") }) {
+            notes.append("head units before the pool train (\(model.store.trainableNames.filter { !headNames.contains($0) }.prefix(2).joined(separator: ", "))...), "
+                + "so every step runs the full forward; --head-only trains \(projection) on cached features")
         }
         if o.preciseBN > 0 && o.freezeBNStats {
             notes.append("--precise-bn \(o.preciseBN) does nothing with --freeze-bn-stats: the BN statistics stay as loaded")
@@ -183,7 +214,16 @@ public final class FinetuneRun {
         let config = TrainConfig(epochs: o.epochs, batchSize: o.batch, itersPerEpoch: itersPerEpoch, loss: o.loss, sgd: sgdConfig,
                                  schedule: schedule, seed: o.seed)
         try config.validate()
-        let sgd = try SGD(config: sgdConfig)
+        let sgd: any Optimizer = o.optimizer == "adamw"
+            ? try AdamW(config: AdamWConfig(beta1: o.adamBeta1, beta2: o.adamBeta2, clipGradNorm: o.clipGradNorm),
+                        groups: Self.adamWGroups(arch: arch, store: model.store, weightDecay: o.weightDecay, layerDecay: o.layerDecay))
+            : try SGD(config: sgdConfig)
+        if o.optimizer == "adamw" {
+            notes.append(String(format: "AdamW (%g, %g), weight decay %g (none on biases, norms and embeddings)", o.adamBeta1, o.adamBeta2, o.weightDecay)
+                + (arch.model.isTransformer && o.layerDecay < 1 ? String(format: ", layer-wise LR decay %g (embeddings at %.3g of the base LR)",
+                                                                      o.layerDecay, Foundation.pow(o.layerDecay, Double((arch.transformer?.layers ?? 0) + 1))) : "")
+                + (o.dropPath > 0 ? String(format: ", drop path %g", o.dropPath) : "") + (o.labelSmoothing > 0 ? String(format: ", label smoothing %g", o.labelSmoothing) : ""))
+        }
         var state = TrainState(config: config)
         var record = RunRecord(name: URL(fileURLWithPath: o.out).lastPathComponent, classes: classes.names)
         if let resumed = existing?.loaded {
@@ -273,7 +313,7 @@ public final class FinetuneRun {
             let v0 = Date()
             var valMAP: Double?, valTop1: Double?
             if let val, !val.samples.isEmpty {
-                let ev = try evaluate(try model.evalModel(), val, clip: clip, frameCache: frameCache,
+                let ev = try evaluate(try model.makeEvalNetwork(), val, clip: clip, frameCache: frameCache,
                                       progress: { self.onEvent(.validating(done: $0, total: $1)) })
                 valMAP = ev.evaluation.meanAP.mAP
                 valTop1 = ev.evaluation.top1
@@ -341,9 +381,10 @@ public final class FinetuneRun {
 
         var cache: FeatureCache?
         if useCache && state.epoch < lastEpoch {
-            onEvent(.note("backbone and BN statistics frozen: computing the pooled features of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
+            let what = headGraph?.head.hidden.map { "\($0.name) features (after its ReLU)" } ?? "pooled features"
+            onEvent(.note("\(arch.model.isTransformer ? "backbone frozen" : "backbone and BN statistics frozen"): computing the \(what) of \(train.samples.count) clips x \(o.cacheViews) augmented views once"))
             let c0 = Date()
-            cache = try FeatureCache.build(model: try model.evalModel(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
+            cache = try FeatureCache.build(model: try model.makeEvalNetwork(), dataset: train, clip: trainClip, views: o.cacheViews, batch: o.batch,
                                            workers: o.workers, seed: o.seed, onBadVideo: o.onBadVideo,
                                            progress: { self.onEvent(.validating(done: $0, total: $1)) })
             record.notes.append(String(format: "head trained on cached features (%d views per clip, computed in %.1f s)", o.cacheViews, Date().timeIntervalSince(c0)))
@@ -361,7 +402,8 @@ public final class FinetuneRun {
                 for start in Swift.stride(from: 0, to: order.count, by: o.batch) {
                     let idx = Array(order[start ..< min(start + o.batch, order.count)])
                     let rows = idx.map { cache.features[view][$0]! }
-                    let targets = idx.flatMap { cache.labels[$0] }
+                    let eps = o.loss == .bce ? Float(o.labelSmoothing) : 0
+                    let targets = idx.flatMap { cache.labels[$0] }.map { eps == 0 ? $0 : $0 * (1 - eps) + eps / 2 }
                     lr = schedule.lr(epoch: e, iteration: step, itersPerEpoch: itersPerEpoch)
                     let loss = try FeatureCache.headStep(rows, targets: targets, store: model.store, dropout: o.dropout, loss: o.loss, rng: &rng)
                     guard loss.isFinite else {
@@ -404,10 +446,12 @@ public final class FinetuneRun {
                 let result: LossResult
                 switch o.loss {
                 case .bce:
-                    result = try Loss.bceWithLogits(logits: l, targets: b.labels, batch: b.count, classes: k)
+                    let eps = Float(o.labelSmoothing)
+                    let targets = eps == 0 ? b.labels : b.labels.map { $0 * (1 - eps) + eps / 2 }
+                    result = try Loss.bceWithLogits(logits: l, targets: targets, batch: b.count, classes: k)
                 case .ce:
                     let labels = (0 ..< b.count).map { i in (0 ..< k).max { b.labels[i * k + $0] < b.labels[i * k + $1] }! }
-                    result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k)
+                    result = try Loss.softmaxCrossEntropy(logits: l, labels: labels, batch: b.count, classes: k, labelSmoothing: Float(o.labelSmoothing))
                 }
                 guard result.loss.isFinite else {
                     throw Self.diverged(epoch: e + 1, what: "the loss is \(result.loss.isNaN ? "NaN" : "infinite") at step \(step + 1)", lr: lr, kept: lastCheckpoint)
@@ -432,7 +476,7 @@ public final class FinetuneRun {
             let trainSeconds = Date().timeIntervalSince(t0)
             guard lossCount > 0 else { throw FinetuneError("epoch \(e + 1): no clip could be read from \(o.train)") }
             var preciseSeconds: Double?
-            if o.preciseBN > 0 && !o.freezeBNStats {
+            if o.preciseBN > 0 && !o.freezeBNStats, let model = model as? TrainableNetwork {
                 let p0 = Date()
                 try preciseBN(model, train: train, clip: trainClip, arch: arch, epoch: e, frameCache: frameCache)
                 preciseSeconds = Date().timeIntervalSince(p0)
@@ -561,7 +605,8 @@ public final class FinetuneRun {
                   + "ensemble \((o.ensemble ?? .byHead(multiLabel: o.loss == .bce)).rawValue)"),
             .init("precise BN", o.preciseBN > 0 ? "up to \(o.preciseBN) training batches before each validation (PySlowFast BN.USE_PRECISE_STATS)"
                   + (o.freezeBNStats ? "; nothing to do with --freeze-bn-stats" : "") : "off"),
-            .init("dropout", "\(o.dropout)"), .init("freeze", o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
+            .init("dropout", "\(o.dropout)"), .init("freeze", o.headOnly ? "all but the head's projection (--head-only), + BN statistics"
+                  : o.freeze.isEmpty ? "none" : o.freeze.joined(separator: " ") + (o.freezeBNStats ? " (+ BN statistics)" : "")),
             .init("threads / loader workers", "\(o.threads) / \(o.workers)"), .init("seed", "\(o.seed)"),
             .init("frame cache", (o.frameCacheMB ?? FrameCache.defaultBudgetMB()) == 0 ? "off"
                   : "\(o.frameCacheMB ?? FrameCache.defaultBudgetMB()) MiB of decoded frames\(o.frameCacheMB == nil ? " (default)" : "")"),
@@ -585,5 +630,25 @@ public final class FinetuneRun {
             let bytes = Array(text.utf8)
             try AtomicFile.write(to: dir.appendingPathComponent(name).path, overwrite: true) { out in try bytes.withUnsafeBytes { try out.write($0) } }
         }
+    }
+}
+
+extension FinetuneRun {
+    /// AdamW's per-parameter multipliers: weight decay on weight matrices and kernels only (no biases, norms
+    /// or embeddings, from the parameter roles), and for a transformer the layer-wise LR scale
+    /// layer_decay^(layers + 1 - depth) (VideoMAE's LayerDecayValueAssigner).
+    static func adamWGroups(arch: ArchConfig, store: ParameterStore, weightDecay: Float, layerDecay: Double) -> [String: ParameterGroup] {
+        let layout = arch.model.isTransformer ? TransformerLayout(arch: arch) : nil
+        var groups: [String: ParameterGroup] = [:]
+        for name in store.parameterNames {
+            let role = store.role(name)
+            let decay: Float = role == .linearWeight || role == .convWeight ? weightDecay : 0
+            var scale: Float = 1
+            if let layout, layerDecay < 1 {
+                scale = Float(Foundation.pow(layerDecay, Double(layout.config.layers + 1 - layout.depth(of: name))))
+            }
+            groups[name] = ParameterGroup(lrScale: scale, weightDecay: decay)
+        }
+        return groups
     }
 }

@@ -6,7 +6,8 @@
 // branch1 when the block input feeds a second conv whose output goes straight
 // into the residual Add), and on the fast pathway the fusion convs whose output
 // is concatenated onto the slow pathway. A block with branch1 starts a new stage.
-// The head is the one Gemm (or MatMul + Add) with a constant weight.
+// The head is the one Gemm (or MatMul + Add) with a constant weight. X3D graphs (a stem conv feeding a
+// channel-wise conv) are walked by OnnxImportX3D.swift.
 //
 // BatchNormalization after a conv is taken as that conv's BN. A conv with a bias
 // and no BN (torch.onnx.export folds BN into the conv in eval mode) becomes the
@@ -75,20 +76,35 @@ public enum OnnxImport {
         // Constant nodes holding tensors are not modelled by OnnxModel; only initializers count.
         var producer: [String: Int] = [:]
         var consumers: [String: [Int]] = [:]
+        let graphInputs = Set(model.inputs.map(\.name))
         for (k, n) in model.nodes.enumerated() {
             // The walk below reads each node's first output (fuzz finding, Fuzz/regressions/onnx/crash-conv-without-outputs).
             guard !n.outputs.isEmpty else { throw fail("node '\(n.name)' (\(n.opType)) has no outputs", file) }
+            // ONNX graphs are topologically sorted: a node reads only values defined before it. A node that
+            // reads its own output, or a later node's, would make the walks below go round a cycle forever.
+            for i in n.inputs where !i.isEmpty && producer[i] == nil && inits[i] == nil && !graphInputs.contains(i) {
+                throw fail("node '\(n.name)' (\(n.opType)) reads '\(i)' before any node produces it (the graph is cyclic or not topologically sorted)", file)
+            }
             for o in n.outputs where !o.isEmpty {
                 if producer[o] != nil { throw fail("value '\(o)' is produced twice", file) }
+                if inits[o] != nil || graphInputs.contains(o) {
+                    throw fail("node '\(n.name)' (\(n.opType)) output '\(o)' redefines a graph input or initializer", file)
+                }
                 producer[o] = k
             }
             for i in Set(n.inputs) where !i.isEmpty { consumers[i, default: []].append(k) }
         }
         let nodes = model.nodes
         let passthrough: Set<String> = ["Relu", "MaxPool", "Unsqueeze", "Identity", "Dropout"]
+        // torch.onnx.export de-duplicates equal initializers, handing the copies out through Identity nodes.
+        var alias: [String: String] = [:]
+        for n in nodes where n.opType == "Identity" && n.inputs.count == 1 && inits[n.inputs[0]] != nil && n.outputs.count == 1 {
+            alias[n.outputs[0]] = n.inputs[0]
+        }
+        func constant(_ name: String) -> OnnxInitializer? { inits[name] ?? alias[name].flatMap { inits[$0] } }
 
         func tensor(_ name: String, what: String) throws -> Tensor {
-            guard let i = inits[name] else { throw fail("\(what) '\(name)' is not an initializer", file) }
+            guard let i = constant(name) else { throw fail("\(what) '\(name)' is not an initializer", file) }
             guard let dt = dtype(i.dataType) else {
                 throw FormatError(.unsupported, "initializer '\(name)' has ONNX data type \(i.dataType), not a float type", file: file)
             }
@@ -106,7 +122,9 @@ public enum OnnxImport {
         /// `concat` is set, a Concat it is the sole consumer of).
         func forward(_ v: String, concat: Bool = false) -> String {
             var v = v
-            while let cs = consumers[v], cs.count == 1 {
+            var steps = 0   // a cycle of passthrough ops (a hostile graph) must not spin forever
+            while let cs = consumers[v], cs.count == 1, steps <= nodes.count {
+                steps += 1
                 let n = nodes[cs[0]]
                 guard passthrough.contains(n.opType) || (concat && n.opType == "Concat"), n.outputs.count >= 1 else { break }
                 v = n.outputs[0]
@@ -130,17 +148,19 @@ public enum OnnxImport {
             notes["\(bnName).num_batches_tracked"] = "not in the ONNX graph: 0"
         }
 
-        /// Records conv node `k` (and its BN) as `prefix`.`conv`/`bn`; returns the unit's output value.
-        func unit(_ k: Int, conv convName: String, bn bnName: String, expectOut: Int? = nil) throws -> String {
+        /// Records conv node `k` (and its BN) as `prefix`.`conv`/`bn`; returns the unit's output value. With `bn` nil
+        /// (X3D's conv_xy, squeeze-excitation and lin_5 without BN) the conv alone, its bias (if any) as `conv`.bias.
+        func unit(_ k: Int, conv convName: String, bn bnName: String?, expectOut: Int? = nil) throws -> String {
             let n = nodes[k]
             guard !used.contains(k) else { throw fail("conv '\(n.name)' reached twice", file) }
             used.insert(k)
             guard n.inputs.count >= 2 else { throw fail("conv '\(n.name)' has no weight", file) }
-            if case let .int(g)? = n.attribute("group"), g != 1 {
-                throw FormatError(.unsupported, "conv '\(n.name)' has group \(g); only group 1 is supported", file: file)
-            }
             let w = try tensor(n.inputs[1], what: "weight of \(n.name)")
             guard w.shape.count == 5 || w.shape.count == 4 else { throw fail("conv '\(n.name)' weight has shape \(w.shape)", file) }
+            // Channel-wise convs (X3D: group = channels, one input channel per filter) and ordinary ones only.
+            if case let .int(g)? = n.attribute("group"), g != 1, !(g == w.shape[0] && w.shape[1] == 1) {
+                throw FormatError(.unsupported, "conv '\(n.name)' has group \(g); only group 1 and channel-wise convs are supported", file: file)
+            }
             // 2-D convs (a 2D ResNet exported with 4-D weights) get a unit temporal axis.
             if w.shape.count == 4 { convs2D += 1 } else { convs3D += 1 }
             let weight = w.shape.count == 4
@@ -152,6 +172,13 @@ public enum OnnxImport {
             let bias = n.inputs.count >= 3 && !n.inputs[2].isEmpty ? try tensor(n.inputs[2], what: "bias of \(n.name)") : nil
             if let b = bias, b.shape != [cout] { throw fail("conv '\(n.name)' bias has shape \(b.shape)", file) }
             let y = n.outputs[0]
+            guard let bnName else {
+                if let b = bias {
+                    out.set(convName + ".bias", b)
+                    notes[convName + ".bias"] = "ONNX Conv '\(n.name)' input '\(n.inputs[2])'"
+                }
+                return y
+            }
             if let cs = consumers[y], cs.count == 1, nodes[cs[0]].opType == "BatchNormalization" {
                 let bn = nodes[cs[0]]
                 guard bn.inputs.count >= 5 else { throw fail("BatchNormalization '\(bn.name)' has \(bn.inputs.count) inputs", file) }
@@ -198,11 +225,22 @@ public enum OnnxImport {
         var stageDepths: [[Int]] = Array(repeating: [], count: pathways)
         var fusions = 0
         var ends: [String] = []
+        var x3dInner: String?
         // Fast pathway first would not change anything; slow's walk needs to pass the fusion concats.
         for p in 0..<pathways {
             var v = forward(inputs[p], concat: p == 0)
             let stem = convConsumers(v)
             guard stem.count == 1 else { throw fail("pathway \(p) input feeds \(stem.count) convs, expected the stem conv", file) }
+            if pathways == 1, isX3DStem(stem[0], nodes: nodes, consumers: consumers) {
+                // X3D (OnnxImportX3D.swift): channel-wise stem and blocks, squeeze-excitation, Swish, conv_5 and lin_5.
+                let walk = X3DWalk(nodes: nodes, consumers: consumers, forward: { forward($0) }, convConsumers: convConsumers,
+                                   unit: { try unit($0, conv: $1, bn: $2) }, fail: { fail($0, file) })
+                let trunk = try x3dTrunk(stem: stem[0], walk)
+                stageDepths[p] = trunk.depths
+                x3dInner = trunk.swish ? "swish" : "relu"
+                ends.append(trunk.end)
+                continue
+            }
             v = forward(try unit(stem[0], conv: "s1.pathway\(p)_stem.conv", bn: "s1.pathway\(p)_stem.bn"), concat: p == 0)
             var stage = 1, block = 0
             while true {
@@ -260,7 +298,7 @@ public enum OnnxImport {
 
         // Head: the Gemm / MatMul with a constant weight.
         let heads = nodes.indices.filter { k in
-            (nodes[k].opType == "Gemm" || nodes[k].opType == "MatMul") && nodes[k].inputs.count >= 2 && inits[nodes[k].inputs[1]] != nil
+            (nodes[k].opType == "Gemm" || nodes[k].opType == "MatMul") && nodes[k].inputs.count >= 2 && constant(nodes[k].inputs[1]) != nil
         }
         guard heads.count == 1 else { throw fail("expected one Gemm/MatMul projection, found \(heads.count)", file) }
         let h = nodes[heads[0]]
@@ -279,7 +317,7 @@ public enum OnnxImport {
         var biasName: String?
         if h.opType == "Gemm", h.inputs.count >= 3, !h.inputs[2].isEmpty { biasName = h.inputs[2] }
         if h.opType == "MatMul", let cs = consumers[h.outputs[0]], cs.count == 1, nodes[cs[0]].opType == "Add" {
-            biasName = nodes[cs[0]].inputs.first { inits[$0] != nil }
+            biasName = nodes[cs[0]].inputs.first { constant($0) != nil }
         }
         if let bn = biasName {
             let b = try tensor(bn, what: "projection bias")
@@ -315,7 +353,7 @@ public enum OnnxImport {
             ("onnx.folded_bn", String(folded)),
             ("onnx.batchnorm", String(explicitBN)),
             ("onnx.conv_dims", convs3D == 0 ? "2d" : convs2D == 0 ? "3d" : "mixed"),
-        ]
+        ] + (x3dInner.map { [("onnx.family", "x3d"), ("onnx.x3d_inner", $0)] } ?? [])
         if folded > 0 {
             ckpt.otherEntries.append((key: "onnx folded BN", summary: "\(folded) convs with BN folded in: folded BN represented as identity BN carrying the conv bias"))
         }
@@ -349,6 +387,11 @@ extension OnnxImport {
         // A 2D ImageNet graph (4-D conv weights) into a video network: read it as the 2D ResNet it is
         // and let the converter inflate it, exactly as for torchvision and Detectron sources.
         var ckpt = try read(path: req.input)
+        if ckpt.metadataValue("onnx.x3d_inner") == "relu", req.options.arch?.x3d?.swishInner != false {
+            // The weights cannot say which activation follows the 3x3x3; the graph can, and detection would take Swish.
+            throw FormatError(.unsupported, "ONNX graph: this X3D applies ReLU after its 3x3x3 convolutions, where published X3Ds "
+                + "(and sfnet's default) use Swish; pass --arch-json with \"swish_inner\": false to convert it", file: req.input)
+        }
         let is2D = ckpt.metadataValue("onnx.conv_dims") == "2d"
         if let arch = req.options.arch, !(is2D && arch.model != .resnet) {
             ckpt = try read(path: req.input, arch: arch)

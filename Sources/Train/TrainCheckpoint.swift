@@ -26,7 +26,7 @@ extension TrainCheckpoint {
     /// Writes weights (parameters and BN buffers, canonical names), the optimizer's buffers and
     /// metadata, and `state` into one safetensors file, atomically: the path holds either the
     /// previous file or the complete new one. `metadata` adds entries (`sfnet.arch`, class names...).
-    public static func write(to path: String, weights: [(name: String, tensor: Tensor)], optimizer: SGD, state: TrainState,
+    public static func write(to path: String, weights: [(name: String, tensor: Tensor)], optimizer: any Optimizer, state: TrainState,
                              metadata: [(String, String)] = [], overwrite: Bool = true) throws {
         try write(to: path, weights: weights, optimizer: OptimizerSnapshot(optimizer), state: state, metadata: metadata, overwrite: overwrite)
     }
@@ -36,7 +36,7 @@ extension TrainCheckpoint {
     public struct OptimizerSnapshot: @unchecked Sendable {
         let tensors: [(name: String, tensor: Tensor)]
         let metadata: (key: String, value: String)
-        public init(_ optimizer: SGD) {
+        public init(_ optimizer: any Optimizer) {
             tensors = optimizer.stateTensors()
             metadata = optimizer.stateMetadata()
         }
@@ -73,7 +73,7 @@ extension TrainCheckpoint {
         let file: Checkpoint
 
         /// Restores the momentum buffers and step count into `optimizer` (checked against `params`).
-        public func restoreOptimizer(_ optimizer: SGD, params: TrainableParameters? = nil) throws {
+        public func restoreOptimizer(_ optimizer: any Optimizer, params: TrainableParameters? = nil) throws {
             do { try optimizer.restore(tensors: file.tensors, metadata: file.metadata, params: params) } catch let e as TrainError { throw e.inFile(path) }
         }
 

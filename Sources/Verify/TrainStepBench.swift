@@ -68,8 +68,8 @@ public struct TrainStepBenchResult {
 public enum TrainStepBench {
     public static func run(_ o: TrainStepBenchOptions) throws -> TrainStepBenchResult {
         let config = try BenchSupport.config(preset: o.preset, frames: o.frames, size: o.size, threads: o.threads)
-        let model = try TrainableNetwork(config: config, weights: EvalNetwork.randomWeights(config: config, seed: 0),
-                                       options: TrainOptions(seed: 1))
+        let model = try makeTrainableNetwork(config: config, weights: EvalNetwork.randomWeights(config: config, seed: 0),
+                                             options: TrainOptions(seed: 1))
         let (shapes, inputs) = BenchSupport.inputs(config, batch: o.batch, frames: o.frames, size: o.size)
         // dL/dlogits of sum(logits * R), as the PyTorch peer's loss.
         let r = FloatTensor(uninitialized: [o.batch, config.numClasses])
@@ -95,7 +95,7 @@ public enum TrainStepBench {
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        let macs = try EvalNetwork(config: config, weights: model.exportWeights()).multiplyAdds(forInputs: shapes)
+        let macs = try model.makeEvalNetwork().multiplyAdds(forInputs: shapes)
         return TrainStepBenchResult(options: o, inputShapes: shapes, times: times, forwardTimes: fwd, backwardTimes: bwd,
                                     forwardMultiplyAdds: macs, peakRSSMB: Double(usage.ru_maxrss) / 1024,
                                     activationMB: Double(model.activationBytes) / 1e6, blasCore: Threading.blasCoreName)

@@ -68,7 +68,7 @@ enum TrainStepCheck {
 
     static func run(weights: String, ck: Checkpoint, reference path: String, ref: Checkpoint, config: ArchConfig, archNotes: [String],
                     tolerance: Double, start: Date) throws -> VerifyReport {
-        let model = try TrainableNetwork(config: config, weights: ck.tensors, options: TrainOptions(dropout: 0))
+        let model = try makeTrainableNetwork(config: config, weights: ck.tensors, options: TrainOptions(dropout: 0))
         let parameters = Set(model.store.parameterNames), buffers = Set(model.store.bufferNames)
         let fixed: Set<String> = ["input.slow", "input.fast", "input.x", "pixels.fast", "pixels.x", "target", "output.loss",
                                   "output.loss_bce", "output.logits", "grad_output.logits"]
@@ -101,10 +101,11 @@ enum TrainStepCheck {
             dtypes.append(e.dtype)
         }
         var notes = archNotes
+        let mode = config.model.isTransformer ? "train-mode step: drop path off" : "train-mode step: dropout off, batch statistics"
         let dLogits: FloatTensor
         switch objective {
         case .weighted(let r):
-            notes.append("train-mode step: dropout off, batch statistics; gradients of sum(logits * R) with R = grad_output.logits")
+            notes.append("\(mode); gradients of sum(logits * R) with R = grad_output.logits")
             guard r.shape == logits.shape else { throw VerifyError.badReference(path, "grad_output.logits is \(r.shape), the logits are \(logits.shape)") }
             dLogits = r
             if let target = ref.tensors["target"], let want = try expected("output.loss_bce") {
@@ -130,7 +131,7 @@ enum TrainStepCheck {
             comparisons.append(Comparison.compare("output.loss (\(what), mean)", got: FloatTensor(shape: [1], values: [result.loss]),
                                                   expected: want.doubles, shape: [1], tolerance: 1e-5, isLogits: false))
             dtypes.append(want.dtype)
-            notes.append("train-mode step: dropout off, batch statistics; gradients of the mean \(what == "BCE" ? "BCE-with-logits loss on the multi-hot target" : "softmax cross-entropy on the class ids"), "
+            notes.append("\(mode); gradients of the mean \(what == "BCE" ? "BCE-with-logits loss on the multi-hot target" : "softmax cross-entropy on the class ids"), "
                          + "loss and dL/dlogits computed by sfnet")
             dLogits = FloatTensor(shape: logits.shape, values: result.dLogits)
         }

@@ -55,6 +55,12 @@ struct ConvertCommand: ParsableCommand {
     @Option(name: .customLong("num-classes"), help: "Replace the head with a fresh one of N classes (N(0, 0.01) weights, zero bias).")
     var numClasses: Int?
 
+    @Option(help: "Transformers: the frames of the clip the converted network is for (default: the checkpoint's). TimeSformer's time table is resized (nearest, as transformers and the original code do).")
+    var frames: Int?
+
+    @Option(help: "Transformers: the crop of the clip the converted network is for (default: the checkpoint's). TimeSformer's position table is resized (nearest).")
+    var crop: Int?
+
     @Flag(name: .customLong("allow-partial"), help: "Initialize missing or mis-shaped tensors fresh and drop unused ones (all recorded) instead of failing.")
     var allowPartial = false
 
@@ -91,6 +97,7 @@ struct ConvertCommand: ParsableCommand {
         var options = ConvertOptions(naming: naming, arch: config, dtype: dtype, numClasses: numClasses,
                                      allowPartial: allowPartial, seed: seed)
         options.inflate = inflate
+        (options.clipFrames, options.clipCrop) = (frames, crop)
         let request = ConvertRequest(input: input, output: output, from: from.sourceFormat, options: options, force: force)
         let bar = Terminal.Progress("writing")
         let onProgress: (String, Int, Int) -> Void = { stage, done, total in

@@ -69,7 +69,22 @@ struct FinetuneCommand: ParsableCommand {
         if let val { o.val = val; sources.set("val", "command line") }
         if let test { o.test = test; sources.set("test", "command line") }
         applyPresetClip(&o, &sources)
+        applyFamilyRecipe(&o, &sources)
         return (o, sources)
+    }
+
+    /// The architecture the run starts from, when known before the run: --arch's preset, or the weights' sfnet.arch.
+    func startArchitecture() -> ArchConfig? {
+        if let arch, let preset = ArchConfig.preset(named: arch) { return preset }
+        if let weights, let ck = try? CheckpointReader.read(path: weights) { return (try? NativeMetadata.architecture(in: ck)) ?? nil }
+        return nil
+    }
+
+    /// A transformer starts with the recipe VideoMAE and TimeSformer are fine-tuned with (FinetuneOptions.transformerRecipe)
+    /// for every setting the user (or a config) did not set, and the network's own clip (its position tables' grid).
+    func applyFamilyRecipe(_ o: inout FinetuneOptions, _ sources: inout SettingSources) {
+        guard let a = startArchitecture(), a.model.isTransformer else { return }
+        o.applyTransformerRecipe(arch: a, sources: &sources)
     }
 
     /// A preset with its own training clip (X3D's): its frames, sampling rate, crop, jitter and test crop

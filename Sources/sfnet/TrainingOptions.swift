@@ -54,6 +54,10 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "After warm-up: constant (default), cosine (to 0 at the last epoch) or steps (--lr-steps).") var schedule: String?
     @Option(name: .customLong("lr-steps"), parsing: .upToNextOption, help: "Steps schedule: EPOCH:FACTOR ... (the first at epoch 0), e.g. 0:1 41:0.1.")
     var lrSteps: [LRStep] = []
+    @Option(help: "sgd (the study's; default for the CNN families) or adamw (the transformers' published recipe; their default).") var optimizer: String?
+    @Option(name: .customLong("layer-decay"), help: "Layer-wise LR decay of a transformer: each layer below the classifier trains at this factor of the one above (default 1; the transformer recipe 0.75).") var layerDecay: Double?
+    @Option(name: .customLong("drop-path"), help: "Stochastic depth rate of a transformer's last layer, linear from 0 (default 0; the transformer recipe 0.1).") var dropPath: Double?
+    @Option(name: .customLong("label-smoothing"), help: "Label smoothing: CE (1-e) onehot + e/classes, BCE t (1-e) + e/2 (default 0; the transformer recipe 0.1).") var labelSmoothing: Double?
     @Option(help: "SGD momentum (default 0.9).") var momentum: Float?
     @Flag(inversion: .prefixedNo, help: "Nesterov momentum (default on).") var nesterov: Bool?
     @Option(name: .customLong("weight-decay"), help: "L2 weight decay, none on BN parameters and biases (default 1e-4).") var weightDecay: Float?
@@ -73,6 +77,7 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "Parameters to keep fixed (glob on canonical names; repeatable), e.g. --freeze 's*' trains the head only.")
     var freeze: [String] = []
     @Flag(name: .customLong("freeze-bn-stats"), help: "Keep BN running statistics fixed (with the backbone frozen too, the head trains on cached features).") var freezeBNStats = false
+    @Flag(name: .customLong("head-only"), help: "Train only the head's projection (every other parameter and the BN statistics fixed) on features cached once: the pooled features, or X3D's lin_5 output.") var headOnly = false
     @Option(name: .customLong("precise-bn"), help: "Precise BN statistics: after each epoch, before validation, every BN's running statistics become the average over this many training batches (PySlowFast BN.NUM_BATCHES_PRECISE); 0: off (default 0).")
     var preciseBN: Int?
     @Option(name: .customLong("cache-views"), help: "Head-only training on cached features: augmented views cached per clip.") var cacheViews = 4
@@ -109,6 +114,10 @@ struct RecipeOptions: ParsableArguments {
         take(warmupStartLR, "warmup-start-lr") { o.warmupStartLR = $0 }
         take(schedule, "schedule") { o.schedule = $0 }
         if !lrSteps.isEmpty { o.lrSteps = lrSteps.map(\.epoch); o.lrRelative = lrSteps.map(\.factor); src.set("lr-steps", "command line") }
+        take(optimizer, "optimizer") { o.optimizer = $0 }
+        take(layerDecay, "layer-decay") { o.layerDecay = $0 }
+        take(dropPath, "drop-path") { o.dropPath = $0 }
+        take(labelSmoothing, "label-smoothing") { o.labelSmoothing = $0 }
         take(momentum, "momentum") { o.momentum = $0 }
         take(nesterov, "nesterov") { o.nesterov = $0 }
         take(weightDecay, "weight-decay") { o.weightDecay = $0 }
@@ -133,7 +142,7 @@ struct RecipeOptions: ParsableArguments {
         take(classes, "classes") { o.classes = $0 }
         take(classColumn, "class-column") { o.classColumn = $0 }
         take(frameRoot, "frame-root") { o.frameRoot = $0 }
-        o.freeze = freeze; o.freezeBNStats = freezeBNStats; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
+        o.freeze = freeze; o.freezeBNStats = freezeBNStats || headOnly; o.headOnly = headOnly; o.cacheViews = cacheViews; o.onBadVideo = onBadVideo
         // The recipe's learning rates are for batch 8: scaled for another batch unless the user chose them
         // (--lr / --warmup-start-lr, or a config's BASE_LR, which PySlowFast pairs with its own BATCH_SIZE).
         if src["lr"] == "default" && src["warmup-start-lr"] == "default", let line = o.scaleLearningRateForBatch() {

@@ -106,6 +106,104 @@ final class X3DCLITests: XCTestCase {
                       x.stdout)
     }
 
+    /// Head-only fine-tuning of an X3D: `--head-only` freezes everything but the projection and the BN statistics,
+    /// caches lin_5's output (after its ReLU) once per view, and trains the projection on it; every other tensor of
+    /// the result is the start's, bit for bit. `--freeze 's*' --freeze-bn-stats` leaves conv_5 and lin_5 training
+    /// (the full forward every step) and says how to get the cache.
+    func testX3DHeadOnlyTrainsTheProjectionOnCachedLin5Features() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2",
+                             "--size", "64", "--seed", "1"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let ref = try CheckpointReader.read(path: CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors"))
+        let arch = dir.appendingPathComponent("arch.json")
+        try XCTUnwrap(ref.metadataValue("sfnet.arch")).write(to: arch, atomically: true, encoding: .utf8)
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", w, "--arch-json", arch.path]).status, 0)
+        let clip = ["--train", data.appendingPathComponent("train.csv").path, "--val", data.appendingPathComponent("val.csv").path,
+                    "--batch", "4", "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "1",
+                    "--skip-verify", "--lr", "0.05"]
+        let run = dir.appendingPathComponent("head")
+        let r = try CLI.run(["finetune", "--weights", w, "--out", run.path, "--epochs", "3", "--head-only", "--cache-views", "2"] + clip)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("head replaced: 5 -> 4 classes"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("(--head-only: all but head.projection)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("computing the head.lin_5 features (after its ReLU) of 16 clips x 2 augmented views once"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("epoch 3/3"), r.stdout)
+        let start = try CheckpointReader.read(path: w)
+        let end = try CheckpointReader.read(path: run.appendingPathComponent("checkpoint-epoch003.safetensors").path)
+        var moved: [String] = []
+        for (name, t) in start.tensors.ordered where !name.hasPrefix("head.projection.") {
+            guard let e = end.tensors[name] else { XCTFail("missing \(name)"); continue }
+            if t.data.array != e.data.array { moved.append(name) }
+        }
+        XCTAssertEqual(moved, [], "everything but the projection (BN statistics and counters included) must stay as loaded")
+        XCTAssertEqual(end.tensors["head.projection.weight"]?.shape, [4, 32])
+
+        let part = try CLI.run(["finetune", "--weights", w, "--out", dir.appendingPathComponent("part").path, "--epochs", "1",
+                                "--freeze", "s*", "--freeze-bn-stats"] + clip)
+        XCTAssertEqual(part.status, 0, part.stdout + part.stderr)
+        XCTAssertTrue(part.stdout.contains("head units before the pool train (head.conv_5") && part.stdout.contains("--head-only trains head.projection"),
+                      part.stdout)
+        XCTAssertFalse(part.stdout.contains("augmented views once"), part.stdout)
+    }
+
+    /// X3D ONNX graphs convert (`--from onnx` detected by content), mapped from the graph: torch.onnx.export's (BN folded
+    /// into the convs, SE biases de-duplicated behind Identity nodes, the projection a MatMul between Transposes) passes
+    /// verify against pytorchvideo's logits, and sfnet's own export reads back with every tensor bit for bit (BN as
+    /// BatchNormalization) or, with --fold-bn, verifies; a graph with ReLU after the 3x3x3 is refused unless the
+    /// architecture says so.
+    func testX3DOnnxGraphsFromTorchAndFromSfnetConvert() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let torchOnnx = dir.appendingPathComponent("torch.safetensors").path
+        let c = try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_torch.onnx"), "-o", torchOnnx])
+        XCTAssertEqual(c.status, 0, c.stdout + c.stderr)
+        XCTAssertTrue(c.stdout.contains("onnx.family=x3d") && c.stdout.contains("onnx.x3d_inner=swish") && c.stdout.contains("onnx.stage_depths=1,1,3,2"),
+                      c.stdout)
+        let native = try CheckpointReader.read(path: torchOnnx)
+        XCTAssertNotNil(native.tensors["s4.pathway0_res2.branch2.se.fc2.bias"])
+        XCTAssertEqual(native.tensors["head.lin_5.weight"]?.shape, [16, 96, 1, 1, 1])
+        let v = try CLI.run(["verify", torchOnnx, "--reference", CLI.fixture("x3d/tiny_x3d_torch_ref.safetensors")])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
+
+        // sfnet's own ONNX of pytorchvideo's tiny X3D: BatchNormalization nodes read back bit for bit; folded, it verifies.
+        let w = dir.appendingPathComponent("pv.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", w]).status, 0)
+        let onnx = dir.appendingPathComponent("pv.onnx").path, folded = dir.appendingPathComponent("pv_folded.onnx").path
+        XCTAssertEqual(try CLI.run(["export", w, "--to", "onnx", "-o", onnx]).status, 0)
+        XCTAssertEqual(try CLI.run(["export", w, "--to", "onnx", "-o", folded, "--fold-bn"]).status, 0)
+        let back = dir.appendingPathComponent("back.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", onnx, "--from", "onnx", "-o", back]).status, 0)
+        let (a, b) = (try CheckpointReader.read(path: w), try CheckpointReader.read(path: back))
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        for name in a.tensors.names where !name.hasSuffix(".num_batches_tracked") {
+            XCTAssertEqual(a.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+        let backFolded = dir.appendingPathComponent("back_folded.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", folded, "-o", backFolded]).status, 0)
+        let vf = try CLI.run(["verify", backFolded, "--reference", CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors")])
+        XCTAssertEqual(vf.status, 0, vf.stdout + vf.stderr)
+
+        // ReLU after the 3x3x3 (swish_inner false): the weights cannot say so, the graph does.
+        let archJSON = try XCTUnwrap(a.metadataValue("sfnet.arch")).replacingOccurrences(of: "\"swish_inner\":true", with: "\"swish_inner\":false")
+        XCTAssertTrue(archJSON.contains("\"swish_inner\":false"), archJSON)
+        let reluArch = dir.appendingPathComponent("relu.json")
+        try archJSON.write(to: reluArch, atomically: true, encoding: .utf8)
+        let relu = dir.appendingPathComponent("relu.safetensors").path, reluOnnx = dir.appendingPathComponent("relu.onnx").path
+        XCTAssertEqual(try CLI.run(["convert", CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth"), "-o", relu, "--arch-json", reluArch.path]).status, 0)
+        XCTAssertEqual(try CLI.run(["export", relu, "--to", "onnx", "-o", reluOnnx]).status, 0)
+        let refused = try CLI.run(["convert", reluOnnx, "-o", dir.appendingPathComponent("refused.safetensors").path])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("ReLU after its 3x3x3") && refused.stderr.contains("swish_inner"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("refused.safetensors").path))
+        let accepted = try CLI.run(["convert", reluOnnx, "-o", dir.appendingPathComponent("accepted.safetensors").path, "--arch-json", reluArch.path])
+        XCTAssertEqual(accepted.status, 0, accepted.stdout + accepted.stderr)
+    }
+
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
     /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
     func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {
@@ -126,7 +224,9 @@ final class X3DCLITests: XCTestCase {
     }
 
     /// X3D exports to PySlowFast (its canonical names: a bit-exact round trip through convert, and an X3D YAML)
-    /// and to ONNX (onnxruntime's check is `make interop-onnx`); pytorchvideo and mmaction2 layouts are refused.
+    /// and to ONNX (onnxruntime's check is `make interop-onnx`); weights in PySlowFast's structure, whose first res2
+    /// shortcut has a trained BN, are refused for pytorchvideo (which has no BN there) and for mmaction2 (the tiny
+    /// widths are no mmaction2 X3D), with the reason and nothing written.
     func testX3DExportsToPySlowFastAndOnnxAndRefusesTheRest() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
@@ -149,7 +249,84 @@ final class X3DCLITests: XCTestCase {
         XCTAssertTrue(onnx.stdout.contains("onnx opset"), onnx.stdout)
         let refused = try CLI.run(["export", w, "--to", "pytorchvideo", "-o", dir.appendingPathComponent("pv.pyth").path])
         XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("not implemented yet"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("s2.pathway0_res0.branch1_bn is not the identity") && refused.stderr.contains("export to pyslowfast"),
+                      refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("pv.pyth").path))
+        let mm = try CLI.run(["export", w, "--to", "mmaction2", "-o", dir.appendingPathComponent("mm.pth").path])
+        XCTAssertEqual(mm.status, 1, mm.stdout + mm.stderr)
+        XCTAssertTrue(mm.stderr.contains("mmaction2's X3D widths"), mm.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("mm.pth").path))
+    }
+
+    /// mmaction2's X3D (backbone.conv1_s/conv1_t/layerK.I.conv1..3/se_module/downsample/conv5, cls_head.fc1/fc2; the
+    /// fixture's names come from reading mmaction2's source, fixtures/x3d/generate_x3d_mmaction2.py): it converts (fc1's
+    /// Linear becomes lin_5's 1x1x1 conv, said), passes verify against pytorchvideo's logits of the same network, and
+    /// exports back to mmaction2's names in mmaction2's order with the source's bytes; converting that again is bit-exact.
+    func testMMAction2X3DConvertsVerifiesAndRoundTripsBitExact() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let source = CLI.fixture("x3d/tiny_x3d_mmaction2.pth")
+        let w = dir.appendingPathComponent("mm.safetensors").path
+        let c = try CLI.run(["convert", source, "-o", w, "--dtype", "keep"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        XCTAssertTrue(c.stdout.contains("mmaction2 naming") && c.stdout.contains("(x3d, 5 classes)"), c.stdout)
+        let native = try CheckpointReader.read(path: w)
+        XCTAssertTrue(native.metadataValue("sfnet.report")?.contains("X3DHead's fc1 is a Linear") ?? false)
+        XCTAssertEqual(native.tensors["head.lin_5.weight"]?.shape, [2048, 96, 1, 1, 1])
+        let v = try CLI.run(["verify", w, "--reference", CLI.fixture("x3d/tiny_x3d_mmaction2_ref.safetensors")])
+        XCTAssertEqual(v.status, 0, v.stdout + v.stderr)
+        XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
+
+        let mm = dir.appendingPathComponent("mm_export.pth").path
+        let e = try CLI.run(["export", w, "--to", "mmaction2", "-o", mm])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("type='X3D', gamma_w=0.333") && e.stdout.contains("gamma_b=1.5") && e.stdout.contains("in_channels=96"), e.stdout)
+        let (exported, original) = (try CheckpointReader.read(path: mm), try CheckpointReader.read(path: source))
+        XCTAssertEqual(exported.containerKey, "state_dict")
+        XCTAssertEqual(exported.tensors.names, original.tensors.names)
+        for (name, t) in original.tensors.ordered {
+            XCTAssertEqual(exported.tensors[name]?.dtype, t.dtype, name)
+            XCTAssertEqual(exported.tensors[name]?.shape, t.shape, name)
+            XCTAssertEqual(exported.tensors[name]?.data.array, t.data.array, name)
+        }
+        let back = dir.appendingPathComponent("back.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", mm, "-o", back, "--dtype", "keep"]).status, 0)
+        let b = try CheckpointReader.read(path: back)
+        XCTAssertEqual(native.tensors.names, b.tensors.names)
+        for name in native.tensors.names {
+            XCTAssertEqual(native.tensors[name]!.dtype, b.tensors[name]!.dtype, name)
+            XCTAssertEqual(native.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+    }
+
+    /// pytorchvideo's own X3D layout round trip: convert (the missing shortcut BN becomes the identity) -> export
+    /// --to pytorchvideo (the identity BN left out, said) -> convert gives the same native tensors bit for bit, and
+    /// the export holds pytorchvideo's file again: its names, in its order, with its bytes.
+    func testPytorchvideoX3DRoundTripsThroughItsOwnLayoutBitExact() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let source = CLI.fixture("x3d/tiny_x3d_pytorchvideo.pyth")
+        let w = dir.appendingPathComponent("x3d.safetensors").path
+        XCTAssertEqual(try CLI.run(["convert", source, "-o", w]).status, 0)
+        let pv = dir.appendingPathComponent("x3d_pv.pyth").path
+        let e = try CLI.run(["export", w, "--to", "pytorchvideo", "-o", pv])
+        XCTAssertEqual(e.status, 0, e.stdout + e.stderr)
+        XCTAssertTrue(e.stdout.contains("branch1_bn left out: it is the identity") && e.stdout.contains("create_x3d("), e.stdout)
+        let (exported, original) = (try CheckpointReader.read(path: pv), try CheckpointReader.read(path: source))
+        XCTAssertEqual(exported.tensors.names, original.tensors.names)
+        for (name, t) in original.tensors.ordered {
+            XCTAssertEqual(exported.tensors[name]?.shape, t.shape, name)
+            XCTAssertEqual(exported.tensors[name]?.data.array, t.data.array, name)
+        }
+        let back = dir.appendingPathComponent("back.safetensors").path
+        let c = try CLI.run(["convert", pv, "-o", back])
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let (a, b) = (try CheckpointReader.read(path: w), try CheckpointReader.read(path: back))
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        for name in a.tensors.names {
+            XCTAssertEqual(a.tensors[name]!.dtype, b.tensors[name]!.dtype, name)
+            XCTAssertEqual(a.tensors[name]!.data.array, b.tensors[name]!.data.array, name)
+        }
+        XCTAssertEqual(a.metadataValue("sfnet.arch"), b.metadataValue("sfnet.arch"))
     }
 }

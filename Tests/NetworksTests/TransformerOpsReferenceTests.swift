@@ -1,6 +1,6 @@
 // The transformer ops against real PyTorch (fixtures/ops/transformer_ops.safetensors, made by
 // fixtures/ops/generate_transformer_ops.py): F.layer_norm (eps 1e-12 and 1e-6), F.gelu (both forms),
-// scaled-dot-product attention on a fused qkv and on separate q/k/v, and the tubelet (conv3d) and
+// scaled-dot-product attention on a fused qkv and on separate q/k/v (each backward path), and the tubelet (conv3d) and
 // per-frame (conv2d on (b t) c h w) patch embeddings, forward and the gradients of sum(out * R). The truth
 // is PyTorch in float64; each sfnet result must be as close to it as PyTorch float32 is (the fixture's
 // per-tensor `sfnet.torch_f32_gap`, worst of PyTorch's paths): relative L2 at most `factor` x that gap, or
@@ -93,19 +93,25 @@ final class TransformerOpsReferenceTests: XCTestCase {
                 try judge(geluBackward(input: x, gradOutput: r, approximate: form, inPlace: false), name + ".grad_input")
             case "attention":
                 let heads = try XCTUnwrap(op["heads"]?.intValue)
-                if op["layout"]?.stringValue == "fused" {
-                    let qkv = try float(name + ".qkv")
-                    let (y, stats) = fusedAttentionForward(qkv: qkv, heads: heads)
-                    try judge(y, name + ".output")
-                    try judge(fusedAttentionBackward(qkv: qkv, statistics: stats, gradOutput: r, heads: heads), name + ".grad_qkv")
-                } else {
-                    let q = try float(name + ".query"), k = try float(name + ".key"), v = try float(name + ".value")
-                    let (y, stats) = attentionForward(query: q, key: k, value: v, heads: heads)
-                    try judge(y, name + ".output")
-                    let g = attentionBackward(query: q, key: k, value: v, statistics: stats, gradOutput: r, heads: heads)
-                    try judge(g.query, name + ".grad_query")
-                    try judge(g.key, name + ".grad_key")
-                    try judge(g.value, name + ".grad_value")
+                // Each of the backward's paths: P recomputed (rowsum(P dP) summed, or dO . O from the output),
+                // P kept by the forward.
+                for (keep, giveOutput) in [(false, false), (false, true), (true, true)] {
+                    if op["layout"]?.stringValue == "fused" {
+                        let qkv = try float(name + ".qkv")
+                        let (y, stats) = fusedAttentionForward(qkv: qkv, heads: heads, keepProbabilities: keep)
+                        try judge(y, name + ".output")
+                        try judge(fusedAttentionBackward(qkv: qkv, output: giveOutput ? y : nil, statistics: stats, gradOutput: r,
+                                                         heads: heads), name + ".grad_qkv")
+                    } else {
+                        let q = try float(name + ".query"), k = try float(name + ".key"), v = try float(name + ".value")
+                        let (y, stats) = attentionForward(query: q, key: k, value: v, heads: heads, keepProbabilities: keep)
+                        try judge(y, name + ".output")
+                        let g = attentionBackward(query: q, key: k, value: v, output: giveOutput ? y : nil, statistics: stats,
+                                                  gradOutput: r, heads: heads)
+                        try judge(g.query, name + ".grad_query")
+                        try judge(g.key, name + ".grad_key")
+                        try judge(g.value, name + ".grad_value")
+                    }
                 }
             case "patch_embed":
                 let x = try float(name + ".input"), w = try float(name + ".weight"), b = try float(name + ".bias")

@@ -182,7 +182,7 @@ final class TransformerOpsTests: XCTestCase {
 
     private let attentionCases = [
         AttentionCase(sequences: 2, length: 13, keyLength: 13, heads: 3, headDim: 5, blockRows: 4),   // L % block != 0, dh < 8
-        AttentionCase(sequences: 1, length: 70, keyLength: 70, heads: 2, headDim: 16, blockRows: 64), // two blocks, the default size
+        AttentionCase(sequences: 1, length: 70, keyLength: 70, heads: 2, headDim: 16, blockRows: 64), // two blocks of 64
         AttentionCase(sequences: 3, length: 5, keyLength: 9, heads: 2, headDim: 3, blockRows: 2),     // keys longer than queries
         AttentionCase(sequences: 2, length: 1, keyLength: 1, heads: 4, headDim: 9, blockRows: 64),    // one token: P = 1
         AttentionCase(sequences: 1, length: 33, keyLength: 33, heads: 1, headDim: 24, blockRows: 7),
@@ -193,15 +193,21 @@ final class TransformerOpsTests: XCTestCase {
         Tensor64(random64(shape, &rng, in: -range...range).float())
     }
 
+    /// The backward's three ways: P recomputed with rowsum(P dP) summed, P recomputed with it from dO . O (the
+    /// forward's output given), P kept by the forward.
+    private enum BackwardPath: CaseIterable { case recomputed, withOutput, kept }
+
     /// Runs the strided forward and backward of separate q, k, v (and dO) tensors with `blockRows`.
-    private func stridedAttention(_ c: AttentionCase, _ q: FloatTensor, _ k: FloatTensor, _ v: FloatTensor, _ dO: FloatTensor)
+    private func stridedAttention(_ c: AttentionCase, _ q: FloatTensor, _ k: FloatTensor, _ v: FloatTensor, _ dO: FloatTensor,
+                                  path: BackwardPath = .withOutput)
         -> (out: FloatTensor, stats: AttentionStatistics, dq: FloatTensor, dk: FloatTensor, dv: FloatTensor) {
-        let out = FloatTensor(uninitialized: q.shape), stats = AttentionStatistics(c.shape)
+        let out = FloatTensor(uninitialized: q.shape), stats = AttentionStatistics(c.shape, keepProbabilities: path == .kept)
         let dq = FloatTensor(uninitialized: q.shape), dk = FloatTensor(uninitialized: k.shape), dv = FloatTensor(uninitialized: v.shape)
         withExtendedLifetime((q, k, v, dO, out, dq, dk, dv)) {
             attentionForward(c.shape, query: AttentionOperand(q), key: AttentionOperand(k), value: AttentionOperand(v),
                              output: AttentionOperand(out), statistics: stats, blockRows: c.blockRows)
             attentionBackward(c.shape, query: AttentionOperand(q), key: AttentionOperand(k), value: AttentionOperand(v),
+                              output: path == .recomputed ? nil : AttentionOperand(out),
                               gradOutput: AttentionOperand(dO), statistics: stats, gradQuery: AttentionOperand(dq),
                               gradKey: AttentionOperand(dk), gradValue: AttentionOperand(dv), blockRows: c.blockRows)
         }
@@ -219,12 +225,30 @@ final class TransformerOpsTests: XCTestCase {
                 withThreads(threads) {
                     let r = stridedAttention(c, q.float(), k.float(), v.float(), FloatTensor(zeros: q.shape))
                     assertGradClose(r.out, truth, tolerance: 1e-6, c.what + ", \(threads) threads")
+                    // Keeping the probabilities changes where the scores live, not the result.
+                    let kept = stridedAttention(c, q.float(), k.float(), v.float(), FloatTensor(zeros: q.shape), path: .kept)
+                    XCTAssertEqual(kept.out.values, r.out.values, c.what + " with kept probabilities")
                 }
             }
+            // Inference: no statistics. And GEMMs left to OpenBLAS's own threads (items then run one by one).
+            let plain = FloatTensor(uninitialized: q.shape)
+            let (qf, kf, vf) = (q.float(), k.float(), v.float())
+            withExtendedLifetime((qf, kf, vf, plain)) {
+                attentionForward(c.shape, query: AttentionOperand(qf), key: AttentionOperand(kf), value: AttentionOperand(vf),
+                                 output: AttentionOperand(plain), blockRows: c.blockRows)
+            }
+            assertGradClose(plain, truth, tolerance: 1e-6, c.what + " without statistics")
+            let saved = Threading.threads
+            Threading.setThreads(2, splitGemms: false)
+            let viaBlas = stridedAttention(c, qf, kf, vf, FloatTensor(zeros: q.shape))
+            Threading.setThreads(saved)
+            assertGradClose(viaBlas.out, truth, tolerance: 1e-6, c.what + " on OpenBLAS's threads")
             // The tensor entry point (default block), and the statistics: each row's max of the scaled scores and
             // sum of exp(score - max).
             let (out, stats) = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads)
             assertGradClose(out, truth, tolerance: 1e-6, c.what + " tensor entry")
+            let keptStats = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads, keepProbabilities: true).statistics
+            XCTAssertNil(stats.probabilities)
             let scale = 1 / Double(c.headDim).squareRoot()
             for s in 0..<c.sequences { for h in 0..<c.heads { for i in 0..<c.length {
                 let scores = (0..<c.keyLength).map { j in
@@ -236,6 +260,11 @@ final class TransformerOpsTests: XCTestCase {
                 let at = (s * c.heads + h) * c.length + i
                 XCTAssertEqual(Double(stats.rowMax.pointer[at]), m, accuracy: 1e-5 * max(1, abs(m)), c.what + " max")
                 XCTAssertEqual(Double(stats.rowSum.pointer[at]), sum, accuracy: 1e-5 * sum, c.what + " sum")
+                // Kept probabilities: exp(score - max), unnormalised.
+                for j in 0..<c.keyLength {
+                    XCTAssertEqual(Double(keptStats.probabilities!.pointer[at * c.keyLength + j]), exp(scores[j] - m),
+                                   accuracy: 1e-5, c.what + " kept probability")
+                }
             } } }
         }
     }
@@ -269,12 +298,20 @@ final class TransformerOpsTests: XCTestCase {
             let v = random32([c.sequences, c.keyLength, w], &rng), r = random32(q.shape, &rng)
             let oracle = attentionBackward64(query: q, key: k, value: v, heads: c.heads, gradOutput: r)
             for threads in [1, 2, 3] {
-                withThreads(threads) {
-                    let got = stridedAttention(c, q.float(), k.float(), v.float(), r.float())
-                    let what = c.what + ", \(threads) threads"
-                    assertGradClose(got.dq, oracle.query, tolerance: 1e-5, what + " dq")
-                    assertGradClose(got.dk, oracle.key, tolerance: 1e-5, what + " dk")
-                    assertGradClose(got.dv, oracle.value, tolerance: 1e-5, what + " dv")
+                for path in BackwardPath.allCases {
+                    withThreads(threads) {
+                        let got = stridedAttention(c, q.float(), k.float(), v.float(), r.float(), path: path)
+                        let what = c.what + ", \(threads) threads, P \(path)"
+                        if c.keyLength == 1 {
+                            // One key: P = 1 and dQ = dK = 0 exactly; dP - rowsum(P dP) leaves float roundings of
+                            // dO . V (unit-sized here), which a scale relative to the zero gradient would magnify.
+                            XCTAssertLessThan((got.dq.values + got.dk.values).map(abs).max()!, 1e-6, what + " dq, dk")
+                        } else {
+                            assertGradClose(got.dq, oracle.query, tolerance: 1e-5, what + " dq")
+                            assertGradClose(got.dk, oracle.key, tolerance: 1e-5, what + " dk")
+                        }
+                        assertGradClose(got.dv, oracle.value, tolerance: 1e-5, what + " dv")
+                    }
                 }
             }
             // The tensor entry point; and accumulating onto non-zero gradients.
@@ -321,6 +358,8 @@ final class TransformerOpsTests: XCTestCase {
             assertGradClose(out, attention64(query: q, key: k, value: v, heads: heads), tolerance: 1e-6, what)
             let oracle = attentionBackward64(query: q, key: k, value: v, heads: heads, gradOutput: r)
             let dqkv = fusedAttentionBackward(qkv: qkv.float(), statistics: stats, gradOutput: r.float(), heads: heads)
+            let (keptOut, kept) = fusedAttentionForward(qkv: qkv.float(), heads: heads, keepProbabilities: true)
+            let dqkvKept = fusedAttentionBackward(qkv: qkv.float(), output: keptOut, statistics: kept, gradOutput: r.float(), heads: heads)
             var fused = Tensor64(zeros: qkv.shape)
             for row in 0..<(s * l) {
                 for (i, g) in [oracle.query, oracle.key, oracle.value].enumerated() {
@@ -328,6 +367,7 @@ final class TransformerOpsTests: XCTestCase {
                 }
             }
             assertGradClose(dqkv, fused, tolerance: 1e-5, what + " dqkv")
+            assertGradClose(dqkvKept, fused, tolerance: 1e-5, what + " dqkv, output given, probabilities kept")
         }
     }
 

@@ -388,9 +388,9 @@ public final class EvalNetwork {
         return "s\(k + 1)"
     }
 
-    /// Dropout (identity in eval), projection at every grid position, then the grid
-    /// mean of the projection (logits) and of the activated projection (probabilities).
-    func head(_ pooled: FloatTensor) -> ForwardOutput {
+    /// What the projection reads for pooled features (N, C, t, h, w): rows (N * t*h*w, D) in (n, position) order,
+    /// the pooled channels or, with a hidden unit (X3D's lin_5), its output after BN (folded) and ReLU.
+    public func projectionInputs(_ pooled: FloatTensor) -> FloatTensor {
         let s = pooled.shape5D
         let positions = s.plane
         // (N, C, t, h, w) -> (N, t*h*w, C) rows for the projection.
@@ -398,11 +398,18 @@ public final class EvalNetwork {
         for n in 0..<s.n { for c in 0..<s.c { for q in 0..<positions {
             rows.pointer[(n * positions + q) * s.c + c] = pooled.pointer[(n * s.c + c) * positions + q]
         } } }
-        var features = rows
-        if let hidden = headHidden {
-            features = linearForward(rows, weight: hidden.weight, bias: hidden.bias)
-            if hidden.relu { _ = reluForward(features, inPlace: true) }
-        }
+        guard let hidden = headHidden else { return rows }
+        let features = linearForward(rows, weight: hidden.weight, bias: hidden.bias)
+        if hidden.relu { _ = reluForward(features, inPlace: true) }
+        return features
+    }
+
+    /// Dropout (identity in eval), projection at every grid position, then the grid
+    /// mean of the projection (logits) and of the activated projection (probabilities).
+    func head(_ pooled: FloatTensor) -> ForwardOutput {
+        let s = pooled.shape5D
+        let positions = s.plane
+        let features = projectionInputs(pooled)
         let projected = linearForward(dropoutForward(features, p: Float(config.dropout)), weight: projectionWeight, bias: projectionBias)
         let activated = config.headActivation == .softmax ? softmaxForward(projected) : sigmoidForward(projected)
         let k = config.numClasses

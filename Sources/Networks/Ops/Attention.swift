@@ -8,12 +8,14 @@
 // Memory plan: work items are (sequence, head, block of `blockRows` query rows); a thread holds the
 // score block [rows, Lk] of its current item only, never a head's [L, L] matrix. Scores come from
 // sgemm on the strided operands (K used transposed through its leading dimension), the softmax
-// subtracts each row's maximum and sums in double lanes, P V is one more sgemm, and the rows are
-// divided by their sum after it (dh values a row instead of Lk).
-// Backward recomputes each block's probabilities from Q, K and the saved row maximum and sum (no
-// stored P): dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)), dQ = scale dS K,
-// dK += scale dS^T Q. A thread sums dK and dV of its current (sequence, head) in scratch and writes
-// them once; a pair whose blocks two threads share is added under a lock.
+// subtracts each row's maximum (AttentionRows.swift), P V is one more sgemm, and the rows are divided
+// by their sum after it (dh values a row instead of Lk).
+// Backward recomputes each block's probabilities from Q, K and the saved row maximum and sum:
+// dP = dO V^T, dS = P (dP - rowsum(P dP)) (rowsum(P dP) = dO . O when the output is given),
+// dV += P^T dO, dQ = scale dS K, dK += scale dS^T Q. A thread sums dK and dV of its current (sequence,
+// head) in scratch and writes them once; a pair whose blocks two threads share is added under a lock.
+// Where memory allows, the statistics can keep P (unnormalised) from the forward instead: the backward
+// then skips Q K^T and the exp (measured: a third of its time at L = 1568).
 
 import Foundation
 
@@ -63,78 +65,27 @@ public struct AttentionOperand {
 }
 
 /// What the forward saves for the backward: per (sequence, head, query row) the softmax's row
-/// maximum of the scaled scores and the sum of exp(score - max), both [S, H, L].
+/// maximum of the scaled scores and the sum of exp(score - max), both [S, H, L]; and, when made with
+/// `keepProbabilities`, exp(score - max) itself, unnormalised, [S, H, L, Lk], which the backward then
+/// reads instead of recomputing Q K^T and the exp (H L Lk floats a sequence: 59 MB at VideoMAE-S's
+/// 6 x 1568^2, 118 MB a layer at VideoMAE-B's 12 heads).
 public final class AttentionStatistics: @unchecked Sendable {
     public let rowMax: FloatTensor
     public let rowSum: FloatTensor
+    public let probabilities: FloatTensor?
 
-    public init(_ shape: AttentionShape) {
+    public init(_ shape: AttentionShape, keepProbabilities: Bool = false) {
         rowMax = FloatTensor(uninitialized: [shape.sequences, shape.heads, shape.length])
         rowSum = FloatTensor(uninitialized: [shape.sequences, shape.heads, shape.length])
+        probabilities = keepProbabilities ? FloatTensor(uninitialized: [shape.sequences, shape.heads, shape.length, shape.keyLength]) : nil
     }
 }
 
-/// Query rows per work item: a thread's score block is blockRows x Lk floats (64 x 1568: 400 KB).
-public let attentionBlockRows = 64
-
-// MARK: - Row kernels
-
-/// The largest of `n` floats (n > 0).
-@inline(__always)
-private func rowMaximum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-    var j = 0, m = -Float.infinity
-    if n >= 8 {
-        var v = load8(p)
-        j = 8
-        while j + 8 <= n {
-            let w = load8(p + j)
-            v = v.replacing(with: w, where: w .> v)
-            j += 8
-        }
-        m = v.max()
-    }
-    while j < n { m = max(m, p[j]); j += 1 }
-    return m
-}
-
-/// p[j] = exp(p[j] - m) * scale for j < n; returns the sum of exp(p[j] - m), in double lanes.
-@inline(__always)
-private func expShifted(_ p: UnsafeMutablePointer<Float>, _ n: Int, max m: Float, scale: Float = 1) -> Double {
-    let mv = SIMD8<Float>(repeating: m), sv = SIMD8<Float>(repeating: scale)
-    var acc = SIMD8<Double>(repeating: 0)
-    var j = 0
-    while j + 8 <= n {
-        let e = exp8(load8(p + j) - mv)
-        acc += SIMD8<Double>(e)
-        store8(e * sv, p + j)
-        j += 8
-    }
-    if j < n {
-        var v = SIMD8<Float>(repeating: -Float.infinity)
-        for t in 0..<(n - j) { v[t] = p[j + t] }
-        // exp8 clamps -inf to exp(-87.3): zero the padding lanes before summing.
-        var e = exp8(v - mv)
-        for t in (n - j)..<8 { e[t] = 0 }
-        acc += SIMD8<Double>(e)
-        let scaled = e * sv
-        for t in 0..<(n - j) { p[j + t] = scaled[t] }
-    }
-    return acc.sum()
-}
-
-/// ds[j] = p[j] * (ds[j] - sum over k of p[k] ds[k]) for j < n: the softmax backward of one row,
-/// dS from P and dP (the sum in double).
-@inline(__always)
-private func softmaxRowBackward(_ p: UnsafePointer<Float>, _ ds: UnsafeMutablePointer<Float>, _ n: Int) {
-    let d = Float(sums8d(p, UnsafePointer(ds), shift: 0, count: n).1)
-    let dv = SIMD8<Float>(repeating: d)
-    var j = 0
-    while j + 8 <= n {
-        store8(load8(p + j) * (load8(ds + j) - dv), ds + j)
-        j += 8
-    }
-    while j < n { ds[j] = p[j] * (ds[j] - d); j += 1 }
-}
+/// Query rows per work item: a thread's score block is blockRows x Lk floats (256 x 1568: 1.6 MB; the
+/// backward holds two). Measured at L = 1568, H = 6, dh = 64 on one core (OpenBLAS SkylakeX): 64 rows
+/// 60 + 115 ms, 128 rows 56 + 108 ms, 256 rows 53 + 105 ms (forward + backward); larger blocks pack K and
+/// V fewer times and give the dK, dV products a longer inner dimension.
+public let attentionBlockRows = 256
 
 // MARK: - Strided entry points
 
@@ -142,7 +93,8 @@ private func softmaxRowBackward(_ p: UnsafePointer<Float>, _ ds: UnsafeMutablePo
 /// output[s, :, h] = softmax(scale * Q[s, :, h] K[s, :, h]^T) V[s, :, h], with `scale` default
 /// headDim^-0.5. `query` and `output` have `shape.length` rows per sequence, `key` and `value`
 /// `shape.keyLength`. The output must not overlap the inputs. Fills `statistics` (for the backward)
-/// when given.
+/// when given; when those keep probabilities, the scores are computed in them instead of in a block of
+/// scratch.
 public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, key: AttentionOperand,
                              value: AttentionOperand, output: AttentionOperand, scale: Float? = nil,
                              statistics: AttentionStatistics? = nil, blockRows: Int = attentionBlockRows,
@@ -150,23 +102,25 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
     let (l, lk, dh, heads) = (shape.length, shape.keyLength, shape.headDim, shape.heads)
     let scale = scale ?? shape.defaultScale
     if let statistics { precondition(statistics.rowMax.shape == [shape.sequences, heads, l], "attention: statistics \(statistics.rowMax.shape) for \(shape)") }
+    let probabilities = statistics?.probabilities
+    if let probabilities { precondition(probabilities.shape == [shape.sequences, heads, l, lk], "attention: probabilities \(probabilities.shape) for \(shape)") }
     let blk = max(1, min(blockRows, l))
     let blocks = (l + blk - 1) / blk
     let items = shape.sequences * heads * blocks
     guard items > 0 else { return }
     let maxParts = Threading.splitGemms ? min(Threading.threads, items) : 1
-    let perPart = blk * lk
+    let perPart = probabilities == nil ? blk * lk : 0
     let ws = workspace ?? Workspace()
     let scratch = ws.buffer(maxParts * perPart)
-    let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer
-    withExtendedLifetime((statistics, ws)) {
+    let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer, kept = probabilities?.pointer
+    withExtendedLifetime((statistics, probabilities, ws)) {
         parallelParts(items, maxParts: maxParts) { part, range in
-            let scores = scratch + part * perPart
             var inverse = [Float](repeating: 0, count: blk)
             for item in range {
                 let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
                 let (s, h) = pair.quotientAndRemainder(dividingBy: heads)
                 let i0 = block * blk, nb = min(blk, l - i0)
+                let scores = kept.map { $0 + (pair * l + i0) * lk } ?? scratch + part * perPart
                 sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale,
                       a: query.at(s, i0, head: h, dh), lda: query.rowStride,
                       b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: scores, ldc: lk)
@@ -174,9 +128,9 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
                     let row = scores + r * lk
                     let m = rowMaximum(row, lk)
                     let sum = expShifted(row, lk, max: m)
-                    inverse[r] = Float(1 / sum)
+                    inverse[r] = 1 / sum
                     rowMax?[pair * l + i0 + r] = m
-                    rowSum?[pair * l + i0 + r] = Float(sum)
+                    rowSum?[pair * l + i0 + r] = sum
                 }
                 let out = output.at(s, i0, head: h, dh)
                 sgemm(m: nb, n: dh, k: lk, a: scores, lda: lk, b: value.at(s, 0, head: h, dh), ldb: value.rowStride,
@@ -193,15 +147,21 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
 /// Attention backward on strided operands, from the forward's inputs and `statistics` and dL/doutput
 /// `gradOutput`: writes dL/dQ, dL/dK, dL/dV into `gradQuery`, `gradKey`, `gradValue` (overwriting, or
 /// adding when `accumulate`). The gradient operands may be column slices of one fused dqkv buffer; they
-/// must not overlap each other or the inputs. The probabilities are recomputed block by block.
+/// must not overlap each other or the inputs. The probabilities are recomputed block by block, or read
+/// from the statistics when they keep them (no Q K^T, no exp). With the forward's `output` (the
+/// model keeps it for the projection's backward) each row's sum of P dP is dO . O, and the
+/// probabilities and dS come out of one pass; without it, of three.
 public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, key: AttentionOperand,
-                              value: AttentionOperand, gradOutput: AttentionOperand, statistics: AttentionStatistics,
+                              value: AttentionOperand, output: AttentionOperand? = nil,
+                              gradOutput: AttentionOperand, statistics: AttentionStatistics,
                               gradQuery: AttentionOperand, gradKey: AttentionOperand, gradValue: AttentionOperand,
                               scale: Float? = nil, accumulate: Bool = false, blockRows: Int = attentionBlockRows,
                               workspace: Workspace? = nil) {
     let (l, lk, dh, heads) = (shape.length, shape.keyLength, shape.headDim, shape.heads)
     let scale = scale ?? shape.defaultScale
     precondition(statistics.rowMax.shape == [shape.sequences, heads, l], "attentionBackward: statistics \(statistics.rowMax.shape) for \(shape)")
+    let probabilities = statistics.probabilities
+    if let probabilities { precondition(probabilities.shape == [shape.sequences, heads, l, lk], "attentionBackward: probabilities \(probabilities.shape) for \(shape)") }
     let blk = max(1, min(blockRows, l))
     let blocks = (l + blk - 1) / blk
     let pairs = shape.sequences * heads
@@ -227,17 +187,19 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
             }
         }
     }
-    // Per part: P and dP blocks (blk x lk each), dK and dV sums of the current pair (lk x dh each).
-    let perPart = 2 * blk * lk + 2 * lk * dh
+    // Per part: dP (blk x lk), dK and dV sums of the current pair (lk x dh each), dO scaled by the rows'
+    // 1 / sum (blk x dh) when P is kept, else a P block (blk x lk).
+    let kept = probabilities?.pointer
+    let perPart = blk * lk + 2 * lk * dh + (kept == nil ? blk * lk : blk * dh)
     let ws = workspace ?? Workspace()
     let scratch = ws.buffer(parts * perPart)
     let lock = NSLock()
     let rowMax = statistics.rowMax.pointer, rowSum = statistics.rowSum.pointer
-    withExtendedLifetime((statistics, ws)) {
+    withExtendedLifetime((statistics, probabilities, ws)) {
         parallelParts(parts, maxParts: parts) { _, partRange in
             for part in partRange {
-                let probs = scratch + part * perPart, dProbs = probs + blk * lk
-                let dKSum = dProbs + blk * lk, dVSum = dKSum + lk * dh
+                let dProbs = scratch + part * perPart
+                let dKSum = dProbs + blk * lk, dVSum = dKSum + lk * dh, extra = dVSum + lk * dh
                 let range = itemRange(part)
                 var item = range.lowerBound
                 while item < range.upperBound {
@@ -249,19 +211,46 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                     while item < end {
                         let i0 = (item % blocks) * blk, nb = min(blk, l - i0)
                         let q = query.at(s, i0, head: h, dh), dO = gradOutput.at(s, i0, head: h, dh)
-                        // P = exp(scale Q K^T - max) / sum, recomputed.
-                        sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale, a: q, lda: query.rowStride,
-                              b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: probs, ldc: lk)
-                        for r in 0..<nb {
-                            let stat = pair * l + i0 + r
-                            _ = expShifted(probs + r * lk, lk, max: rowMax[stat], scale: 1 / rowSum[stat])
+                        /// dO . O of row r, when the output is given.
+                        func rowDot(_ r: Int) -> Float? {
+                            output.map { Float(dotInDouble(dO + r * gradOutput.rowStride, $0.at(s, i0 + r, head: h, dh), dh)) }
                         }
-                        // dP = dO V^T, then dS in place.
+                        // dP = dO V^T.
                         sgemm(transB: true, m: nb, n: lk, k: dh, a: dO, lda: gradOutput.rowStride,
                               b: value.at(s, 0, head: h, dh), ldb: value.rowStride, beta: 0, c: dProbs, ldc: lk)
-                        for r in 0..<nb { softmaxRowBackward(probs + r * lk, dProbs + r * lk, lk) }
+                        // The P rows dV reads, and the right-hand side it multiplies: P and dO, or the kept
+                        // unnormalised exp(S - max) and dO with each row divided by its sum.
+                        let probs: UnsafeMutablePointer<Float>, dVRight: UnsafeMutablePointer<Float>, dVRightStride: Int
+                        if let kept {
+                            probs = kept + (pair * l + i0) * lk
+                            (dVRight, dVRightStride) = (extra, dh)
+                            for r in 0..<nb {
+                                let (e, ds) = (probs + r * lk, dProbs + r * lk)
+                                let inv = 1 / rowSum[pair * l + i0 + r]
+                                let d = rowDot(r) ?? inv * Float(dotInDouble(e, ds, lk))
+                                scaledSoftmaxGradient(e, ds, lk, inverseSum: inv, rowDot: d)
+                                let src = dO + r * gradOutput.rowStride, dst = extra + r * dh
+                                for c in 0..<dh { dst[c] = src[c] * inv }
+                            }
+                        } else {
+                            // S = scale Q K^T, then P = exp(S - max) / sum and dS = P (dP - rowsum(P dP)).
+                            probs = extra
+                            (dVRight, dVRightStride) = (dO, gradOutput.rowStride)
+                            sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale, a: q, lda: query.rowStride,
+                                  b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: probs, ldc: lk)
+                            for r in 0..<nb {
+                                let stat = pair * l + i0 + r
+                                let (p, ds) = (probs + r * lk, dProbs + r * lk)
+                                if let d = rowDot(r) {
+                                    probabilitiesAndGradient(p, ds, lk, max: rowMax[stat], inverseSum: 1 / rowSum[stat], rowDot: d)
+                                } else {
+                                    recomputeProbabilities(p, lk, max: rowMax[stat], inverseSum: 1 / rowSum[stat])
+                                    softmaxRowBackward(p, ds, lk)
+                                }
+                            }
+                        }
                         // dV += P^T dO; dK += scale dS^T Q; dQ = scale dS K.
-                        sgemm(transA: true, m: lk, n: dh, k: nb, a: probs, lda: lk, b: dO, ldb: gradOutput.rowStride,
+                        sgemm(transA: true, m: lk, n: dh, k: nb, a: probs, lda: lk, b: dVRight, ldb: dVRightStride,
                               beta: first ? 0 : 1, c: dVSum, ldc: dh)
                         sgemm(transA: true, m: lk, n: dh, k: nb, alpha: scale, a: dProbs, lda: lk, b: q, ldb: query.rowStride,
                               beta: first ? 0 : 1, c: dKSum, ldc: dh)
@@ -299,13 +288,14 @@ private func attentionShape(_ query: FloatTensor, _ key: FloatTensor, heads: Int
 }
 
 /// Attention of separate `query` [S, L, H dh], `key` and `value` [S, Lk, H dh] (VideoMAE's layout):
-/// returns the output [S, L, H dh] and the statistics for `attentionBackward`.
-public func attentionForward(query: FloatTensor, key: FloatTensor, value: FloatTensor, heads: Int,
-                             scale: Float? = nil) -> (output: FloatTensor, statistics: AttentionStatistics) {
+/// returns the output [S, L, H dh] and the statistics for `attentionBackward` (keeping the
+/// probabilities when `keepProbabilities`).
+public func attentionForward(query: FloatTensor, key: FloatTensor, value: FloatTensor, heads: Int, scale: Float? = nil,
+                             keepProbabilities: Bool = false) -> (output: FloatTensor, statistics: AttentionStatistics) {
     let shape = attentionShape(query, key, heads: heads)
     precondition(value.shape == key.shape, "attention: value \(value.shape) for key \(key.shape)")
     let out = FloatTensor(uninitialized: [shape.sequences, shape.length, shape.width])
-    let stats = AttentionStatistics(shape)
+    let stats = AttentionStatistics(shape, keepProbabilities: keepProbabilities)
     withExtendedLifetime((query, key, value, out)) {
         attentionForward(shape, query: AttentionOperand(query), key: AttentionOperand(key), value: AttentionOperand(value),
                          output: AttentionOperand(out), scale: scale, statistics: stats)
@@ -313,30 +303,32 @@ public func attentionForward(query: FloatTensor, key: FloatTensor, value: FloatT
     return (out, stats)
 }
 
-/// Gradients of `attentionForward(query:key:value:heads:)` for dL/doutput `gradOutput` [S, L, H dh].
-public func attentionBackward(query: FloatTensor, key: FloatTensor, value: FloatTensor, statistics: AttentionStatistics,
-                              gradOutput: FloatTensor, heads: Int, scale: Float? = nil)
+/// Gradients of `attentionForward(query:key:value:heads:)` for dL/doutput `gradOutput` [S, L, H dh];
+/// `output`, the forward's, saves two passes when given.
+public func attentionBackward(query: FloatTensor, key: FloatTensor, value: FloatTensor, output: FloatTensor? = nil,
+                              statistics: AttentionStatistics, gradOutput: FloatTensor, heads: Int, scale: Float? = nil)
     -> (query: FloatTensor, key: FloatTensor, value: FloatTensor) {
     let shape = attentionShape(query, key, heads: heads)
-    precondition(value.shape == key.shape && gradOutput.shape == query.shape,
-                 "attentionBackward: value \(value.shape), gradOutput \(gradOutput.shape) for query \(query.shape), key \(key.shape)")
+    precondition(value.shape == key.shape && gradOutput.shape == query.shape && (output == nil || output!.shape == query.shape),
+                 "attentionBackward: value \(value.shape), gradOutput \(gradOutput.shape), output \(output?.shape ?? []) for query \(query.shape), key \(key.shape)")
     let dq = FloatTensor(uninitialized: query.shape), dk = FloatTensor(uninitialized: key.shape)
     let dv = FloatTensor(uninitialized: value.shape)
-    withExtendedLifetime((query, key, value, gradOutput, dq, dk, dv)) {
+    withExtendedLifetime((query, key, value, output, gradOutput, dq, dk, dv)) {
         attentionBackward(shape, query: AttentionOperand(query), key: AttentionOperand(key), value: AttentionOperand(value),
-                          gradOutput: AttentionOperand(gradOutput), statistics: statistics,
+                          output: output.map { AttentionOperand($0) }, gradOutput: AttentionOperand(gradOutput), statistics: statistics,
                           gradQuery: AttentionOperand(dq), gradKey: AttentionOperand(dk), gradValue: AttentionOperand(dv), scale: scale)
     }
     return (dq, dk, dv)
 }
 
 /// Attention of a fused `qkv` [S, L, 3 H dh] (columns: query heads, key heads, value heads, as
-/// timm's and TimeSformer's `qkv` linear writes them): returns the output [S, L, H dh] and the statistics.
-public func fusedAttentionForward(qkv: FloatTensor, heads: Int, scale: Float? = nil)
+/// timm's and TimeSformer's `qkv` linear writes them): returns the output [S, L, H dh] and the statistics
+/// (keeping the probabilities when `keepProbabilities`).
+public func fusedAttentionForward(qkv: FloatTensor, heads: Int, scale: Float? = nil, keepProbabilities: Bool = false)
     -> (output: FloatTensor, statistics: AttentionStatistics) {
     let shape = attentionShape(qkv, qkv, heads: heads, fused: true)
     let out = FloatTensor(uninitialized: [shape.sequences, shape.length, shape.width])
-    let stats = AttentionStatistics(shape)
+    let stats = AttentionStatistics(shape, keepProbabilities: keepProbabilities)
     withExtendedLifetime((qkv, out)) {
         attentionForward(shape, query: AttentionOperand(qkv), key: AttentionOperand(qkv, columnOffset: shape.width),
                          value: AttentionOperand(qkv, columnOffset: 2 * shape.width), output: AttentionOperand(out),
@@ -345,17 +337,19 @@ public func fusedAttentionForward(qkv: FloatTensor, heads: Int, scale: Float? = 
     return (out, stats)
 }
 
-/// Gradient of `fusedAttentionForward` with respect to `qkv`: [S, L, 3 H dh], the fused layout.
-public func fusedAttentionBackward(qkv: FloatTensor, statistics: AttentionStatistics, gradOutput: FloatTensor,
-                                   heads: Int, scale: Float? = nil) -> FloatTensor {
+/// Gradient of `fusedAttentionForward` with respect to `qkv`: [S, L, 3 H dh], the fused layout; `output`,
+/// the forward's, saves two passes when given.
+public func fusedAttentionBackward(qkv: FloatTensor, output: FloatTensor? = nil, statistics: AttentionStatistics,
+                                   gradOutput: FloatTensor, heads: Int, scale: Float? = nil) -> FloatTensor {
     let shape = attentionShape(qkv, qkv, heads: heads, fused: true)
-    precondition(gradOutput.shape == [shape.sequences, shape.length, shape.width],
-                 "fusedAttentionBackward: gradOutput \(gradOutput.shape) for qkv \(qkv.shape)")
+    precondition(gradOutput.shape == [shape.sequences, shape.length, shape.width] && (output == nil || output!.shape == gradOutput.shape),
+                 "fusedAttentionBackward: gradOutput \(gradOutput.shape), output \(output?.shape ?? []) for qkv \(qkv.shape)")
     let dqkv = FloatTensor(uninitialized: qkv.shape)
-    withExtendedLifetime((qkv, gradOutput, dqkv)) {
+    withExtendedLifetime((qkv, output, gradOutput, dqkv)) {
         let w = shape.width
         attentionBackward(shape, query: AttentionOperand(qkv), key: AttentionOperand(qkv, columnOffset: w),
-                          value: AttentionOperand(qkv, columnOffset: 2 * w), gradOutput: AttentionOperand(gradOutput),
+                          value: AttentionOperand(qkv, columnOffset: 2 * w), output: output.map { AttentionOperand($0) },
+                          gradOutput: AttentionOperand(gradOutput),
                           statistics: statistics, gradQuery: AttentionOperand(dqkv),
                           gradKey: AttentionOperand(dqkv, columnOffset: w), gradValue: AttentionOperand(dqkv, columnOffset: 2 * w),
                           scale: scale)

@@ -1,5 +1,5 @@
 // Linear layer (torch.nn.functional.linear): y = x W^T + b with W in
-// PyTorch layout [O, F], as one sgemm over all leading rows.
+// PyTorch layout [O, F], as one sgemm over all leading rows (split over the threads when large).
 // Backward: dx = dy W, dW += dy^T x, db += sum of dy rows; needs x.
 
 import Foundation
@@ -17,8 +17,8 @@ public func linearForward(_ x: FloatTensor, weight: FloatTensor, bias: FloatTens
     if let bias {
         for r in 0..<rows { (out.pointer + r * o).update(from: bias.pointer, count: o) }
     }
-    sgemm(transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
-          beta: bias == nil ? 0 : 1, c: out.pointer, ldc: o)
+    parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
+                  beta: bias == nil ? 0 : 1, c: out.pointer, ldc: o)
     return out
 }
 
@@ -52,8 +52,8 @@ public func linearBackward(_ x: FloatTensor, weight: FloatTensor, gradOutput: Fl
                  "linearBackward: x \(x.shape), weight \(weight.shape), gradOutput \(gradOutput.shape)")
     if let gradWeight {
         precondition(gradWeight.shape == weight.shape)
-        sgemm(transA: true, m: o, n: f, k: rows, a: gradOutput.pointer, lda: o, b: x.pointer, ldb: f,
-              beta: 1, c: gradWeight.pointer, ldc: f)
+        parallelSgemm(transA: true, transB: false, m: o, n: f, k: rows, a: gradOutput.pointer, lda: o, b: x.pointer, ldb: f,
+                      beta: 1, c: gradWeight.pointer, ldc: f)
     }
     if let gradBias {
         precondition(gradBias.shape == [o])
@@ -65,7 +65,7 @@ public func linearBackward(_ x: FloatTensor, weight: FloatTensor, gradOutput: Fl
     }
     guard needInputGradient else { return nil }
     let dx = FloatTensor(uninitialized: x.shape)
-    sgemm(m: rows, n: f, k: o, a: gradOutput.pointer, lda: o, b: weight.pointer, ldb: f, beta: 0, c: dx.pointer, ldc: f)
+    parallelSgemm(m: rows, n: f, k: o, a: gradOutput.pointer, lda: o, b: weight.pointer, ldb: f, beta: 0, c: dx.pointer, ldc: f)
     return dx
 }
 

@@ -37,9 +37,8 @@ public final class ParameterStore {
         let loaded = try ModelWeights(config: config, map: weights)
         self.config = config
         var params: [String] = [], buffers: [String] = [], modules: [String] = []
-        let graph = config.graph()
-        headProjection = graph.head.projection
-        for entry in graph.parameters {
+        headProjection = config.model.isTransformer ? TransformerLayout(arch: config).classifier : config.graph().head.projection
+        for entry in config.parameterSpecs {
             let name = entry.name
             roles[name] = entry.role
             if entry.role == .batchCounter {
