@@ -39,11 +39,14 @@ demo: build
 check-python: build
 	@bash scripts/check_python.sh $(SFNET_RELEASE)
 
-# Exports loaded by the real torch (torch.load(weights_only=True), strict load_state_dict);
-# prints SKIPPED loudly when torch is missing. PYTHON=... picks the interpreter.
+# Exports loaded by the real torch (torch.load(weights_only=True), strict load_state_dict), and the
+# VideoMAE / TimeSformer exports by the real transformers (from_pretrained with empty loading info, the
+# reference logits; original layouts strictly into transformers' models; FULL=1 adds refs-full/);
+# prints SKIPPED loudly when torch or transformers is missing. PYTHON=... picks the interpreter.
 interop: deps
 	$(SWIFT) build --build-tests
 	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_torch.py
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" scripts/interop_transformers.py $${FULL:+--full}
 
 # ONNX exports checked by onnx.checker (full_check) and run in onnxruntime against the
 # PyTorch references (relative L2 <= 1e-5); prints SKIPPED loudly when onnxruntime is missing.

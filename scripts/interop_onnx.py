@@ -15,6 +15,13 @@ at opset 18 and the reference's batch fixed), then:
     and `probabilities` must match softmax(logits);
   - sfnet's own forward matches onnxruntime: its logits are written as a
     reference file and `sfnet verify --tolerance 1e-5` must pass.
+The video transformers made by transformers (fixtures/transformers: VideoMAE with mean pooling and
+with the first token, TimeSformer) are converted from their Hugging Face folders and exported the same
+ways (input `input`, sfnet's (N, 3, T, H, W) clip): check_model(full_check), onnxruntime's logits
+against transformers' reference logits (relative L2 <= 1e-5) and sfnet verify against onnxruntime; the
+dynamic batch also runs one clip alone. A VideoMAE variant with hidden_act gelu_tanh and a sigmoid head
+(its sfnet.arch edited; no PyTorch reference) is checked against sfnet's forward. With --full and
+refs-full/ present, the full-size VideoMAE-S/B and TimeSformer-B run against their references.
 A last case exports the Slow-only weights with train_crop 240 (res5 8x8, head
 kernel 7x7: a 2x2 grid, so the projection runs per grid position and
 ReduceMean averages) and checks it against sfnet's forward the same way (no
@@ -54,6 +61,16 @@ CASES = [
     ("x3d/tiny_x3d_torch.onnx", "x3d/tiny_x3d_torch_ref.safetensors", {"x": "input.x"}),
     ("x3d/tiny_x3d_mmaction2.pth", "x3d/tiny_x3d_mmaction2_ref.safetensors", {"x": "input.x"}),
 ]
+
+TRANSFORMER_CASES = [
+    # Hugging Face folder (made by transformers), its reference
+    ("transformers/tiny_videomae", "transformers/tiny_videomae_ref.safetensors"),
+    ("transformers/tiny_videomae_cls", "transformers/tiny_videomae_cls_ref.safetensors"),
+    ("transformers/tiny_timesformer", "transformers/tiny_timesformer_ref.safetensors"),
+]
+TRANSFORMER_VARIANTS = [("", []), ("_opset18_batch2", ["--opset", "18", "--batch", "2"]), ("_external", ["--external-data"])]
+FULL_TRANSFORMERS = [("videomae_s", "videomae_s_ref.safetensors"), ("videomae_b", "videomae_b_ref.safetensors"),
+                     ("timesformer_b", "timesformer_b_ref.safetensors")]
 
 GRID_CASE = ("reference/tiny_slow_only.pyth", "reference/tiny_slow_only_ref.safetensors", {"x": (2, 3, 4, 240, 240)}, 240)
 
@@ -96,12 +113,107 @@ def check_against_sfnet(sfnet, native, arch, inputs, logits, path):
     return r.returncode == 0, line
 
 
+def verify_transformer(sfnet, native, x, logits, path):
+    """sfnet verify --tolerance 1e-5 of a transformer's native file against onnxruntime's logits on input.x."""
+    from safetensors.numpy import save_file
+    save_file({"input.x": x, "output.logits": logits}, path, metadata={"sfnet.reference": "onnxruntime, scripts/interop_onnx.py"})
+    r = subprocess.run([sfnet, "verify", native, "--reference", path, "--tolerance", str(TOL)], capture_output=True, text=True)
+    line = next((l.strip() for l in r.stdout.splitlines() if l.strip().startswith("output.logits")), r.stdout[-300:] + r.stderr[-300:])
+    return r.returncode == 0, line
+
+
+def check_transformer(sfnet, native, model_path, x, expected, label):
+    """check_model, onnxruntime on x (and on its first clip alone when the batch is dynamic) against `expected`
+    (None: sfnet's forward only), sfnet verify against onnxruntime. Returns (ok, rel L2 to expected)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(model_path)
+    onnx.checker.check_model(model, full_check=True)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    logits, probs = sess.run(["logits", "probabilities"], {"input": x})
+    err = rel_l2(logits, expected) if expected is not None else 0.0
+    if "sigmoid" in label:
+        perr = rel_l2(probs, 1 / (1 + np.exp(-logits.astype(np.float64))))
+    else:
+        e = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+        perr = rel_l2(probs, e / e.sum(axis=1, keepdims=True))
+    alone = ""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims[0].dim_param:
+        one, = sess.run(["logits"], {"input": x[:1]})
+        alone_err = rel_l2(one, logits[:1])
+        alone = f", one clip alone vs in the batch rel L2 {alone_err:.1e}"
+        if alone_err > TOL:
+            return False, err
+    agree, line = verify_transformer(sfnet, native, x, logits, model_path + ".ort_ref.safetensors")
+    ok = err <= TOL and perr <= TOL and agree
+    ops = sorted({n.op_type for n in model.graph.node})
+    against = f"logits vs transformers' reference rel L2 {err:.3e}" if expected is not None else "no PyTorch reference"
+    print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(model_path)}: check_model(full_check) passed; onnxruntime on input {tuple(x.shape)}: "
+          f"{against}, probabilities rel L2 {perr:.1e}{alone} (opset {model.opset_import[0].version}, {len(model.graph.node)} nodes: {' '.join(ops)})")
+    print(f"     sfnet verify (sfnet forward vs onnxruntime): {'PASSED' if agree else 'FAILED'}: {line}")
+    return ok, err
+
+
+def transformer_checks(sfnet, out_dir, full):
+    """The VideoMAE / TimeSformer exports; returns (failed paths, worst rel L2)."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+    failures, worst = [], 0.0
+    for folder, reference in TRANSFORMER_CASES:
+        ref = load_file(os.path.join(ROOT, "fixtures", reference))
+        stem = os.path.basename(folder)
+        native = os.path.join(out_dir, stem + ".safetensors")
+        run([sfnet, "convert", os.path.join(ROOT, "fixtures", folder), "-o", native, "--force"])
+        for suffix, extra in TRANSFORMER_VARIANTS:
+            model_path = os.path.join(out_dir, stem + suffix + ".onnx")
+            run([sfnet, "export", native, "--to", "onnx", "-o", model_path, "--force"] + extra)
+            ok, err = check_transformer(sfnet, native, model_path, ref["input.x"], ref["output.logits"], stem)
+            worst = max(worst, err)
+            if not ok:
+                failures.append(model_path)
+    # gelu_tanh + sigmoid head: the tiny VideoMAE's weights under an edited architecture, against sfnet's forward.
+    with safe_open(os.path.join(out_dir, "tiny_videomae.safetensors"), "np") as f:
+        arch = json.loads(f.metadata()["sfnet.arch"])
+    arch.update({"hidden_act": "gelu_tanh", "head_activation": "sigmoid"})
+    arch_json = os.path.join(out_dir, "tanh_sigmoid.arch.json")
+    with open(arch_json, "w") as f:
+        json.dump(arch, f)
+    native = os.path.join(out_dir, "tanh_sigmoid.safetensors")
+    run([sfnet, "convert", os.path.join(ROOT, "fixtures", "transformers", "tiny_videomae"), "--arch-json", arch_json, "-o", native, "--force"])
+    model_path = os.path.join(out_dir, "tiny_videomae_tanh_sigmoid.onnx")
+    run([sfnet, "export", native, "--to", "onnx", "-o", model_path, "--force"])
+    x = load_file(os.path.join(ROOT, "fixtures", "transformers", "tiny_videomae_ref.safetensors"))["input.x"]
+    ok, _ = check_transformer(sfnet, native, model_path, x, None, "tanh_sigmoid")
+    if not ok:
+        failures.append(model_path)
+    if full:
+        for folder, reference in FULL_TRANSFORMERS:
+            src, ref_path = os.path.join(ROOT, "refs-full", folder), os.path.join(ROOT, "refs-full", reference)
+            if not os.path.isdir(src) or not os.path.exists(ref_path):
+                banner(f"SKIPPED: refs-full/{folder} absent (make fixtures-transformers FULL=1); its ONNX check did NOT run")
+                continue
+            native, model_path = os.path.join(out_dir, folder + ".safetensors"), os.path.join(out_dir, folder + ".onnx")
+            run([sfnet, "convert", src, "-o", native, "--force"])
+            run([sfnet, "export", native, "--to", "onnx", "-o", model_path, "--force"])
+            ref = load_file(ref_path)
+            ok, err = check_transformer(sfnet, native, model_path, ref["input.x"], ref["output.logits"], folder)
+            worst = max(worst, err)
+            if not ok:
+                failures.append(model_path)
+    return failures, worst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sfnet", default=os.path.join(ROOT, ".build", "debug", "sfnet"))
     ap.add_argument("--keep", help="write the exports here (default: a temporary directory)")
     ap.add_argument("--require-ort", action="store_true")
-    ap.add_argument("--full", action="store_true", help="also the full-size SlowFast R50 (random weights)")
+    ap.add_argument("--full", action="store_true", help="also the full-size SlowFast R50 (random weights) and refs-full/'s transformers")
     args = ap.parse_args()
 
     missing = [m for m in ("onnx", "onnxruntime", "numpy", "safetensors") if importlib.util.find_spec(m) is None]
@@ -188,6 +300,9 @@ def main():
               f"sfnet verify vs onnxruntime: {line}")
         if not ok:
             failures.append(model_path)
+    tf_failures, tf_worst = transformer_checks(sfnet, out_dir, args.full)
+    failures += tf_failures
+    worst = max(worst, tf_worst)
     if args.full:
         env = dict(os.environ, SFNET_ONNX_FULL=out_dir)
         r = subprocess.run(["swift", "test", "--skip-build", "--disable-swift-testing", "--filter", "OnnxExportTests.testFullR50Export"],

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <errno.h>
+#include <stdio.h>
 #include "csys.h"
 
 long sfnet_copy_file_range(int in, long long *off_in, int out, size_t len) {
@@ -21,5 +22,14 @@ int sfnet_start_writeback(int fd, long long off, long long n) {
     return sync_file_range(fd, (off64_t)off, (off64_t)n, SYNC_FILE_RANGE_WRITE);
 #else
     return 0;
+#endif
+}
+
+int sfnet_rename_exchange(const char *a, const char *b) {
+#if defined(__linux__) && defined(RENAME_EXCHANGE)
+    return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+#else
+    errno = ENOSYS;
+    return -1;
 #endif
 }

@@ -222,8 +222,8 @@ public enum Exporter {
     static func checkExpressible(_ arch: ArchConfig, _ req: ExportRequest) throws {
         let target = req.target
         if arch.model.isTransformer {
-            throw ExportError.notExpressible(target, reason: "exporting \(arch.model.rawValue) to \(target.rawValue) is not implemented yet",
-                                             hint: "the native file is already in Hugging Face's names: safetensors readers open it as is")
+            throw ExportError.notExpressible(target, reason: "\(target.rawValue) holds SlowFast-family CNNs; these weights are \(arch.summary)",
+                                             hint: "export video transformers with --to huggingface, videomae-original, timesformer-original or onnx")
         }
         if arch.model == .slowfast && !arch.fusionNorm && target != .mmaction2 {
             throw ExportError.notExpressible(target, reason: "the weights' fusions are plain convolutions (fusion_norm false, as mmaction2's laterals), "

@@ -82,7 +82,9 @@ public enum OnnxExporter {
             if !req.force { throw FormatError(.io, "output already exists; use --force to replace it", file: req.output) }
         }
 
-        var model = try OnnxGraphBuilder.build(arch: arch, weights: tensors, opset: req.opset, batch: req.batch, foldBN: req.foldBN)
+        var model = arch.model.isTransformer  // VideoMAE / TimeSformer: OnnxTransformerExport.swift
+            ? try OnnxTransformerGraph.build(arch: arch, weights: tensors, opset: req.opset, batch: req.batch, foldBN: req.foldBN)
+            : try OnnxGraphBuilder.build(arch: arch, weights: tensors, opset: req.opset, batch: req.batch, foldBN: req.foldBN)
         model.producerVersion = sfnetVersion
         model.docString = "\(arch.summary), exported by sfnet \(sfnetVersion) from \(file)\(req.foldBN ? " (BN folded)" : "")"
         model.metadata = [(NativeMetadata.archKey, try arch.jsonString()), (NativeMetadata.sourceKey, file)]
@@ -104,6 +106,9 @@ public enum OnnxExporter {
         }
         if req.foldBN { notes.append("BatchNormalization folded into the convolutions (eps \(bnEpsilon))") }
         if arch.model == .resnet { notes.append("2D ResNet: input x is (N, 3, H, W), unsqueezed to (N, 3, 1, H, W) inside the graph") }
+        if arch.model.isTransformer {
+            notes.append("input is sfnet's (N, 3, T, H, W) clip (transformers' pixel_values permuted (0, 2, 1, 3, 4)); outputs logits and \(arch.headActivation == .softmax ? "softmax" : "sigmoid") probabilities")
+        }
         return OnnxExportSummary(output: req.output, arch: arch, nodes: model.nodes.count, initializers: model.initializers.count,
                                  bytesWritten: bytes.count + dataBytes, inputs: model.inputs, dataFile: dataFile, notes: notes)
     }

@@ -8,6 +8,7 @@ import Foundation
 import Formats
 import Keras
 import Networks
+import ONNX
 import Train
 import Verify
 import Video
@@ -62,7 +63,7 @@ enum Main {
 
 /// The library's typed errors about the user's input (exit 1); anything else is a usage error (exit 2).
 func isInputError(_ e: Error) -> Bool {
-    e is FormatError || e is ConvertError || e is FamilyError || e is VerifyError || e is ModelError || e is ExportError || e is InputError
+    e is FormatError || e is ConvertError || e is FamilyError || e is VerifyError || e is ModelError || e is ExportError || e is TransformerExportError || e is OnnxExportError || e is InputError
         || e is FinetuneError || e is TrainError || e is VideoError || e is DatasetError || e is YAMLError
 }
 
