@@ -38,7 +38,7 @@ final class InflationPropertyTests: XCTestCase {
         }
         switch m.config.model {
         case .resnet: inputs = [image]
-        case .slow, .x3d: inputs = [clip(frames)]
+        case .slow, .x3d, .videomae, .timesformer: inputs = [clip(frames)]
         case .slowfast: inputs = [clip(frames), clip(frames * m.config.alpha)]
         }
         return try m.forward(inputs, capture: true).activations.first { $0.name == "s5.pathway0" }!.value
