@@ -337,3 +337,22 @@ final class HuggingFaceFolderTests: XCTestCase {
         }
     }
 }
+
+extension HuggingFaceFolderTests {
+    /// Guards maxIndexEntries: 2^20 weight_map entries plan, 2^20 + 1 are refused (short names keep the JSON at 15 MB).
+    func testIndexEntryLimitIsExactly2Pow20() throws {
+        func index(_ n: Int) -> String {
+            var s = "{\"weight_map\": {"
+            s.reserveCapacity(n * 16)
+            for i in 0 ..< n { s += (i == 0 ? "\"" : ",\"") + String(i, radix: 36) + "\":\"s\"" }
+            return s + "}}"
+        }
+        let start = Date()
+        XCTAssertEqual(try plan(index(HuggingFaceFolder.maxIndexEntries)).first?.names.count, 1 << 20)
+        XCTAssertThrowsError(try plan(index(HuggingFaceFolder.maxIndexEntries + 1))) {
+            XCTAssertEqual(($0 as? FormatError)?.kind, .limit)
+            XCTAssertTrue("\($0)".contains("weight_map has 1048577 entries, more than 1048576"), "\($0)")
+        }
+        print("2 x 2^20-entry index parsed in \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+    }
+}
