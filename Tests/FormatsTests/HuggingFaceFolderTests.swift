@@ -161,7 +161,8 @@ final class HuggingFaceFolderTests: XCTestCase {
     // MARK: Every tensor where the index says
 
     /// Guards the "index maps a tensor the shard does not hold" check: shard 2 is read first and lacks the tensor
-    /// (without the check, shard 1 would then be refused for holding it, with the other message).
+    /// (without the check the folder reads without it: shard 1 held only that tensor, and a shard the index no
+    /// longer names is never opened).
     func testTensorIndexedToTheWrongShardIsRefused() throws {
         let folder = try copy("tiny_videomae_sharded")
         let map = try weightMap(folder)
