@@ -109,7 +109,7 @@ let package = Package(
 // Their bodies live in FuzzTargets, which FuzzReplayTests replays in `make test`.
 if ProcessInfo.processInfo.environment["SFNET_FUZZ"] != nil {
     for name in ["Pickle", "Zip", "Torch", "Safetensors", "Npy", "Onnx", "OnnxExternal", "Caffe2",
-                 "Json", "Yaml", "PySlowFastConfig", "Xlsx", "Csv", "FrameList"] {
+                 "Json", "HfConfig", "Yaml", "PySlowFastConfig", "Xlsx", "Csv", "FrameList"] {
         package.targets.append(.executableTarget(name: "Fuzz\(name)", dependencies: ["FuzzTargets", "CFuzzMutators"]))
         package.products.append(.executable(name: "Fuzz\(name)", targets: ["Fuzz\(name)"]))
     }

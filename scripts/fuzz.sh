@@ -11,7 +11,7 @@
 #   make fuzz-deep SECS=3600            # every target, JOBS=nproc at a time
 #   make fuzz-deep SECS=10800 RUNS=10000000:1000000   # stop each target at its depth budget: 10M
 #                                       # executions for a byte format, 1M for a text format (or at SECS)
-# Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json yaml pyslowfast-config xlsx csv frame-list
+# Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json hf-config yaml pyslowfast-config xlsx csv frame-list
 # Environment: JOBS (parallel targets, default 1), WORK (default .fuzz-work), BUILD=debug (the -Onone
 # build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built),
 # BIN=DIR (run the executables in DIR instead of .build-fuzz/$BUILD, e.g. a saved build to compare with).
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}; shift || true
-ALL=(onnx torch pickle caffe2 zip safetensors npy onnx-external json yaml pyslowfast-config xlsx csv frame-list)
+ALL=(onnx torch pickle caffe2 zip safetensors npy onnx-external json hf-config yaml pyslowfast-config xlsx csv frame-list)
 TARGETS=("${@:-${ALL[@]}}")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
@@ -39,13 +39,13 @@ mkdir -p "$WORK"
 # the bombs) are limit tests in the hostile corpus, where one input costs seconds, not fuzz seeds.
 product() { case "$1" in pickle) echo FuzzPickle;; zip) echo FuzzZip;; torch) echo FuzzTorch;; safetensors) echo FuzzSafetensors;;
   npy) echo FuzzNpy;; onnx) echo FuzzOnnx;; onnx-external) echo FuzzOnnxExternal;; caffe2) echo FuzzCaffe2;;
-  json) echo FuzzJson;; yaml) echo FuzzYaml;; pyslowfast-config) echo FuzzPySlowFastConfig;; xlsx) echo FuzzXlsx;; csv) echo FuzzCsv;; frame-list) echo FuzzFrameList;;
+  json) echo FuzzJson;; hf-config) echo FuzzHfConfig;; yaml) echo FuzzYaml;; pyslowfast-config) echo FuzzPySlowFastConfig;; xlsx) echo FuzzXlsx;; csv) echo FuzzCsv;; frame-list) echo FuzzFrameList;;
   *) echo "unknown target $1" >&2; exit 2;; esac; }
 dict() { case "$1" in pickle|caffe2) echo Fuzz/dict/pickle.dict;; zip|torch) echo Fuzz/dict/zip.dict;; onnx|onnx-external) echo Fuzz/dict/protobuf.dict;;
-  json) echo Fuzz/dict/json.dict;; yaml|pyslowfast-config) echo Fuzz/dict/yaml.dict;; xlsx) echo Fuzz/dict/xlsx.dict;; csv|frame-list) echo Fuzz/dict/csv.dict;;
+  json|hf-config) echo Fuzz/dict/json.dict;; yaml|pyslowfast-config) echo Fuzz/dict/yaml.dict;; xlsx) echo Fuzz/dict/xlsx.dict;; csv|frame-list) echo Fuzz/dict/csv.dict;;
   *) echo Fuzz/dict/safetensors.dict;; esac; }
 maxlen() { case "$1" in pickle|caffe2|zip|torch|onnx|onnx-external|xlsx) echo 65536;; safetensors|npy) echo 16384;;
-  json|yaml|pyslowfast-config|csv|frame-list) echo 8192;; esac; }
+  json|hf-config|yaml|pyslowfast-config|csv|frame-list) echo 8192;; esac; }
 # Seeds: the format's fixtures up to the target's cap, minus the limit tests (deep nests, bombs, laughs).
 seeds() {
   { case "$1" in
@@ -56,6 +56,7 @@ seeds() {
     npy) ls fixtures/numpy/*.np* fixtures/hostile/files/*.np*;;
     onnx|onnx-external) ls fixtures/onnx/*.onnx fixtures/onnx/hostile/*.onnx fixtures/hostile/files/*.onnx;;
     json) ls fixtures/hostile/files/*.json fixtures/hostile/cases*.json fixtures/text/*.json fixtures/*/*config*.json;;
+    hf-config) ls fixtures/transformers/*/config.json fixtures/transformers/*/*.index.json fixtures/hostile/files/*hf*/*.json;;
     yaml|pyslowfast-config) ls fixtures/yaml/*.yaml fixtures/ak/configs/*.yaml fixtures/hostile/files/*.yaml;;
     xlsx) ls fixtures/ak/annotation/*.xlsx fixtures/ak/hostile/*.xlsx fixtures/hostile/files/*.xlsx;;
     csv) ls fixtures/text/*.csv fixtures/hostile/files/c36_csv_*.csv fixtures/hostile/files/valid_manifest.csv;;
@@ -64,6 +65,10 @@ seeds() {
   ls Fuzz/seeds/"$1"/* 2>/dev/null   # small hand-made seeds where the fixtures have none
   } | while read -r f; do if [ "$(stat -c %s "$f")" -le "$(maxlen "$1")" ]; then echo "$f"; fi; done || true
 }
+
+# A seed's name in the corpus: its file name, or for hf-config (whose seeds are all config.json or an index
+# file) its path with '/' as '_', so that one folder's config.json does not hide the next one's.
+seedname() { case "$1" in hf-config) echo "$2" | tr / _;; *) basename "$2";; esac; }
 
 if [ -z "${NOBUILD:-}" ]; then
   echo "building the fuzz targets ($BUILD, libFuzzer + AddressSanitizer) ..."
@@ -78,7 +83,7 @@ fi
 run_one() {
   local t=$1 p; p=$(product "$t")
   local dir="$WORK/$t"; mkdir -p "$dir/corpus" "$dir/artifacts"
-  seeds "$t" | while read -r f; do cp -n "$f" "$dir/corpus/" 2>/dev/null || true; done || true
+  seeds "$t" | while read -r f; do cp -n "$f" "$dir/corpus/$(seedname "$t" "$f")" 2>/dev/null || true; done || true
   local nseeds; nseeds=$(ls "$dir/corpus" | wc -l)
   local start end
   start=$(date +%s)

@@ -15,6 +15,9 @@ public struct InspectReport {
     /// Architecture: from `sfnet.arch` for native files, else derived from the shapes.
     public var arch: Result<ArchConfig, Error>
     public var archNotes: [String]
+    /// A Hugging Face folder's files (config.json first) and what the folder reader noted; empty for a file.
+    public var files: [String] = []
+    public var folderNotes: [String] = []
 
     public var isNative: Bool { checkpoint.metadataValue(NativeMetadata.formatKey) != nil }
 
@@ -32,6 +35,7 @@ public struct InspectReport {
         var lines: [String] = []
         let c = checkpoint
         lines.append("file:       \(path) (\(Self.size(fileSize)))")
+        if !files.isEmpty { lines.append("folder:     Hugging Face model folder: " + (files + folderNotes).joined(separator: ", ")) }
         lines.append("format:     \(c.format.rawValue)\(isNative ? " (sfnet native, format \(c.metadataValue(NativeMetadata.formatKey)!))" : "")")
         if let k = c.containerKey { lines.append("container:  {\"\(k)\": <\(c.tensors.count) tensors>, ...}") }
         if let p = c.strippedPrefix { lines.append("prefix:     '\(p)' stripped from every tensor name") }
@@ -47,7 +51,7 @@ public struct InspectReport {
         switch arch {
         case .success(let a):
             let kernels = a.temporalKernels.map { $0.map(String.init).joined(separator: "/") }.joined(separator: " ")
-            if a.model == .x3d {
+            if a.model == .x3d || a.model.isTransformer {
                 lines.append("arch:       \(a.preset ?? "custom") — \(a.summary)")
             } else {
                 lines.append("arch:       \(a.preset ?? "custom") — \(a.model.rawValue) R\(a.depth), width \(a.widthPerGroup), alpha \(a.alpha), beta_inv \(a.betaInv), fusion kernel \(a.fusionKernel), temporal kernels \(kernels), \(a.numClasses) classes")
@@ -108,6 +112,7 @@ public struct InspectReport {
         let v: JSONValue = .object([
             ("file", .string(path)),
             ("bytes", .int(fileSize)),
+            ("files", files.isEmpty ? .null : .array(files.map { .string($0) })),
             ("format", .string(c.format.rawValue)),
             ("native", .bool(isNative)),
             ("container", c.containerKey.map { .string($0) } ?? .null),
@@ -129,15 +134,35 @@ public struct InspectReport {
 }
 
 public enum Inspector {
+    /// `path` is a weights file, or a Hugging Face folder (config.json beside its weights) read as one source.
     public static func inspect(path: String, as format: SourceFormat? = nil) throws -> InspectReport {
-        let ckpt = try CheckpointReader.read(path: path, as: format)
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        var folder: HuggingFaceFolder.Contents?
+        if format == nil, HuggingFaceFolder.looksLikeFolder(path) { folder = try HuggingFaceFolder.read(folder: path) }
+        let ckpt = try folder?.checkpoint ?? CheckpointReader.read(path: path, as: format)
+        func size(_ p: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: p)[.size] as? Int) ?? 0 }
+        let fileSize = folder.map { $0.files.reduce(0) { $0 + size(path + "/" + $1) } } ?? size(path)
         var naming: Result<Naming, Error>
         var arch: Result<ArchConfig, Error>
         var notes: [String] = []
+        // The video transformers' namings are told by their roots, not by SlowFast's scores.
+        let transformerNaming = TransformerConvert.detectNaming(ckpt.tensors.names)
         if let a = ckpt.metadataValue(NativeMetadata.archKey) {
-            naming = Result { try Naming.detect(ckpt.tensors.names) }
+            naming = transformerNaming.map { .success($0) } ?? Result { try Naming.detect(ckpt.tensors.names) }
             arch = Result { try ArchConfig.fromJSON(a) }
+        } else if let n = transformerNaming {
+            naming = .success(n)
+            do {
+                if let config = folder?.config {
+                    let (a, configNotes) = try TransformerConvert.architecture(fromHFConfig: config)
+                    (arch, notes) = (.success(a), configNotes)
+                } else {
+                    var shapes: [String: [Int]] = [:]
+                    for (name, t) in ckpt.tensors.ordered { shapes[n.canonicalName(name).name] = t.shape }
+                    let d = try TransformerConvert.architecture(shapes: shapes, family: TransformerConvert.family(n, keys: ckpt.tensors.names),
+                                                                naming: n)
+                    (arch, notes) = (.success(d.arch), d.notes)
+                }
+            } catch { arch = .failure(error) }
         } else {
             naming = Result { try Naming.detect(ckpt.tensors.names) }
             if case .success(let n) = naming {
@@ -157,6 +182,8 @@ public enum Inspector {
                 arch = .failure(FormatError(.unsupported, "no SlowFast/ResNet naming recognised"))
             }
         }
-        return InspectReport(path: path, fileSize: size, checkpoint: ckpt, naming: naming, arch: arch, archNotes: notes)
+        var report = InspectReport(path: path, fileSize: fileSize, checkpoint: ckpt, naming: naming, arch: arch, archNotes: notes)
+        if let folder { report.files = folder.files; report.folderNotes = folder.notes }
+        return report
     }
 }

@@ -236,7 +236,8 @@ public enum TransformerConvert {
         if !offenders.isEmpty && !options.allowPartial {
             var hint: String? = hfConfig != nil ? "config.json describes \(arch.summary); its tensors do not match it" : nil
             if offenders.allSatisfy({ $0.name.hasPrefix(layout.classifier + ".") }) {
-                hint = "the file's classifier does not fit \(arch.numClasses) classes: pass --num-classes to start a fresh one"
+                hint = (hfConfig != nil ? "config.json describes \(arch.numClasses) labels; " : "")
+                    + "the file's classifier does not fit \(arch.numClasses) classes: pass --num-classes to start a fresh one"
             }
             throw ConvertError.mismatch(offenders: Array(offenders.prefix(10)), total: offenders.count, config: arch.summary, hint: hint)
         }

@@ -38,10 +38,13 @@ public enum HuggingFaceFolder {
     }
 
     public static func read(folder: String, limits: PickleLimits = PickleLimits()) throws -> Contents {
-        let configBytes = try readSmall(folder, "config.json", max: maxConfigBytes)
-        let config = try parseJSON(configBytes, folder: folder, file: "config.json")
-        guard case .object = config else {
-            throw FormatError(.malformed, "config.json is not a JSON object", file: folder + "/config.json")
+        var st = stat()
+        if lstat(folder + "/config.json", &st) != 0, errno == ENOENT {
+            throw FormatError(.io, "is a directory without config.json, not a Hugging Face model folder "
+                              + "(give a checkpoint file, or a folder that save_pretrained wrote)", file: folder)
+        }
+        let config = try readSmall(folder, "config.json", max: maxConfigBytes).withUnsafeBytes {
+            try parseConfig($0, file: folder + "/config.json")
         }
         var notes: [String] = []
         var files = ["config.json"]
@@ -90,10 +93,31 @@ public enum HuggingFaceFolder {
         return Contents(config: config, checkpoint: checkpoint, files: files, notes: notes)
     }
 
+    /// config.json's bytes as `read` takes them: at most `maxConfigBytes`, strict JSON (duplicate keys refused,
+    /// nesting at most `maxJSONDepth`), an object. `file` names it in errors. No file is touched (the fuzz
+    /// target `hf-config` calls this on its input).
+    public static func parseConfig(_ bytes: UnsafeRawBufferPointer, file: String) throws -> JSONValue {
+        guard bytes.count <= maxConfigBytes else {
+            throw FormatError(.limit, "\(bytes.count) bytes, more than \(maxConfigBytes)", file: file)
+        }
+        let config = try parseJSON(bytes, file: file)
+        guard case .object = config else { throw FormatError(.malformed, "config.json is not a JSON object", file: file) }
+        return config
+    }
+
     /// The index's shards in first-mention order, each with the tensor names it must hold.
     static func shardPlan(_ folder: String, index: String) throws -> [(shard: String, names: [String])] {
-        let file = folder + "/" + index
-        let json = try parseJSON(try readSmall(folder, index, max: maxIndexBytes), folder: folder, file: index)
+        try readSmall(folder, index, max: maxIndexBytes).withUnsafeBytes { try shardPlan(indexBytes: $0, file: folder + "/" + index) }
+    }
+
+    /// An index file's bytes (`model.safetensors.index.json`) -> its shards in first-mention order, each with the
+    /// tensor names it must hold: the size, JSON and count limits and the plain-name rule, before any shard is
+    /// opened. `file` names it in errors. No file is touched (the fuzz target `hf-config` calls this on its input).
+    public static func shardPlan(indexBytes: UnsafeRawBufferPointer, file: String) throws -> [(shard: String, names: [String])] {
+        guard indexBytes.count <= maxIndexBytes else {
+            throw FormatError(.limit, "\(indexBytes.count) bytes, more than \(maxIndexBytes)", file: file)
+        }
+        let json = try parseJSON(indexBytes, file: file)
         guard case .object(let map)? = json["weight_map"] else {
             throw FormatError(.malformed, "no \"weight_map\" object", file: file)
         }
@@ -106,7 +130,7 @@ public enum HuggingFaceFolder {
             guard let shard = value.stringValue else {
                 throw FormatError(.malformed, "weight_map entry '\(name)' is not a file name", file: file)
             }
-            try checkPlainName(shard, folder: folder, file: index, what: "shard")
+            try checkPlainName(shard, in: file, what: "shard")
             if byShard[shard] == nil {
                 order.append(shard)
                 guard order.count <= maxShards else { throw FormatError(.limit, "more than \(maxShards) shards", file: file) }
@@ -117,26 +141,26 @@ public enum HuggingFaceFolder {
         return order.map { ($0, byShard[$0]!) }
     }
 
-    static func parseJSON(_ bytes: [UInt8], folder: String, file: String) throws -> JSONValue {
+    static func parseJSON(_ bytes: UnsafeRawBufferPointer, file: String) throws -> JSONValue {
         do {
-            return try bytes.withUnsafeBytes { try JSONParser.parse($0, maxDepth: maxJSONDepth) }
+            return try JSONParser.parse(bytes, maxDepth: maxJSONDepth)
         } catch let e as JSONParser.Failure {
-            throw FormatError(.malformed, "not valid JSON: \(e)", file: folder + "/" + file)
+            throw FormatError(.malformed, "not valid JSON: \(e)", file: file)
         }
     }
 
     /// A plain file name: no directory part, not '.', '..' or hidden-path tricks, no NUL or backslash.
-    static func checkPlainName(_ name: String, folder: String, file: String, what: String) throws {
+    static func checkPlainName(_ name: String, in file: String, what: String) throws {
         guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/"), !name.contains("\\"), !name.contains("\0"),
               name != ".", name != ".." else {
             throw FormatError(.disallowed, "\(what) name '\(name.prefix(80))' must be a plain file name inside the model folder "
-                              + "(no directory, '..' or absolute path)", file: folder + "/" + file)
+                              + "(no directory, '..' or absolute path)", file: file)
         }
     }
 
     /// `folder/name` when it is a regular file (not a symlink) directly inside the folder.
     static func resolve(_ folder: String, _ name: String, what: String) throws -> String {
-        try checkPlainName(name, folder: folder, file: name, what: what)
+        try checkPlainName(name, in: folder + "/" + name, what: what)
         let path = folder + "/" + name
         var st = stat()
         guard lstat(path, &st) == 0 else { throw FormatError(.io, "\(what) '\(name)' cannot be opened", file: folder) }

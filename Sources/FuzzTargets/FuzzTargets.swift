@@ -25,7 +25,7 @@ public enum FuzzTargets {
         ("pickle", pickle), ("zip", zip), ("torch", torch), ("safetensors", safetensors),
         ("npy", npy), ("onnx", onnx), ("onnx-external", onnxExternal), ("caffe2", caffe2),
         // text formats (TextTargets.swift)
-        ("json", json), ("yaml", yaml), ("pyslowfast-config", pyslowfastConfig), ("xlsx", xlsx), ("csv", csv),
+        ("json", json), ("hf-config", hfConfig), ("yaml", yaml), ("pyslowfast-config", pyslowfastConfig), ("xlsx", xlsx), ("csv", csv),
         ("frame-list", frameList),
     ]
 

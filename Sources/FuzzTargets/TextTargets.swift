@@ -1,8 +1,10 @@
-// Fuzz bodies for the text-format readers (issue 18 item 3; SECURITY.md 33-36): the JSON parser,
-// PySlowFast YAML configs, .xlsx class lists, CSV manifests and frame lists. The dataset readers
-// take paths only, so each input is written to one scratch file per process first (their
-// parse-from-bytes cores are internal; the file is what sfnet meets).
+// Fuzz bodies for the text-format readers (issue 18 item 3; SECURITY.md 33-37): the JSON parser,
+// a Hugging Face folder's config.json and shard index, PySlowFast YAML configs, .xlsx class lists,
+// CSV manifests and frame lists. The dataset readers take paths only, so each input is written to one
+// scratch file per process first (their parse-from-bytes cores are internal; the file is what sfnet meets).
 
+import Convert
+import Families
 import Finetune
 import Foundation
 import Formats
@@ -29,6 +31,26 @@ extension FuzzTargets {
     /// JSON as configs and index files are read (depth limit 64, the parser's default).
     public static let json: Body = { raw in
         runText { _ = try JSONParser.parse(raw) }
+    }
+
+    /// A Hugging Face folder's JSON as the folder reader and convert take it (SECURITY 33 and 37), every input
+    /// both ways: as config.json (size and JSON limits, an object, then the architecture it describes and that
+    /// architecture's tensor layout, which convert checks the tensors against) and as model.safetensors.index.json
+    /// (size, JSON and count limits, weight_map, the plain-name rule for shards). Accepted when either accepts;
+    /// refused with both reasons otherwise.
+    public static let hfConfig: Body = { raw in
+        let asConfig = run {
+            let config = try HuggingFaceFolder.parseConfig(raw, file: "config.json")
+            let (arch, _) = try TransformerConvert.architecture(fromHFConfig: config)
+            _ = TransformerLayout(arch: arch).parameters
+        }
+        let asIndex = run { _ = try HuggingFaceFolder.shardPlan(indexBytes: raw, file: "model.safetensors.index.json") }
+        switch (asConfig, asIndex) {
+        case (.untyped, _): return asConfig
+        case (_, .untyped): return asIndex
+        case (.accepted, _), (_, .accepted): return .accepted
+        case let (.refused(c), .refused(i)): return .refused("as config.json: \(c); as an index: \(i)")
+        }
     }
 
     /// The data-only YAML reader (pre-scan, Yams, the tree walk) and the flattening into PySlowFast keys.

@@ -11,12 +11,31 @@ import ONNX
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
-        abstract: "Convert a checkpoint into sfnet's native weights (safetensors with canonical PySlowFast names).",
+        abstract: "Convert a checkpoint or a Hugging Face model folder into sfnet's native weights (safetensors with canonical names).",
         discussion: """
-        The naming (pyslowfast, pytorchvideo, mmaction2, caffe2, detectron, torchvision) and the architecture
-        are detected from the tensors;
+        The naming (pyslowfast, pytorchvideo, mmaction2, caffe2, detectron, torchvision; for the video
+        transformers VideoMAE and TimeSformer: huggingface, videomae-original, timesformer-original) and the
+        architecture are detected from the tensors;
         every tensor must match the architecture unless --allow-partial. An existing output is never replaced
         without --force, and the output appears atomically only when complete.
+
+        Video transformers keep Hugging Face's names (transformers 5). huggingface reads both generations of
+        VideoMAE's attention biases (attention.attention.q_bias / v_bias, which save_pretrained still writes,
+        and query.bias / value.bias); videomae-original is MCG-NJU/VideoMAE's .pth ({"model"} or {"module"};
+        blocks.N.attn.qkv.weight is split into query, key and value); timesformer-original is
+        facebookresearch/TimeSformer's .pyth ({"model_state"}, model.blocks.N..., temporal_attn, temporal_fc).
+
+        INPUT may be a Hugging Face model folder as save_pretrained writes it: config.json beside
+        model.safetensors, or model.safetensors.index.json and its shards, or pytorch_model.bin. The
+        architecture then comes from config.json, read as data with limits (model_type videomae|timesformer,
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, patch_size, tubelet_size,
+        image_size, num_frames, layer_norm_eps, hidden_act, qv_bias/qkv_bias, use_mean_pooling,
+        attention_type, id2label or num_labels); auto_map and trust_remote_code are noted, never run or
+        followed. A config.json that disagrees with the tensors is an error naming both. Shards must be plain
+        file names inside the folder (no '..', absolute path or symlink), each tensor where the index says.
+        An original .pth/.pyth has no config: the heads are taken as hidden / 64, VideoMAE's clip as 16x224
+        and the eps as the original code's (1e-6; Hugging Face's VideoMAE uses 1e-12 in the blocks and 1e-5
+        in fc_norm): pass --arch or --arch-json to be exact.
         Examples:
           sfnet convert SLOWFAST_8x8_R50.pyth
           sfnet convert mmaction2_slowfast.pth -o slowfast.safetensors --num-classes 9
@@ -25,10 +44,13 @@ struct ConvertCommand: ParsableCommand {
           sfnet convert resnet50.pth --arch slowfast-r50-8x8 --inflate center   # ImageNet 2D -> 3D
           sfnet convert slowfast.onnx --from onnx                 # torch.onnx.export output (BN folded)
           sfnet convert resnet50_weights_tf_dim_ordering_tf_kernels.h5 --from keras   # Keras ResNet50 (HDF5)
+          sfnet convert videomae-base-finetuned-kinetics/ -o videomae-b.safetensors   # a Hugging Face folder
+          sfnet convert timesformer-k400/ -o ts.safetensors --num-classes 9   # fresh classifier for 9 classes
+          sfnet convert TimeSformer_divST_8x32_224_K400.pyth --arch timesformer-b   # the original repository's file
         """
     )
 
-    @Argument(help: "The checkpoint to convert.")
+    @Argument(help: "The checkpoint to convert, or a Hugging Face model folder (config.json beside its weights).")
     var input: String
 
     @Option(name: .shortAndLong, help: "Output file (default: the input's name with .safetensors).")

@@ -9,14 +9,17 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Show what a weights file holds: format, container entries, naming, architecture and tensors.",
         discussion: """
-        Works on PyTorch checkpoints (zip and legacy), sfnet native / safetensors files, .npy/.npz and pickles.
+        Works on PyTorch checkpoints (zip and legacy), sfnet native / safetensors files, .npy/.npz and pickles, and
+        on Hugging Face model folders (config.json with model.safetensors, its sharded index, or pytorch_model.bin):
+        the folder's files, the architecture config.json describes (read as data; auto_map is never followed).
         Examples:
           sfnet inspect SLOWFAST_8x8_R50.pyth
+          sfnet inspect videomae-base-finetuned-kinetics/       # a save_pretrained folder
           sfnet inspect weights.safetensors --json > tensors.json
         """
     )
 
-    @Argument(help: "The file to inspect.")
+    @Argument(help: "The file to inspect, or a Hugging Face model folder (config.json beside its weights).")
     var file: String
 
     @Option(name: .customLong("from"), help: "Read as this format instead of detecting it (\(FormatChoice.allValueStrings.joined(separator: "|"))).")

@@ -43,11 +43,9 @@ final class HostileCLITests: XCTestCase {
         "diverge": "FinetuneCLITests.testDivergingRunStopsBeforeAPoisonedCheckpoint",
         "damaged-frames": "AnimalKingdomCLITests.testMissingTruncatedAndNonImageFramesAreSkippedOrFatalWithClipAndFrame",
     ]
-    /// SECURITY.md cases whose reader no command uses yet (33: JSON configs and shard indexes, 37: Hugging Face
-    /// folders); their parser is fuzzed (FuzzTargets "json") but the corpus has no CLI case for them.
-    static let noCLIReader: Set<Int> = [33, 37]
     /// Test-made cases this test builds itself.
-    static let madeHere: Set<String> = ["directory", "unreadable", "onnx-symlink", "onnx-directory", "onnx-fifo", "existing-output"]
+    static let madeHere: Set<String> = ["directory", "unreadable", "onnx-symlink", "onnx-directory", "onnx-fifo", "existing-output",
+                                        "hf-config-huge", "hf-shard-symlink"]
 
     func testEveryHostileCaseThroughTheCLI() throws {
         let cases = try HostileCase.all()
@@ -94,6 +92,22 @@ final class HostileCLITests: XCTestCase {
                 case "onnx-directory": try fm.createDirectory(atPath: data, withIntermediateDirectories: false)
                 default: XCTAssertEqual(mkfifo(data, 0o600), 0, "mkfifo")
                 }
+            case "hf-config-huge"?:
+                // valid_hf_folder with config.json padded by spaces to one byte over the 1 MiB limit.
+                input = work.appendingPathComponent(c.name).path
+                try fm.copyItem(atPath: files.appendingPathComponent("valid_hf_folder").path, toPath: input)
+                let config = URL(fileURLWithPath: input + "/config.json")
+                var bytes = try Data(contentsOf: config)
+                bytes.append(Data(repeating: 0x20, count: HuggingFaceFolder.maxConfigBytes + 1 - bytes.count))
+                try bytes.write(to: config)
+            case "hf-shard-symlink"?:
+                // valid_hf_sharded with its second shard a symlink to the original, valid shard.
+                input = work.appendingPathComponent(c.name).path
+                let original = files.appendingPathComponent("valid_hf_sharded")
+                try fm.copyItem(atPath: original.path, toPath: input)
+                let shard = "model-00002-of-00002.safetensors"
+                try fm.removeItem(atPath: input + "/" + shard)
+                try fm.createSymbolicLink(atPath: input + "/" + shard, withDestinationPath: original.appendingPathComponent(shard).path)
             case "existing-output"?:
                 input = files.appendingPathComponent("valid_baseline.pth").path
                 let old = Data("an older output, to be kept".utf8)
@@ -126,12 +140,15 @@ final class HostileCLITests: XCTestCase {
             XCTAssertEqual(r.status, c.exit, "\(label): \(r.stderr)")
             if c.exit == 1 { XCTAssertTrue(r.stderr.hasPrefix("error: "), "\(label): \(r.stderr)") }
             if let expect = c.expect {
-                // The phrase must come from the message, not from a path that happens to contain it.
-                let bare = r.stderr.replacingOccurrences(of: input, with: "<input>").replacingOccurrences(of: work.path, with: "<dir>").lowercased()
+                // The phrase must come from the message, not from a path that happens to contain it. A case that must
+                // succeed (exit 0) says it in its report (stdout).
+                let bare = (c.exit == 0 ? r.stdout + r.stderr : r.stderr).replacingOccurrences(of: input, with: "<input>").replacingOccurrences(of: work.path, with: "<dir>").lowercased()
                 XCTAssertTrue(bare.contains(expect.lowercased()), "\(label): expected '\(expect)' in: \(r.stderr)")
             }
             if let keep {
                 XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: keep.path)), keep.bytes, "\(label): the existing output changed")
+            } else if c.command == "convert" && c.exit == 0 {
+                XCTAssertTrue(fm.fileExists(atPath: out), "\(label): no output written")
             } else if c.command == "convert" {
                 XCTAssertFalse(fm.fileExists(atPath: out), "\(label): output written")
             }
@@ -142,12 +159,28 @@ final class HostileCLITests: XCTestCase {
             if let n = c.caseNumber { ran[n, default: 0] += 1 }
         }
         // Every SECURITY.md case has at least one entry in the corpus.
-        XCTAssertEqual(Set(1 ... 38).subtracting(covered).subtracting(Self.noCLIReader), [], "SECURITY.md cases without a hostile case")
+        XCTAssertEqual(Set(1 ... 38).subtracting(covered), [], "SECURITY.md cases without a hostile case")
         let total = ran.values.reduce(0, +)
         let elsewhere = cases.filter { $0.make.map { Self.madeElsewhere[$0] != nil } ?? false }
         print("hostile corpus through the CLI: \(total) cases run, each with its expected exit status and phrase, no crash, "
               + "no output, no temporaries, no canary; per SECURITY case: "
               + ran.keys.sorted().map { "\($0):\(ran[$0]!)" }.joined(separator: " ")
               + "; test-made in other tests: " + elsewhere.map { "\($0.caseNumber ?? 0):\($0.make!)" }.joined(separator: " "))
+    }
+
+    /// The corpus's valid Hugging Face folders convert: each c33_hf_* / c37_hf_* folder is one of them with one defect,
+    /// so its refusal is that defect's.
+    func testValidHuggingFaceFoldersConvert() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let valid = try HostileCase.all().filter { $0.valid && $0.container == "hf-folder" }
+        XCTAssertEqual(valid.map(\.name).sorted(), ["valid_hf_folder", "valid_hf_sharded"])
+        for c in valid {
+            let out = dir.appendingPathComponent(c.name + ".safetensors").path
+            let r = try CLI.run(["convert", CLI.root.appendingPathComponent("fixtures/hostile/" + c.file).path, "-o", out])
+            XCTAssertEqual(r.status, 0, "\(c.name): \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("(videomae, 2 classes)"), r.stdout)
+            XCTAssertEqual(try CheckpointReader.read(path: out).tensors.count, 21, c.name)
+        }
     }
 }

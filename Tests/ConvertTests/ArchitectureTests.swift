@@ -125,16 +125,17 @@ final class ArchitectureTests: XCTestCase {
 
     func testPresetLookupAndUnknownPresetListsNames() {
         XCTAssertEqual(ArchConfig.presetNames, ["slowfast-r50-8x8", "slowfast-r50-4x16", "slowfast-r101-8x8", "slow-r50-8x8", "resnet50",
-                                                "x3d-xs", "x3d-s", "x3d-m", "x3d-l"])
+                                                "x3d-xs", "x3d-s", "x3d-m", "x3d-l", "videomae-s", "videomae-b", "timesformer-b"])
         for name in ArchConfig.presetNames {
             let config = ArchConfig.preset(named: name)!
             XCTAssertEqual(config.preset, name)
             XCTAssertEqual(config.matchingPresetName, name)
             XCTAssertNoThrow(try config.validate(), name)
         }
-        XCTAssertNil(ArchConfig.preset(named: "videomae-b"))
-        XCTAssertThrowsError(try ArchConfig.requirePreset("videomae-b")) { error in
-            XCTAssertTrue("\(error)".contains("videomae-b") && "\(error)".contains("slowfast-r50-4x16") && "\(error)".contains("x3d-s"), "\(error)")
+        XCTAssertNil(ArchConfig.preset(named: "videomae-h"))
+        XCTAssertThrowsError(try ArchConfig.requirePreset("videomae-h")) { error in
+            XCTAssertTrue("\(error)".contains("videomae-h") && "\(error)".contains("slowfast-r50-4x16") && "\(error)".contains("x3d-s")
+                          && "\(error)".contains("timesformer-b"), "\(error)")
         }
         XCTAssertNil(Fixtures.tiny.matchingPresetName)
     }
