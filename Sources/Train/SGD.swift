@@ -109,21 +109,8 @@ public final class SGD {
     @discardableResult
     public func step(_ params: TrainableParameters, lr: Double) throws -> SGDStepInfo {
         guard lr.isFinite && lr >= 0 else { throw TrainError(.invalidArgument, "learning rate \(lr) must be finite and >= 0", at: "SGD step") }
-        var sumSq = 0.0
-        for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
-            let s = params.withParameter(at: i) { _, g in Self.sumOfSquares(UnsafeBufferPointer(g)) }
-            guard s.isFinite else {
-                throw TrainError(.invalidArgument, "gradient is not finite (NaN or infinity); no parameter was updated",
-                                 at: "parameter '\(params.parameterName(at: i))'", hint: "lower the learning rate or enable gradient clipping")
-            }
-            sumSq += s
-        }
-        let norm = sumSq.squareRoot()
-        var coef: Float = 1
-        if let maxNorm = config.clipGradNorm {
-            // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1.
-            coef = min(1, Float(Double(maxNorm) / (Double(Float(norm)) + 1e-6)))
-        }
+        let norm = try Self.checkedGradientNorm(params)
+        let coef = Self.clipCoefficient(norm: norm, maxNorm: config.clipGradNorm)
         let m = config.momentum, damp = 1 - config.dampening, nesterov = config.nesterov
         let alpha = Float(-lr)
         var updated = 0
@@ -164,6 +151,27 @@ public final class SGD {
         }
         stepCount += 1
         return SGDStepInfo(gradNorm: norm, clipCoefficient: coef, updated: updated)
+    }
+
+    /// The global L2 norm of the trainable parameters' gradients; throws, naming the parameter, when one
+    /// is not finite (before any parameter is updated).
+    static func checkedGradientNorm(_ params: TrainableParameters) throws -> Double {
+        var sumSq = 0.0
+        for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
+            let s = params.withParameter(at: i) { _, g in Self.sumOfSquares(UnsafeBufferPointer(g)) }
+            guard s.isFinite else {
+                throw TrainError(.invalidArgument, "gradient is not finite (NaN or infinity); no parameter was updated",
+                                 at: "parameter '\(params.parameterName(at: i))'", hint: "lower the learning rate or enable gradient clipping")
+            }
+            sumSq += s
+        }
+        return sumSq.squareRoot()
+    }
+
+    /// torch's clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1 (1 without clipping).
+    static func clipCoefficient(norm: Double, maxNorm: Float?) -> Float {
+        guard let maxNorm else { return 1 }
+        return min(1, Float(Double(maxNorm) / (Double(Float(norm)) + 1e-6)))
     }
 
     @inline(__always) static func decayed(_ g: Float, _ coef: Float, _ p: Float, _ wd: Float) -> Float {
