@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: SlowFast R50 8x8 (or, with --arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D; with
---arch videomae-s|videomae-b|timesformer-b, Hugging Face transformers' VideoMAE / TimeSformer with SDPA attention) forward,
+--arch videomae-s|videomae-b|timesformer-b, Hugging Face transformers' VideoMAE with SDPA attention / TimeSformer with
+its own (transformers has no SDPA path for it)) forward,
 batch 1, fast clip 32x224x224, same thread count:
 sfnet (`sfnet bench forward`) vs PyTorch (eager, eval, no_grad) vs onnxruntime (the same
 PyTorch model exported with torch.onnx.export), interleaved rounds in one invocation.
@@ -36,10 +37,11 @@ def build_transformer(a):
     import torch
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification, TimesformerConfig, TimesformerForVideoClassification
     family, sizes = TRANSFORMERS[a.arch]
-    common = dict(image_size=a.size, num_frames=a.frames, patch_size=16, num_labels=400, attn_implementation="sdpa", **sizes)
+    common = dict(image_size=a.size, num_frames=a.frames, patch_size=16, num_labels=400, **sizes)
     if family == "videomae":
-        m = VideoMAEForVideoClassification(VideoMAEConfig(tubelet_size=2, use_mean_pooling=True, **common))
+        m = VideoMAEForVideoClassification(VideoMAEConfig(tubelet_size=2, use_mean_pooling=True, attn_implementation="sdpa", **common))
     else:
+        # transformers has no SDPA path for TimeSformer (it refuses attn_implementation="sdpa"): its own attention.
         m = TimesformerForVideoClassification(TimesformerConfig(**common))
     m.eval()
     return m, torch.randn(1, 3, a.frames, a.size, a.size)
@@ -168,7 +170,8 @@ def main():
             o = child("ort", onnx_path); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items() if v}
     what = a.arch if a.arch.startswith("x3d") or a.arch in TRANSFORMERS else "SlowFast R50 8x8"
-    peer_name = "transformers (PyTorch, SDPA)" if a.arch in TRANSFORMERS else "pytorch"
+    peer_name = ("transformers (PyTorch, SDPA)" if a.arch.startswith("videomae") else "transformers (PyTorch, eager attention)") \
+        if a.arch in TRANSFORMERS else "pytorch"
     print(f"{what} forward, batch 1, clip {a.frames}x{a.size}x{a.size}, {a.threads} threads; "
           f"medians of {a.rounds} rounds x {a.repeat} runs:")
     for k, v in med.items():

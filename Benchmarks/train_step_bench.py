@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: one training step of SlowFast R50 8x8, batch 2, fast clip 32x224x224 (or, with
---arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D at the given clip), same thread count: sfnet (`sfnet bench train-step`) vs PyTorch (eager, train mode: forward, backward of
+--arch x3d-xs|x3d-s|x3d-m|x3d-l, pytorchvideo's X3D at the given clip; with --arch
+videomae-s|videomae-b|timesformer-b, Hugging Face transformers' VideoMAE with SDPA attention /
+TimeSformer with its own (transformers has no SDPA path for it), train mode, no dropout or drop path, as
+`sfnet bench train-step` builds them), same thread count: sfnet (`sfnet bench train-step`) vs PyTorch (eager, train mode: forward, backward of
 sum(logits * R), plain SGD update), interleaved rounds in one invocation. Each contender runs in
 its own process so its peak RSS is its own (ru_maxrss).
 
@@ -23,12 +26,36 @@ def load_generate():
     return mod
 
 
+def load_forward_bench():
+    """forward_bench.py's transformers table (the same configurations the forward benchmark times)."""
+    spec = importlib.util.spec_from_file_location("sfnet_forward_bench", os.path.join(HERE, "forward_bench.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TRANSFORMERS = load_forward_bench().TRANSFORMERS
+
+
 def torch_peer(a):
     """Runs inside a child process: times PyTorch's training step and prints JSON."""
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    if a.arch.startswith("x3d"):
+    if a.arch in TRANSFORMERS:
+        from transformers import VideoMAEConfig, VideoMAEForVideoClassification, TimesformerConfig, TimesformerForVideoClassification
+        family, sizes = TRANSFORMERS[a.arch]
+        common = dict(image_size=a.size, num_frames=a.frames, patch_size=16, num_labels=400,
+                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **sizes)
+        if family == "videomae":
+            m = VideoMAEForVideoClassification(VideoMAEConfig(tubelet_size=2, use_mean_pooling=True, attn_implementation="sdpa", **common))
+        else:
+            # transformers has no SDPA path for TimeSformer (it refuses attn_implementation="sdpa"): its own attention.
+            m = TimesformerForVideoClassification(TimesformerConfig(drop_path_rate=0, **common))
+        # transformers read (N, T, 3, H, W); sfnet's clip is (N, 3, T, H, W).
+        pixels = torch.randn(a.batch, 3, a.frames, a.size, a.size).permute(0, 2, 1, 3, 4).contiguous()
+        run = lambda: m(pixel_values=pixels).logits
+    elif a.arch.startswith("x3d"):
         from pytorchvideo.models.x3d import create_x3d
         net = create_x3d(input_clip_length=a.frames, input_crop_size=a.size, model_num_class=400,
                          depth_factor=X3D_DEPTH[a.arch], dropout_rate=0.5)
@@ -67,7 +94,7 @@ def torch_peer(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sfnet", nargs="?")
-    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8 or x3d-xs|x3d-s|x3d-m|x3d-l")
+    ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8, x3d-xs|x3d-s|x3d-m|x3d-l or videomae-s|videomae-b|timesformer-b")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
@@ -100,13 +127,15 @@ def main():
         s = sfnet(); res["sfnet"].append(s["median_s"]); fwd["sfnet"].append(s["forward_median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
         t = torch_child(); res["pytorch"].append(t["median_s"]); fwd["pytorch"].append(t["forward_median_s"]); rss["pytorch"] = t["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items()}
-    what = a.arch if a.arch.startswith("x3d") else "SlowFast R50 8x8"
+    what = a.arch if a.arch.startswith("x3d") or a.arch in TRANSFORMERS else "SlowFast R50 8x8"
+    peer = ("transformers (PyTorch, SDPA)" if a.arch.startswith("videomae") else "transformers (PyTorch, eager attention)") \
+        if a.arch in TRANSFORMERS else "pytorch"
     print(f"{what} training step (forward + backward + SGD), batch {a.batch}, clip {a.frames}x{a.size}x{a.size}, "
           f"{a.threads} threads; medians of {a.rounds} rounds x {a.repeat} steps:")
     for k, v in med.items():
         print(f"  {k:8s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
               f"rounds {[round(x, 3) for x in res[k]]}")
-    print(f"  sfnet / pytorch = {med['sfnet'] / med['pytorch']:.2f}x (target <= {0.4 if a.arch.startswith('x3d') else 1.0})")
+    print(f"  sfnet / {peer} = {med['sfnet'] / med['pytorch']:.2f}x (target <= {0.4 if a.arch.startswith('x3d') else 1.0})")
     print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}")
     if a.json:
         with open(a.json, "w") as f:

@@ -107,7 +107,11 @@ extension FinetuneOptions {
         if isDefault("layer-decay") { layerDecay = 0.75; sources.set("layer-decay", origin) }
         if isDefault("drop-path") { dropPath = 0.1; sources.set("drop-path", origin) }
         if isDefault("label-smoothing") { labelSmoothing = 0.1; sources.set("label-smoothing", origin) }
-        if isDefault("schedule") { schedule = "cosine"; cosineEndLR = 1e-6; sources.set("schedule", origin) }
+        if isDefault("schedule") {
+            schedule = "cosine"
+            sources.set("schedule", origin)
+            if isDefault("cosine-end-lr") { cosineEndLR = 1e-6; sources.set("cosine-end-lr", origin) }
+        }
         if isDefault("warmup-epochs"), warmupEpochs > Double(epochs) / 4 {
             // The recipe warms up for 5 of 75-100 epochs; a short run keeps the first quarter for it.
             warmupEpochs = Double(epochs) / 4

@@ -51,8 +51,8 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
     /// "sgd" (the study's; default) or "adamw" (the transformers' published fine-tuning recipe).
     public var optimizer = "sgd"
     /// AdamW's betas.
-    public var adamBeta1: Float = 0.9
-    public var adamBeta2: Float = 0.999
+    public var adamBeta1 = 0.9
+    public var adamBeta2 = 0.999
     /// Layer-wise learning-rate decay (transformers): the classifier at the base LR, each encoder layer below
     /// it one factor smaller, the embeddings smallest; 1: off.
     public var layerDecay = 1.0

@@ -593,7 +593,11 @@ public final class FinetuneRun {
             .init("start", start), .init("architecture", arch.summary),
             .init("data", "train \(train.samples.count) clips\(val.map { ", val \($0.samples.count)" } ?? "")\(test.map { ", test \($0.samples.count)" } ?? ""), \(train.classes.count) classes"),
             .init("epochs x iterations", "\(o.epochs) x \(itersPerEpoch) (batch \(o.batch))"),
-            .init("optimizer", "SGD momentum \(o.momentum)\(o.nesterov ? " nesterov" : ""), weight decay \(o.weightDecay) (none on BN and biases)\(o.clipGradNorm.map { ", clip \($0)" } ?? "")"),
+            .init("optimizer", (o.optimizer == "adamw"
+                    ? "AdamW (\(o.adamBeta1), \(o.adamBeta2)), weight decay \(o.weightDecay) (none on biases, norms and embeddings)"
+                        + (arch.model.isTransformer && o.layerDecay < 1 ? ", layer-wise LR decay \(o.layerDecay)" : "")
+                    : "SGD momentum \(o.momentum)\(o.nesterov ? " nesterov" : ""), weight decay \(o.weightDecay) (none on BN and biases)")
+                  + "\(o.clipGradNorm.map { ", clip \($0)" } ?? "")"),
             .init("learning rate", (o.lrScaling != nil ? "(linear scaling for batch \(o.batch)) " : "")
                   + "\(o.warmupStartLR) -> \(o.lr) over \(o.warmupEpochs) epochs, then \(o.schedule)"
                   + (o.schedule == "steps" ? " " + zip(o.lrSteps, o.lrRelative).map { "\($0):\($1)" }.joined(separator: " ") : "")

@@ -23,13 +23,15 @@ public protocol Optimizer: AnyObject {
 extension SGD: Optimizer {}
 
 public struct AdamWConfig: Codable, Sendable, Equatable {
-    public var beta1: Float
-    public var beta2: Float
+    /// The betas in double, as torch keeps them (Python floats): 1 - beta is formed before rounding to float32
+    /// (Float(0.999)'s complement is 1.3e-5 off 0.001, a bias in every second moment).
+    public var beta1: Double
+    public var beta2: Double
     public var epsilon: Float
     /// Clip the global gradient norm to this (torch's clip_grad_norm_) before the update.
     public var clipGradNorm: Float?
 
-    public init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, clipGradNorm: Float? = nil) {
+    public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Float = 1e-8, clipGradNorm: Float? = nil) {
         (self.beta1, self.beta2, self.epsilon, self.clipGradNorm) = (beta1, beta2, epsilon, clipGradNorm)
     }
 
@@ -81,11 +83,13 @@ public final class AdamW: Optimizer {
         }
         let norm = sumSq.squareRoot()
         var coef: Float = 1
-        if let maxNorm = config.clipGradNorm { coef = min(1, Float(Double(maxNorm) / (Double(Float(norm)) + 1e-6))) }
+        // One rounding: the norm stays in double (torch rounds its float32 norm, then the quotient).
+        if let maxNorm = config.clipGradNorm { coef = min(1, Float(Double(maxNorm) / (norm + 1e-6))) }
         stepCount += 1
-        let (b1, b2, eps) = (config.beta1, config.beta2, config.epsilon)
+        let (b2, eps) = (Float(config.beta2), config.epsilon)
+        let (w1, w2) = (Float(1 - config.beta1), Float(1 - config.beta2))
         // torch's AdamW: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t) + eps.
-        let c1 = 1 - Foundation.pow(Double(b1), Double(stepCount)), c2 = 1 - Foundation.pow(Double(b2), Double(stepCount))
+        let c1 = 1 - Foundation.pow(config.beta1, Double(stepCount)), c2 = 1 - Foundation.pow(config.beta2, Double(stepCount))
         var updated = 0
         for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
             let name = params.parameterName(at: i)
@@ -106,10 +110,12 @@ public final class AdamW: Optimizer {
                     secondMoment[name]!.withUnsafeMutableBufferPointer { v in
                         for j in 0 ..< p.count {
                             let grad = coef == 1 ? g[j] : g[j] * coef
+                            // torch's order: decay, exp_avg.lerp_(grad, 1 - b1), exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2),
+                            // param.addcdiv_(exp_avg, denom, -step_size).
                             p[j] *= decay
-                            m[j] = b1 * m[j] + (1 - b1) * grad
-                            v[j] = b2 * v[j] + (1 - b2) * grad * grad
-                            p[j] -= stepSize * m[j] / (v[j].squareRoot() / bias2 + eps)
+                            m[j] += w1 * (grad - m[j])
+                            v[j] = v[j] * b2 + w2 * grad * grad
+                            p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bias2 + eps))
                         }
                     }
                 }
@@ -141,11 +147,8 @@ public final class AdamW: Optimizer {
         guard let text = metadata.first(where: { $0.key == SGD.metadataKey })?.value else {
             throw TrainError(.missing, "no '\(SGD.metadataKey)' metadata: this file holds no optimizer state")
         }
+        try SGD.checkType(text, "adamw")
         let record: StateRecord = try SGD.decodeJSON(text, what: "metadata '\(SGD.metadataKey)'")
-        guard record.type == "adamw" else {
-            throw TrainError(.malformed, "optimizer type '\(record.type)', expected 'adamw'", at: "metadata '\(SGD.metadataKey)'",
-                             hint: "the checkpoint was written with another optimizer; resume with the run's own settings")
-        }
         guard record.step >= 0 else { throw TrainError(.malformed, "step count \(record.step) is negative", at: "metadata '\(SGD.metadataKey)'") }
         var want: [String: [Int]] = [:]
         if let params { for i in 0 ..< params.parameterCount { want[params.parameterName(at: i)] = params.parameterShape(at: i) } }

@@ -223,8 +223,8 @@ public final class SGD {
         guard let text = metadata.first(where: { $0.key == Self.metadataKey })?.value else {
             throw TrainError(.missing, "no '\(Self.metadataKey)' metadata: this file holds no optimizer state")
         }
+        try Self.checkType(text, "sgd")
         let record: StateRecord = try Self.decodeJSON(text, what: "metadata '\(Self.metadataKey)'")
-        guard record.type == "sgd" else { throw TrainError(.malformed, "optimizer type '\(record.type)', expected 'sgd'", at: "metadata '\(Self.metadataKey)'") }
         guard record.step >= 0 else { throw TrainError(.malformed, "step count \(record.step) is negative", at: "metadata '\(Self.metadataKey)'") }
         var shapes: [String: [Int]] = [:]
         if let params { for i in 0 ..< params.parameterCount { shapes[params.parameterName(at: i)] = params.parameterShape(at: i) } }
@@ -276,6 +276,17 @@ public final class SGD {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         return String(decoding: try! enc.encode(v), as: UTF8.self)
+    }
+
+    /// The optimizer a state record was written by, checked before its fields are (an AdamW record is not
+    /// "missing key 'momentum'", it is another optimizer's).
+    static func checkType(_ text: String, _ expected: String) throws {
+        struct Kind: Decodable { var type: String }
+        let kind: Kind = try decodeJSON(text, what: "metadata '\(metadataKey)'")
+        guard kind.type == expected else {
+            throw TrainError(.malformed, "optimizer type '\(kind.type)', expected '\(expected)'", at: "metadata '\(metadataKey)'",
+                             hint: "the checkpoint was written with another optimizer; resume with the run's own settings (--optimizer \(kind.type))")
+        }
     }
 
     static func decodeJSON<T: Decodable>(_ text: String, what: String) throws -> T {
