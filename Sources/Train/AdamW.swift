@@ -72,16 +72,7 @@ public final class AdamW: Optimizer {
     @discardableResult
     public func step(_ params: TrainableParameters, lr: Double) throws -> SGDStepInfo {
         guard lr.isFinite && lr >= 0 else { throw TrainError(.invalidArgument, "learning rate \(lr) must be finite and >= 0", at: "AdamW step") }
-        var sumSq = 0.0
-        for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
-            let s = params.withParameter(at: i) { _, g in SGD.sumOfSquares(UnsafeBufferPointer(g)) }
-            guard s.isFinite else {
-                throw TrainError(.invalidArgument, "gradient is not finite (NaN or infinity); no parameter was updated",
-                                 at: "parameter '\(params.parameterName(at: i))'", hint: "lower the learning rate or enable gradient clipping")
-            }
-            sumSq += s
-        }
-        let norm = sumSq.squareRoot()
+        let norm = try SGD.checkedGradientNorm(params)
         var coef: Float = 1
         // One rounding: the norm stays in double (torch rounds its float32 norm, then the quotient).
         if let maxNorm = config.clipGradNorm { coef = min(1, Float(Double(maxNorm) / (norm + 1e-6))) }
