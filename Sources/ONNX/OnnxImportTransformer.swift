@@ -36,10 +36,10 @@ extension OnnxImport {
         let conv = nodes[convK]
         guard conv.inputs.count >= 2 else { throw g.fail("the patch embedding \(g.describe(convK)) has no weight") }
         let kernel = try g.floatTensor(conv.inputs[1], what: "patch embedding weight")
-        let family: ModelKind = kernel.shape.count == 5 ? .videomae : .timesformer
-        guard kernel.shape.count == 5 || kernel.shape.count == 4, kernel.shape[1] == 3 else {
+        guard kernel.shape.count == 5 || kernel.shape.count == 4, kernel.shape[1] == 3, kernel.shape[0] > 0 else {
             throw g.fail("the patch embedding \(g.describe(convK)) has weight \(kernel.shape), expected [D, 3, t, p, p] or [D, 3, p, p]")
         }
+        let family: ModelKind = kernel.shape.count == 5 ? .videomae : .timesformer
         let d = kernel.shape[0], p = kernel.shape[kernel.shape.count - 1], tubelet = family == .videomae ? kernel.shape[2] : 1
         let window = Array(kernel.shape.dropFirst(2))
         guard kernel.shape[kernel.shape.count - 2] == p else { throw g.unsupported("the patch embedding's patches are \(window), not square") }

@@ -205,7 +205,7 @@ extension OnnxTransformerWalk {
         var labels: [Character]?, chunk: Int?, scale = 1.0, heads = 0, headDim = 0, sequence: Int?
         func resolve(_ h: Int?, _ d: Int?, _ total: Int) throws -> (Int, Int) {
             let hh = h.flatMap { $0 > 0 ? $0 : nil }, dd = d.flatMap { $0 > 0 ? $0 : nil }
-            if let hh, let dd, hh * dd == total { return (hh, dd) }
+            if let hh, let dd, case let (p, o) = hh.multipliedReportingOverflow(by: dd), !o, p == total { return (hh, dd) }
             if let hh, dd == nil, d == -1 || d == nil, hh > 0, total % hh == 0 { return (hh, total / hh) }
             if let dd, hh == nil, h == -1 || h == nil, dd > 0, total % dd == 0 { return (total / dd, dd) }
             throw unsupported("\(what): the head split [\(h.map(String.init) ?? "?"), \(d.map(String.init) ?? "?")] does not divide \(total) channels")
