@@ -37,6 +37,8 @@ public struct OnnxNode: Sendable {
     /// A tensor attribute named `value` (a Constant node's tensor; torch.onnx.export writes shapes,
     /// scalars and VideoMAE's position table this way), its bytes as an initializer's.
     public var tensorValue: OnnxInitializer?
+    /// String attributes (Gelu's `approximate`), kept apart from the numeric ones.
+    public var stringAttributes: [(name: String, value: String)] = []
 
     public init(_ opType: String, name: String, inputs: [String], outputs: [String],
                 attributes: [(name: String, value: OnnxAttributeValue)] = [], tensorValue: OnnxInitializer? = nil) {
@@ -204,6 +206,16 @@ public struct OnnxModel: Sendable {
                     p.pointee.f = v
                 }
                 return p
+            } + node.stringAttributes.map { attr in
+                let p = a.message(Onnx__AttributeProto.self, onnx__attribute_proto__init)
+                p.pointee.name = a.string(attr.name)
+                p.pointee.has_type = 1
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING
+                p.pointee.has_s = 1
+                let bytes = Array(attr.value.utf8)
+                let (n, ptr) = a.values(bytes)
+                p.pointee.s = ProtobufCBinaryData(len: n, data: ptr)
+                return p
             } + (node.tensorValue.map { t in
                 let p = a.message(Onnx__AttributeProto.self, onnx__attribute_proto__init)
                 p.pointee.name = a.string("value")
@@ -310,12 +322,15 @@ public struct OnnxModel: Sendable {
                          }
                      })
         }
-        // Constant nodes' tensors (the nodes come in the same order as the C list).
+        // Constant nodes' tensors and string attributes (the nodes come in the same order as the C list).
         for (k, n) in list(g.pointee.n_node, g.pointee.node).compactMap({ $0 }).enumerated() {
-            let value = list(n.pointee.n_attribute, n.pointee.attribute).compactMap { $0 }.first {
-                str($0.pointee.name) == "value" && $0.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR
-            }
+            let attributes = list(n.pointee.n_attribute, n.pointee.attribute).compactMap { $0 }
+            let value = attributes.first { str($0.pointee.name) == "value" && $0.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR }
             if let t = value?.pointee.t { model.nodes[k].tensorValue = try tensor(t) }
+            model.nodes[k].stringAttributes = attributes.filter { $0.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING }.map { p in
+                let b = p.pointee.s
+                return (str(p.pointee.name), String(decoding: b.len == 0 ? [] : Array(UnsafeBufferPointer(start: b.data, count: b.len)), as: UTF8.self))
+            }
         }
         model.initializers = try list(g.pointee.n_initializer, g.pointee.initializer).compactMap { $0 }.map(tensor)
         func tensor(_ t: UnsafeMutablePointer<Onnx__TensorProto>) throws -> OnnxInitializer {

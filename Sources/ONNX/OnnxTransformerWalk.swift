@@ -381,8 +381,13 @@ final class OnnxTransformerWalk {
         func has(_ c: Double) -> Bool { constants.contains { abs($0 - c) <= 1e-6 * max(1, abs(c)) } }
         func only(_ allowed: [Double]) -> Bool { constants.allSatisfy { c in allowed.contains { abs($0 - c) <= 1e-6 * max(1, abs($0)) } } }
         let act: String
-        if ops.contains("Gelu") {
-            throw unsupported("a Gelu op (opset 20): its approximate attribute is not read; export with opset 17-19")
+        if ops == ["Gelu"] {
+            // Opset 20's Gelu op: approximate "none" (erf, the default) or "tanh".
+            let approximate = nodes[region[0]].stringAttributes.first { $0.name == "approximate" }?.value ?? "none"
+            guard let a = ["none": "gelu", "tanh": "gelu_tanh"][approximate] else {
+                throw unsupported("Gelu \(describe(region[0])) with approximate \"\(approximate.prefix(20))\"")
+            }
+            act = a
         } else if ops.filter({ $0 == "Erf" }).count == 1, !ops.contains("Tanh"), has(0.5), has(1),
                   has(2.0.squareRoot()) || has(0.5.squareRoot()), only([0.5, 1, 2.0.squareRoot(), 0.5.squareRoot()]), region.count <= 6 {
             act = "gelu"

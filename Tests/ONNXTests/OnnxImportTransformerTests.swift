@@ -59,6 +59,24 @@ final class OnnxImportTransformerTests: XCTestCase {
         try assertSameAsFolder("tiny_videomae.onnx", folder: "tiny_videomae", reference: "tiny_videomae_ref.safetensors")
         try assertSameAsFolder("tiny_videomae_opset14.onnx", folder: "tiny_videomae", reference: "tiny_videomae_ref.safetensors")
         try assertSameAsFolder("tiny_videomae_cls_nofold.onnx", folder: "tiny_videomae_cls", reference: "tiny_videomae_cls_ref.safetensors")
+        try assertSameAsFolder("tiny_videomae_opset20.onnx", folder: "tiny_videomae", reference: "tiny_videomae_ref.safetensors")
+    }
+
+    /// Constant nodes' tensors and string attributes (opset 20's Gelu approximate) survive OnnxModel's write and parse.
+    func testConstantTensorsAndStringAttributesRoundTrip() throws {
+        let m = try model("tiny_videomae_opset20.onnx")
+        let gelu = try XCTUnwrap(m.nodes.first { $0.opType == "Gelu" })
+        XCTAssertEqual(gelu.stringAttributes.map(\.name), ["approximate"])
+        XCTAssertEqual(gelu.stringAttributes.first?.value, "none")
+        let back = try m.serialized().withUnsafeBytes { try OnnxModel.parse($0) }
+        for (a, b) in zip(m.nodes, back.nodes) {
+            XCTAssertEqual(a.tensorValue?.rawData.array, b.tensorValue?.rawData.array, a.name)
+            XCTAssertEqual(a.tensorValue?.dims, b.tensorValue?.dims, a.name)
+            XCTAssertEqual(a.stringAttributes.map { "\($0.name)=\($0.value)" }, b.stringAttributes.map { "\($0.name)=\($0.value)" }, a.name)
+        }
+        let x = try OnnxImport.importModel(m), y = try OnnxImport.importModel(back)
+        XCTAssertEqual(x.tensors.names, y.tensors.names)
+        for name in x.tensors.names { XCTAssertEqual(x.tensors[name]!.data.array, y.tensors[name]?.data.array, name) }
     }
 
     func testTorchExportsOfTimeSformerConvertToTheFolderTensorsAndVerify() throws {
