@@ -144,7 +144,7 @@ extension OnnxImport {
         let ops = regroupOps.union(["Add"])
         while let x = frontier.popLast() {
             guard seen.insert(x).inserted, seen.count <= g.nodes.count else { continue }
-            if let s = patchSlice(x, g, mark: false), (try? layerNormNear(s, width: d, what: "", probe: g)) != nil {
+            if let s = patchSlice(x, g, mark: false), reachesLayerNorm(s, width: d, g) {
                 guard start == nil || start == x else { throw g.fail("TimeSformer embeddings: two first layers") }
                 start = x
                 continue
@@ -196,10 +196,17 @@ extension OnnxImport {
                         (prefix + "time_embeddings", time.1, "'\(time.0)'")], time.1.shape[1], side)
     }
 
-    /// layerNormNear without marking anything (finding the first layer).
-    static func layerNormNear(_ v: String, width: Int, what: String, probe g: OnnxTransformerWalk) throws -> OnnxLayerNorm {
-        let saved = (g.visited, g.usedConstants)
-        defer { (g.visited, g.usedConstants) = saved }
-        return try layerNormNear(v, width: width, what: what, g)
+    /// Whether `v`, or a reshape of it keeping the width, is read by a LayerNorm (either form); marks nothing.
+    static func reachesLayerNorm(_ v: String, width: Int, _ g: OnnxTransformerWalk) -> Bool {
+        var frontier = [v], steps = 0
+        while let x = frontier.popLast(), steps <= g.nodes.count {
+            steps += 1
+            for k in g.readers(x) {
+                let n = g.nodes[k]
+                if n.opType == "LayerNormalization" && n.inputs.first == x || n.opType == "ReduceMean" && g.isLastAxisMean(k) { return true }
+                if n.opType == "Reshape", g.isTokenReshape(k, width: width) { frontier.append(n.outputs[0]) }
+            }
+        }
+        return false
     }
 }

@@ -335,7 +335,7 @@ final class OnnxTransformerWalk {
     }
 
     /// A ReduceMean over the last axis, keeping it (axes as the attribute, or from opset 18 the second input).
-    private func isLastAxisMean(_ k: Int) -> Bool {
+    func isLastAxisMean(_ k: Int) -> Bool {
         let n = nodes[k]
         if case let .int(keep)? = n.attribute("keepdims"), keep == 0 { return false }
         if case let .ints(axes)? = n.attribute("axes") { return axes == [-1] }
