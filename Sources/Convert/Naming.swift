@@ -18,6 +18,9 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
     case videomaeOriginal = "videomae-original"
     /// facebookresearch/TimeSformer's names (`model.blocks.N.temporal_attn`, `time_embed`, `pos_embed`).
     case timesformerOriginal = "timesformer-original"
+    /// mmaction2's VideoMAE (`VisionTransformer`) and divided space-time TimeSformer, with `cls_head.fc_cls` (MMAction2Transformer.swift).
+    case mmaction2VideoMAE = "mmaction2-videomae"
+    case mmaction2TimeSformer = "mmaction2-timesformer"
 
     /// The table that maps this naming to canonical keys.
     public var keyMap: KeyMap {
@@ -32,6 +35,8 @@ public enum Naming: String, CaseIterable, Sendable, Codable {
         case .huggingface: return .huggingface
         case .videomaeOriginal: return .videomaeOriginal
         case .timesformerOriginal: return .timesformerOriginal
+        case .mmaction2VideoMAE: return .mmaction2VideoMAE
+        case .mmaction2TimeSformer: return .mmaction2TimeSformer
         }
     }
 

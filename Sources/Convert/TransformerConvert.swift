@@ -10,7 +10,9 @@ import Formats
 
 extension Naming {
     /// The namings of the transformer families.
-    public var isTransformer: Bool { self == .huggingface || self == .videomaeOriginal || self == .timesformerOriginal }
+    public var isTransformer: Bool {
+        [.huggingface, .videomaeOriginal, .timesformerOriginal, .mmaction2VideoMAE, .mmaction2TimeSformer].contains(self)
+    }
 }
 
 extension KeyMap {
@@ -61,6 +63,7 @@ extension KeyMap {
 public enum TransformerConvert {
     /// The transformer naming of `keys`, or nil when they are not a video transformer's.
     public static func detectNaming(_ keys: [String]) -> Naming? {
+        if let mmaction2 = MMAction2Transformer.detect(keys) { return mmaction2 }
         if keys.contains(where: { $0.hasPrefix("videomae.") || $0.hasPrefix("timesformer.") }) { return .huggingface }
         let stripped = keys.map { $0.hasPrefix("model.") ? String($0.dropFirst(6)) : $0 }
         if stripped.contains(where: { $0.hasPrefix("blocks.") && $0.contains(".temporal_attn.") }) || stripped.contains("time_embed") {
@@ -75,8 +78,8 @@ public enum TransformerConvert {
     /// The family a naming's keys belong to.
     static func family(_ naming: Naming, keys: [String]) -> ModelKind {
         switch naming {
-        case .timesformerOriginal: return .timesformer
-        case .videomaeOriginal: return .videomae
+        case .timesformerOriginal, .mmaction2TimeSformer: return .timesformer
+        case .videomaeOriginal, .mmaction2VideoMAE: return .videomae
         default: return keys.contains { $0.hasPrefix("timesformer.") } ? .timesformer : .videomae
         }
     }
@@ -104,7 +107,12 @@ public enum TransformerConvert {
             order.append(name)
         }
         for (name, tensor) in source.ordered {
-            if naming == .videomaeOriginal, let layer = qkvLayer(name) {
+            if let reason = try MMAction2Transformer.setAside(name, tensor, naming: naming) {
+                dropped.append((name, reason))
+                notes.append("\(name): \(reason)")
+                continue
+            }
+            if let layer = naming == .videomaeOriginal ? qkvLayer(name) : naming == .mmaction2VideoMAE ? MMAction2Transformer.qkvLayer(name) : nil {
                 guard tensor.shape.count == 2, tensor.shape[0] % 3 == 0 else {
                     throw ConvertError.invalidConfig(["\(name) is \(Tensor.shapeString(tensor.shape)), expected [3 x hidden, hidden]"])
                 }

@@ -7,7 +7,7 @@
 // into the residual Add), and on the fast pathway the fusion convs whose output
 // is concatenated onto the slow pathway. A block with branch1 starts a new stage.
 // The head is the one Gemm (or MatMul + Add) with a constant weight. X3D graphs (a stem conv feeding a
-// channel-wise conv) are walked by OnnxImportX3D.swift.
+// channel-wise conv) are walked by OnnxImportX3D.swift, VideoMAE / TimeSformer graphs by OnnxImportTransformer.swift.
 //
 // BatchNormalization after a conv is taken as that conv's BN. A conv with a bias
 // and no BN (torch.onnx.export folds BN into the conv in eval mode) becomes the
@@ -102,6 +102,11 @@ public enum OnnxImport {
             alias[n.outputs[0]] = n.inputs[0]
         }
         func constant(_ name: String) -> OnnxInitializer? { inits[name] ?? alias[name].flatMap { inits[$0] } }
+        // VideoMAE / TimeSformer (OnnxImportTransformer.swift): one patch-embedding Conv, attention Softmax.
+        if isTransformerGraph(nodes) {
+            let g = OnnxTransformerWalk(model: model, producer: producer, consumers: consumers, inits: inits, alias: alias, file: file)
+            return try importTransformer(model, g, arch: arch)
+        }
 
         func tensor(_ name: String, what: String) throws -> Tensor {
             guard let i = constant(name) else { throw fail("\(what) '\(name)' is not an initializer", file) }
@@ -386,7 +391,10 @@ extension OnnxImport {
     public static func convert(_ req: ConvertRequest, progress: ((String, Int, Int) -> Void)? = nil) throws -> ConvertSummary {
         // A 2D ImageNet graph (4-D conv weights) into a video network: read it as the 2D ResNet it is
         // and let the converter inflate it, exactly as for torchvision and Detectron sources.
-        var ckpt = try read(path: req.input)
+        var ckpt = try read(path: req.input, arch: req.options.arch?.model.isTransformer == true ? req.options.arch : nil)
+        if let family = ckpt.metadataValue("onnx.family"), family == "videomae" || family == "timesformer" {
+            return try convertTransformer(req, ckpt, progress: progress)
+        }
         if ckpt.metadataValue("onnx.x3d_inner") == "relu", req.options.arch?.x3d?.swishInner != false {
             // The weights cannot say which activation follows the 3x3x3; the graph can, and detection would take Swish.
             throw FormatError(.unsupported, "ONNX graph: this X3D applies ReLU after its 3x3x3 convolutions, where published X3Ds "
@@ -404,6 +412,25 @@ extension OnnxImport {
         r.importNotes = ["read from ONNX \(URL(fileURLWithPath: req.input).lastPathComponent): tensors mapped from the graph (\(ckpt.metadata.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))"]
         if ckpt.metadataValue("onnx.folded_bn") != "0" {
             r.importNotes.append("folded BN represented as identity BN carrying the conv bias")
+        }
+        return try ConvertPipeline.run(r, progress: progress)
+    }
+
+    /// A VideoMAE / TimeSformer graph: its tensors under Hugging Face's names and the architecture the graph
+    /// implies (unless --arch-json gives one) through the transformers' strict conversion.
+    static func convertTransformer(_ req: ConvertRequest, _ ckpt: Checkpoint, progress: ((String, Int, Int) -> Void)?) throws -> ConvertSummary {
+        let graphArch = try ArchConfig.fromJSON(ckpt.metadataValue("onnx.arch") ?? "")
+        var r = req
+        r.output = req.output ?? ConvertPipeline.defaultOutput(for: req.input)
+        r.options.naming = .huggingface
+        r.preloaded = ckpt
+        let facts = ckpt.metadata.filter { $0.key != "onnx.arch" }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        r.importNotes = ["read from ONNX \(URL(fileURLWithPath: req.input).lastPathComponent): tensors mapped from the graph (\(facts))"]
+        if let given = req.options.arch {
+            if given != graphArch { r.importNotes.append("--arch-json replaces the architecture the graph implies (\(graphArch.summary))") }
+        } else {
+            r.options.arch = graphArch
+            r.importNotes.append("architecture from the graph: \(graphArch.summary)")
         }
         return try ConvertPipeline.run(r, progress: progress)
     }

@@ -1,7 +1,8 @@
 // An ONNX ModelProto as plain Swift values, serialized and parsed through the
 // protobuf-c code generated from onnx.proto (CONNX). Only the parts sfnet
-// writes are modelled: one graph of nodes with int/ints/float attributes,
-// initializers as raw_data, tensor-typed inputs and outputs, metadata props.
+// writes are modelled: one graph of nodes with int/ints/float attributes (and a
+// Constant node's tensor `value`), initializers as raw_data, tensor-typed inputs
+// and outputs, metadata props.
 
 import CONNX
 import Foundation
@@ -33,14 +34,20 @@ public struct OnnxNode: Sendable {
     public var inputs: [String]
     public var outputs: [String]
     public var attributes: [(name: String, value: OnnxAttributeValue)]
+    /// A tensor attribute named `value` (a Constant node's tensor; torch.onnx.export writes shapes,
+    /// scalars and VideoMAE's position table this way), its bytes as an initializer's.
+    public var tensorValue: OnnxInitializer?
+    /// String attributes (Gelu's `approximate`), kept apart from the numeric ones.
+    public var stringAttributes: [(name: String, value: String)] = []
 
     public init(_ opType: String, name: String, inputs: [String], outputs: [String],
-                attributes: [(name: String, value: OnnxAttributeValue)] = []) {
+                attributes: [(name: String, value: OnnxAttributeValue)] = [], tensorValue: OnnxInitializer? = nil) {
         self.opType = opType
         self.name = name
         self.inputs = inputs
         self.outputs = outputs
         self.attributes = attributes
+        self.tensorValue = tensorValue
     }
 
     public func attribute(_ name: String) -> OnnxAttributeValue? { attributes.first { $0.name == name }?.value }
@@ -142,7 +149,7 @@ public struct OnnxModel: Sendable {
     /// The ModelProto bytes (protobuf-c pack of the whole model, in memory).
     public func serialized() throws -> [UInt8] {
         let arena = Arena()
-        return try withExtendedLifetime(initializers) {
+        return try withExtendedLifetime((initializers, nodes)) {
             let model = build(arena)
             let size = onnx__model_proto__get_packed_size(model)
             var out = [UInt8](repeating: 0, count: size)
@@ -199,10 +206,28 @@ public struct OnnxModel: Sendable {
                     p.pointee.f = v
                 }
                 return p
-            })
+            } + node.stringAttributes.map { attr in
+                let p = a.message(Onnx__AttributeProto.self, onnx__attribute_proto__init)
+                p.pointee.name = a.string(attr.name)
+                p.pointee.has_type = 1
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING
+                p.pointee.has_s = 1
+                let bytes = Array(attr.value.utf8)
+                let (n, ptr) = a.values(bytes)
+                p.pointee.s = ProtobufCBinaryData(len: n, data: ptr)
+                return p
+            } + (node.tensorValue.map { t in
+                let p = a.message(Onnx__AttributeProto.self, onnx__attribute_proto__init)
+                p.pointee.name = a.string("value")
+                p.pointee.has_type = 1
+                p.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR
+                p.pointee.t = tensorProto(t)
+                return [p]
+            } ?? []))
             return n
         })
-        (g.pointee.n_initializer, g.pointee.initializer) = a.array(initializers.map { t in
+        (g.pointee.n_initializer, g.pointee.initializer) = a.array(initializers.map(tensorProto))
+        func tensorProto(_ t: OnnxInitializer) -> UnsafeMutablePointer<Onnx__TensorProto> {
             let p = a.message(Onnx__TensorProto.self, onnx__tensor_proto__init)
             p.pointee.name = a.string(t.name)
             p.pointee.has_data_type = 1
@@ -226,7 +251,7 @@ public struct OnnxModel: Sendable {
                 len: t.rawData.count,
                 data: UnsafeMutablePointer(mutating: t.rawData.raw.baseAddress?.assumingMemoryBound(to: UInt8.self)))
             return p
-        })
+        }
         func valueInfo(_ v: OnnxValueInfo) -> UnsafeMutablePointer<Onnx__ValueInfoProto> {
             let p = a.message(Onnx__ValueInfoProto.self, onnx__value_info_proto__init)
             p.pointee.name = a.string(v.name)
@@ -297,7 +322,18 @@ public struct OnnxModel: Sendable {
                          }
                      })
         }
-        model.initializers = try list(g.pointee.n_initializer, g.pointee.initializer).compactMap { $0 }.map { t in
+        // Constant nodes' tensors and string attributes (the nodes come in the same order as the C list).
+        for (k, n) in list(g.pointee.n_node, g.pointee.node).compactMap({ $0 }).enumerated() {
+            let attributes = list(n.pointee.n_attribute, n.pointee.attribute).compactMap { $0 }
+            let value = attributes.first { str($0.pointee.name) == "value" && $0.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR }
+            if let t = value?.pointee.t { model.nodes[k].tensorValue = try tensor(t) }
+            model.nodes[k].stringAttributes = attributes.filter { $0.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING }.map { p in
+                let b = p.pointee.s
+                return (str(p.pointee.name), String(decoding: b.len == 0 ? [] : Array(UnsafeBufferPointer(start: b.data, count: b.len)), as: UTF8.self))
+            }
+        }
+        model.initializers = try list(g.pointee.n_initializer, g.pointee.initializer).compactMap { $0 }.map(tensor)
+        func tensor(_ t: UnsafeMutablePointer<Onnx__TensorProto>) throws -> OnnxInitializer {
             let name = str(t.pointee.name)
             let dims = list(t.pointee.n_dims, t.pointee.dims).map { Int($0) }
             let raw: Bytes

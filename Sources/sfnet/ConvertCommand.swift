@@ -14,8 +14,8 @@ struct ConvertCommand: ParsableCommand {
         abstract: "Convert a checkpoint or a Hugging Face model folder into sfnet's native weights (safetensors with canonical names).",
         discussion: """
         The naming (pyslowfast, pytorchvideo, mmaction2, caffe2, detectron, torchvision; for the video
-        transformers VideoMAE and TimeSformer: huggingface, videomae-original, timesformer-original) and the
-        architecture are detected from the tensors;
+        transformers VideoMAE and TimeSformer: huggingface, videomae-original, timesformer-original,
+        mmaction2-videomae, mmaction2-timesformer) and the architecture are detected from the tensors;
         every tensor must match the architecture unless --allow-partial. An existing output is never replaced
         without --force, and the output appears atomically only when complete.
 
@@ -24,6 +24,11 @@ struct ConvertCommand: ParsableCommand {
         and query.bias / value.bias); videomae-original is MCG-NJU/VideoMAE's .pth ({"model"} or {"module"};
         blocks.N.attn.qkv.weight is split into query, key and value); timesformer-original is
         facebookresearch/TimeSformer's .pyth ({"model_state"}, model.blocks.N..., temporal_attn, temporal_fc).
+        mmaction2-videomae / mmaction2-timesformer read mmaction2's {"state_dict"} (backbone.blocks.N.attn.qkv,
+        mlp.layers.0.0; backbone.transformer_layers.layers.N.attentions.0/1.attn.in_proj_weight, ffns.0;
+        cls_head.fc_cls) with the original code's eps 1e-6; VideoMAE's pos_embed buffer must be the fixed
+        sinusoid (it is left out: sfnet computes it), and layer scale (gamma_1/gamma_2) is refused.
+        An ONNX file of either (torch.onnx.export or sfnet export) is mapped from its graph, architecture included.
 
         INPUT may be a Hugging Face model folder as save_pretrained writes it: config.json beside
         model.safetensors, or model.safetensors.index.json and its shards, or pytorch_model.bin. The
