@@ -158,6 +158,9 @@ extension OnnxImport {
         if !pooled.mean, abs(pooled.norm.eps - eps) > 1e-6 * eps {
             throw g.unsupported("the final layernorm's eps \(pooled.norm.eps) differs from the layers' \(eps): sfnet's transformers use one layer_norm_eps")
         }
+        // The clip within what sfnet's architectures take (before any grid arithmetic on it).
+        if let f = frames, !(1 ... 4096).contains(f) { throw g.unsupported("the input has \(f) frames; sfnet takes 1...4096") }
+        if let c = crop, !(1 ... 8192).contains(c) { throw g.unsupported("the input is \(c) pixels wide; sfnet takes 1...8192") }
         guard let frames, let crop else {
             guard given != nil else {
                 throw g.unsupported("the input '\(input.name)' is \(input.dims): the frames and crop are not fixed in the graph; pass --arch-json")
@@ -241,7 +244,9 @@ extension OnnxImport {
             }
 
             // Nothing the walk did not explain: every weight-sized constant mapped, every compute node in a block.
-            for (name, i) in g.inits.sorted(by: { $0.key < $1.key }) where OnnxImport.dtype(i.dataType) != nil && i.dims.reduce(1, *) > 1 {
+            // (A shape whose element count overflows is no scalar either.)
+            func weightSized(_ dims: [Int]) -> Bool { OnnxShapes.product(dims).map { $0 > 1 } ?? true }
+            for (name, i) in g.inits.sorted(by: { $0.key < $1.key }) where OnnxImport.dtype(i.dataType) != nil && weightSized(i.dims) {
                 if !g.usedConstants.contains(name) && !g.alias.contains(where: { $0.value == name && g.usedConstants.contains($0.key) }) {
                     throw g.unsupported("initializer '\(name)' \(i.dims) is not part of any block sfnet recognised in this \(family.rawValue) graph")
                 }
@@ -249,7 +254,7 @@ extension OnnxImport {
             let compute: Set<String> = ["MatMul", "Gemm", "Conv", "LayerNormalization", "Softmax", "Erf", "Tanh", "Sigmoid", "Relu", "Gelu", "ReduceMean", "Pow", "Sqrt"]
             for (k, n) in nodes.enumerated() where !g.visited.contains(k) {
                 if compute.contains(n.opType) { throw g.unsupported("\(g.describe(k)) is not part of any block sfnet recognised in this \(family.rawValue) graph") }
-                if n.opType == "Constant", let t = n.tensorValue, OnnxImport.dtype(t.dataType) != nil, t.dims.reduce(1, *) > 1,
+                if n.opType == "Constant", let t = n.tensorValue, OnnxImport.dtype(t.dataType) != nil, weightSized(t.dims),
                    !n.outputs.contains(where: g.usedConstants.contains) {
                     throw g.unsupported("constant \(g.describe(k)) \(t.dims) is not part of any block sfnet recognised")
                 }

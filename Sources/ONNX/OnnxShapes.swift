@@ -55,8 +55,7 @@ struct OnnxShapes {
     }
 
     static func intValues(_ i: OnnxInitializer) -> [Int]? {
-        let n = i.dims.reduce(1) { $0 &* $1 }
-        guard i.dims.allSatisfy({ $0 >= 0 && $0 <= maxInts }), n <= maxInts else { return nil }
+        guard let n = product(i.dims), n <= maxInts else { return nil }
         let size: Int
         switch i.dataType { case 7: size = 8; case 6: size = 4; case 9: size = 1; default: return nil }
         guard i.rawData.count == n * size else { return nil }

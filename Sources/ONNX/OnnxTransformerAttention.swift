@@ -220,7 +220,7 @@ extension OnnxTransformerWalk {
                 }
                 chunk = index
             case let .slice(axis, start, end) where labels == nil:
-                guard fused, chunk == nil, axis == -1 || axis >= 1, start >= 0, end - start == width, start % width == 0, start / width < 3 else {
+                guard fused, chunk == nil, axis == -1 || axis >= 1, start >= 0, end >= start, end - start == width, start % width == 0, start / width < 3 else {
                     throw unsupported("\(what): a Slice of the projection that is not one of its q, k, v thirds")
                 }
                 chunk = start / width

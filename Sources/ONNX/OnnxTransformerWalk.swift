@@ -100,8 +100,8 @@ final class OnnxTransformerWalk {
     /// The integers of a small int64/int32 constant (at most 64), nil otherwise.
     func constantInts(_ v: String) -> [Int]? {
         guard let i = constant(v), i.dims.allSatisfy({ $0 >= 0 && $0 <= 64 }) else { return nil }
-        let n = i.dims.reduce(1, *), size = i.dataType == 7 ? 8 : i.dataType == 6 ? 4 : 0
-        guard size > 0, n <= 64, i.rawData.count == n * size else { return nil }
+        let size = i.dataType == 7 ? 8 : i.dataType == 6 ? 4 : 0
+        guard size > 0, let n = OnnxShapes.product(i.dims), n <= 64, i.rawData.count == n * size else { return nil }
         return withExtendedLifetime(i.rawData.owner) {
             (0 ..< n).map { j in
                 size == 8 ? Int(Int64(littleEndian: i.rawData.raw.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)))
@@ -131,7 +131,7 @@ final class OnnxTransformerWalk {
     /// (torch without constant folding writes the attention scale as Cast(Sqrt(c))).
     func scalar(_ v: String, depth: Int = 0) -> Double? {
         if let i = constant(v) {
-            guard i.dims.reduce(1, *) == 1, i.dims.allSatisfy({ $0 == 1 }) else { return nil }
+            guard i.dims.allSatisfy({ $0 == 1 }) else { return nil }  // one element, any rank
             if let dt = OnnxImport.dtype(i.dataType), i.rawData.count == dt.size {
                 return Double(DTypeCast.loadFloat(i.rawData.raw, index: 0, dtype: dt))
             }

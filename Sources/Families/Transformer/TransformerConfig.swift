@@ -127,7 +127,9 @@ public struct TransformerConfig: Codable, Equatable, Sendable {
             if meanPooling { p.append("timesformer classifies its class token: use_mean_pooling must be false") }
         }
         let g = grid(frames: frames, crop: crop)
-        if g.t * g.h * g.w > 1 << 20 { p.append("the clip makes \(g.t * g.h * g.w) tokens, more than \(1 << 20)") }
+        // Overflow-checked: a hostile --arch-json or graph can give any clip before its own range check runs.
+        let (hw, o1) = g.h.multipliedReportingOverflow(by: g.w), (tokens, o2) = g.t.multipliedReportingOverflow(by: hw)
+        if o1 || o2 || tokens > 1 << 20 { p.append("the clip makes \(o1 || o2 ? "too many" : String(tokens)) tokens, more than \(1 << 20)") }
         return p
     }
 }
