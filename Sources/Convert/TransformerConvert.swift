@@ -124,6 +124,12 @@ public enum TransformerConvert {
                 continue
             }
             let canonical = naming.canonicalName(name).name
+            // Layer scale (VideoMAE's init_values > 0: x + gamma * branch) changes what every block computes; the
+            // Hugging Face network has none, so dropping it would change the numbers silently.
+            if naming == .videomaeOriginal, name.hasPrefix("blocks."), name.hasSuffix(".gamma_1") || name.hasSuffix(".gamma_2") {
+                throw ConvertError.invalidConfig(["\(name): a layer-scale VideoMAE (init_values > 0) scales each block's branches by "
+                    + "gamma_1 / gamma_2, which the Hugging Face network sfnet runs does not have; it cannot be converted without changing its outputs"])
+            }
             let canonicalRoots = ["videomae.", "timesformer.", "fc_norm.", "classifier."]
             if naming != .huggingface, !canonicalRoots.contains(where: { canonical.hasPrefix($0) }) {
                 dropped.append((name, "not a tensor of the \(family.rawValue) network (no \(naming.rawValue) rule maps it)"))

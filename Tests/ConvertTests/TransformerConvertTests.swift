@@ -286,4 +286,15 @@ final class TransformerConvertTests: XCTestCase {
         XCTAssertEqual(Naming.huggingface.canonicalName("videomae.encoder.layer.3.attention.attention.value.bias").name,
                        "videomae.encoder.layer.3.attention.attention.value.bias")
     }
+    /// A layer-scale VideoMAE (the original code's init_values > 0) scales each block's branches by gamma_1 / gamma_2,
+    /// which the Hugging Face network has no place for: refused by name, never dropped silently.
+    func testLayerScaleVideoMAEIsRefused() throws {
+        var ck = try CheckpointReader.read(path: Self.path("tiny_videomae_orig.pth"))
+        XCTAssertNoThrow(try convertTensors(ck, options: ConvertOptions()))
+        let values = [Float](repeating: 0.1, count: 24)
+        let buffer = OwnedBuffer(count: values.count * 4)
+        values.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        ck.tensors.set("blocks.0.gamma_1", Formats.Tensor(dtype: .f32, shape: [24], data: buffer.bytes))
+        assertThrows(try convertTensors(ck, options: ConvertOptions()), ["blocks.0.gamma_1", "layer-scale"])
+    }
 }
