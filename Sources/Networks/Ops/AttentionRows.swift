@@ -26,19 +26,7 @@ func rowMaximum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
 func expNonPositive8(_ v: SIMD8<Float>) -> SIMD8<Float> {
     let lo = SIMD8<Float>(repeating: -87.3)
     let x = v.replacing(with: lo, where: v .< lo)
-    let magic = SIMD8<Float>(repeating: 12_582_912)
-    let t = x * SIMD8(repeating: 1.442_695_04) + magic
-    let n = t - magic
-    let r = x - n * SIMD8(repeating: 0.693_359_375) - n * SIMD8(repeating: -2.121_944_4e-4)
-    var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
-    p = p * r + SIMD8(repeating: 1.398_199_95e-3)
-    p = p * r + SIMD8(repeating: 8.333_451_9e-3)
-    p = p * r + SIMD8(repeating: 4.166_579_59e-2)
-    p = p * r + SIMD8(repeating: 1.666_666_55e-1)
-    p = p * r + SIMD8(repeating: 5.000_000_12e-1)
-    let e = p * (r * r) + r + SIMD8(repeating: 1)
-    let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8(repeating: 0x4B40_0000)
-    return e * unsafeBitCast((bits &+ SIMD8(repeating: 127)) &<< SIMD8(repeating: 23), to: SIMD8<Float>.self)
+    return exp8Clamped(x)
 }
 
 /// The last `n` < 8 floats at `p` in lanes 0..<n, -infinity beyond (exp gives 0 there after the zeroing

@@ -13,6 +13,13 @@ func exp8(_ v: SIMD8<Float>) -> SIMD8<Float> {
     // Masked selects, not clamped(): pointwiseMin/Max are not inlined (a call per vector); NaN passes through.
     let lo = SIMD8<Float>(repeating: -87.3), hi = SIMD8<Float>(repeating: 88.37)
     let x = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
+    return exp8Clamped(x)
+}
+
+/// exp(x) on 8 lanes for x already within [-87.3, 88.37]: Cody-Waite reduction by ln 2 and a degree-5
+/// polynomial (the shared core of `exp8` and the attention's `expNonPositive8`).
+@inline(__always)
+func exp8Clamped(_ x: SIMD8<Float>) -> SIMD8<Float> {
     // n = round(x / ln 2) by the 1.5 * 2^23 trick: the sum's low mantissa bits hold n.
     let magic = SIMD8<Float>(repeating: 12_582_912)
     let t = x * SIMD8(repeating: 1.442_695_04) + magic
