@@ -63,6 +63,8 @@ public final class TrainableTransformer: TrainableClipNetwork {
         var qkv: FloatTensor
         var attStats: AttentionStatistics
         var attended: FloatTensor
+        /// The q/k/v projection's weight the forward used (VideoMAE's stacked from three tensors): the backward's too.
+        var qkvWeight: FloatTensor
     }
 
     /// What one layer saved.
@@ -196,7 +198,8 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let projected = linearForward(normed, weight: qkv.0, bias: qkv.1)
         let (attended, attStats) = fusedAttentionForward(qkv: projected, heads: t.heads)
         let out = linearForward(attended, weight: v(output + ".weight"), bias: v(output + ".bias"))
-        return (out, AttentionSave(input: x, lnStats: stats!, normed: normed, qkv: projected, attStats: attStats, attended: attended))
+        return (out, AttentionSave(input: x, lnStats: stats!, normed: normed, qkv: projected, attStats: attStats, attended: attended,
+                                   qkvWeight: qkv.0))
     }
 
     /// Per-sample drop-path scales for `n` samples at `rate` (nil when nothing drops).
@@ -328,12 +331,12 @@ public final class TrainableTransformer: TrainableClipNetwork {
     }
 
     /// Backward of an attention block from dL/d(its output): dL/d(its input); parameter gradients accumulated.
-    func attentionBlockBackward(_ dOut: FloatTensor, _ save: AttentionSave, norm: String, qkv: (FloatTensor, FloatTensor),
+    func attentionBlockBackward(_ dOut: FloatTensor, _ save: AttentionSave, norm: String,
                                 qkvGrad: (weight: FloatTensor?, bias: FloatTensor?), output: String) -> FloatTensor {
         let dAttended = linearBackward(save.attended, weight: v(output + ".weight"), gradOutput: dOut,
                                        gradWeight: g(output + ".weight"), gradBias: g(output + ".bias"))!
         let dQKV = fusedAttentionBackward(qkv: save.qkv, statistics: save.attStats, gradOutput: dAttended, heads: t.heads)
-        let dNormed = linearBackward(save.normed, weight: qkv.0, gradOutput: dQKV, gradWeight: qkvGrad.weight, gradBias: qkvGrad.bias)!
+        let dNormed = linearBackward(save.normed, weight: save.qkvWeight, gradOutput: dQKV, gradWeight: qkvGrad.weight, gradBias: qkvGrad.bias)!
         return layerNormBackward(save.input, gamma: v(norm + ".weight"), statistics: save.lnStats, eps: t.layerNormEps,
                                  gradOutput: dNormed, gradGamma: g(norm + ".weight"), gradBeta: g(norm + ".bias"))!
     }
@@ -362,7 +365,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let dBranch = dMid.copy()
         scaleSamples(dBranch, save.attentionMask)
         let grads = qkvGradients(i)
-        let dx = attentionBlockBackward(dBranch, save.attention, norm: names.normBefore, qkv: qkvProjection(i), qkvGrad: grads,
+        let dx = attentionBlockBackward(dBranch, save.attention, norm: names.normBefore, qkvGrad: grads,
                                         output: names.attentionOutput)
         scatterQKV(i, grads)
         for j in 0 ..< dx.count { dx.pointer[j] += dMid.pointer[j] }
@@ -383,7 +386,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
             }
         }
         if let mask = save.attentionMask { scaleSamples(dSpatialOut, mask) }
-        let dSpatialIn = attentionBlockBackward(dSpatialOut, save.attention, norm: names.normBefore, qkv: qkvProjection(i),
+        let dSpatialIn = attentionBlockBackward(dSpatialOut, save.attention, norm: names.normBefore,
                                                 qkvGrad: qkvGradients(i), output: names.attentionOutput)
         // dL/dte (patch-major [n * hw, T, D]) and dL/dcls.
         let dTE = FloatTensor(uninitialized: [n * spatial, frames, d])
@@ -405,7 +408,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let dDropped = linearBackward(save.temporalDropped!, weight: v(names.temporalDense! + ".weight"), gradOutput: dTE,
                                       gradWeight: g(names.temporalDense! + ".weight"), gradBias: g(names.temporalDense! + ".bias"))!
         scaleSamples(dDropped, save.temporalMask)
-        let dPatch = attentionBlockBackward(dDropped, save.temporal!, norm: names.temporalNorm!, qkv: qkvProjection(i, temporal: true),
+        let dPatch = attentionBlockBackward(dDropped, save.temporal!, norm: names.temporalNorm!,
                                             qkvGrad: qkvGradients(i, temporal: true), output: names.temporalOutput!)
         for b in 0 ..< n {
             let dst = dX.pointer + (b * tokens + 1) * d
