@@ -39,11 +39,16 @@ final class ConvLayer: @unchecked Sendable {
     /// `bn` nil: a plain convolution without bias (mmaction2's laterals).
     init(name: String, kind: String, weight: FloatTensor, bn: BatchNormFold?, config: Conv3dConfig) {
         let o = weight.shape[0], perOut = weight.count / max(1, o)
-        let scaled = FloatTensor(uninitialized: weight.shape)
-        for oc in 0..<o {
-            let s = bn.map { Double($0.scale.pointer[oc]) } ?? 1
-            for i in 0..<perOut {
-                scaled.pointer[oc * perOut + i] = Float(Double(weight.pointer[oc * perOut + i]) * s)
+        // Without BN the caller's weight is used as it is (the training forward rebuilds its layers from
+        // the live weights every pass: no copy).
+        var scaled = weight
+        if let bn {
+            scaled = FloatTensor(uninitialized: weight.shape)
+            for oc in 0..<o {
+                let s = Double(bn.scale.pointer[oc])
+                for i in 0..<perOut {
+                    scaled.pointer[oc * perOut + i] = Float(Double(weight.pointer[oc * perOut + i]) * s)
+                }
             }
         }
         self.name = name
@@ -135,31 +140,49 @@ final class ConvLayer: @unchecked Sendable {
         }
         precondition(channelwise == nil, "\(name): a channel-wise epilogue on a layer that is not channel-wise")
         withExtendedLifetime((x.buffer, out.buffer, residual?.buffer)) {
+            if let stacking = SampleStacking(geo) {
+                // Few positions per sample: every sample at once (SampleStacking.swift); bias in the
+                // GEMM's epilogue, the rest (accumulate, residual, ReLU) in the copy back.
+                let sgeo = geometry(stacking.stacked(geo.input))
+                let xs = workspace.buffer(sgeo.input.n * sgeo.input.c * sgeo.input.plane, slot: 8)
+                stacking.gather(geo.input, sample: { UnsafePointer(x.sample($0)) }, into: xs)
+                let os = workspace.buffer(sgeo.outChannels * sgeo.positions, slot: 9)
+                runSample(sgeo, UnsafePointer(xs), os, residual: nil, relu: false, accumulate: false, workspace: workspace)
+                stacking.scatter(geo.outputShape, from: os, sample: { out.sample($0) }, accumulate: accumulate,
+                                 residual: residual.map { r in { UnsafePointer(r.sample($0)) } }, relu: relu)
+                return
+            }
             for n in 0..<geo.input.n {
-                for g in 0..<config.groups {
-                    let og = geo.groupOut
-                    let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer) + g * og },
-                                            residual: residual.map { UnsafePointer($0.sample(n)) + g * og * geo.positions },
-                                            relu: relu, ld: geo.positions)
-                    let xg = UnsafePointer(x.sample(n) + g * geo.groupIn * geo.input.plane)
-                    let outg = out.sample(n) + g * og * geo.positions
-                    let w = weight.map { UnsafePointer($0.pointer) + g * og * geo.reduction }
-                    if geo.isPointwise {
-                        pointwise(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue)
-                    } else if let ring = ringWeights {
-                        temporalRing(geo, xg, UnsafePointer(ring.pointer), outg, accumulate: accumulate,
-                                     epilogue: epilogue, workspace: workspace)
-                    } else if let taps = tapWeights {
-                        temporalShift(geo, xg, UnsafePointer(taps.pointer) + g * og * geo.groupIn, outg,
-                                      accumulate: accumulate, epilogue: epilogue)
-                    } else if rowShiftable && geo.output.w >= ModelTuning.rowShiftMinWidth {
-                        let rows = rowWeights()
-                        rowShift(geo, xg, UnsafePointer(rows.pointer), outg, accumulate: accumulate,
-                                 epilogue: epilogue, workspace: workspace)
-                    } else {
-                        general(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue, workspace: workspace)
-                    }
-                }
+                runSample(geo, UnsafePointer(x.sample(n)), out.sample(n), residual: residual.map { UnsafePointer($0.sample(n)) },
+                          relu: relu, accumulate: accumulate, workspace: workspace)
+            }
+        }
+    }
+
+    /// One sample (`geo`'s per-sample sizes), every group, on the path that fits the layer.
+    private func runSample(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                           residual: UnsafePointer<Float>?, relu: Bool, accumulate: Bool, workspace: Workspace) {
+        for g in 0..<config.groups {
+            let og = geo.groupOut
+            let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer) + g * og },
+                                    residual: residual.map { $0 + g * og * geo.positions }, relu: relu, ld: geo.positions)
+            let xg = x + g * geo.groupIn * geo.input.plane
+            let outg = out + g * og * geo.positions
+            let w = weight.map { UnsafePointer($0.pointer) + g * og * geo.reduction }
+            if geo.isPointwise {
+                pointwise(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue)
+            } else if let ring = ringWeights {
+                temporalRing(geo, xg, UnsafePointer(ring.pointer), outg, accumulate: accumulate,
+                             epilogue: epilogue, workspace: workspace)
+            } else if let taps = tapWeights {
+                temporalShift(geo, xg, UnsafePointer(taps.pointer) + g * og * geo.groupIn, outg,
+                              accumulate: accumulate, epilogue: epilogue)
+            } else if rowShiftable && geo.output.w >= ModelTuning.rowShiftMinWidth {
+                let rows = rowWeights()
+                rowShift(geo, xg, UnsafePointer(rows.pointer), outg, accumulate: accumulate,
+                         epilogue: epilogue, workspace: workspace)
+            } else {
+                general(geo, xg, w!, outg, accumulate: accumulate, epilogue: epilogue, workspace: workspace)
             }
         }
     }

@@ -206,6 +206,9 @@ public enum Conv3dTuning {
     nonisolated(unsafe) public static var phaseSplit = true
     /// Floats of each backward im2col / col2im chunk (shared by the threads).
     nonisolated(unsafe) public static var backwardChunkFloats = 1 << 21
+    /// Below this many output positions per sample, a batch runs as one stacked sample where the
+    /// kernel allows it (SampleStacking.swift), forward and backward (0: never).
+    nonisolated(unsafe) public static var stackSamplesBelow = 1024
 }
 
 /// General case: im2col of whole output rows (to, ho) into per-thread scratch,
@@ -266,15 +269,39 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
     if let gradBias { addChannelSums(gradOutput, into: gradBias.pointer) }
     guard gradInput != nil || gradWeight != nil else { return }
     let ws = workspace ?? Workspace()
+    withExtendedLifetime((input, weight, gradOutput, gradInput, gradWeight)) {
+        let (x, w, dy) = (UnsafePointer(input.pointer), UnsafePointer(weight.pointer), UnsafePointer(gradOutput.pointer))
+        guard let stacking = SampleStacking(geo) else {
+            return conv3dBackward(geo, x, w, dy, gradInput: gradInput?.pointer, gradWeight: gradWeight?.pointer, workspace: ws)
+        }
+        // Few positions per sample: every sample at once (SampleStacking.swift).
+        let sx = stacking.stacked(geo.input), sy = stacking.stacked(geo.outputShape)
+        let sgeo = Conv3dGeometry(input: sx.array, weight: weight.shape, config: config)
+        let xs = ws.buffer(sx.c * sx.plane, slot: 10), dys = ws.buffer(sy.c * sy.plane, slot: 11)
+        stacking.gather(geo.input, sample: { x + $0 * geo.input.c * geo.input.plane }, into: xs)
+        stacking.gather(geo.outputShape, sample: { dy + $0 * geo.outChannels * geo.positions }, into: dys)
+        let dxs = gradInput == nil ? nil : ws.buffer(sx.c * sx.plane, slot: 12)
+        dxs?.update(repeating: 0, count: sx.c * sx.plane)
+        conv3dBackward(sgeo, xs, w, dys, gradInput: dxs, gradWeight: gradWeight?.pointer, workspace: ws)
+        if let dxs, let gradInput {
+            stacking.scatter(geo.input, from: dxs, sample: { gradInput.pointer + $0 * geo.input.c * geo.input.plane },
+                             accumulate: true)
+        }
+    }
+}
+
+/// Conv3d backward on raw memory (`conv3dBackward`'s work once the sizes are checked).
+private func conv3dBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                            _ dy: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+                            gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
     if geo.isChannelwise {
-        channelwiseBackward(geo, input.pointer, weight.pointer, gradOutput.pointer, gradInput: gradInput?.pointer,
-                            gradWeight: gradWeight?.pointer, workspace: ws)
+        channelwiseBackward(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
         return
     }
+    let config = geo.config
     let (cg, og, k, p) = (geo.groupIn, geo.groupOut, geo.reduction, geo.positions)
     let (c, o) = (geo.input.c, geo.outChannels)
-    let x = UnsafePointer(input.pointer), w = UnsafePointer(weight.pointer), dy = UnsafePointer(gradOutput.pointer)
-    let acc = gradWeight == nil ? nil : SplitKAccumulator(m: o, n: k, workspace: ws, slot: 3)
+    let acc = gradWeight.map { SplitKAccumulator(m: o, n: k, into: $0, workspace: ws, slot: 3) }
     if geo.isPointwise {
         for n in 0..<geo.input.n {
             for g in 0..<config.groups {
@@ -282,7 +309,7 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
                 acc?.add(m: og, n: cg, k: p, a: dyg, lda: p, b: xg, ldb: p, rowOffset: g * og)
                 if let gradInput {
                     parallelSgemm(transA: true, transB: false, m: cg, n: p, k: og, a: w + g * og * cg, lda: cg,
-                                  b: dyg, ldb: p, beta: 1, c: gradInput.pointer + (n * c + g * cg) * p, ldc: p)
+                                  b: dyg, ldb: p, beta: 1, c: gradInput + (n * c + g * cg) * p, ldc: p)
                 }
             }
         }
@@ -312,14 +339,14 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
                     if let gradInput, let dcol {
                         parallelSgemm(transA: true, transB: false, m: k, n: cols, k: og, a: w + g * og * k, lda: k,
                                       b: dyg + r0 * wo, ldb: p, beta: 0, c: dcol, ldc: cols)
-                        col2imAdd(geo, dcol, rows: r0..<r1, into: gradInput.pointer + (n * c + g * cg) * geo.input.plane)
+                        col2imAdd(geo, dcol, rows: r0..<r1, into: gradInput + (n * c + g * cg) * geo.input.plane)
                     }
                     r0 = r1
                 }
             }
         }
     }
-    if let acc, let gradWeight { acc.finish(into: gradWeight.pointer) }
+    acc?.finish()
 }
 
 /// Tx1x1 with unit spatial strides and no spatial padding (no copies): per temporal
@@ -329,16 +356,22 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
 /// over all valid frames at once when sT = 1 (a plain shift), frame by frame otherwise
 /// (the strided fast -> slow fusions).
 private func conv3dBackwardTemporalTaps(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                                         _ dy: UnsafePointer<Float>, gradInput: FloatTensor?, gradWeight: FloatTensor?,
-                                         workspace ws: Workspace) {
+                                         _ dy: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+                                         gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
     let (cg, og, kT, o, c) = (geo.groupIn, geo.groupOut, geo.kernel.t, geo.outChannels, geo.input.c)
     let frame = geo.input.h * geo.input.w
     let (inPlane, p) = (geo.input.plane, geo.positions)
     let (pT, dT, tIn, sT) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t, geo.config.stride.t)
-    // Tap-major weights [kT, O, C_g] for the input gradient.
-    let packed = ws.buffer(kT * o * cg, slot: 4)
-    for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } } }
-    let acc = gradWeight == nil ? nil : SplitKAccumulator(m: kT * o, n: cg, workspace: ws, slot: 3)
+    // Tap-major weights [kT, O, C_g] for the input gradient; the weight gradient is summed tap-major too.
+    let packed = gradInput == nil ? nil : ws.buffer(kT * o * cg, slot: 4)
+    if let packed {
+        parallelFor(o, work: cg * kT) { oc in
+            for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } }
+        }
+    }
+    let taps = gradWeight == nil ? nil : ws.buffer(kT * o * cg, slot: 6)
+    taps?.update(repeating: 0, count: kT * o * cg)
+    let acc = taps.map { SplitKAccumulator(m: kT * o, n: cg, into: $0, workspace: ws, slot: 3) }
     for n in 0..<geo.input.n {
         for g in 0..<geo.config.groups {
             let xg = x + (n * c + g * cg) * inPlane, dyg = dy + (n * o + g * og) * p
@@ -357,19 +390,18 @@ private func conv3dBackwardTemporalTaps(_ geo: Conv3dGeometry, _ x: UnsafePointe
             }
             for (kt, lo, hi, shift) in blocks where lo < hi {
                 acc?.add(m: og, n: cg, k: hi - lo, a: dyg + lo, lda: p, b: xg + lo + shift, ldb: inPlane, rowOffset: kt * o + g * og)
-                if let gradInput {
+                if let gradInput, let packed {
                     parallelSgemm(transA: true, transB: false, m: cg, n: hi - lo, k: og, a: packed + (kt * o + g * og) * cg, lda: cg,
-                                  b: dyg + lo, ldb: p, beta: 1, c: gradInput.pointer + (n * c + g * cg) * inPlane + lo + shift, ldc: inPlane)
+                                  b: dyg + lo, ldb: p, beta: 1, c: gradInput + (n * c + g * cg) * inPlane + lo + shift, ldc: inPlane)
                 }
             }
         }
     }
-    if let acc, let gradWeight {
-        let taps = ws.buffer(kT * o * cg, slot: 4) // the packed weights are no longer needed
-        taps.update(repeating: 0, count: kT * o * cg)
-        acc.finish(into: taps)
-        let dw = gradWeight.pointer
-        for oc in 0..<o { for ci in 0..<cg { for kt in 0..<kT { dw[(oc * cg + ci) * kT + kt] += taps[(kt * o + oc) * cg + ci] } } }
+    if let acc, let taps, let dw = gradWeight {
+        acc.finish()
+        parallelFor(o, work: cg * kT) { oc in
+            for ci in 0..<cg { for kt in 0..<kT { dw[(oc * cg + ci) * kT + kt] += taps[(kt * o + oc) * cg + ci] } }
+        }
     }
 }
 

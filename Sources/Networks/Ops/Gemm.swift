@@ -93,18 +93,21 @@ func parallelSgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
     }
 }
 
-/// Per-thread accumulators for a reduction GEMM (weight gradients: C += A B^T
-/// summed over long K): each thread adds its share of K into its own [m, n]
-/// buffer, and `finish` adds the buffers into the destination once.
+/// A reduction GEMM spread over threads (weight gradients: C += A B^T summed over long K): the
+/// first thread adds its share of K straight into the destination, each other thread into its own
+/// [m, n] buffer (zeroed when a GEMM first splits), and `finish` adds those buffers in once. A
+/// reduction that never splits (small GEMMs) costs nothing beyond its GEMMs.
 final class SplitKAccumulator {
     let m: Int, n: Int, parts: Int
-    private let buffer: UnsafeMutablePointer<Float>
+    private let destination: UnsafeMutablePointer<Float>
+    private let workspace: Workspace, slot: Int
+    /// The other threads' buffers, once a GEMM split.
+    private var extra: UnsafeMutablePointer<Float>?
 
-    init(m: Int, n: Int, workspace: Workspace, slot: Int) {
-        (self.m, self.n) = (m, n)
+    /// Accumulates into `destination` ([m, n] row-major, added to).
+    init(m: Int, n: Int, into destination: UnsafeMutablePointer<Float>, workspace: Workspace, slot: Int) {
+        (self.m, self.n, self.destination, self.workspace, self.slot) = (m, n, destination, workspace, slot)
         parts = Threading.splitGemms ? max(1, Threading.threads) : 1
-        buffer = workspace.buffer(parts * m * n, slot: slot)
-        buffer.update(repeating: 0, count: parts * m * n)
     }
 
     /// acc += A[m, k] x B[n, k]^T over the K range split across threads (row-major,
@@ -113,20 +116,28 @@ final class SplitKAccumulator {
              rowOffset: Int = 0) {
         precondition(m + rowOffset <= self.m && n == self.n)
         let split = shouldSplitGemm(macs: m * n * k) ? parts : 1
+        if split > 1 && extra == nil {
+            let count = (parts - 1) * self.m * self.n
+            let buffer = workspace.buffer(count, slot: slot)
+            parallelRanges(count, minPerThread: 1 << 16) { range in (buffer + range.lowerBound).update(repeating: 0, count: range.count) }
+            extra = buffer
+        }
+        let (destination, extra, size) = (self.destination, self.extra, self.m * self.n)
         parallelParts(k, minPerThread: 64, maxParts: split) { part, ks in
+            let c = part == 0 ? destination : extra! + (part - 1) * size
             sgemm(transB: true, m: m, n: n, k: ks.count, a: a + ks.lowerBound, lda: lda, b: b + ks.lowerBound, ldb: ldb,
-                  beta: 1, c: buffer + part * self.m * self.n + rowOffset * n, ldc: n)
+                  beta: 1, c: c + rowOffset * n, ldc: n)
         }
     }
 
-    /// dst[i] += the sum of the thread buffers.
-    func finish(into dst: UnsafeMutablePointer<Float>) {
-        let total = m * n, parts = self.parts, buffer = self.buffer
+    /// Adds the other threads' sums into the destination.
+    func finish() {
+        guard let extra else { return }
+        let (total, others, dst) = (m * n, parts - 1, destination)
         parallelRanges(total, minPerThread: 1 << 14) { range in
-            for i in range {
-                var s: Float = 0
-                for p in 0..<parts { s += buffer[p * total + i] }
-                dst[i] += s
+            for p in 0..<others {
+                let src = extra + p * total
+                for i in range { dst[i] += src[i] }
             }
         }
     }
