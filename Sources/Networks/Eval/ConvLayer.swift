@@ -64,9 +64,10 @@ final class ConvLayer: @unchecked Sendable {
             && !channelwise {
             let cg = weight.shape[1], kT = kernel.t
             let taps = FloatTensor(uninitialized: [kT, o, cg])
-            for oc in 0..<o { for c in 0..<cg { for kt in 0..<kT {
-                taps.pointer[(kt * o + oc) * cg + c] = scaled.pointer[(oc * cg + c) * kT + kt]
-            } } }
+            let (src, dst) = (scaled.pointer, taps.pointer)
+            parallelFor(o, work: cg * kT) { oc in
+                for c in 0..<cg { for kt in 0..<kT { dst[(kt * o + oc) * cg + c] = src[(oc * cg + c) * kT + kt] } }
+            }
             tapWeights = taps
         } else {
             tapWeights = nil
@@ -75,13 +76,17 @@ final class ConvLayer: @unchecked Sendable {
             let (c, kT, k2) = (weight.shape[1], kernel.t, weight.shape[1] * kernel.h * kernel.w)
             let spatial = kernel.h * kernel.w
             let rotated = FloatTensor(uninitialized: [kT, o, kT * k2])
-            for r in 0..<kT { for oc in 0..<o { for i in 0..<kT {
-                let kt = ((i - r) % kT + kT) % kT
-                for ci in 0..<c { for q in 0..<spatial {
-                    rotated.pointer[((r * o + oc) * kT + i) * k2 + ci * spatial + q] =
-                        scaled.pointer[((oc * c + ci) * kT + kt) * spatial + q]
-                } }
-            } } }
+            let (src, dst) = (scaled.pointer, rotated.pointer)
+            parallelFor(kT * o, work: kT * k2) { ro in
+                let (r, oc) = (ro / o, ro % o)
+                for i in 0..<kT {
+                    let kt = ((i - r) % kT + kT) % kT
+                    for ci in 0..<c {
+                        (dst + ((r * o + oc) * kT + i) * k2 + ci * spatial)
+                            .update(from: src + ((oc * c + ci) * kT + kt) * spatial, count: spatial)
+                    }
+                }
+            }
             ringWeights = rotated
         } else {
             ringWeights = nil

@@ -259,7 +259,8 @@ private func conv3dIm2col(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w:
 /// given `gradOutput` = dL/doutput. Gradients accumulate (zero them once).
 public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput: FloatTensor,
                            config: Conv3dConfig = Conv3dConfig(), gradInput: FloatTensor? = nil,
-                           gradWeight: FloatTensor? = nil, gradBias: FloatTensor? = nil, workspace: Workspace? = nil) {
+                           gradWeight: FloatTensor? = nil, gradBias: FloatTensor? = nil, workspace: Workspace? = nil,
+                           tapWeights: FloatTensor? = nil) {
     let geo = Conv3dGeometry(input: input.shape, weight: weight.shape, config: config)
     precondition(gradOutput.shape == geo.outputShape.array,
                  "conv3dBackward: gradOutput \(gradOutput.shape) for output \(geo.outputShape)")
@@ -272,7 +273,8 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
     withExtendedLifetime((input, weight, gradOutput, gradInput, gradWeight)) {
         let (x, w, dy) = (UnsafePointer(input.pointer), UnsafePointer(weight.pointer), UnsafePointer(gradOutput.pointer))
         guard let stacking = SampleStacking(geo) else {
-            return conv3dBackward(geo, x, w, dy, gradInput: gradInput?.pointer, gradWeight: gradWeight?.pointer, workspace: ws)
+            return conv3dBackward(geo, x, w, dy, gradInput: gradInput?.pointer, gradWeight: gradWeight?.pointer, workspace: ws,
+                                  tapWeights: tapWeights.map { UnsafePointer($0.pointer) })
         }
         // Few positions per sample: every sample at once (SampleStacking.swift).
         let sx = stacking.stacked(geo.input), sy = stacking.stacked(geo.outputShape)
@@ -282,7 +284,8 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
         stacking.gather(geo.outputShape, sample: { dy + $0 * geo.outChannels * geo.positions }, into: dys)
         let dxs = gradInput == nil ? nil : ws.buffer(sx.c * sx.plane, slot: 12)
         dxs?.update(repeating: 0, count: sx.c * sx.plane)
-        conv3dBackward(sgeo, xs, w, dys, gradInput: dxs, gradWeight: gradWeight?.pointer, workspace: ws)
+        conv3dBackward(sgeo, xs, w, dys, gradInput: dxs, gradWeight: gradWeight?.pointer, workspace: ws,
+                       tapWeights: tapWeights.map { UnsafePointer($0.pointer) })
         if let dxs, let gradInput {
             stacking.scatter(geo.input, from: dxs, sample: { gradInput.pointer + $0 * geo.input.c * geo.input.plane },
                              accumulate: true)
@@ -293,7 +296,8 @@ public func conv3dBackward(_ input: FloatTensor, weight: FloatTensor, gradOutput
 /// Conv3d backward on raw memory (`conv3dBackward`'s work once the sizes are checked).
 private func conv3dBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                             _ dy: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
-                            gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
+                            gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace,
+                            tapWeights: UnsafePointer<Float>?) {
     if geo.isChannelwise {
         channelwiseBackward(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
         return
@@ -314,7 +318,8 @@ private func conv3dBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ 
             }
         }
     } else if geo.isTemporalTaps {
-        conv3dBackwardTemporalTaps(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws)
+        conv3dBackwardTemporalTaps(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws,
+                                   tapWeights: tapWeights)
         return
     } else {
         let rows = geo.output.t * geo.output.h, wo = geo.output.w
@@ -357,17 +362,20 @@ private func conv3dBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ 
 /// (the strided fast -> slow fusions).
 private func conv3dBackwardTemporalTaps(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                          _ dy: UnsafePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
-                                         gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace) {
+                                         gradWeight: UnsafeMutablePointer<Float>?, workspace ws: Workspace,
+                                         tapWeights: UnsafePointer<Float>?) {
     let (cg, og, kT, o, c) = (geo.groupIn, geo.groupOut, geo.kernel.t, geo.outChannels, geo.input.c)
     let frame = geo.input.h * geo.input.w
     let (inPlane, p) = (geo.input.plane, geo.positions)
     let (pT, dT, tIn, sT) = (geo.config.padding.t, geo.config.dilation.t, geo.input.t, geo.config.stride.t)
     // Tap-major weights [kT, O, C_g] for the input gradient; the weight gradient is summed tap-major too.
-    let packed = gradInput == nil ? nil : ws.buffer(kT * o * cg, slot: 4)
-    if let packed {
+    var packed = tapWeights
+    if gradInput != nil && packed == nil {
+        let buffer = ws.buffer(kT * o * cg, slot: 4)
         parallelFor(o, work: cg * kT) { oc in
-            for ci in 0..<cg { for kt in 0..<kT { packed[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } }
+            for ci in 0..<cg { for kt in 0..<kT { buffer[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } }
         }
+        packed = UnsafePointer(buffer)
     }
     let taps = gradWeight == nil ? nil : ws.buffer(kT * o * cg, slot: 6)
     taps?.update(repeating: 0, count: kT * o * cg)

@@ -127,7 +127,8 @@ final class TrainConvUnit {
             return dx
         }
         let dx = needInput ? ctx.pool.zeros(x.shape) : nil
-        conv3dBackward(x, weight: w, gradOutput: dz, config: config, gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace)
+        conv3dBackward(x, weight: w, gradOutput: dz, config: config, gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace,
+                       tapWeights: layerPass == ctx.pass ? layer?.tapWeights : nil)
         return dx
     }
 
