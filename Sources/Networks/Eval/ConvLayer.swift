@@ -62,31 +62,15 @@ final class ConvLayer: @unchecked Sendable {
         let channelwise = config.groups > 1 && config.groups == o && weight.shape[1] == 1
         if kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0
             && !channelwise {
-            let cg = weight.shape[1], kT = kernel.t
-            let taps = FloatTensor(uninitialized: [kT, o, cg])
-            let (src, dst) = (scaled.pointer, taps.pointer)
-            parallelFor(o, work: cg * kT) { oc in
-                for c in 0..<cg { for kt in 0..<kT { dst[(kt * o + oc) * cg + c] = src[(oc * cg + c) * kT + kt] } }
-            }
+            let taps = FloatTensor(uninitialized: [kernel.t, o, weight.shape[1]])
+            Self.fillTaps(taps, from: scaled)
             tapWeights = taps
         } else {
             tapWeights = nil
         }
         if kernel.t > 1 && (kernel.h > 1 || kernel.w > 1) && config.stride.t == 1 && config.dilation == 1 && config.groups == 1 {
-            let (c, kT, k2) = (weight.shape[1], kernel.t, weight.shape[1] * kernel.h * kernel.w)
-            let spatial = kernel.h * kernel.w
-            let rotated = FloatTensor(uninitialized: [kT, o, kT * k2])
-            let (src, dst) = (scaled.pointer, rotated.pointer)
-            parallelFor(kT * o, work: kT * k2) { ro in
-                let (r, oc) = (ro / o, ro % o)
-                for i in 0..<kT {
-                    let kt = ((i - r) % kT + kT) % kT
-                    for ci in 0..<c {
-                        (dst + ((r * o + oc) * kT + i) * k2 + ci * spatial)
-                            .update(from: src + ((oc * c + ci) * kT + kt) * spatial, count: spatial)
-                    }
-                }
-            }
+            let rotated = FloatTensor(uninitialized: [kernel.t, o, kernel.t * weight.shape[1] * kernel.h * kernel.w])
+            Self.fillRing(rotated, from: scaled)
             ringWeights = rotated
         } else {
             ringWeights = nil
@@ -96,19 +80,71 @@ final class ConvLayer: @unchecked Sendable {
         self.weight = tapWeights == nil && ringWeights == nil ? scaled : nil
     }
 
-    /// The row-shift layout of the weight, built once.
+    /// [O, C_g, kT, 1, 1] -> the temporal-tap layout [kT, O, C_g].
+    private static func fillTaps(_ taps: FloatTensor, from weight: FloatTensor) {
+        let (o, cg, kT) = (weight.shape[0], weight.shape[1], weight.shape[2])
+        let (src, dst) = (weight.pointer, taps.pointer)
+        parallelFor(o, work: cg * kT) { oc in
+            for c in 0..<cg { for kt in 0..<kT { dst[(kt * o + oc) * cg + c] = src[(oc * cg + c) * kT + kt] } }
+        }
+    }
+
+    /// [O, C, kT, kH, kW] -> the ring layout [kT rotations][O, kT*C*kH*kW] (see `ringWeights`).
+    private static func fillRing(_ rotated: FloatTensor, from weight: FloatTensor) {
+        let (o, c, kT) = (weight.shape[0], weight.shape[1], weight.shape[2])
+        let spatial = weight.shape[3] * weight.shape[4], k2 = c * spatial
+        let (src, dst) = (weight.pointer, rotated.pointer)
+        parallelFor(kT * o, work: kT * k2) { ro in
+            let (r, oc) = (ro / o, ro % o)
+            for i in 0..<kT {
+                let kt = ((i - r) % kT + kT) % kT
+                for ci in 0..<c {
+                    (dst + ((r * o + oc) * kT + i) * k2 + ci * spatial)
+                        .update(from: src + ((oc * c + ci) * kT + kt) * spatial, count: spatial)
+                }
+            }
+        }
+    }
+
+    /// A BN-less layer made from `weight` takes that tensor's current values (the training forward,
+    /// once per pass after the optimizer moved them in place): the derived layouts are rewritten in
+    /// their own memory, nothing is allocated. false: the layer was made from another tensor.
+    func refresh(from weight: FloatTensor) -> Bool {
+        guard bias == nil, weight.shape == shape else { return false }
+        if let tapWeights {
+            Self.fillTaps(tapWeights, from: weight)
+        } else if let ringWeights {
+            Self.fillRing(ringWeights, from: weight)
+        } else {
+            guard self.weight === weight else { return false }
+        }
+        lock.lock()
+        if let rows = rowWeightsCache { Self.fillRows(rows, from: weight) }
+        lock.unlock()
+        return true
+    }
+
+    /// The row-shift layout of the weight, built once (rewritten in place by `refresh`).
     func rowWeights() -> FloatTensor {
         lock.lock()
         defer { lock.unlock() }
         if let cached = rowWeightsCache { return cached }
         guard let weight else { preconditionFailure("\(name): no weight for the row-shift layout") }
-        let (o, c, kh, kw) = (shape[0], shape[1], kernel.h, kernel.w)
-        let rows = FloatTensor(uninitialized: [kw, o, c * kh])
-        for tap in 0..<kw { for oc in 0..<o { for ci in 0..<c { for r in 0..<kh {
-            rows.pointer[(tap * o + oc) * c * kh + ci * kh + r] = weight.pointer[((oc * c + ci) * kh + r) * kw + tap]
-        } } } }
+        let rows = FloatTensor(uninitialized: [kernel.w, shape[0], shape[1] * kernel.h])
+        Self.fillRows(rows, from: weight)
         rowWeightsCache = rows
         return rows
+    }
+
+    /// [O, C, 1, kH, kW] -> the row-shift layout [kW taps][O, C*kH].
+    private static func fillRows(_ rows: FloatTensor, from weight: FloatTensor) {
+        let (o, c, kh, kw) = (weight.shape[0], weight.shape[1], weight.shape[3], weight.shape[4])
+        let (src, dst) = (weight.pointer, rows.pointer)
+        parallelFor(o, work: c * kh * kw) { oc in
+            for tap in 0..<kw { for ci in 0..<c { for r in 0..<kh {
+                dst[(tap * o + oc) * c * kh + ci * kh + r] = src[((oc * c + ci) * kh + r) * kw + tap]
+            } } }
+        }
     }
 
     /// Sizes of this convolution on an input of shape `input`.

@@ -81,7 +81,12 @@ public final class ParameterStore {
     public var trainableNames: [String] { parameterNames.filter { gradients[$0] != nil } }
 
     /// Sets every gradient to zero (backward accumulates, as PyTorch's .grad does).
-    public func zeroGradients() { for g in gradients.values { g.fill(0) } }
+    public func zeroGradients() {
+        for g in gradients.values {
+            let p = g.pointer
+            parallelRanges(g.count, minPerThread: 1 << 16) { range in (p + range.lowerBound).update(repeating: 0, count: range.count) }
+        }
+    }
 
     func value(required name: String) -> FloatTensor {
         guard let t = values[name] else { preconditionFailure("parameter \(name) not loaded") }

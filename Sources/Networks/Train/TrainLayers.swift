@@ -64,8 +64,10 @@ final class TrainConvUnit {
         let keep = ctx.keepForBackward
         if !keep { input = nil; convOut = nil; output = nil; saved = nil }
         let w = ctx.store.value(required: conv + ".weight")
-        if layer == nil || layerPass != ctx.pass {
-            layer = ConvLayer(name: conv, kind: EvalNetwork.kind(w.shape, config), weight: w, bn: nil, config: config)
+        if layerPass != ctx.pass {
+            if !(layer?.refresh(from: w) ?? false) {
+                layer = ConvLayer(name: conv, kind: EvalNetwork.kind(w.shape, config), weight: w, bn: nil, config: config)
+            }
             layerPass = ctx.pass
         }
         let z = ctx.pool.take(output(for: x.shape, ctx))
@@ -142,7 +144,8 @@ final class TrainConvUnit {
               p.t <= k.t - 1, p.h <= k.h - 1, p.w <= k.w - 1 else { return nil }
         if let cached = transposed, transposedPass == ctx.pass { return cached }
         let (o, c) = (w.shape[0], w.shape[1])
-        let flipped = FloatTensor(uninitialized: [c, o, k.t, k.h, k.w])
+        // The flipped weight lives as long as the unit: rewritten in place each pass.
+        let flipped = transposed?.weight ?? FloatTensor(uninitialized: [c, o, k.t, k.h, k.w])
         let taps = k.product
         let src = w.pointer, dst = flipped.pointer
         parallelFor(c, work: o * taps) { ci in
@@ -152,8 +155,9 @@ final class TrainConvUnit {
             }
         }
         let pad = Size3(k.t - 1 - p.t, k.h - 1 - p.h, k.w - 1 - p.w)
-        let layer = ConvLayer(name: conv + " (input gradient)", kind: "conv transposed", weight: flipped, bn: nil,
-                              config: Conv3dConfig(padding: pad))
+        let layer = transposed.flatMap { $0.refresh(from: flipped) ? $0 : nil }
+            ?? ConvLayer(name: conv + " (input gradient)", kind: "conv transposed", weight: flipped, bn: nil,
+                         config: Conv3dConfig(padding: pad))
         transposed = layer
         transposedPass = ctx.pass
         return layer
