@@ -8,7 +8,7 @@ import XCTest
 final class ModelLayerTests: XCTestCase {
     /// Runs a ConvLayer with BN + ReLU (+ residual or accumulation) and compares with naive conv -> BN -> add -> ReLU.
     private func check(input: [Int], out: Int, kernel: Size3, stride: Size3 = 1, padding: Size3 = 0, groups: Int = 1,
-                       relu: Bool = true, residual: Bool = false, accumulate: Bool = false, seed: UInt64 = 1,
+                       relu: Bool = true, residual: Bool = false, accumulate: Bool = false, bn: Bool = true, seed: UInt64 = 1,
                        file: StaticString = #filePath, line: UInt = #line) {
         var rng = SeededGenerator(seed: seed)
         let x = randomTensor(input, &rng)
@@ -17,10 +17,12 @@ final class ModelLayerTests: XCTestCase {
         let mean = randomTensor([out], &rng), variance = randomTensor([out], &rng, in: 0.5...2)
         let config = Conv3dConfig(stride: stride, padding: padding, groups: groups)
         let layer = ConvLayer(name: "test", kind: "test", weight: w,
-                              bn: BatchNormFold(weight: gamma, bias: beta, runningMean: mean, runningVar: variance),
+                              bn: bn ? BatchNormFold(weight: gamma, bias: beta, runningMean: mean, runningVar: variance) : nil,
                               config: config)
-        var expected = batchNormEvalNaive(conv3dForwardNaive(x, weight: w, config: config), weight: gamma, bias: beta,
-                                          runningMean: mean, runningVar: variance)
+        var expected = conv3dForwardNaive(x, weight: w, config: config)
+        if bn {
+            expected = batchNormEvalNaive(expected, weight: gamma, bias: beta, runningMean: mean, runningVar: variance)
+        }
         let os = Shape5D(expected.shape)
         let extra = randomTensor(expected.shape, &rng)
         if residual || accumulate {
@@ -63,6 +65,50 @@ final class ModelLayerTests: XCTestCase {
         check(input: [2, 4, 2, 9, 7], out: 6, kernel: Size3(1, 3, 3), stride: Size3(1, 2, 2), padding: Size3(0, 1, 1),
               groups: 2, accumulate: true)
         check(input: [1, 3, 2, 9, 10], out: 3, kernel: Size3(1, 7, 7), stride: Size3(1, 2, 2), padding: Size3(0, 3, 3))
+    }
+
+    /// The training forward's layers (no BN, the live weight): a batch with few positions per sample runs
+    /// stacked into one sample (along H for Tx1x1, along T otherwise), and Tx1x1 taps whose input is
+    /// smaller than their weight run on the unfolded input; each also with stacking off.
+    func testBNLessLayersStackedAndUnfoldedMatchNaive() {
+        let saved = Conv3dTuning.stackSamplesBelow
+        defer { Conv3dTuning.stackSamplesBelow = saved }
+        for stack in [saved, 0] {
+            Conv3dTuning.stackSamplesBelow = stack
+            // Unfolded taps: |X| = 2*32*4 = 256 < O*C = 512.
+            check(input: [2, 32, 2, 1, 2], out: 16, kernel: Size3(3, 1, 1), padding: Size3(1, 0, 0), residual: true, bn: false)
+            check(input: [3, 24, 1, 2, 1], out: 30, kernel: Size3(3, 1, 1), padding: Size3(1, 0, 0), accumulate: true, bn: false)
+            // Shifted taps (input larger than the weight), a strided fusion, spatial kernels, pointwise.
+            check(input: [2, 4, 7, 3, 5], out: 6, kernel: Size3(3, 1, 1), padding: Size3(1, 0, 0), residual: true, bn: false)
+            check(input: [2, 4, 16, 2, 3], out: 8, kernel: Size3(5, 1, 1), stride: Size3(4, 1, 1), padding: Size3(2, 0, 0), bn: false)
+            check(input: [3, 5, 2, 4, 4], out: 7, kernel: Size3(1, 3, 3), stride: Size3(1, 2, 2), padding: Size3(0, 1, 1),
+                  accumulate: true, bn: false)
+            check(input: [2, 6, 2, 3, 3], out: 5, kernel: 1, residual: true, bn: false)
+        }
+    }
+
+    /// `refresh` takes the weight's new values into every derived layout (taps, rows) without a new layer.
+    func testRefreshFollowsTheWeightInPlace() {
+        var rng = SeededGenerator(seed: 9)
+        let saved = ModelTuning.rowShiftMinWidth
+        defer { ModelTuning.rowShiftMinWidth = saved }
+        ModelTuning.rowShiftMinWidth = 1
+        for (input, weight, padding) in [([1, 4, 5, 4, 3], [4, 4, 3, 1, 1], Size3(1, 0, 0)),   // shifted taps
+                                         ([1, 3, 2, 6, 7], [4, 3, 1, 3, 3], Size3(0, 1, 1))] { // row shift
+            let x = randomTensor(input, &rng), w = randomTensor(weight, &rng)
+            let config = Conv3dConfig(padding: padding)
+            let layer = ConvLayer(name: "test", kind: "test", weight: w, bn: nil, config: config)
+            let out = FloatTensor(zeros: conv3dForwardNaive(x, weight: w, config: config).shape)
+            layer.run(Act(borrowing: x, as: Shape5D(input)), into: Act(borrowing: out, as: Shape5D(out.shape)), relu: false,
+                      workspace: Workspace())
+            assertClose(out, conv3dForwardNaive(x, weight: w, config: config), atol: 1e-4, rtol: 1e-4, "before \(weight)")
+            for i in 0..<w.count { w.pointer[i] = -2 * w.pointer[i] + 0.5 }
+            XCTAssertTrue(layer.refresh(from: w))
+            XCTAssertFalse(layer.refresh(from: w.copy()), "a layer refreshes only from the tensor it was made from")
+            layer.run(Act(borrowing: x, as: Shape5D(input)), into: Act(borrowing: out, as: Shape5D(out.shape)), relu: false,
+                      workspace: Workspace())
+            assertClose(out, conv3dForwardNaive(x, weight: w, config: config), atol: 1e-4, rtol: 1e-4, "after \(weight)")
+        }
     }
 
     func testRowShiftPathForSpatialKernelsMatchesNaive() {

@@ -123,6 +123,21 @@ final class OpBackwardTests: XCTestCase {
         checkConv(input: [1, 4, 4, 5, 5], out: 4, kernel: Size3(3, 3, 3), padding: 1, groups: 4)
     }
 
+    /// Few positions per sample: the batch runs stacked into one sample (along H for Tx1x1, along T
+    /// otherwise), and Tx1x1 taps whose input is smaller than their weight take the unfolded (im2col)
+    /// path; each also with stacking off.
+    func testConvBackwardStackedAndUnfoldedTaps() {
+        let saved = Conv3dTuning.stackSamplesBelow
+        defer { Conv3dTuning.stackSamplesBelow = saved }
+        for stack in [saved, 0] {
+            Conv3dTuning.stackSamplesBelow = stack
+            checkConv(input: [2, 32, 2, 1, 2], out: 16, kernel: Size3(3, 1, 1), padding: Size3(1, 0, 0)) // |X| 256 < 512
+            checkConv(input: [2, 16, 8, 1, 1], out: 40, kernel: Size3(5, 1, 1), stride: Size3(4, 1, 1), padding: Size3(2, 0, 0))
+            checkConv(input: [3, 5, 2, 4, 4], out: 7, kernel: Size3(1, 3, 3), stride: Size3(1, 2, 2), padding: Size3(0, 1, 1))
+            checkConv(input: [2, 6, 2, 3, 3], out: 5, kernel: 1)
+        }
+    }
+
     func testConvBackwardOverManyChunksMatchesOneChunk() {
         checkConv(input: [2, 3, 4, 9, 10], out: 5, kernel: Size3(3, 3, 3), stride: Size3(1, 2, 1), padding: 1, chunkFloats: 50)
         checkConv(input: [1, 4, 3, 7, 7], out: 4, kernel: Size3(1, 3, 3), padding: Size3(0, 1, 1), groups: 2, chunkFloats: 200)

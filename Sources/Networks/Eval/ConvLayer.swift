@@ -16,11 +16,14 @@ final class ConvLayer: @unchecked Sendable {
     let kind: String
     /// PyTorch weight shape [O, C/groups, kT, kH, kW].
     let shape: [Int]
-    /// The weight in PyTorch layout, BN scale folded in; nil for layers that always
+    /// The weight in PyTorch layout, BN scale folded in; nil for BN-folded layers that always
     /// take a path with its own layout (temporal taps, stem ring), to save the memory.
     let weight: FloatTensor?
-    /// Temporal-tap layout [kT, O, C/groups] for the shifted-GEMM path, else nil.
-    let tapWeights: FloatTensor?
+    /// Whether the shifted-GEMM path can run this layer (Tx1x1, unit strides, no spatial padding).
+    let temporalShiftable: Bool
+    /// Its temporal-tap layout [kT, O, C/groups]: made at load for BN-folded layers, on first use for
+    /// the others (which may run on the unfolded input instead, see `Conv3dGeometry.unfoldsTaps`).
+    private var tapCache: FloatTensor?
     /// For 3-D kernels with unit temporal stride (the stems): [kT rotations][O, kT*C*kH*kW], rotation r
     /// holding tap (i - r) mod kT in column block i, to run on a ring of per-frame im2col slices.
     let ringWeights: FloatTensor?
@@ -60,13 +63,12 @@ final class ConvLayer: @unchecked Sendable {
         self.kernel = kernel
         // Channel-wise layers (X3D's stem 5x1x1 included) keep the plain weight for the direct kernel.
         let channelwise = config.groups > 1 && config.groups == o && weight.shape[1] == 1
-        if kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0 && config.padding.w == 0
-            && !channelwise {
+        temporalShiftable = kernel.t > 1 && kernel.h == 1 && kernel.w == 1 && config.stride == 1 && config.padding.h == 0
+            && config.padding.w == 0 && !channelwise
+        if temporalShiftable && bn != nil {
             let taps = FloatTensor(uninitialized: [kernel.t, o, weight.shape[1]])
             Self.fillTaps(taps, from: scaled)
-            tapWeights = taps
-        } else {
-            tapWeights = nil
+            tapCache = taps
         }
         if kernel.t > 1 && (kernel.h > 1 || kernel.w > 1) && config.stride.t == 1 && config.dilation == 1 && config.groups == 1 {
             let rotated = FloatTensor(uninitialized: [kernel.t, o, kernel.t * weight.shape[1] * kernel.h * kernel.w])
@@ -77,7 +79,7 @@ final class ConvLayer: @unchecked Sendable {
         }
         rowShiftable = kernel.t == 1 && kernel.w > 1 && config.stride == 1 && config.dilation == 1 && config.groups == 1
             && config.padding.t == 0
-        self.weight = tapWeights == nil && ringWeights == nil ? scaled : nil
+        self.weight = (tapCache == nil && ringWeights == nil) ? scaled : nil
     }
 
     /// [O, C_g, kT, 1, 1] -> the temporal-tap layout [kT, O, C_g].
@@ -111,17 +113,36 @@ final class ConvLayer: @unchecked Sendable {
     /// their own memory, nothing is allocated. false: the layer was made from another tensor.
     func refresh(from weight: FloatTensor) -> Bool {
         guard bias == nil, weight.shape == shape else { return false }
-        if let tapWeights {
-            Self.fillTaps(tapWeights, from: weight)
-        } else if let ringWeights {
+        if let ringWeights {
             Self.fillRing(ringWeights, from: weight)
-        } else {
-            guard self.weight === weight else { return false }
+            return true
         }
+        guard self.weight === weight else { return false }
         lock.lock()
+        if let taps = tapCache { Self.fillTaps(taps, from: weight) }
         if let rows = rowWeightsCache { Self.fillRows(rows, from: weight) }
         lock.unlock()
         return true
+    }
+
+    /// The temporal-tap layout, if the layer has one (made on first use; rewritten in place by `refresh`).
+    func tapWeights() -> FloatTensor? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard temporalShiftable else { return nil }
+        if let cached = tapCache { return cached }
+        guard let weight else { preconditionFailure("\(name): no weight for the temporal-tap layout") }
+        let taps = FloatTensor(uninitialized: [kernel.t, shape[0], shape[1]])
+        Self.fillTaps(taps, from: weight)
+        tapCache = taps
+        return taps
+    }
+
+    /// The temporal-tap layout if it was made already (the training backward reuses the forward's).
+    var builtTapWeights: FloatTensor? {
+        lock.lock()
+        defer { lock.unlock() }
+        return tapCache
     }
 
     /// The row-shift layout of the weight, built once (rewritten in place by `refresh`).
@@ -215,7 +236,7 @@ final class ConvLayer: @unchecked Sendable {
             } else if let ring = ringWeights {
                 temporalRing(geo, xg, UnsafePointer(ring.pointer), outg, accumulate: accumulate,
                              epilogue: epilogue, workspace: workspace)
-            } else if let taps = tapWeights {
+            } else if temporalShiftable && (weight == nil || !geo.unfoldsTaps), let taps = tapWeights() {
                 temporalShift(geo, xg, UnsafePointer(taps.pointer) + g * og * geo.groupIn, outg,
                               accumulate: accumulate, epilogue: epilogue)
             } else if rowShiftable && geo.output.w >= ModelTuning.rowShiftMinWidth {

@@ -93,6 +93,11 @@ public struct Conv3dGeometry: Equatable, Sendable {
         kernel.h == 1 && kernel.w == 1 && config.stride.h == 1 && config.stride.w == 1
             && config.padding.h == 0 && config.padding.w == 0
     }
+    /// Tx1x1 taps whose whole input (all samples) is smaller than their weight (few positions, many
+    /// channels: the deep slow stages at small crops) run as one GEMM on the input unfolded kT times
+    /// (im2col) with the weight as it is, cheaper than repacking the weight tap-major for per-tap GEMMs
+    /// and, in the backward, scattering the weight gradient back from that layout.
+    var unfoldsTaps: Bool { input.n * input.c * input.plane < outChannels * groupIn }
     /// 1x1x1 with unit stride and no padding: the input is already the GEMM's B.
     var isPointwise: Bool { kernel == 1 && config.stride == 1 && config.padding == 0 }
 }
@@ -317,7 +322,7 @@ private func conv3dBackward(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float>, _ 
                 }
             }
         }
-    } else if geo.isTemporalTaps {
+    } else if geo.isTemporalTaps && !geo.unfoldsTaps {
         conv3dBackwardTemporalTaps(geo, x, w, dy, gradInput: gradInput, gradWeight: gradWeight, workspace: ws,
                                    tapWeights: tapWeights)
         return

@@ -118,8 +118,10 @@ final class TrainConvUnit {
         }
         guard needInput || convGrad != nil else { return nil }
         let w = store.value(required: conv + ".weight")
-        if needInput, let transposed = transposedLayer(w, ctx) {
-            // Stride-1 spatial kernels: dx is a forward convolution of dz (the eval network's fast paths).
+        if needInput, x.count * 4 >= w.count, let transposed = transposedLayer(w, ctx) {
+            // Stride-1 spatial kernels: dx is a forward convolution of dz (the eval network's fast paths),
+            // unless the input is small against the weight (the deep stages at small crops), where flipping
+            // the weight every pass costs more than the col2im of the general backward.
             let dx = ctx.pool.take(x.shape)
             transposed.run(Act(borrowing: dz, as: Shape5D(dz.shape)), into: Act(borrowing: dx, as: Shape5D(dx.shape)),
                            relu: false, workspace: ctx.workspace)
@@ -130,7 +132,7 @@ final class TrainConvUnit {
         }
         let dx = needInput ? ctx.pool.zeros(x.shape) : nil
         conv3dBackward(x, weight: w, gradOutput: dz, config: config, gradInput: dx, gradWeight: convGrad, workspace: ctx.workspace,
-                       tapWeights: layerPass == ctx.pass ? layer?.tapWeights : nil)
+                       tapWeights: layerPass == ctx.pass ? layer?.builtTapWeights : nil)
         return dx
     }
 
