@@ -214,6 +214,9 @@ public enum Conv3dTuning {
     /// Below this many output positions per sample, a batch runs as one stacked sample where the
     /// kernel allows it (SampleStacking.swift), forward and backward (0: never).
     nonisolated(unsafe) public static var stackSamplesBelow = 1024
+    /// Weight-gradient reductions shorter than this split their output rows over the threads instead
+    /// of their K range (a K split costs a zeroed [m, n] buffer per extra thread and a pass adding it back).
+    nonisolated(unsafe) public static var splitKMinimum = 512
 }
 
 /// General case: im2col of whole output rows (to, ho) into per-thread scratch,

@@ -116,6 +116,17 @@ final class SplitKAccumulator {
              rowOffset: Int = 0) {
         precondition(m + rowOffset <= self.m && n == self.n)
         let split = shouldSplitGemm(macs: m * n * k) ? parts : 1
+        if split > 1 && k < Conv3dTuning.splitKMinimum && m >= 32 {
+            // A short reduction (the stacked small clips): the threads take row blocks of the destination
+            // instead, so no buffer is zeroed and added back for a GEMM this thin.
+            let destination = self.destination
+            parallelParts((m + 15) / 16, maxParts: split) { _, blocks in
+                let rows = (blocks.lowerBound * 16)..<min(m, blocks.upperBound * 16)
+                sgemm(transB: true, m: rows.count, n: n, k: k, a: a + rows.lowerBound * lda, lda: lda, b: b, ldb: ldb,
+                      beta: 1, c: destination + (rowOffset + rows.lowerBound) * n, ldc: n)
+            }
+            return
+        }
         if split > 1 && extra == nil {
             let count = (parts - 1) * self.m * self.n
             let buffer = workspace.buffer(count, slot: slot)

@@ -66,16 +66,15 @@ enum SampleStacking {
         parallelFor(outer, work: n * block) { o in
             for s in 0..<n {
                 let src = stacked + (o * n + s) * block, dst = targets[s] + o * block
-                let res = residuals.map { $0[s] + o * block }
-                if !accumulate && res == nil && !relu {
-                    dst.update(from: src, count: block)
-                    continue
-                }
-                for i in 0..<block {
-                    var v = src[i]
-                    if accumulate { v += dst[i] }
-                    if let res { v += res[i] }
-                    dst[i] = relu ? max(v, 0) : v
+                switch (accumulate, residuals.map { $0[s] + o * block }, relu) {
+                case (false, nil, false): dst.update(from: src, count: block)
+                case (true, nil, false): for i in 0..<block { dst[i] += src[i] }
+                case (false, nil, true): for i in 0..<block { dst[i] = max(src[i], 0) }
+                case (true, nil, true): for i in 0..<block { dst[i] = max(dst[i] + src[i], 0) }
+                case let (false, res?, false): for i in 0..<block { dst[i] = src[i] + res[i] }
+                case let (false, res?, true): for i in 0..<block { dst[i] = max(src[i] + res[i], 0) }
+                case let (true, res?, false): for i in 0..<block { dst[i] += src[i] + res[i] }
+                case let (true, res?, true): for i in 0..<block { dst[i] = max(dst[i] + src[i] + res[i], 0) }
                 }
             }
         }
