@@ -120,7 +120,7 @@ def check_arch(a, run_dir):
         print(f"  {k:<26}{json.dumps(s):<44}{json.dumps(m):<44}{'' if s == m else 'DIFFERS'}")
     stats = ("running_mean", "running_var", "num_batches_tracked")
     n = sum(_prod(v["shape"]) for k, v in h.items() if k != "__metadata__" and not k.endswith(stats))
-    print(f"  learnable parameters: sfnet {n:,}" + (f", peer: see its 'network' line" if ok else ""))
+    print(f"  learnable parameters: sfnet {n:,} (the peer's: its 'network' line; both in the summary)")
     return {"sfnet_arch": arch, "peer_arch": mine, "match": ok, "sfnet_parameters": n}
 
 
@@ -133,9 +133,9 @@ def _prod(shape):
 
 def peer_parameters(lines):
     for line in lines:
-        m = re.search(r"([\d.]+) M parameters", line)
+        m = re.search(r"([\d,]+) parameters", line)
         if m:
-            return float(m.group(1)) * 1e6
+            return int(m.group(1).replace(",", ""))
     return None
 
 
@@ -235,6 +235,11 @@ def main():
     ratio = med["sfnet"] / med["peer"]
     print(f"  median wall: sfnet {med['sfnet']:.1f} s, peer {med['peer']:.1f} s; sfnet / peer = {ratio:.2f} "
           f"(issue 14 target: <= 0.80: {'met' if ratio <= 0.8 else 'not met'})")
+    if arch_check:
+        counts = sorted({x["parameters"] for x in runs if x["who"] == "peer"} - {None})
+        print(f"  architecture fields {'the same' if arch_check['match'] else 'DIFFER'}; learnable parameters: "
+              f"sfnet {arch_check['sfnet_parameters']:,}, peer {', '.join(f'{c:,}' for c in counts) or '?'}"
+              + ("" if counts == [arch_check["sfnet_parameters"]] else "  DIFFER"))
     for x in runs:
         if x.get("totals_line"):
             print(f"  {x['who']} {x['round']}: {x['totals_line']}")

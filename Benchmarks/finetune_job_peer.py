@@ -324,7 +324,7 @@ def main():
     opt = torch.optim.SGD([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                           lr=a.warmup_start_lr, momentum=a.momentum, nesterov=a.nesterov, dampening=0.0)
     loss_fn = nn.BCEWithLogitsLoss() if a.loss == "bce" else nn.CrossEntropyLoss()
-    print(f"network: pytorchvideo create_slowfast ({a.arch}), {n_params / 1e6:.2f} M parameters, {len(classes)} classes; "
+    print(f"network: pytorchvideo create_slowfast ({a.arch}), {n_params:,} parameters, {len(classes)} classes; "
           f"{len(train)} train / {len(val)} val videos; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{a.workers} loader worker{'s' if a.workers != 1 else ''}", flush=True)
 
