@@ -8,7 +8,8 @@ SlowFast R50 8x8 from scratch (--arch examples/demo/tiny_slowfast.json: the demo
 Makes the data with `sfnet data synth`, prints both recipes side by side (`sfnet finetune --print-config`
 and the peer's), then runs sfnet, peer, sfnet, peer, ... (--rounds), each in its own process: sfnet
 with the OpenBLAS overrides unset (it picks its kernel itself), the peer with torch.set_num_threads(2)
-and one DataLoader worker process (sfnet: 2 compute threads, 1 loader thread). Reports each run's wall
+and one DataLoader worker process (sfnet: 2 compute threads, 1 loader thread); OPENBLAS_VERBOSE=2 makes
+OpenBLAS name the kernel sfnet runs. Reports each run's wall
 time, CPU time, peak RSS (wait4's ru_maxrss: the process or its largest descendant), final and best
 val mAP and the phases each job prints, the medians and the ratio sfnet / peer (issue 14: <= 0.8).
 After the first sfnet run, the architecture sfnet recorded in best.safetensors and its parameter count
@@ -26,6 +27,8 @@ SYNTH = ["--train-per-class", "9", "--val-per-class", "3", "--test-per-class", "
 UNSET = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"]
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\s+train loss ([-\d.naninf]+)\s+val mAP ([\d.]+)%")
 # Architecture fields both networks are built from (the rest: class count, clip, naming).
+# Peer settings that are ClipConfig defaults in sfnet, which has no option for them (and does not print them).
+CLIP_DEFAULTS = ["lighting-std", "flip", "slow-frames", "target-fps"]
 ARCH_FIELDS = ["stage_depths", "width_per_group", "num_groups", "alpha", "beta_inv", "fusion_conv_channel_ratio",
                "fusion_kernel", "fusion_norm", "temporal_kernels", "spatial_strides", "stride_1x1", "dropout"]
 
@@ -47,6 +50,7 @@ def sfnet_env():
     env = dict(os.environ)
     for k in UNSET:
         env.pop(k, None)
+    env["OPENBLAS_VERBOSE"] = "2"   # OpenBLAS prints "Core: NAME" as it loads (after sfnet's re-exec: the kernel it runs)
     return env
 
 
@@ -143,6 +147,9 @@ def summary_of(lines, out_dir, peer_json=None):
     epochs = [(int(m.group(1)), float(m.group(3)), float(m.group(4)) / 100) for m in map(EPOCH_LINE.match, lines) if m]
     totals = next((l for l in lines if l.startswith("time over")), None)
     r = {"epochs_seen": len(epochs), "totals_line": totals}
+    cores = [l.split(":", 1)[1].strip() for l in lines if l.startswith("Core:")]
+    if cores:
+        r["blas_kernel"] = cores[-1]
     if epochs:
         r.update(final_loss=epochs[-1][1], final_val_map=epochs[-1][2], best_val_map=max(e[2] for e in epochs))
     if peer_json and os.path.exists(peer_json):
@@ -156,7 +163,7 @@ def summary_of(lines, out_dir, peer_json=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sfnet", default=".build/release/sfnet")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="sfnet, peer pairs; 0: print the recipes and stop")
     ap.add_argument("--arch", default="slowfast-r50-8x8", help="slowfast-r50-8x8 or an sfnet.arch JSON (both contenders)")
     ap.add_argument("--epochs", type=int, default=12, help="the issue's job: 12")
     ap.add_argument("--work", default="bench-out/job14", help="data, run directories and logs")
@@ -187,22 +194,24 @@ def main():
     if s_cfg.returncode or p_cfg.returncode:
         sys.exit(f"--print-config failed:\n{s_cfg.stderr}{p_cfg.stderr}")
     s_rows, p_rows = parse_config(s_cfg.stdout.splitlines()), parse_config(p_cfg.stdout.splitlines())
-    print(f"\nrecipes ({'key':<22}{'sfnet finetune --print-config':<34}{'peer'}):")
+    print(f"\nrecipes:\n  {'setting':<24}{'sfnet finetune --print-config':<32}{'peer --print-config':<24}")
     mismatches = []
-    for k in list(s_rows) + [k for k in p_rows if k not in s_rows]:
-        s, p = s_rows.get(k), p_rows.get(k)
-        if s is not None and p is not None:
-            mark = "" if same(s, p) else "DIFFERS"
-            if mark:
-                mismatches.append(k)
-        else:
-            mark = "(sfnet only)" if p is None else "(peer only; sfnet's ClipConfig default)"
-        print(f"  {k:<24}{(s or '-'):<34}{(p or '-'):<28}{mark}")
+    for k in [k for k in s_rows if k in p_rows] + [k for k in p_rows if k not in s_rows]:
+        s, p = s_rows.get(k), p_rows[k]
+        mark = "" if s is None or same(s, p) else "DIFFERS"
+        if mark:
+            mismatches.append(k)
+        s = s if s is not None else "(ClipConfig default)" if k in CLIP_DEFAULTS else "-"
+        print(f"  {k:<24}{s:<32}{p:<24}{mark}")
+    print("  sfnet only (data, other recipes' settings): "
+          + "; ".join(f"{k} {v}" for k, v in s_rows.items() if k not in p_rows and k not in ("train", "val")))
     if mismatches:
         print(f"WARNING: the recipes differ in {', '.join(mismatches)}")
     print("\nsfnet: " + show(sfnet_cmd(a, data, "RUN"), unset=True))
     print("peer:  " + show(peer_cmd(a, data, "RUN", "RUN.json")) + "\n", flush=True)
 
+    if a.rounds < 1:
+        return   # --rounds 0: the recipes only
     runs, arch_check = [], None
     for r in range(a.rounds):
         for who in ("sfnet", "peer"):
@@ -219,7 +228,7 @@ def main():
                 rec["parameters"] = peer_parameters(lines)
             runs.append(rec)
             print(f"  -> {who} round {r + 1}: wall {wall:.1f} s, CPU {rec['cpu_s']:.1f} s, peak RSS {rec['peak_rss_mb']:.0f} MB, "
-                  f"exit {rc}\n", flush=True)
+                  f"exit {rc}" + (f", OpenBLAS kernel {rec['blas_kernel']}" if "blas_kernel" in rec else "") + "\n", flush=True)
             if rc:
                 sys.exit(f"{who} failed (exit {rc}); log: {out}.log")
             if who == "sfnet" and arch_check is None:

@@ -325,7 +325,8 @@ def main():
                           lr=a.warmup_start_lr, momentum=a.momentum, nesterov=a.nesterov, dampening=0.0)
     loss_fn = nn.BCEWithLogitsLoss() if a.loss == "bce" else nn.CrossEntropyLoss()
     print(f"network: pytorchvideo create_slowfast ({a.arch}), {n_params:,} parameters, {len(classes)} classes; "
-          f"{len(train)} train / {len(val)} val videos; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{len(train)} train / {len(val)} val videos; torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), "
+          f"{torch.get_num_threads()} threads, "
           f"{a.workers} loader worker{'s' if a.workers != 1 else ''}", flush=True)
 
     train_set, val_set = Clips(train, cache, a, arch, classes), Clips(val, cache, a, arch, classes)
