@@ -238,10 +238,10 @@ class EpochOrder:
 # ---------------------------------------------------------------- the network
 
 def build_network(arch, a, classes):
-    """pytorchvideo's create_slowfast with sfnet's architecture fields; BN weights 1 as PySlowFast's and
-    sfnet's fresh init (pytorchvideo zero-inits each block's last BN)."""
+    """pytorchvideo's create_slowfast with sfnet's architecture fields. Its init is sfnet's `--init scratch`
+    (FreshInit.swift: PySlowFast's with ZERO_INIT_FINAL_BN): convs N(0, sqrt(2/fan_out)), BN weight 1 but
+    each bottleneck's last (branch2.c_bn, pytorchvideo's norm_c) 0, head N(0, 0.01), biases 0."""
     import torch
-    from torch import nn
     import pytorchvideo.models.slowfast as pvs
     if arch.get("num_groups", 1) != 1 or arch.get("stride_1x1") or not arch.get("fusion_norm", True):
         sys.exit("peer: num_groups > 1, stride_1x1 and fusion without BN are not built by this peer")
@@ -267,10 +267,6 @@ def build_network(arch, a, classes):
         stage_spatial_strides=(tuple(arch["spatial_strides"]),) * 2,
         head_pool_kernel_sizes=((max(t // alpha, 1), s, s), (t, s, s)),
     )
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
     return net
 
 
