@@ -12,7 +12,7 @@ PYTHON       ?= $(VENV)/bin/python
 REQUIREMENTS := requirements/fixtures.txt requirements/interop.txt requirements/bench.txt
 
 PHONY_EXTRA := check-eval faults
-.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step fixtures-train fixtures-transformers fuzz fuzz-deep
+.PHONY: $(PHONY_EXTRA) venv test-deps test-kernels hdf5-mutations check-map deps build test demo check-python interop interop-onnx bench-convert bench-forward fixtures hostile clean ddp-example bench-onnx bench-data bench-train-step bench-job fixtures-train fixtures-transformers fuzz fuzz-deep
 
 deps:
 	@sh scripts/deps.sh $(APT_PACKAGES)
@@ -93,6 +93,12 @@ fixtures-transformers:
 # One SlowFast R50 8x8 training step (batch 2, 32x224x224) against PyTorch's (needs torch). THREADS=... ROUNDS=...
 bench-train-step: build
 	@bash Benchmarks/train_step_bench.sh $(SFNET_RELEASE)
+
+# Issue 14's whole fine-tuning job (SlowFast R50 8x8 from scratch, 36 train / 12 val synthetic clips, 12 epochs,
+# batch 4, 8x64²) against a plain PyTorch script doing the same job (Benchmarks/finetune_job_peer.py; needs torch,
+# pytorchvideo, av, scikit-learn), interleaved. ROUNDS=... (default 2), ARCH=examples/demo/tiny_slowfast.json.
+bench-job: build
+	@PY=$(PYTHON); [ -x "$$PY" ] || PY=python3; "$$PY" Benchmarks/finetune_job_bench.py --sfnet $(SFNET_RELEASE) --rounds $${ROUNDS:-2} $${ARCH:+--arch $$ARCH} --json bench-out/finetune_job.json
 
 # The hostile corpus (fixtures/hostile): generate.py needs only Python; generate_hdf5.py needs h5py
 # (skipped loudly without it, leaving the committed HDF5 cases in place). PYTHON=...
