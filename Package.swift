@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "FamiliesTests", dependencies: ["Families", "Formats", "Train"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats", "Families"]),
-        .testTarget(name: "NetworksTests", dependencies: ["Networks", "Families", "Formats", "Convert", "Verify"]),
+        .testTarget(name: "NetworksTests", dependencies: ["Networks", "CKernels", "Families", "Formats", "Convert", "Verify"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "Networks", "ONNX", "Finetune", "Train", "Families"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify", "Families"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),

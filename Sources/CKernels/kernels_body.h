@@ -97,17 +97,28 @@ F VF exp_hi_lo(VF hi, VF lo) {
 
 // MARK: attention softmax rows
 
+/// Four vectors of maxima (the compare-select chain's latency, not the loads, bounds one vector).
 static SFK_TARGET float row_max(const float *p, long n) {
     long j = 0;
     float m = -__builtin_inff();
     if (n >= L) {
-        VF v = ld(p);
-        for (j = L; j + L <= n; j += L) {
-            VF w = ld(p + j);
-            v = sel(w > v, w, v);
+        VF v0 = ld(p), v1 = v0, v2 = v0, v3 = v0;
+        for (j = L; j + 4 * L <= n; j += 4 * L) {
+            VF w0 = ld(p + j), w1 = ld(p + j + L), w2 = ld(p + j + 2 * L), w3 = ld(p + j + 3 * L);
+            v0 = sel(w0 > v0, w0, v0);
+            v1 = sel(w1 > v1, w1, v1);
+            v2 = sel(w2 > v2, w2, v2);
+            v3 = sel(w3 > v3, w3, v3);
         }
-        m = v[0];
-        for (int t = 1; t < L; t++) m = v[t] >= m ? v[t] : m;
+        for (; j + L <= n; j += L) {
+            VF w = ld(p + j);
+            v0 = sel(w > v0, w, v0);
+        }
+        v0 = sel(v1 > v0, v1, v0);
+        v2 = sel(v3 > v2, v3, v2);
+        v0 = sel(v2 > v0, v2, v0);
+        m = v0[0];
+        for (int t = 1; t < L; t++) m = v0[t] >= m ? v0[t] : m;
     }
     for (; j < n; j++) m = p[j] >= m ? p[j] : m;
     return m;
