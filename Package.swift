@@ -41,6 +41,9 @@ let package = Package(
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
         // Two Linux system calls glibc hides behind _GNU_SOURCE (copy_file_range, sync_file_range).
         .target(name: "CSys"),
+        // The hot element-wise loops (attention softmax rows, GELU, Swish) in C, built twice: AVX-512 through
+        // per-function target attributes (no compiler flags) and the baseline; chosen once at run time.
+        .target(name: "CKernels"),
         // ONNX's onnx.proto as C (generated once by protoc-c, committed) on libprotobuf-c.
         .target(name: "CONNX", linkerSettings: [.linkedLibrary("protobuf-c")]),
 
@@ -58,7 +61,7 @@ let package = Package(
         .target(name: "Keras", dependencies: ["CHDF5", "Formats", "Families", "Convert"]),
         // tensors and ops (forward + backward side by side, Ops/), and the executors that run a family's
         // graph: eval mode with BN folded (Eval/) and training mode with backward (Train/).
-        .target(name: "Networks", dependencies: ["COpenBLAS", "Formats", "Families"]),
+        .target(name: "Networks", dependencies: ["COpenBLAS", "CKernels", "Formats", "Families"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Families", "Convert", "Networks", "Train"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
@@ -88,7 +91,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(name: "FamiliesTests", dependencies: ["Families", "Formats", "Train"]),
         .testTarget(name: "ConvertTests", dependencies: ["Convert", "Formats", "Families"]),
-        .testTarget(name: "NetworksTests", dependencies: ["Networks", "Families", "Formats", "Convert", "Verify"]),
+        .testTarget(name: "NetworksTests", dependencies: ["Networks", "CKernels", "Families", "Formats", "Convert", "Verify"]),
         .testTarget(name: "VerifyTests", dependencies: ["Verify", "Formats", "Convert", "Networks", "ONNX", "Finetune", "Train", "Families"]),
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "CONNX", "Convert", "Formats", "Verify", "Families"]),
         .testTarget(name: "ReportTests", dependencies: ["Report"]),

@@ -12,6 +12,7 @@ PySlowFast's (same state_dict keys); weights are random for all three (timing on
 The X3D peer is pytorchvideo.models.x3d.create_x3d with the preset's depth factor (PyTorch's own
 reference implementation of the same network; sfnet's matches its logits, fixtures/x3d).
 Usage: forward_bench.py SFNET [--arch slowfast-r50-8x8] [--threads 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 5] [--json OUT]
+       [--baseline SFNET_BEFORE]   (a second sfnet binary timed in every round too, before SFNET: before/after on the same load)
 """
 import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, tempfile, time
 
@@ -127,6 +128,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--baseline", help="another sfnet binary (e.g. before a change), timed in every round just before SFNET")
     ap.add_argument("--peer", choices=["torch", "ort", "export"], help=argparse.SUPPRESS)
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -154,17 +156,19 @@ def main():
         print(f"onnxruntime: SKIPPED ({e})")
         onnx_path = None
 
-    def sfnet():
-        out = subprocess.run([a.sfnet, "bench", "forward", "--arch", a.arch, "--size", str(a.size), "--frames",
+    def sfnet(binary):
+        out = subprocess.run([binary, "bench", "forward", "--arch", a.arch, "--size", str(a.size), "--frames",
                               str(a.frames), "--threads", str(a.threads), "--repeat", str(a.repeat), "--json"],
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
-    res = {"sfnet": [], "pytorch": [], "onnxruntime": []}
+    res = ({"baseline": []} if a.baseline else {}) | {"sfnet": [], "pytorch": [], "onnxruntime": []}
     rss = {}
     extra = {}
     for _ in range(a.rounds):
-        s = sfnet(); res["sfnet"].append(s["median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
+        if a.baseline:
+            b = sfnet(a.baseline); res["baseline"].append(b["median_s"]); rss["baseline"] = b["peak_rss_mb"]
+        s = sfnet(a.sfnet); res["sfnet"].append(s["median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
         t = child("torch"); res["pytorch"].append(t["median_s"]); rss["pytorch"] = t["peak_rss_mb"]
         if onnx_path:
             o = child("ort", onnx_path); res["onnxruntime"].append(o["median_s"]); rss["onnxruntime"] = o["peak_rss_mb"]
@@ -177,9 +181,12 @@ def main():
     for k, v in med.items():
         print(f"  {k:12s} {v:7.3f} s   peak RSS {rss[k]:7.0f} MB   rounds {[round(x, 3) for x in res[k]]}")
     print(f"  sfnet / {peer_name} = {med['sfnet'] / med['pytorch']:.2f}x")
+    if a.baseline:
+        print(f"  baseline / {peer_name} = {med['baseline'] / med['pytorch']:.2f}x; sfnet / baseline = {med['sfnet'] / med['baseline']:.2f}x")
     if "onnxruntime" in med:
         print(f"  sfnet / onnxruntime = {med['sfnet'] / med['onnxruntime']:.2f}x")
-    print(f"  sfnet {extra['gflops']:.0f} GFLOP/s ({extra['multiply_adds'] / 1e9:.1f} GMACs), OpenBLAS core {extra.get('openblas_core')}")
+    print(f"  sfnet {extra['gflops']:.0f} GFLOP/s ({extra['multiply_adds'] / 1e9:.1f} GMACs), OpenBLAS core {extra.get('openblas_core')}, "
+          f"element-wise kernels {extra.get('elementwise_kernels')}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "size": a.size, "frames": a.frames,

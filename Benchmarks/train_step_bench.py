@@ -12,6 +12,7 @@ The PyTorch model is fixtures/generate.py's SlowFast, a module-for-module mirror
 both (timing only). The X3D peer is pytorchvideo.models.x3d.create_x3d with the preset's depth
 factor (dropout 0.5 as in the preset), the reference implementation sfnet's X3D matches.
 Usage: train_step_bench.py SFNET [--arch slowfast-r50-8x8] [--threads 2] [--batch 2] [--size 224] [--frames 32] [--rounds 3] [--repeat 3] [--json OUT]
+       [--baseline SFNET_BEFORE]   (a second sfnet binary timed in every round too, before SFNET: before/after on the same load)
 """
 import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, time
 
@@ -102,6 +103,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--baseline", help="another sfnet binary (e.g. before a change), timed in every round just before SFNET")
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.peer:
@@ -115,16 +117,18 @@ def main():
             raise RuntimeError(p.stderr.strip()[-2000:] or f"exit {p.returncode}")
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    def sfnet():
-        out = subprocess.run([a.sfnet, "bench", "train-step", "--json"] + common,
+    def sfnet(binary):
+        out = subprocess.run([binary, "bench", "train-step", "--json"] + common,
                              check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
-    res = {"sfnet": [], "pytorch": []}
-    fwd = {"sfnet": [], "pytorch": []}
+    names = (["baseline"] if a.baseline else []) + ["sfnet", "pytorch"]
+    res, fwd = {k: [] for k in names}, {k: [] for k in names}
     rss, extra = {}, {}
     for _ in range(a.rounds):
-        s = sfnet(); res["sfnet"].append(s["median_s"]); fwd["sfnet"].append(s["forward_median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
+        if a.baseline:
+            b = sfnet(a.baseline); res["baseline"].append(b["median_s"]); fwd["baseline"].append(b["forward_median_s"]); rss["baseline"] = b["peak_rss_mb"]
+        s = sfnet(a.sfnet); res["sfnet"].append(s["median_s"]); fwd["sfnet"].append(s["forward_median_s"]); rss["sfnet"] = s["peak_rss_mb"]; extra = s
         t = torch_child(); res["pytorch"].append(t["median_s"]); fwd["pytorch"].append(t["forward_median_s"]); rss["pytorch"] = t["peak_rss_mb"]
     med = {k: statistics.median(v) for k, v in res.items()}
     what = a.arch if a.arch.startswith("x3d") or a.arch in TRANSFORMERS else "SlowFast R50 8x8"
@@ -133,10 +137,13 @@ def main():
     print(f"{what} training step (forward + backward + SGD), batch {a.batch}, clip {a.frames}x{a.size}x{a.size}, "
           f"{a.threads} threads; medians of {a.rounds} rounds x {a.repeat} steps:")
     for k, v in med.items():
-        print(f"  {k:8s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
+        print(f"  {k:9s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
               f"rounds {[round(x, 3) for x in res[k]]}")
     print(f"  sfnet / {peer} = {med['sfnet'] / med['pytorch']:.2f}x (target <= {0.4 if a.arch.startswith('x3d') else 1.0})")
-    print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}")
+    if a.baseline:
+        print(f"  baseline / {peer} = {med['baseline'] / med['pytorch']:.2f}x; sfnet / baseline = {med['sfnet'] / med['baseline']:.2f}x")
+    print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}, "
+          f"element-wise kernels {extra.get('elementwise_kernels')}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "arch": a.arch, "threads": a.threads, "batch": a.batch, "size": a.size,

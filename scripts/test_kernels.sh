@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The numerics-sensitive tests (op forward/backward, model and train-step references, verify)
+# The numerics-sensitive tests (op forward/backward, model and train-step references, verify; the
+# transformer and X3D ops, which also run each element-wise kernel build)
 # under each OpenBLAS kernel Debian's OpenBLAS can run on this CPU: OPENBLAS_CORETYPE unset, then
 # Haswell, SkylakeX, Cooperlake and Zen, each a separate, labelled step. A kernel the CPU lacks the
 # instructions for (AVX2/FMA, AVX-512, AVX-512 BF16) is skipped loudly. Needs `swift build --build-tests`.
 # Exit status: non-zero when any kernel's run fails.
 set -u
 cd "$(dirname "$0")/.."
-filter='OpBackwardTests|OpsReferenceTests|NormActivationTests|Conv3dTests|PoolLinearTests|ModelReferenceTests|ModelOracleTests|ModelForwardTests|TrainStepReferenceTests|TrainableModelTests|TrainStepsReferenceTests|VerifyTests|ReferenceFormsTests|InflationPropertyTests|VerifyCLITests|LossTests|SGDTests'
+filter='OpBackwardTests|OpsReferenceTests|NormActivationTests|Conv3dTests|PoolLinearTests|ModelReferenceTests|ModelOracleTests|ModelForwardTests|TrainStepReferenceTests|TrainableModelTests|TrainStepsReferenceTests|VerifyTests|ReferenceFormsTests|InflationPropertyTests|VerifyCLITests|LossTests|SGDTests|TransformerOpsTests|X3DOpsTests|ElementwiseKernelsTests'
 flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)"
 has() { for f in "$@"; do [[ " $flags " == *" $f "* ]] || return 1; done; }
 failed=()

@@ -42,11 +42,12 @@ public struct ForwardBenchResult {
             ("median_s", .double(median)), ("times_s", .array(times.map { .double($0) })),
             ("multiply_adds", .int(multiplyAdds)), ("gflops", .double(gflops)),
             ("peak_rss_mb", .double(peakRSSMB)), ("openblas_core", .string(blasCore)),
+            ("elementwise_kernels", .string(ElementwiseKernels.active.rawValue)),
         ])
     }
 
     public func text() -> String {
-        var s = "forward \(options.preset): batch \(options.batch), input \(inputShapes.map { Tensor.shapeString($0) }.joined(separator: " + ")), \(options.threads) threads (OpenBLAS \(blasCore))\n"
+        var s = "forward \(options.preset): batch \(options.batch), input \(inputShapes.map { Tensor.shapeString($0) }.joined(separator: " + ")), \(options.threads) threads (OpenBLAS \(blasCore), element-wise kernels \(ElementwiseKernels.active.rawValue))\n"
         s += String(format: "  median %.3f s over %d runs (min %.3f, max %.3f); %.1f GMACs, %.1f GFLOP/s; peak RSS %.0f MB\n",
                     median, times.count, times.min() ?? 0, times.max() ?? 0, Double(multiplyAdds) / 1e9, gflops, peakRSSMB)
         if let p = profile { s += p + "\n" }

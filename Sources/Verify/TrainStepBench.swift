@@ -52,12 +52,13 @@ public struct TrainStepBenchResult {
             ("forward_multiply_adds", .int(forwardMultiplyAdds)), ("gflops", .double(gflops)),
             ("peak_rss_mb", .double(peakRSSMB)), ("activation_mb", .double(activationMB)),
             ("openblas_core", .string(blasCore)),
+            ("elementwise_kernels", .string(ElementwiseKernels.active.rawValue)),
         ])
     }
 
     public func text() -> String {
         var s = "train step \(options.preset): batch \(options.batch), input \(inputShapes.map { Tensor.shapeString($0) }.joined(separator: " + ")), "
-        s += "\(options.threads) threads (OpenBLAS \(blasCore))\n"
+        s += "\(options.threads) threads (OpenBLAS \(blasCore), element-wise kernels \(ElementwiseKernels.active.rawValue))\n"
         s += String(format: "  median %.3f s over %d steps (forward %.3f s, backward + update %.3f s); about %.0f GFLOP/s\n",
                     median, times.count, Self.median(forwardTimes), Self.median(backwardTimes), gflops)
         s += String(format: "  peak RSS %.0f MB; activations held by the step %.0f MB\n", peakRSSMB, activationMB)

@@ -54,3 +54,14 @@ func unflatten(_ flat: Int, _ shape: [Int]) -> [Int] {
     }
     return index
 }
+
+/// Runs `body` under each build of the C element-wise kernels this CPU can run (generic always, AVX-512
+/// where present), restoring the active build after: one oracle check covers both.
+func forEachKernelBuild(_ body: (ElementwiseKernels) throws -> Void) rethrows {
+    let saved = ElementwiseKernels.active
+    defer { ElementwiseKernels.use(saved) }
+    for kernels in ElementwiseKernels.available {
+        XCTAssertTrue(ElementwiseKernels.use(kernels), "\(kernels)")
+        try body(kernels)
+    }
+}

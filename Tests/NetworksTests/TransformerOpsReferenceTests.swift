@@ -72,64 +72,68 @@ final class TransformerOpsReferenceTests: XCTestCase {
         }
         XCTAssertEqual(cases.count, 11)
         print("OpenBLAS kernel \(Threading.blasCoreName), \(Threading.threads) threads")
-        for op in cases {
-            let name = try XCTUnwrap(op["name"]?.stringValue)
-            let r = try float(name + ".grad_output")
-            switch op["op"]?.stringValue {
-            case "layer_norm":
-                guard case .number(let eps, _, _)? = op["eps"] else { return XCTFail("\(name): no eps") }
-                let x = try float(name + ".input"), w = try float(name + ".weight"), b = try float(name + ".bias")
-                let (y, stats) = layerNormForward(x, gamma: w, beta: b, eps: eps)
-                try judge(y, name + ".output")
-                let dw = FloatTensor(zeros: w.shape), db = FloatTensor(zeros: b.shape)
-                let dx = layerNormBackward(x, gamma: w, statistics: stats, eps: eps, gradOutput: r, gradGamma: dw, gradBeta: db)
-                try judge(dx, name + ".grad_input")
-                try judge(dw, name + ".grad_weight")
-                try judge(db, name + ".grad_bias")
-            case "gelu":
-                let form = try XCTUnwrap(GELUApproximation(rawValue: op["approximate"]?.stringValue ?? ""))
-                let x = try float(name + ".input")
-                try judge(geluForward(x, approximate: form), name + ".output")
-                try judge(geluBackward(input: x, gradOutput: r, approximate: form, inPlace: false), name + ".grad_input")
-            case "attention":
-                let heads = try XCTUnwrap(op["heads"]?.intValue)
-                // Each of the backward's paths: P recomputed (rowsum(P dP) summed, or dO . O from the output),
-                // P kept by the forward.
-                for (keep, giveOutput) in [(false, false), (false, true), (true, true)] {
-                    if op["layout"]?.stringValue == "fused" {
-                        let qkv = try float(name + ".qkv")
-                        let (y, stats) = fusedAttentionForward(qkv: qkv, heads: heads, keepProbabilities: keep)
-                        try judge(y, name + ".output")
-                        try judge(fusedAttentionBackward(qkv: qkv, output: giveOutput ? y : nil, statistics: stats, gradOutput: r,
-                                                         heads: heads), name + ".grad_qkv")
-                    } else {
-                        let q = try float(name + ".query"), k = try float(name + ".key"), v = try float(name + ".value")
-                        let (y, stats) = attentionForward(query: q, key: k, value: v, heads: heads, keepProbabilities: keep)
-                        try judge(y, name + ".output")
-                        let g = attentionBackward(query: q, key: k, value: v, output: giveOutput ? y : nil, statistics: stats,
-                                                  gradOutput: r, heads: heads)
-                        try judge(g.query, name + ".grad_query")
-                        try judge(g.key, name + ".grad_key")
-                        try judge(g.value, name + ".grad_value")
+        // Each build of the element-wise kernels (GELU, Swish, the attention softmax rows) this CPU runs.
+        try forEachKernelBuild { kernels in
+            print("element-wise kernels \(kernels)")
+            for op in cases {
+                let name = try XCTUnwrap(op["name"]?.stringValue)
+                let r = try float(name + ".grad_output")
+                switch op["op"]?.stringValue {
+                case "layer_norm":
+                    guard case .number(let eps, _, _)? = op["eps"] else { return XCTFail("\(name): no eps") }
+                    let x = try float(name + ".input"), w = try float(name + ".weight"), b = try float(name + ".bias")
+                    let (y, stats) = layerNormForward(x, gamma: w, beta: b, eps: eps)
+                    try judge(y, name + ".output")
+                    let dw = FloatTensor(zeros: w.shape), db = FloatTensor(zeros: b.shape)
+                    let dx = layerNormBackward(x, gamma: w, statistics: stats, eps: eps, gradOutput: r, gradGamma: dw, gradBeta: db)
+                    try judge(dx, name + ".grad_input")
+                    try judge(dw, name + ".grad_weight")
+                    try judge(db, name + ".grad_bias")
+                case "gelu":
+                    let form = try XCTUnwrap(GELUApproximation(rawValue: op["approximate"]?.stringValue ?? ""))
+                    let x = try float(name + ".input")
+                    try judge(geluForward(x, approximate: form), name + ".output")
+                    try judge(geluBackward(input: x, gradOutput: r, approximate: form, inPlace: false), name + ".grad_input")
+                case "attention":
+                    let heads = try XCTUnwrap(op["heads"]?.intValue)
+                    // Each of the backward's paths: P recomputed (rowsum(P dP) summed, or dO . O from the output),
+                    // P kept by the forward.
+                    for (keep, giveOutput) in [(false, false), (false, true), (true, true)] {
+                        if op["layout"]?.stringValue == "fused" {
+                            let qkv = try float(name + ".qkv")
+                            let (y, stats) = fusedAttentionForward(qkv: qkv, heads: heads, keepProbabilities: keep)
+                            try judge(y, name + ".output")
+                            try judge(fusedAttentionBackward(qkv: qkv, output: giveOutput ? y : nil, statistics: stats, gradOutput: r,
+                                                             heads: heads), name + ".grad_qkv")
+                        } else {
+                            let q = try float(name + ".query"), k = try float(name + ".key"), v = try float(name + ".value")
+                            let (y, stats) = attentionForward(query: q, key: k, value: v, heads: heads, keepProbabilities: keep)
+                            try judge(y, name + ".output")
+                            let g = attentionBackward(query: q, key: k, value: v, output: giveOutput ? y : nil, statistics: stats,
+                                                      gradOutput: r, heads: heads)
+                            try judge(g.query, name + ".grad_query")
+                            try judge(g.key, name + ".grad_key")
+                            try judge(g.value, name + ".grad_value")
+                        }
                     }
+                case "patch_embed":
+                    let x = try float(name + ".input"), w = try float(name + ".weight"), b = try float(name + ".bias")
+                    let p = ints(op["patch"])
+                    // TimeSformer's Conv2d weight [D, C, ph, pw] is the t = 1 tubelet [D, C, 1, ph, pw]; its (b t) (h w)
+                    // tokens are the time-major order.
+                    let w5 = w.copy()
+                    w5.reshape([w.shape[0], w.shape[1], p[0], p[1], p[2]])
+                    let y = patchEmbedForward(x, weight: w5, bias: b, order: .timeMajor)
+                    try judge(y, name + ".output")
+                    let dw = FloatTensor(zeros: w5.shape), db = FloatTensor(zeros: b.shape)
+                    let dx = patchEmbedBackward(x, weight: w5, gradOutput: r, gradWeight: dw, gradBias: db, order: .timeMajor)
+                    dw.reshape(w.shape)
+                    try judge(dx, name + ".grad_input")
+                    try judge(dw, name + ".grad_weight")
+                    try judge(db, name + ".grad_bias")
+                default:
+                    XCTFail("\(name): unknown op \(String(describing: op["op"]))")
                 }
-            case "patch_embed":
-                let x = try float(name + ".input"), w = try float(name + ".weight"), b = try float(name + ".bias")
-                let p = ints(op["patch"])
-                // TimeSformer's Conv2d weight [D, C, ph, pw] is the t = 1 tubelet [D, C, 1, ph, pw]; its (b t) (h w)
-                // tokens are the time-major order.
-                let w5 = w.copy()
-                w5.reshape([w.shape[0], w.shape[1], p[0], p[1], p[2]])
-                let y = patchEmbedForward(x, weight: w5, bias: b, order: .timeMajor)
-                try judge(y, name + ".output")
-                let dw = FloatTensor(zeros: w5.shape), db = FloatTensor(zeros: b.shape)
-                let dx = patchEmbedBackward(x, weight: w5, gradOutput: r, gradWeight: dw, gradBias: db, order: .timeMajor)
-                dw.reshape(w.shape)
-                try judge(dx, name + ".grad_input")
-                try judge(dw, name + ".grad_weight")
-                try judge(db, name + ".grad_bias")
-            default:
-                XCTFail("\(name): unknown op \(String(describing: op["op"]))")
             }
         }
         XCTAssertEqual(checked, Set(gaps.keys), "every reference tensor checked")

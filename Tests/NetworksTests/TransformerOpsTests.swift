@@ -118,7 +118,9 @@ final class TransformerOpsTests: XCTestCase {
         return FloatTensor(shape: [values.count], values: values)
     }
 
-    func testGELUForwardMatchesOracleAcrossTheRange() {
+    func testGELUForwardMatchesOracleAcrossTheRange() { forEachKernelBuild(geluForwardMatchesOracleAcrossTheRange) }
+
+    private func geluForwardMatchesOracleAcrossTheRange(_ kernels: ElementwiseKernels) {
         let x = geluInputs()
         let eps = Double(Float.ulpOfOne)
         for form in GELUApproximation.allCases {
@@ -130,7 +132,7 @@ final class TransformerOpsTests: XCTestCase {
                 // float argument of tanh, 2u ~ 1.6 x^3 / 14, carries ~|2u| ulp into exp(2u) in the left tail.
                 let u = 0.797_884_56 * (v + 0.044715 * v * v * v)
                 let allowed = form == .none ? 6 * eps * abs(e) + 1e-35 : 6 * eps * abs(e) * max(1, abs(2 * u)) + 1e-35
-                XCTAssertLessThanOrEqual(abs(a - e), allowed, "gelu \(form)(\(v)): \(a) vs \(e)")
+                XCTAssertLessThanOrEqual(abs(a - e), allowed, "gelu \(form)(\(v)) [\(kernels)]: \(a) vs \(e)")
             }
             let copy = x.copy()
             XCTAssertTrue(geluForward(copy, approximate: form, inPlace: true) === copy)
@@ -138,15 +140,17 @@ final class TransformerOpsTests: XCTestCase {
         }
     }
 
-    func testGELUBackwardMatchesFiniteDifferences() {
+    func testGELUBackwardMatchesFiniteDifferences() { forEachKernelBuild(geluBackwardMatchesFiniteDifferences) }
+
+    private func geluBackwardMatchesFiniteDifferences(_ kernels: ElementwiseKernels) {
         var rng = SeededGenerator(seed: 111)
         let x = random64([3, 5, 37], &rng, in: -6...6), r = random64(x.shape, &rng)
         for form in GELUApproximation.allCases {
             let oracle = geluBackward64(x, gradOutput: r, approximate: form)
-            checkFiniteDifferences(x, analytic: oracle, samples: 80, "gelu \(form) dx") { gelu64($0, approximate: form).dot(r) }
+            checkFiniteDifferences(x, analytic: oracle, samples: 80, "gelu \(form) [\(kernels)] dx") { gelu64($0, approximate: form).dot(r) }
             let dy = r.float()
             let dx = geluBackward(input: x.float(), gradOutput: dy, approximate: form, inPlace: false)
-            assertGradClose(dx, oracle, tolerance: 1e-6, "gelu \(form) fast dx")
+            assertGradClose(dx, oracle, tolerance: 1e-6, "gelu \(form) [\(kernels)] fast dx")
             XCTAssertTrue(geluBackward(input: x.float(), gradOutput: dy, approximate: form) === dy)
             XCTAssertEqual(dy.values, dx.values)
         }
@@ -167,7 +171,7 @@ final class TransformerOpsTests: XCTestCase {
                     terms = s + abs(2 * v * s * sm * c * (1 + 3 * 0.044715 * v * v)) * max(1, abs(2 * u))
                 }
                 XCTAssertLessThanOrEqual(abs(a - e), 8 * Double(Float.ulpOfOne) * terms + 1e-35,
-                                         "gelu' \(form)(\(v)): \(a) vs \(e)")
+                                         "gelu' \(form)(\(v)) [\(kernels)]: \(a) vs \(e)")
             }
         }
     }
@@ -214,7 +218,9 @@ final class TransformerOpsTests: XCTestCase {
         return (out, stats, dq, dk, dv)
     }
 
-    func testAttentionForwardMatchesOracle() {
+    func testAttentionForwardMatchesOracle() { forEachKernelBuild(attentionForwardMatchesOracle) }
+
+    private func attentionForwardMatchesOracle(_ kernels: ElementwiseKernels) {
         var rng = SeededGenerator(seed: 120)
         for c in attentionCases {
             let w = c.heads * c.headDim
@@ -224,10 +230,10 @@ final class TransformerOpsTests: XCTestCase {
             for threads in [1, 2, 3] {
                 withThreads(threads) {
                     let r = stridedAttention(c, q.float(), k.float(), v.float(), FloatTensor(zeros: q.shape))
-                    assertGradClose(r.out, truth, tolerance: 1e-6, c.what + ", \(threads) threads")
+                    assertGradClose(r.out, truth, tolerance: 1e-6, c.what + " [\(kernels)], \(threads) threads")
                     // Keeping the probabilities changes where the scores live, not the result.
                     let kept = stridedAttention(c, q.float(), k.float(), v.float(), FloatTensor(zeros: q.shape), path: .kept)
-                    XCTAssertEqual(kept.out.values, r.out.values, c.what + " with kept probabilities")
+                    XCTAssertEqual(kept.out.values, r.out.values, c.what + " [\(kernels)] with kept probabilities")
                 }
             }
             // Inference: no statistics. And GEMMs left to OpenBLAS's own threads (items then run one by one).
@@ -237,16 +243,16 @@ final class TransformerOpsTests: XCTestCase {
                 attentionForward(c.shape, query: AttentionOperand(qf), key: AttentionOperand(kf), value: AttentionOperand(vf),
                                  output: AttentionOperand(plain), blockRows: c.blockRows)
             }
-            assertGradClose(plain, truth, tolerance: 1e-6, c.what + " without statistics")
+            assertGradClose(plain, truth, tolerance: 1e-6, c.what + " [\(kernels)] without statistics")
             let saved = Threading.threads
             Threading.setThreads(2, splitGemms: false)
             let viaBlas = stridedAttention(c, qf, kf, vf, FloatTensor(zeros: q.shape))
             Threading.setThreads(saved)
-            assertGradClose(viaBlas.out, truth, tolerance: 1e-6, c.what + " on OpenBLAS's threads")
+            assertGradClose(viaBlas.out, truth, tolerance: 1e-6, c.what + " [\(kernels)] on OpenBLAS's threads")
             // The tensor entry point (default block), and the statistics: each row's max of the scaled scores and
             // sum of exp(score - max).
             let (out, stats) = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads)
-            assertGradClose(out, truth, tolerance: 1e-6, c.what + " tensor entry")
+            assertGradClose(out, truth, tolerance: 1e-6, c.what + " [\(kernels)] tensor entry")
             let keptStats = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads, keepProbabilities: true).statistics
             XCTAssertNil(stats.probabilities)
             let scale = 1 / Double(c.headDim).squareRoot()
@@ -258,12 +264,12 @@ final class TransformerOpsTests: XCTestCase {
                 }
                 let m = scores.max()!, sum = scores.reduce(0) { $0 + exp($1 - m) }
                 let at = (s * c.heads + h) * c.length + i
-                XCTAssertEqual(Double(stats.rowMax.pointer[at]), m, accuracy: 1e-5 * max(1, abs(m)), c.what + " max")
-                XCTAssertEqual(Double(stats.rowSum.pointer[at]), sum, accuracy: 1e-5 * sum, c.what + " sum")
+                XCTAssertEqual(Double(stats.rowMax.pointer[at]), m, accuracy: 1e-5 * max(1, abs(m)), c.what + " [\(kernels)] max")
+                XCTAssertEqual(Double(stats.rowSum.pointer[at]), sum, accuracy: 1e-5 * sum, c.what + " [\(kernels)] sum")
                 // Kept probabilities: exp(score - max), unnormalised.
                 for j in 0..<c.keyLength {
                     XCTAssertEqual(Double(keptStats.probabilities!.pointer[at * c.keyLength + j]), exp(scores[j] - m),
-                                   accuracy: 1e-5, c.what + " kept probability")
+                                   accuracy: 1e-5, c.what + " [\(kernels)] kept probability")
                 }
             } } }
         }
@@ -288,7 +294,9 @@ final class TransformerOpsTests: XCTestCase {
         }
     }
 
-    func testAttentionBackwardMatchesOracle() {
+    func testAttentionBackwardMatchesOracle() { forEachKernelBuild(attentionBackwardMatchesOracle) }
+
+    private func attentionBackwardMatchesOracle(_ kernels: ElementwiseKernels) {
         // 1 to 3 threads: with 2 and 3 the parts' boundaries cut (sequence, head) pairs, whose dK and dV
         // two threads then add.
         var rng = SeededGenerator(seed: 140)
@@ -301,7 +309,7 @@ final class TransformerOpsTests: XCTestCase {
                 for path in BackwardPath.allCases {
                     withThreads(threads) {
                         let got = stridedAttention(c, q.float(), k.float(), v.float(), r.float(), path: path)
-                        let what = c.what + ", \(threads) threads, P \(path)"
+                        let what = c.what + " [\(kernels)], \(threads) threads, P \(path)"
                         if c.keyLength == 1 {
                             // One key: P = 1 and dQ = dK = 0 exactly; dP - rowsum(P dP) leaves float roundings of
                             // dO . V (unit-sized here), which a scale relative to the zero gradient would magnify.
@@ -318,9 +326,9 @@ final class TransformerOpsTests: XCTestCase {
             let (_, stats) = attentionForward(query: q.float(), key: k.float(), value: v.float(), heads: c.heads)
             let g = attentionBackward(query: q.float(), key: k.float(), value: v.float(), statistics: stats,
                                       gradOutput: r.float(), heads: c.heads)
-            assertGradClose(g.query, oracle.query, tolerance: 1e-5, c.what + " tensor entry dq")
-            assertGradClose(g.key, oracle.key, tolerance: 1e-5, c.what + " tensor entry dk")
-            assertGradClose(g.value, oracle.value, tolerance: 1e-5, c.what + " tensor entry dv")
+            assertGradClose(g.query, oracle.query, tolerance: 1e-5, c.what + " [\(kernels)] tensor entry dq")
+            assertGradClose(g.key, oracle.key, tolerance: 1e-5, c.what + " [\(kernels)] tensor entry dk")
+            assertGradClose(g.value, oracle.value, tolerance: 1e-5, c.what + " [\(kernels)] tensor entry dv")
             withThreads(3) {
                 let (qf, kf, vf, rf) = (q.float(), k.float(), v.float(), r.float())
                 let dq = FloatTensor(shape: q.shape, repeating: 0.5), dk = FloatTensor(shape: k.shape, repeating: -1)
@@ -331,14 +339,16 @@ final class TransformerOpsTests: XCTestCase {
                                       gradKey: AttentionOperand(dk), gradValue: AttentionOperand(dv), accumulate: true,
                                       blockRows: c.blockRows)
                 }
-                assertGradClose(dq, shifted(oracle.query, 0.5), tolerance: 1e-5, c.what + " accumulated dq")
-                assertGradClose(dk, shifted(oracle.key, -1), tolerance: 1e-5, c.what + " accumulated dk")
-                assertGradClose(dv, shifted(oracle.value, 2), tolerance: 1e-5, c.what + " accumulated dv")
+                assertGradClose(dq, shifted(oracle.query, 0.5), tolerance: 1e-5, c.what + " [\(kernels)] accumulated dq")
+                assertGradClose(dk, shifted(oracle.key, -1), tolerance: 1e-5, c.what + " [\(kernels)] accumulated dk")
+                assertGradClose(dv, shifted(oracle.value, 2), tolerance: 1e-5, c.what + " [\(kernels)] accumulated dv")
             }
         }
     }
 
-    func testFusedQKVAttentionMatchesSeparateOracle() {
+    func testFusedQKVAttentionMatchesSeparateOracle() { forEachKernelBuild(fusedQKVAttentionMatchesSeparateOracle) }
+
+    private func fusedQKVAttentionMatchesSeparateOracle(_ kernels: ElementwiseKernels) {
         // TimeSformer's qkv linear output [S, L, 3 H dh]: columns (q heads, k heads, v heads); dqkv in the same layout.
         var rng = SeededGenerator(seed: 150)
         for (s, l, heads, dh) in [(2, 11, 3, 5), (1, 70, 2, 8)] {
@@ -353,7 +363,7 @@ final class TransformerOpsTests: XCTestCase {
                 return Tensor64(shape: [s, l, w], values: values)
             }
             let (q, k, v) = (part(0), part(1), part(2))
-            let what = "fused qkv S \(s) L \(l) H \(heads) dh \(dh)"
+            let what = "fused qkv S \(s) L \(l) H \(heads) dh \(dh) [\(kernels)]"
             let (out, stats) = fusedAttentionForward(qkv: qkv.float(), heads: heads)
             assertGradClose(out, attention64(query: q, key: k, value: v, heads: heads), tolerance: 1e-6, what)
             let oracle = attentionBackward64(query: q, key: k, value: v, heads: heads, gradOutput: r)
@@ -371,7 +381,9 @@ final class TransformerOpsTests: XCTestCase {
         }
     }
 
-    func testTemporalAttentionRunsOnTheTokenLayoutInPlace() {
+    func testTemporalAttentionRunsOnTheTokenLayoutInPlace() { forEachKernelBuild(temporalAttentionRunsOnTheTokenLayoutInPlace) }
+
+    private func temporalAttentionRunsOnTheTokenLayoutInPlace(_ kernels: ElementwiseKernels) {
         // TimeSformer's temporal attention: tokens [T, P, C] of one clip (frame-major), sequences = the P patches,
         // each over its T frames: rowStride P C, sequenceStride C. Compared with the oracle on the gathered
         // [P, T, C] tensors; the gradients land in [T, P, C] buffers too.
@@ -404,13 +416,15 @@ final class TransformerOpsTests: XCTestCase {
             }
         }
         // The results gathered to [P, T, C] (a permutation, exact) for the comparison.
-        assertGradClose(gathered(Tensor64(out)).float(), truth, tolerance: 1e-6, "temporal output")
-        assertGradClose(gathered(Tensor64(dq)).float(), oracle.query, tolerance: 1e-5, "temporal dq")
-        assertGradClose(gathered(Tensor64(dk)).float(), oracle.key, tolerance: 1e-5, "temporal dk")
-        assertGradClose(gathered(Tensor64(dv)).float(), oracle.value, tolerance: 1e-5, "temporal dv")
+        assertGradClose(gathered(Tensor64(out)).float(), truth, tolerance: 1e-6, "temporal [\(kernels)] output")
+        assertGradClose(gathered(Tensor64(dq)).float(), oracle.query, tolerance: 1e-5, "temporal [\(kernels)] dq")
+        assertGradClose(gathered(Tensor64(dk)).float(), oracle.key, tolerance: 1e-5, "temporal [\(kernels)] dk")
+        assertGradClose(gathered(Tensor64(dv)).float(), oracle.value, tolerance: 1e-5, "temporal [\(kernels)] dv")
     }
 
-    func testAttentionWithLargeScoresStaysFinite() {
+    func testAttentionWithLargeScoresStaysFinite() { forEachKernelBuild(attentionWithLargeScoresStaysFinite) }
+
+    private func attentionWithLargeScoresStaysFinite(_ kernels: ElementwiseKernels) {
         // Scores in the thousands: the max-subtracted softmax stays finite and one-hot where one key dominates.
         var rng = SeededGenerator(seed: 170)
         let c = AttentionCase(sequences: 1, length: 9, keyLength: 9, heads: 2, headDim: 8, blockRows: 4)
@@ -420,9 +434,9 @@ final class TransformerOpsTests: XCTestCase {
         XCTAssertTrue((got.out.values + got.dq.values + got.dk.values + got.dv.values).allSatisfy { $0.isFinite })
         // Scores of a few hundred carry a few hundred ulp of their float rounding into exp(score - max), as in
         // PyTorch float32: the tolerance is that, not the 1e-6 of unit-sized scores.
-        assertGradClose(got.out, attention64(query: q, key: k, value: v, heads: 2), tolerance: 1e-4, "large scores output")
+        assertGradClose(got.out, attention64(query: q, key: k, value: v, heads: 2), tolerance: 1e-4, "large scores [\(kernels)] output")
         let oracle = attentionBackward64(query: q, key: k, value: v, heads: 2, gradOutput: r)
-        assertGradClose(got.dv, oracle.value, tolerance: 1e-4, "large scores dv")
+        assertGradClose(got.dv, oracle.value, tolerance: 1e-4, "large scores [\(kernels)] dv")
     }
 
     // MARK: Patch embedding

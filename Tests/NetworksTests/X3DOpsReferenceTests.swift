@@ -70,37 +70,41 @@ final class X3DOpsReferenceTests: XCTestCase {
             return XCTFail("sfnet.x3d_ops is not a list")
         }
         XCTAssertEqual(cases.count, 9)
-        for op in cases {
-            let name = try XCTUnwrap(op["name"]?.stringValue)
-            let x = try float(name + ".input"), r = try float(name + ".grad_output")
-            switch op["op"]?.stringValue {
-            case "channelwise_conv":
-                let w = try float(name + ".weight"), b = try float(name + ".bias")
-                let config = Conv3dConfig(stride: size3(op["stride"]), padding: size3(op["padding"]),
-                                          dilation: size3(op["dilation"]), groups: x.shape[1])
-                try judge(conv3dForward(x, weight: w, bias: b, config: config), name + ".output")
-                let dx = FloatTensor(zeros: x.shape), dw = FloatTensor(zeros: w.shape), db = FloatTensor(zeros: b.shape)
-                conv3dBackward(x, weight: w, gradOutput: r, config: config, gradInput: dx, gradWeight: dw, gradBias: db)
-                try judge(dx, name + ".grad_input")
-                try judge(dw, name + ".grad_weight")
-                try judge(db, name + ".grad_bias")
-            case "swish":
-                try judge(swishForward(x), name + ".output")
-                try judge(swishBackward(input: x, gradOutput: r, inPlace: false), name + ".grad_input")
-            case "squeeze_excite":
-                let w1 = try float(name + ".fc1_weight"), b1 = try float(name + ".fc1_bias")
-                let w2 = try float(name + ".fc2_weight"), b2 = try float(name + ".fc2_bias")
-                let (y, saved) = squeezeExciteForward(x, fc1Weight: w1, fc1Bias: b1, fc2Weight: w2, fc2Bias: b2)
-                try judge(y, name + ".output")
-                let g = [w1, b1, w2, b2].map { FloatTensor(zeros: $0.shape) }
-                let dx = squeezeExciteBackward(x, gradOutput: r, fc1Weight: w1, fc2Weight: w2, saved: saved,
-                                               gradFc1Weight: g[0], gradFc1Bias: g[1], gradFc2Weight: g[2], gradFc2Bias: g[3])
-                try judge(dx, name + ".grad_input")
-                for (t, suffix) in zip(g, ["fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"]) {
-                    try judge(t, name + ".grad_" + suffix)
+        // Each build of the element-wise kernels (GELU, Swish, the attention softmax rows) this CPU runs.
+        try forEachKernelBuild { kernels in
+            print("element-wise kernels \(kernels)")
+            for op in cases {
+                let name = try XCTUnwrap(op["name"]?.stringValue)
+                let x = try float(name + ".input"), r = try float(name + ".grad_output")
+                switch op["op"]?.stringValue {
+                case "channelwise_conv":
+                    let w = try float(name + ".weight"), b = try float(name + ".bias")
+                    let config = Conv3dConfig(stride: size3(op["stride"]), padding: size3(op["padding"]),
+                                              dilation: size3(op["dilation"]), groups: x.shape[1])
+                    try judge(conv3dForward(x, weight: w, bias: b, config: config), name + ".output")
+                    let dx = FloatTensor(zeros: x.shape), dw = FloatTensor(zeros: w.shape), db = FloatTensor(zeros: b.shape)
+                    conv3dBackward(x, weight: w, gradOutput: r, config: config, gradInput: dx, gradWeight: dw, gradBias: db)
+                    try judge(dx, name + ".grad_input")
+                    try judge(dw, name + ".grad_weight")
+                    try judge(db, name + ".grad_bias")
+                case "swish":
+                    try judge(swishForward(x), name + ".output")
+                    try judge(swishBackward(input: x, gradOutput: r, inPlace: false), name + ".grad_input")
+                case "squeeze_excite":
+                    let w1 = try float(name + ".fc1_weight"), b1 = try float(name + ".fc1_bias")
+                    let w2 = try float(name + ".fc2_weight"), b2 = try float(name + ".fc2_bias")
+                    let (y, saved) = squeezeExciteForward(x, fc1Weight: w1, fc1Bias: b1, fc2Weight: w2, fc2Bias: b2)
+                    try judge(y, name + ".output")
+                    let g = [w1, b1, w2, b2].map { FloatTensor(zeros: $0.shape) }
+                    let dx = squeezeExciteBackward(x, gradOutput: r, fc1Weight: w1, fc2Weight: w2, saved: saved,
+                                                   gradFc1Weight: g[0], gradFc1Bias: g[1], gradFc2Weight: g[2], gradFc2Bias: g[3])
+                    try judge(dx, name + ".grad_input")
+                    for (t, suffix) in zip(g, ["fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"]) {
+                        try judge(t, name + ".grad_" + suffix)
+                    }
+                default:
+                    XCTFail("\(name): unknown op \(String(describing: op["op"]))")
                 }
-            default:
-                XCTFail("\(name): unknown op \(String(describing: op["op"]))")
             }
         }
         XCTAssertEqual(checked, Set(gaps.keys), "every reference tensor checked")

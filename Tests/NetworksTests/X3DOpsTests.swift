@@ -69,7 +69,9 @@ final class X3DOpsTests: XCTestCase {
         }
     }
 
-    func testChannelwiseFusedEpiloguesMatchConvThenOp() {
+    func testChannelwiseFusedEpiloguesMatchConvThenOp() { forEachKernelBuild(channelwiseFusedEpiloguesMatchConvThenOp) }
+
+    private func channelwiseFusedEpiloguesMatchConvThenOp(_ kernels: ElementwiseKernels) {
         // What the eval executor fuses into the conv's output pass: ReLU, Swish, or the (n, c) sums that
         // squeeze-excitation averages; many planes, so the threads share them out (two threads at least).
         let saved = Threading.threads
@@ -78,7 +80,7 @@ final class X3DOpsTests: XCTestCase {
         var rng = SeededGenerator(seed: 14)
         for cs in [convCases[0], convCases[1], convCases[3], ConvCase(input: [1, 37, 3, 7, 7], kernel: 3, padding: 1)] {
             let x = random64(cs.input, &rng), w = random64(cs.weightShape, &rng), b = random64([cs.input[1]], &rng)
-            let what = "input \(cs.input) kernel \(cs.kernel) stride \(cs.stride)"
+            let what = "input \(cs.input) kernel \(cs.kernel) stride \(cs.stride) [\(kernels)]"
             let plain = channelwiseConv3dForward(x.float(), weight: w.float(), bias: b.float(), config: cs.config)
             let geo = Conv3dGeometry(input: cs.input, weight: cs.weightShape, bias: [cs.input[1]], config: cs.config)
             func fused(_ epilogue: ChannelwiseEpilogue) -> FloatTensor {
@@ -148,7 +150,9 @@ final class X3DOpsTests: XCTestCase {
 
     // MARK: Swish
 
-    func testSwishForwardMatchesOracleAcrossTheRange() {
+    func testSwishForwardMatchesOracleAcrossTheRange() { forEachKernelBuild(swishForwardMatchesOracleAcrossTheRange) }
+
+    private func swishForwardMatchesOracleAcrossTheRange(_ kernels: ElementwiseKernels) {
         var rng = SeededGenerator(seed: 30)
         // 1001 values (not a multiple of 8) over [-30, 30], plus exact points around 0 and the clamp.
         var values = (0..<1001).map { _ in Float.random(in: -30...30, using: &rng) }
@@ -158,7 +162,7 @@ final class X3DOpsTests: XCTestCase {
         let fast = swishForward(x)
         for i in 0..<x.count {
             let e = truth.values[i], a = Double(fast.pointer[i])
-            XCTAssertLessThanOrEqual(abs(a - e), 4 * Double(Float.ulpOfOne) * abs(e) + 1e-40, "swish(\(values[i])): \(a) vs \(e)")
+            XCTAssertLessThanOrEqual(abs(a - e), 4 * Double(Float.ulpOfOne) * abs(e) + 1e-40, "swish(\(values[i])) [\(kernels)]: \(a) vs \(e)")
         }
         assertGradClose(swishNaive(x), truth, tolerance: 1e-7, "swishNaive")
         // In place gives the same and returns its input.
@@ -170,14 +174,16 @@ final class X3DOpsTests: XCTestCase {
         XCTAssertTrue(tail.values.allSatisfy { $0 <= 0 && $0 > -1e-35 }, "\(tail.values)")
     }
 
-    func testSwishBackwardMatchesFiniteDifferences() {
+    func testSwishBackwardMatchesFiniteDifferences() { forEachKernelBuild(swishBackwardMatchesFiniteDifferences) }
+
+    private func swishBackwardMatchesFiniteDifferences(_ kernels: ElementwiseKernels) {
         var rng = SeededGenerator(seed: 31)
         let x = random64([2, 3, 2, 5, 7], &rng, in: -8...8), r = random64(x.shape, &rng)
         let oracle = swishBackward64(x, gradOutput: r)
         checkFiniteDifferences(x, analytic: oracle, samples: 60, "swish dx") { swish64($0).dot(r) }
         let dy = r.float()
         let dx = swishBackward(input: x.float(), gradOutput: dy, inPlace: false)
-        assertGradClose(dx, oracle, tolerance: 1e-6, "swish fast dx")
+        assertGradClose(dx, oracle, tolerance: 1e-6, "swish fast dx [\(kernels)]")
         XCTAssertTrue(swishBackward(input: x.float(), gradOutput: dy) === dy)
         XCTAssertEqual(dy.values, dx.values)
     }

@@ -238,14 +238,13 @@ func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
     if j < n { store8(load8(src + n - 8), dst + n - 8) }
 }
 
-/// dst[0..<n] = act(src[0..<n]) for a row of an output frame, act Swish (`swish`) or ReLU: whole
-/// 8-lane vectors, the last overlapping (recomputing a few lanes from the unchanged `src`); rows
-/// under 8 read 8 lanes of `src` (the frame scratch has them) and store `n`.
+/// dst[0..<n] = act(src[0..<n]) for a row of an output frame, act Swish (`swish`, Swish.swift's C lanes)
+/// or ReLU: whole 8-lane vectors, the last overlapping (recomputing a few lanes from the unchanged `src`);
+/// ReLU rows under 8 read 8 lanes of `src` (the frame scratch has them) and store `n`.
 @inline(__always)
 private func activateRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, swish: Bool) {
-    @inline(__always) func act(_ v: SIMD8<Float>) -> SIMD8<Float> {
-        swish ? v * sigmoid8(v) : v.replacing(with: 0, where: v .< 0)
-    }
+    if swish { return swishSpan(src, dst, count: n) }
+    @inline(__always) func act(_ v: SIMD8<Float>) -> SIMD8<Float> { v.replacing(with: 0, where: v .< 0) }
     guard n >= 8 else {
         let r = act(load8(src))
         for j in 0..<n { dst[j] = r[j] }

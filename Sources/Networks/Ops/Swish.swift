@@ -1,81 +1,24 @@
 // Swish (SiLU), x * sigmoid(x), as PySlowFast's Swish and torch.nn.SiLU, with its double-precision
 // oracle. X3D applies it to every bottleneck's channel-wise conv output, so it is memory-bound work
-// over large tensors: 8 lanes at a time with a vectorised exp (Cephes' expf: round-to-nearest
-// range reduction by ln 2 in two parts, degree-6 polynomial, 2^n through the exponent bits; within
-// about 1 ulp on the range used), not a libm call per element.
+// over large tensors: the lanes run in C (CKernels, AVX-512 where the CPU has it) with a vectorised exp
+// (Cephes' expf: round-to-nearest range reduction by ln 2 in two parts, degree-5 polynomial, 2^n through
+// the exponent bits; within about 1 ulp on the range used; the same core as the attention softmax's),
+// not a libm call per element.
 // Backward from the forward's input: dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x).
 
+import CKernels
 import Foundation
 
-/// exp(x) on 8 lanes, inputs clamped to [-87.3, 88.37] (2^n stays a normal float: no inf, no denormals).
-@inline(__always)
-func exp8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-    // Masked selects, not clamped(): pointwiseMin/Max are not inlined (a call per vector); NaN passes through.
-    let lo = SIMD8<Float>(repeating: -87.3), hi = SIMD8<Float>(repeating: 88.37)
-    let x = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
-    return exp8Clamped(x)
-}
-
-/// exp(x) on 8 lanes for x already within [-87.3, 88.37]: Cody-Waite reduction by ln 2 and a degree-5
-/// polynomial (the shared core of `exp8` and the attention's `expNonPositive8`).
-@inline(__always)
-func exp8Clamped(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    // n = round(x / ln 2) by the 1.5 * 2^23 trick: the sum's low mantissa bits hold n.
-    let magic = SIMD8<Float>(repeating: 12_582_912)
-    let t = x * SIMD8(repeating: 1.442_695_04) + magic
-    let n = t - magic
-    let r = x - n * SIMD8(repeating: 0.693_359_375) - n * SIMD8(repeating: -2.121_944_4e-4)
-    var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
-    p = p * r + SIMD8(repeating: 1.398_199_95e-3)
-    p = p * r + SIMD8(repeating: 8.333_451_9e-3)
-    p = p * r + SIMD8(repeating: 4.166_579_59e-2)
-    p = p * r + SIMD8(repeating: 1.666_666_55e-1)
-    p = p * r + SIMD8(repeating: 5.000_000_12e-1)
-    let e = p * (r * r) + r + SIMD8(repeating: 1)
-    let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- SIMD8(repeating: 0x4B40_0000)
-    let scale = unsafeBitCast((bits &+ SIMD8(repeating: 127)) &<< SIMD8(repeating: 23), to: SIMD8<Float>.self)
-    return e * scale
-}
-
-/// sigmoid(x) on 8 lanes: 1 / (1 + exp(-x)).
-@inline(__always)
-func sigmoid8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    SIMD8(repeating: 1) / (SIMD8(repeating: 1) + exp8(-x))
-}
-
-/// swish (g nil) or its backward (g = dy) on 8 lanes.
-@inline(__always)
-private func swish8(_ v: SIMD8<Float>, _ g: SIMD8<Float>?) -> SIMD8<Float> {
-    let s = sigmoid8(v)
-    guard let g else { return v * s }
-    let one = SIMD8<Float>(repeating: 1)
-    return g * s * (one + v * (one - s))
-}
-
-/// dst = swish(x) (g nil) or swish's backward for dy = g, 8 lanes at a time over `0..<count`, split
-/// over the threads; the last partial block goes through a zero-padded register. The lane math is
-/// called directly in the loops: a closure parameter here would cost a call per 8 lanes.
+/// dst = swish(x) (g nil) or swish's backward for dy = g over `0..<count`, split over the threads
+/// (`dst` may be `x` or `g`).
 func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>) {
-    parallelRanges((count + 7) / 8, minPerThread: 1 << 12) { range in
-        let full = min(range.upperBound, count / 8)
-        var i = range.lowerBound * 8
+    let block = 16
+    parallelRanges((count + block - 1) / block, minPerThread: 1 << 11) { range in
+        let start = range.lowerBound * block, n = min(range.upperBound * block, count) - start
         if let g {
-            while i < full * 8 {
-                store8(swish8(load8(x + i), load8(g + i)), dst + i)
-                i += 8
-            }
+            sfk_swish_backward(x + start, g + start, dst + start, n)
         } else {
-            while i < full * 8 {
-                store8(swish8(load8(x + i), nil), dst + i)
-                i += 8
-            }
-        }
-        if range.upperBound > full {
-            let lanes = count - i
-            var v = SIMD8<Float>(), w = SIMD8<Float>()
-            for j in 0..<lanes { v[j] = x[i + j]; w[j] = g?[i + j] ?? 0 }
-            let r = swish8(v, g == nil ? nil : w)
-            for j in 0..<lanes { dst[i + j] = r[j] }
+            sfk_swish_forward(x + start, dst + start, n, 1)
         }
     }
 }
@@ -84,24 +27,7 @@ func swishMap(_ count: Int, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>
 /// epilogue of X3D's channel-wise conv (scale 1) and of its squeeze-excitation (scale = the channel's gate).
 @inline(__always)
 func swishSpan(_ x: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int, scale: Float = 1) {
-    let g = SIMD8<Float>(repeating: scale)
-    var i = 0
-    while i + 16 <= count {
-        let v0 = load8(x + i) * g, v1 = load8(x + i + 8) * g
-        store8(swish8(v0, nil), dst + i)
-        store8(swish8(v1, nil), dst + i + 8)
-        i += 16
-    }
-    while i + 8 <= count {
-        store8(swish8(load8(x + i) * g, nil), dst + i)
-        i += 8
-    }
-    if i < count {
-        var v = SIMD8<Float>()
-        for j in 0..<(count - i) { v[j] = x[i + j] * scale }
-        let r = swish8(v, nil)
-        for j in 0..<(count - i) { dst[i + j] = r[j] }
-    }
+    sfk_swish_forward(x, dst, count, scale)
 }
 
 /// Swish, x * sigmoid(x), element-wise on any shape; `inPlace` overwrites and returns `x`.

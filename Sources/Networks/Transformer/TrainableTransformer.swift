@@ -335,7 +335,10 @@ public final class TrainableTransformer: TrainableClipNetwork {
                                 qkvGrad: (weight: FloatTensor?, bias: FloatTensor?), output: String) -> FloatTensor {
         let dAttended = linearBackward(save.attended, weight: v(output + ".weight"), gradOutput: dOut,
                                        gradWeight: g(output + ".weight"), gradBias: g(output + ".bias"))!
-        let dQKV = fusedAttentionBackward(qkv: save.qkv, statistics: save.attStats, gradOutput: dAttended, heads: t.heads)
+        // The output the projection's backward kept: each row's sum of P dP is then dO . O, and the
+        // probabilities and dS come out of one pass over the scores (instead of three).
+        let dQKV = fusedAttentionBackward(qkv: save.qkv, output: save.attended, statistics: save.attStats, gradOutput: dAttended,
+                                          heads: t.heads)
         let dNormed = linearBackward(save.normed, weight: save.qkvWeight, gradOutput: dQKV, gradWeight: qkvGrad.weight, gradBias: qkvGrad.bias)!
         return layerNormBackward(save.input, gamma: v(norm + ".weight"), statistics: save.lnStats, eps: t.layerNormEps,
                                  gradOutput: dNormed, gradGamma: g(norm + ".weight"), gradBeta: g(norm + ".bias"))!

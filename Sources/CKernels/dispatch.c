@@ -1,0 +1,71 @@
+// Chooses the build of the kernels once per process: AVX-512 where the CPU (and the OS, which
+// __builtin_cpu_supports checks through XCR0) has F, DQ, BW and VL, unless SFNET_KERNELS=generic;
+// the baseline build otherwise. Each entry point is one indirect call through the active table.
+
+#include "ckernels.h"
+#include "kernels_table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int avx512_usable(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+static const struct sfk_table *table_for(sfk_path path) {
+#if defined(__x86_64__)
+    if (path == SFK_PATH_AVX512) return &sfk_avx512_table;
+#endif
+    return &sfk_generic_table;
+}
+
+static const struct sfk_table *_Atomic active;
+
+/// The first call (from any thread) decides; racing first calls decide the same.
+static const struct sfk_table *current(void) {
+    const struct sfk_table *t = active;
+    if (t) return t;
+    const char *forced = getenv("SFNET_KERNELS");
+    sfk_path path = (avx512_usable() && !(forced && strcmp(forced, "generic") == 0)) ? SFK_PATH_AVX512 : SFK_PATH_GENERIC;
+    active = table_for(path);
+    return active;
+}
+
+sfk_path sfk_active_path(void) {
+    return current() == &sfk_generic_table ? SFK_PATH_GENERIC : SFK_PATH_AVX512;
+}
+
+int sfk_path_available(sfk_path path) {
+    return path == SFK_PATH_GENERIC || (path == SFK_PATH_AVX512 && avx512_usable());
+}
+
+int sfk_set_path(sfk_path path) {
+    if (!sfk_path_available(path)) return 0;
+    active = table_for(path);
+    return 1;
+}
+
+float sfk_row_max(const float *p, long n) { return current()->row_max(p, n); }
+float sfk_exp_shifted(float *p, long n, float m) { return current()->exp_shifted(p, n, m); }
+void sfk_probabilities_and_gradient(float *p, float *ds, long n, float m, float inv, float d) {
+    current()->probabilities_and_gradient(p, ds, n, m, inv, d);
+}
+void sfk_recompute_probabilities(float *p, long n, float m, float inv) { current()->recompute_probabilities(p, n, m, inv); }
+void sfk_scaled_softmax_gradient(const float *e, float *ds, long n, float inv, float d) {
+    current()->scaled_softmax_gradient(e, ds, n, inv, d);
+}
+void sfk_softmax_row_backward(const float *p, float *ds, long n) { current()->softmax_row_backward(p, ds, n); }
+double sfk_dot_double(const float *a, const float *b, long n) { return current()->dot_double(a, b, n); }
+void sfk_gelu_forward(const float *x, float *dst, long n, int tanh_form) { current()->gelu_forward(x, dst, n, tanh_form); }
+void sfk_gelu_backward(const float *x, const float *dy, float *dx, long n, int tanh_form) {
+    current()->gelu_backward(x, dy, dx, n, tanh_form);
+}
+void sfk_swish_forward(const float *x, float *dst, long n, float scale) { current()->swish_forward(x, dst, n, scale); }
+void sfk_swish_backward(const float *x, const float *dy, float *dx, long n) { current()->swish_backward(x, dy, dx, n); }
+void sfk_exp(const float *x, float *dst, long n) { current()->exp(x, dst, n); }
