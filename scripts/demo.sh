@@ -18,7 +18,7 @@ SOURCE_SEED=$((SEED + 100))
 SIZES=12,24          # target training clips per class (the pool has 24)
 BIG=${SIZES##*,}
 SRC_TRAIN=30         # source-task training clips per class (8 classes: 240 clips, 2.5x the target's pool)
-SRC_EPOCHS=30        # cosine to 0: the source task is learned to ~40% val mAP (14 constant-LR epochs: ~37%, and no transfer)
+SRC_EPOCHS=30        # cosine to 0 (14 constant-LR epochs learned the source task too weakly to transfer for every seed)
 # Everything but the pretraining cache starts afresh.
 mkdir -p "$OUT"; find "$OUT" -mindepth 1 -maxdepth 1 ! -name pretrain -exec rm -rf {} +
 start=$(date +%s)
