@@ -121,6 +121,9 @@ public enum OnnxImport {
                 throw fail("initializer '\(name)' holds \(i.rawData.count) bytes, dims \(i.dims) x \(dt.size) need "
                     + (bytes.map(String.init) ?? "more than Int.max"), file)
             }
+            // No network parameter is empty, and a zero dim would let the others claim any size without data
+            // (a conv weight [2^32, 3, 1, 0] made the folded BN allocate 2^32 channels: the fuzzer's OOM).
+            guard !i.dims.contains(0) else { throw fail("\(what) '\(name)' is empty (dims \(i.dims))", file) }
             return Tensor(dtype: dt, shape: i.dims, data: i.rawData)
         }
         /// Follows `v` through single-consumer parameter-free ops (and, when

@@ -93,6 +93,8 @@ final class OnnxTransformerWalk {
         guard let bytes, bytes == i.rawData.count else {
             throw fail("\(what) '\(v)' holds \(i.rawData.count) bytes, dims \(i.dims) x \(dt.size) need " + (bytes.map(String.init) ?? "more than Int.max"))
         }
+        // No parameter is empty; a zero dim would let the others claim any size without data (OnnxImport's check).
+        guard !i.dims.contains(0) else { throw fail("\(what) '\(v)' is empty (dims \(i.dims))") }
         usedConstants.insert(v)
         return Tensor(dtype: dt, shape: i.dims, data: i.rawData)
     }

@@ -55,6 +55,7 @@ final class FuzzReplayTests: XCTestCase {
 
     func testHostileInputsAreRefusedWithTypedErrors() throws {
         let cases: [(String, String, String)] = [
+            ("onnx", "Fuzz/regressions/onnx/oom-empty-conv-weight-with-2pow32-outputs.onnx", "is empty"),
             ("onnx-external", "fixtures/onnx/hostile/ext_dotdot.onnx", ".."),
             ("onnx-external", "fixtures/onnx/hostile/ext_absolute.onnx", "absolute"),
             ("pickle", "fixtures/hostile/files/c01_global_os_system.pkl", ""),
