@@ -84,11 +84,7 @@ final class ConvLayer: @unchecked Sendable {
 
     /// [O, C_g, kT, 1, 1] -> the temporal-tap layout [kT, O, C_g].
     private static func fillTaps(_ taps: FloatTensor, from weight: FloatTensor) {
-        let (o, cg, kT) = (weight.shape[0], weight.shape[1], weight.shape[2])
-        let (src, dst) = (weight.pointer, taps.pointer)
-        parallelFor(o, work: cg * kT) { oc in
-            for c in 0..<cg { for kt in 0..<kT { dst[(kt * o + oc) * cg + c] = src[(oc * cg + c) * kT + kt] } }
-        }
+        packTemporalTaps(weight.pointer, o: weight.shape[0], cg: weight.shape[1], kT: weight.shape[2], into: taps.pointer)
     }
 
     /// [O, C, kT, kH, kW] -> the ring layout [kT rotations][O, kT*C*kH*kW] (see `ringWeights`).

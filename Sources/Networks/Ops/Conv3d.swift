@@ -173,11 +173,7 @@ private func conv3dTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float
     // Repack [O, C_g, kT] -> [kT, O, C_g] so that one tap is a dense A. (Up to
     // 3M floats for slow res5; a layer could keep the packed copy instead.)
     let packed = workspace.buffer(kT * o * cg, slot: 1)
-    parallelFor(o, work: cg * kT) { oc in
-        for c in 0..<cg {
-            for kt in 0..<kT { packed[(kt * o + oc) * cg + c] = w[(oc * cg + c) * kT + kt] }
-        }
-    }
+    packTemporalTaps(w, o: o, cg: cg, kT: kT, into: packed)
     for n in 0..<geo.input.n {
         for g in 0..<geo.config.groups {
             let xg = x + (n * geo.input.c + g * cg) * inPlane
@@ -194,6 +190,13 @@ private func conv3dTemporalShift(_ geo: Conv3dGeometry, _ x: UnsafePointer<Float
                 }
             }
         }
+    }
+}
+
+/// A Tx1x1 weight [O, C_g, kT] in the temporal-tap layout [kT, O, C_g] (one dense A per tap), on all threads.
+func packTemporalTaps(_ w: UnsafePointer<Float>, o: Int, cg: Int, kT: Int, into dst: UnsafeMutablePointer<Float>) {
+    parallelFor(o, work: cg * kT) { oc in
+        for c in 0..<cg { for kt in 0..<kT { dst[(kt * o + oc) * cg + c] = w[(oc * cg + c) * kT + kt] } }
     }
 }
 
@@ -380,9 +383,7 @@ private func conv3dBackwardTemporalTaps(_ geo: Conv3dGeometry, _ x: UnsafePointe
     var packed = tapWeights
     if gradInput != nil && packed == nil {
         let buffer = ws.buffer(kT * o * cg, slot: 4)
-        parallelFor(o, work: cg * kT) { oc in
-            for ci in 0..<cg { for kt in 0..<kT { buffer[(kt * o + oc) * cg + ci] = w[(oc * cg + ci) * kT + kt] } }
-        }
+        packTemporalTaps(w, o: o, cg: cg, kT: kT, into: buffer)
         packed = UnsafePointer(buffer)
     }
     let taps = gradWeight == nil ? nil : ws.buffer(kT * o * cg, slot: 6)
