@@ -14,7 +14,9 @@
 # Targets: pickle zip torch safetensors npy onnx onnx-external caffe2 json hf-config yaml pyslowfast-config xlsx csv frame-list
 # Environment: JOBS (parallel targets, default 1), WORK (default .fuzz-work), BUILD=debug (the -Onone
 # build the first runs used; slower by 10-100x, kept for comparison), NOBUILD=1 (use what is built),
-# BIN=DIR (run the executables in DIR instead of .build-fuzz/$BUILD, e.g. a saved build to compare with).
+# BIN=DIR (run the executables in DIR instead of .build-fuzz/$BUILD, e.g. a saved build to compare with),
+# FORK=N (libFuzzer's fork mode: N worker processes on one target, sharing its corpus; the executions,
+# the budget in RUNS and the rate are the workers' total: how one slow target gets every core).
 # pickle, zip, torch and onnx mutate structurally (CFuzzMutators: opcodes, entries, protobuf fields) mixed
 # with libFuzzer's byte mutation; SFNET_FUZZ_MUTATOR=bytes makes them use libFuzzer's byte mutation alone.
 set -euo pipefail
@@ -87,13 +89,21 @@ run_one() {
   local nseeds; nseeds=$(ls "$dir/corpus" | wc -l)
   local start end
   start=$(date +%s)
+  # fork mode: the parent logs a summary line per finished job; a crash, timeout or OOM stops the run
+  local fork=(); [ -n "${FORK:-}" ] && fork=(-fork="$FORK")
   SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "${BIN:-.build-fuzz/$BUILD}/$p" "$dir/corpus" -dict="$(dict "$t")" \
     -max_total_time="$SECS" $(runs_for "$t") -max_len="$(maxlen "$t")" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$dir/artifacts/" > "$dir/log.txt" 2>&1 || true
+    "${fork[@]}" -artifact_prefix="$dir/artifacts/" > "$dir/log.txt" 2>&1 || true
   end=$(date +%s)
   local execs rate cov ft findings corpus
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
-  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
+  if [ -n "${FORK:-}" ]; then
+    # the parent prints "#EXECS: cov: C ft: F corp: N exec/s: R oom/timeout/crash: ..." after each job
+    execs=$(grep -o '^#[0-9]*: cov' "$dir/log.txt" | tail -1 | grep -o '[0-9]*' || true)
+    rate=$(( ${execs:-0} / ( end - start > 0 ? end - start : 1 ) ))
+  else
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
+  fi
   cov=$(grep -o 'cov: [0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
   ft=$(grep -o 'ft: [0-9]*' "$dir/log.txt" | tail -1 | grep -o '[0-9]*$' || true)
   corpus=$(ls "$dir/corpus" | wc -l)

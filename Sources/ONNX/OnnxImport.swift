@@ -110,21 +110,7 @@ public enum OnnxImport {
 
         func tensor(_ name: String, what: String) throws -> Tensor {
             guard let i = constant(name) else { throw fail("\(what) '\(name)' is not an initializer", file) }
-            guard let dt = dtype(i.dataType) else {
-                throw FormatError(.unsupported, "initializer '\(name)' has ONNX data type \(i.dataType), not a float type", file: file)
-            }
-            guard i.dims.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else { throw fail("initializer '\(name)' has dims \(i.dims)", file) }
-            // Overflow-checked: dims [2^32, 2^32] must not wrap to 0 elements and match an empty raw_data,
-            // and [0, 2^39, 2^39] (0 elements) must not reach code that multiplies the non-zero dims.
-            let bytes = try? Checked.product(i.dims, elementSize: dt.size, "initializer '\(name)' size")
-            guard let bytes, bytes == i.rawData.count else {
-                throw fail("initializer '\(name)' holds \(i.rawData.count) bytes, dims \(i.dims) x \(dt.size) need "
-                    + (bytes.map(String.init) ?? "more than Int.max"), file)
-            }
-            // No network parameter is empty, and a zero dim would let the others claim any size without data
-            // (a conv weight [2^32, 3, 1, 0] made the folded BN allocate 2^32 channels: the fuzzer's OOM).
-            guard !i.dims.contains(0) else { throw fail("\(what) '\(name)' is empty (dims \(i.dims))", file) }
-            return Tensor(dtype: dt, shape: i.dims, data: i.rawData)
+            return try OnnxLimits.parameter(i, what: "\(what) '\(name)'", file: file)
         }
         /// Follows `v` through single-consumer parameter-free ops (and, when
         /// `concat` is set, a Concat it is the sole consumer of).

@@ -358,7 +358,7 @@ extension OnnxImport {
 
     /// VideoMAE's position constant must be transformers' fixed table (a learned `pos_embed` is another network).
     static func checkSinusoid(_ table: Tensor, rows: Int, width: Int, name: String, _ g: OnnxTransformerWalk) throws {
-        guard rows <= 1 << 20 else { throw g.fail("the position table has \(rows) rows") }
+        guard rows <= OnnxLimits.maxPositionRows else { throw g.fail("the position table has \(rows) rows (the limit is \(OnnxLimits.maxPositionRows))") }
         let want = TransformerLayout.sinusoidTable(tokens: rows, width: width), got = table.floats()
         for i in got.indices where !(abs(got[i] - want[i]) <= 1e-6) {
             throw g.unsupported("the position table '\(name)' is not VideoMAE's fixed sinusoid table (row \(i / width), column \(i % width): \(got[i]), "

@@ -85,18 +85,9 @@ final class OnnxTransformerWalk {
     /// The float tensor `v` holds, checked as OnnxImport checks initializers (float dtype, dims, byte count).
     func floatTensor(_ v: String, what: String) throws -> Tensor {
         guard let i = constant(v) else { throw fail("\(what) '\(v)' is not an initializer or constant") }
-        guard let dt = OnnxImport.dtype(i.dataType) else {
-            throw unsupported("\(what) '\(v)' has ONNX data type \(i.dataType), not a float type")
-        }
-        guard i.dims.allSatisfy({ $0 >= 0 && $0 < 1 << 40 }) else { throw fail("\(what) '\(v)' has dims \(i.dims)") }
-        let bytes = try? Checked.product(i.dims, elementSize: dt.size, "\(what) '\(v)' size")
-        guard let bytes, bytes == i.rawData.count else {
-            throw fail("\(what) '\(v)' holds \(i.rawData.count) bytes, dims \(i.dims) x \(dt.size) need " + (bytes.map(String.init) ?? "more than Int.max"))
-        }
-        // No parameter is empty; a zero dim would let the others claim any size without data (OnnxImport's check).
-        guard !i.dims.contains(0) else { throw fail("\(what) '\(v)' is empty (dims \(i.dims))") }
+        let t = try OnnxLimits.parameter(i, what: "\(what) '\(v)'", file: file)
         usedConstants.insert(v)
-        return Tensor(dtype: dt, shape: i.dims, data: i.rawData)
+        return t
     }
 
     /// The integers of a small int64/int32 constant (at most 64), nil otherwise.
