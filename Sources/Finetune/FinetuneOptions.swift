@@ -174,7 +174,9 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if warmupEpochs < 0 { p.append("--warmup-epochs must be >= 0") }
         if !(0 ..< 1).contains(dropout) { p.append("--dropout must be in [0, 1)") }
         if frames < 1 || samplingRate < 1 { p.append("--frames and --sampling-rate must be >= 1") }
-        if crop < 32 || crop % 32 != 0 { p.append("--crop must be a multiple of 32 (the network's stride)") }
+        // The network's stride is 32; whether the crop must also be a multiple of it depends on the family
+        // (FinetuneRun.checkCrops, once the architecture is known).
+        if crop < 32 { p.append("--crop must be at least 32 (the network's stride)") }
         if jitterMin < crop || jitterMax < jitterMin { p.append("--jitter MIN MAX needs crop <= MIN <= MAX") }
         if threads < 1 || workers < 1 { p.append("--threads and --workers must be >= 1") }
         if cacheViews < 1 { p.append("--cache-views must be >= 1") }
@@ -183,7 +185,7 @@ public struct FinetuneOptions: Codable, Sendable, Equatable {
         if schedule == "steps" && (lrSteps.isEmpty || lrSteps.count != lrRelative.count) {
             p.append("the steps schedule needs as many step epochs as relative LRs (--lr-steps E:F ...)")
         }
-        if let c = testCrop, c < 32 || c % 32 != 0 { p.append("the test crop must be a multiple of 32") }
+        if let c = testCrop, c < 32 { p.append("the test crop must be at least 32 (the network's stride)") }
         if mean.count != 3 || std.count != 3 || std.contains(where: { !($0 > 0) }) { p.append("mean and std take 3 values each, std > 0") }
         // Upper bounds: values from a config file or the command line must not overflow the clip, batch and
         // buffer arithmetic downstream (a crafted YAML with BATCH_SIZE 2^63-1 trapped before these).

@@ -66,6 +66,17 @@ public final class FinetuneRun {
         throw FinetuneError("unknown --arch \(spec)", hint: "a preset (\(ArchConfig.presetNames.joined(separator: ", "))) or a .json file in the sfnet.arch format")
     }
 
+    /// The crops a family can take. SlowFast, Slow-only and ResNet fix their head's pool kernel at crop / 32
+    /// (PySlowFast's floor), so their training crop is a multiple of 32; X3D's kernel is ceil(crop / 32), so any
+    /// crop from 32 up works (PySlowFast's X3D-L trains at 312). A test crop may differ from the training crop:
+    /// the head then averages its grid, as PySlowFast's does (X3D-S tests at 182).
+    static func checkCrops(_ o: FinetuneOptions, arch: ArchConfig, start: String) throws {
+        if arch.model != .x3d && !arch.model.isTransformer && o.crop % 32 != 0 {
+            throw FinetuneError("--crop \(o.crop) is not a multiple of 32: \(start) is a \(arch.model.rawValue) network, whose head pools the "
+                                + "training crop / 32", hint: "pick a crop such as \(max(32, o.crop / 32 * 32)) or \(o.crop / 32 * 32 + 32)")
+        }
+    }
+
     public func run() throws -> FinetuneSummary {
         let o = options
         let problems = o.problems()
@@ -163,6 +174,7 @@ public final class FinetuneRun {
                                 + "tables); --frames \(o.frames) --crop \(o.crop) would need them interpolated, which sfnet does not do yet",
                                 hint: "leave --frames and --crop at the network's (the default for a transformer)")
         }
+        try Self.checkCrops(o, arch: arch, start: startDescription)
         arch.numFrames = o.frames
         arch.trainCrop = o.crop
         arch.dropout = o.dropout

@@ -66,7 +66,7 @@ struct RecipeOptions: ParsableArguments {
     @Option(help: "bce (sigmoid, multi-label; the study; default) or ce (softmax, single-label).") var loss: LossKind?
     @Option(help: "Frames per clip: fast pathway; the slow one gets frames/alpha (default 8).") var frames: Int?
     @Option(name: .customLong("sampling-rate"), help: "Frame stride on the 30 fps timeline (default 2).") var samplingRate: Int?
-    @Option(help: "Training crop (and the network's train_crop); a multiple of 32 (default 256).") var crop: Int?
+    @Option(help: "Training crop (and the network's train_crop): a multiple of 32 for SlowFast, Slow-only and ResNet, at least 32 for X3D (default 256, or the preset's).") var crop: Int?
     @Option(parsing: .upToNextOption, help: "Short-side scale jitter MIN MAX (default 256 340).") var jitter: [Int] = []
     @Flag(inversion: .prefixedNo, help: "Draw the jitter scale inverse-uniformly (PySlowFast INV_UNIFORM_SAMPLE; default off).") var inverseUniformJitter: Bool?
     @Flag(inversion: .prefixedNo, help: "Feed the network BGR (PySlowFast REVERSE_INPUT_CHANNEL; default off).") var bgr: Bool?

@@ -204,6 +204,36 @@ final class X3DCLITests: XCTestCase {
         XCTAssertEqual(accepted.status, 0, accepted.stdout + accepted.stderr)
     }
 
+    /// X3D's head pools ceil(crop / 32), so it trains at any crop from 32 up and tests at another crop (its grid
+    /// averaged), as PySlowFast's X3D-S (160, tested at 182) and X3D-L (312) do; the preset defaults were refused
+    /// by a multiple-of-32 rule before. SlowFast, whose head pools crop / 32, still needs a multiple of 32 and says so.
+    func testX3DTrainsAndTestsAtCropsThatAreNotMultiplesOf32() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "2", "--val-per-class", "1", "--test-per-class", "1",
+                             "--size", "64", "--seed", "2"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        let arch = dir.appendingPathComponent("x3d-tiny.json")
+        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
+            .write(to: arch, atomically: true, encoding: .utf8)
+        let csv = { (n: String) in data.appendingPathComponent(n + ".csv").path }
+        let clip = ["--batch", "4", "--epochs", "1", "--crop", "48", "--jitter", "48", "56", "--test-crop", "80", "--frames", "4",
+                    "--sampling-rate", "4", "--seed", "1"]
+        let x = try CLI.run(["finetune", "--init", "scratch", "--arch", arch.path, "--train", csv("train"), "--val", csv("val"),
+                             "--test", csv("test"), "--out", dir.appendingPathComponent("x3d").path] + clip)
+        XCTAssertEqual(x.status, 0, x.stdout + x.stderr)
+        XCTAssertTrue(x.stdout.contains("epoch 1/1") && x.stdout.contains("test"), x.stdout)
+        let best = try CheckpointReader.read(path: dir.appendingPathComponent("x3d/best.safetensors").path)
+        XCTAssertTrue(best.metadataValue("sfnet.arch")?.contains("\"train_crop\":48") ?? false, best.metadataValue("sfnet.arch") ?? "")
+
+        let sfOut = dir.appendingPathComponent("sf")
+        let sf = try CLI.run(["finetune", "--init", "scratch", "--arch", FinetuneCLITests.arch, "--train", csv("train"), "--out", sfOut.path] + clip)
+        XCTAssertEqual(sf.status, 1, sf.stdout + sf.stderr)
+        XCTAssertTrue(sf.stderr.contains("--crop 48 is not a multiple of 32") && sf.stderr.contains("32 or 64"), sf.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sfOut.appendingPathComponent("best.safetensors").path))
+    }
+
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
     /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
     func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {
