@@ -187,7 +187,7 @@ public final class FinetuneRun {
         let frozen = o.freeze + (o.headOnly ? arch.parameterSpecs.filter { $0.role.isLearnable && !$0.name.hasPrefix(projection + ".") }.map(\.name) : [])
         let model = try makeTrainableNetwork(config: arch, weights: tensors,
                                              options: TrainOptions(frozen: frozen, freezeBatchNormStatistics: o.freezeBNStats,
-                                                                   dropout: o.dropout, seed: o.seed &+ UInt64(existing?.loaded.state.epoch ?? 0)),
+                                                                   dropout: o.dropout, seed: o.seed),
                                              dropPathRate: o.dropPath)
         if !frozen.isEmpty {
             let trainable = model.store.trainableNames.count
@@ -437,6 +437,9 @@ public final class FinetuneRun {
                                 lr: lr, waited: 0)
                 continue
             }
+            // The masks of dropout / drop path come from (seed, epoch), as the data order does: a run resumed after
+            // epoch e draws what the uninterrupted run draws in epoch e + 1.
+            model.reseed(o.seed &+ UInt64(e))
             let loader = try ClipLoader(dataset: train, config: trainClip,
                                         options: LoaderOptions(batchSize: o.batch, workers: o.workers, training: true, seed: o.seed, onBadVideo: o.onBadVideo,
                                                                frameCache: frameCache),

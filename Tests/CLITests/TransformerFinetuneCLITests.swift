@@ -107,17 +107,16 @@ final class TransformerFinetuneCLITests: XCTestCase {
 
     func testTinyTimeSformerConvertsVerifiesFineTunesResumesEvaluatesAndPredicts() throws { try endToEnd("timesformer") }
 
-    /// Killed after epoch 1 of 2 (--stop-after stands for the kill) and resumed, a run without drop path lands on the
-    /// uninterrupted run's weights and AdamW moments bit for bit: data order, schedule and optimizer state all resume.
-    /// (With drop path, the recipe's 0.1, it does not: the network's drop-path generator is seeded from the seed and
-    /// the resumed epoch when the run starts, so an uninterrupted run's epoch 2 draws other masks.)
-    func testAResumedVideoMAERunWithoutDropPathContinuesBitForBit() throws {
+    /// Killed after epoch 1 of 2 (--stop-after stands for the kill) and resumed, a run with the recipe's drop path
+    /// (0.1) lands on the uninterrupted run's weights and AdamW moments bit for bit: data order, schedule, optimizer
+    /// state and the drop-path masks (drawn from the seed and the epoch, reseeded at every epoch) all resume.
+    func testAResumedVideoMAERunWithDropPathContinuesBitForBit() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
         let data = try data(dir)
         let w = try convertAndVerify("videomae", in: dir)
         let args = ["finetune", "--weights", w, "--train", data.appendingPathComponent("train.csv").path, "--val", data.appendingPathComponent("val.csv").path,
-                    "--batch", "4", "--epochs", "2", "--sampling-rate", "4", "--seed", "3", "--drop-path", "0", "--frame-cache-mb", "0"]
+                    "--batch", "4", "--epochs", "2", "--sampling-rate", "4", "--seed", "3"]
         let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
         XCTAssertEqual(try CLI.run(args + ["--out", straight.path]).status, 0)
         let killed = try CLI.run(args + ["--out", resumed.path, "--stop-after", "1"])

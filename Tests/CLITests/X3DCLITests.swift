@@ -234,6 +234,32 @@ final class X3DCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: sfOut.appendingPathComponent("best.safetensors").path))
     }
 
+    /// A CNN run with head dropout (0.5) and the frame cache, stopped after epoch 1 of 2 and resumed, ends on the
+    /// uninterrupted run's weights and momentum bit for bit: the dropout masks are drawn from (seed, epoch).
+    func testAResumedX3DRunWithDropoutContinuesBitForBit() throws {
+        let dir = try CLI.tempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        XCTAssertEqual(try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "2", "--val-per-class", "1", "--test-per-class", "0",
+                                    "--size", "64", "--seed", "3"]).status, 0)
+        let arch = dir.appendingPathComponent("x3d-tiny.json")
+        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
+            .write(to: arch, atomically: true, encoding: .utf8)
+        let args = ["finetune", "--init", "scratch", "--arch", arch.path, "--train", data.appendingPathComponent("train.csv").path,
+                    "--val", data.appendingPathComponent("val.csv").path, "--batch", "4", "--epochs", "2", "--lr", "0.05", "--dropout", "0.5",
+                    "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "5"]
+        let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
+        XCTAssertEqual(try CLI.run(args + ["--out", straight.path]).status, 0)
+        XCTAssertEqual(try CLI.run(args + ["--out", resumed.path, "--stop-after", "1"]).status, 0)
+        let r = try CLI.run(args + ["--out", resumed.path, "--resume"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let a = try CheckpointReader.read(path: straight.appendingPathComponent("checkpoint-epoch002.safetensors").path)
+        let b = try CheckpointReader.read(path: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path)
+        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        XCTAssertGreaterThan(a.tensors.names.filter { $0.hasPrefix("optimizer.") }.count, 0)
+        for name in a.tensors.names { assertSameTensor(a.tensors[name]!, b.tensors[name]!, name) }
+    }
+
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
     /// jitter [182, 228], test crop 182) where the user set nothing, and says so; what the user sets wins.
     func testAnX3DPresetBringsItsSamplingDefaultsAndTheUserOverridesThem() throws {

@@ -383,6 +383,9 @@ public final class TrainableNetwork {
     /// Sets every gradient to zero.
     public func zeroGradients() { store.zeroGradients() }
 
+    /// Restarts the head dropout's generator (see `TrainableClipNetwork.reseed`).
+    public func reseed(_ seed: UInt64) { rng = SplitMix64(seed: seed) }
+
     /// Plain SGD, p -= lr * grad, over the trainable parameters (benchmarks; the
     /// optimizer with momentum and weight decay lives in Train/).
     public func sgdStep(learningRate: Float) {

@@ -27,6 +27,9 @@ public protocol TrainableClipNetwork: AnyObject {
     var activationBytes: Int { get }
     /// A plain SGD update p -= lr * grad of every trained parameter (benchmarks).
     func sgdStep(learningRate: Float)
+    /// Restarts the generator of the dropout / drop-path masks from `seed` (fine-tuning reseeds it at every
+    /// epoch from the run's seed and the epoch, so a resumed run draws the masks an uninterrupted one does).
+    func reseed(_ seed: UInt64)
 }
 
 extension TrainableNetwork: TrainableClipNetwork {
@@ -111,6 +114,8 @@ public final class TrainableTransformer: TrainableClipNetwork {
         dropPath = (0 ..< t.layers).map { t.layers > 1 ? dropPathRate * Double($0) / Double(t.layers - 1) : 0 }
         rng = SplitMix64(seed: seed ^ 0x5EED_D809)
     }
+
+    public func reseed(_ seed: UInt64) { rng = SplitMix64(seed: seed ^ 0x5EED_D809) }
 
     public func zeroGradients() { store.zeroGradients() }
     public func releaseSaved() { saved = nil }
