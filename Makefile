@@ -141,9 +141,10 @@ fuzz: deps
 # (default 600), JOBS at a time (default: one per core), optimised + ASan; prints per target the
 # executions, exec/s, coverage (cov/ft) and findings, which go to Fuzz/regressions/<target>/ as above.
 # RUNS=BYTE:TEXT stops each target at that many executions instead (e.g. RUNS=10000000:1000000, with
-# SECS as the cap).
+# SECS as the cap). FORK=N runs each target on N workers (libFuzzer's fork mode; with JOBS=1, how one
+# slow target gets every core: `make fuzz-deep JOBS=1 FORK=2 RUNS=10000000:1000000 SECS=14400 TARGETS=onnx`).
 fuzz-deep: deps
-	@JOBS=$${JOBS:-$$(nproc)} RUNS="$(RUNS)" bash scripts/fuzz.sh $${SECS:-600}
+	@JOBS=$${JOBS:-$$(nproc)} FORK="$(FORK)" RUNS="$(RUNS)" bash scripts/fuzz.sh $${SECS:-600} $(TARGETS)
 
 # `sfnet eval`'s mAP against scikit-learn on the scores it wrote, for every run of the demo
 # (run `make demo` first); prints SKIPPED loudly without scikit-learn. PYTHON=...
