@@ -59,6 +59,26 @@ enum CLI {
     }
 }
 
+/// Runs `sfnet finetune` (`args`, with 2 epochs and no --out) straight to the end in dir/straight, and stopped
+/// after epoch 1 (--stop-after stands for a kill) then resumed in dir/resumed; asserts that both end on the same
+/// checkpoint-epoch002, byte for byte (weights, optimizer state), and returns it.
+@discardableResult
+func assertResumedRunMatchesTheStraightOne(_ args: [String], in dir: URL, file: StaticString = #filePath, line: UInt = #line) throws -> Checkpoint {
+    let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
+    let s = try CLI.run(args + ["--out", straight.path])
+    XCTAssertEqual(s.status, 0, s.stdout + s.stderr, file: file, line: line)
+    let k = try CLI.run(args + ["--out", resumed.path, "--stop-after", "1"])
+    XCTAssertEqual(k.status, 0, k.stdout + k.stderr, file: file, line: line)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path), file: file, line: line)
+    let r = try CLI.run(args + ["--out", resumed.path, "--resume"])
+    XCTAssertEqual(r.status, 0, r.stdout + r.stderr, file: file, line: line)
+    let a = try CheckpointReader.read(path: straight.appendingPathComponent("checkpoint-epoch002.safetensors").path)
+    let b = try CheckpointReader.read(path: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path)
+    XCTAssertEqual(a.tensors.names, b.tensors.names, file: file, line: line)
+    for name in a.tensors.names { if let u = b.tensors[name] { assertSameTensor(a.tensors[name]!, u, name, file: file, line: line) } }
+    return a
+}
+
 func assertSameTensor(_ a: Tensor, _ b: Tensor, _ name: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.dtype, b.dtype, "\(name): dtype", file: file, line: line)
     XCTAssertEqual(a.shape, b.shape, "\(name): shape", file: file, line: line)

@@ -117,18 +117,8 @@ final class TransformerFinetuneCLITests: XCTestCase {
         let w = try convertAndVerify("videomae", in: dir)
         let args = ["finetune", "--weights", w, "--train", data.appendingPathComponent("train.csv").path, "--val", data.appendingPathComponent("val.csv").path,
                     "--batch", "4", "--epochs", "2", "--sampling-rate", "4", "--seed", "3"]
-        let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
-        XCTAssertEqual(try CLI.run(args + ["--out", straight.path]).status, 0)
-        let killed = try CLI.run(args + ["--out", resumed.path, "--stop-after", "1"])
-        XCTAssertEqual(killed.status, 0, killed.stdout + killed.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path))
-        let r = try CLI.run(args + ["--out", resumed.path, "--resume"])
-        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        let a = try CheckpointReader.read(path: straight.appendingPathComponent("checkpoint-epoch002.safetensors").path)
-        let b = try CheckpointReader.read(path: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path)
-        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        let a = try assertResumedRunMatchesTheStraightOne(args, in: dir)
         XCTAssertEqual(a.tensors.names.filter { $0.hasPrefix("optimizer.exp_avg") }.count, 72)
-        for name in a.tensors.names { assertSameTensor(a.tensors[name]!, b.tensors[name]!, name) }
     }
 
     /// A transformer start takes the recipe for every setting left at its default, and --print-config says where each

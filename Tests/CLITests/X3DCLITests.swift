@@ -53,17 +53,29 @@ final class X3DCLITests: XCTestCase {
         XCTAssertTrue(v.stdout.contains("PASSED"), v.stdout)
     }
 
+    /// `sfnet data synth` into dir/data: 4 classes of 64x64 clips, `train`/`val`/`test` per class.
+    static func synth(in dir: URL, train: Int, val: Int, test: Int, seed: Int, file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+        let data = dir.appendingPathComponent("data")
+        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "\(train)", "--val-per-class", "\(val)",
+                             "--test-per-class", "\(test)", "--size", "64", "--seed", "\(seed)"])
+        XCTAssertEqual(s.status, 0, s.stderr, file: file, line: line)
+        return data
+    }
+
+    /// A small X3D (width factor 0.5, depth factor 1, 4 classes, 4 frames at 32²) as an `sfnet.arch` file in `dir`.
+    static func tinyArch(in dir: URL) throws -> URL {
+        let arch = dir.appendingPathComponent("x3d-tiny.json")
+        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
+            .write(to: arch, atomically: true, encoding: .utf8)
+        return arch
+    }
+
     /// A small X3D (width factor 0.5, depth factor 1) from scratch: one epoch, resumed to two, then eval and predict.
     func testAnX3DFromScratchFineTunesResumesEvaluatesAndPredicts() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        let data = dir.appendingPathComponent("data")
-        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2",
-                             "--size", "64", "--seed", "1"])
-        XCTAssertEqual(s.status, 0, s.stderr)
-        let arch = dir.appendingPathComponent("x3d-tiny.json")
-        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
-            .write(to: arch, atomically: true, encoding: .utf8)
+        let data = try Self.synth(in: dir, train: 4, val: 2, test: 2, seed: 1)
+        let arch = try Self.tinyArch(in: dir)
         let run = dir.appendingPathComponent("run")
         func finetune(epochs: Int, resume: Bool) throws -> RunResult {
             try CLI.run(["finetune", "--init", "scratch", "--arch", arch.path, "--train", data.appendingPathComponent("train.csv").path,
@@ -113,10 +125,7 @@ final class X3DCLITests: XCTestCase {
     func testX3DHeadOnlyTrainsTheProjectionOnCachedLin5Features() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        let data = dir.appendingPathComponent("data")
-        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "4", "--val-per-class", "2", "--test-per-class", "2",
-                             "--size", "64", "--seed", "1"])
-        XCTAssertEqual(s.status, 0, s.stderr)
+        let data = try Self.synth(in: dir, train: 4, val: 2, test: 2, seed: 1)
         let ref = try CheckpointReader.read(path: CLI.fixture("x3d/tiny_x3d_pytorchvideo_ref.safetensors"))
         let arch = dir.appendingPathComponent("arch.json")
         try XCTUnwrap(ref.metadataValue("sfnet.arch")).write(to: arch, atomically: true, encoding: .utf8)
@@ -210,13 +219,8 @@ final class X3DCLITests: XCTestCase {
     func testX3DTrainsAndTestsAtCropsThatAreNotMultiplesOf32() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        let data = dir.appendingPathComponent("data")
-        let s = try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "2", "--val-per-class", "1", "--test-per-class", "1",
-                             "--size", "64", "--seed", "2"])
-        XCTAssertEqual(s.status, 0, s.stderr)
-        let arch = dir.appendingPathComponent("x3d-tiny.json")
-        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
-            .write(to: arch, atomically: true, encoding: .utf8)
+        let data = try Self.synth(in: dir, train: 2, val: 1, test: 1, seed: 2)
+        let arch = try Self.tinyArch(in: dir)
         let csv = { (n: String) in data.appendingPathComponent(n + ".csv").path }
         let clip = ["--batch", "4", "--epochs", "1", "--crop", "48", "--jitter", "48", "56", "--test-crop", "80", "--frames", "4",
                     "--sampling-rate", "4", "--seed", "1"]
@@ -239,25 +243,13 @@ final class X3DCLITests: XCTestCase {
     func testAResumedX3DRunWithDropoutContinuesBitForBit() throws {
         let dir = try CLI.tempDir()
         addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        let data = dir.appendingPathComponent("data")
-        XCTAssertEqual(try CLI.run(["data", "synth", "-o", data.path, "--train-per-class", "2", "--val-per-class", "1", "--test-per-class", "0",
-                                    "--size", "64", "--seed", "3"]).status, 0)
-        let arch = dir.appendingPathComponent("x3d-tiny.json")
-        try #"{"model":"x3d","num_classes":4,"dropout":0.5,"head_activation":"softmax","num_frames":4,"train_crop":32,"width_factor":0.5,"depth_factor":1.0,"bottleneck_factor":2.25,"dim_c1":12,"dim_c5":32,"se_ratio":0.0625,"channelwise":true,"swish_inner":true,"bn_lin5":false,"scale_res2":false,"stem_temporal_kernel":5,"block_temporal_kernel":3}"#
-            .write(to: arch, atomically: true, encoding: .utf8)
+        let data = try Self.synth(in: dir, train: 2, val: 1, test: 0, seed: 3)
+        let arch = try Self.tinyArch(in: dir)
         let args = ["finetune", "--init", "scratch", "--arch", arch.path, "--train", data.appendingPathComponent("train.csv").path,
                     "--val", data.appendingPathComponent("val.csv").path, "--batch", "4", "--epochs", "2", "--lr", "0.05", "--dropout", "0.5",
                     "--crop", "32", "--jitter", "32", "40", "--frames", "4", "--sampling-rate", "4", "--seed", "5"]
-        let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
-        XCTAssertEqual(try CLI.run(args + ["--out", straight.path]).status, 0)
-        XCTAssertEqual(try CLI.run(args + ["--out", resumed.path, "--stop-after", "1"]).status, 0)
-        let r = try CLI.run(args + ["--out", resumed.path, "--resume"])
-        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        let a = try CheckpointReader.read(path: straight.appendingPathComponent("checkpoint-epoch002.safetensors").path)
-        let b = try CheckpointReader.read(path: resumed.appendingPathComponent("checkpoint-epoch002.safetensors").path)
-        XCTAssertEqual(a.tensors.names, b.tensors.names)
+        let a = try assertResumedRunMatchesTheStraightOne(args, in: dir)
         XCTAssertGreaterThan(a.tensors.names.filter { $0.hasPrefix("optimizer.") }.count, 0)
-        for name in a.tensors.names { assertSameTensor(a.tensors[name]!, b.tensors[name]!, name) }
     }
 
     /// `--init scratch --arch x3d-s` takes the preset's clip (PySlowFast's X3D_S: 13 frames at rate 6, crop 160,
