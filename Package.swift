@@ -84,7 +84,7 @@ let package = Package(
                                                 .product(name: "Yams", package: "Yams")]),
         // the command line: thin, no logic of its own.
         .executableTarget(name: "sfnet", dependencies: [
-            "Formats", "Families", "Convert", "Networks", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video",
+            "Formats", "Families", "Convert", "Networks", "Verify", "ONNX", "Keras", "Finetune", "Train", "Video", "CSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -3,6 +3,10 @@
 #include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
+#include <limits.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "csys.h"
 
 long sfnet_copy_file_range(int in, long long *off_in, int out, size_t len) {
@@ -31,5 +35,14 @@ int sfnet_rename_exchange(const char *a, const char *b) {
 #else
     errno = ENOSYS;
     return -1;
+#endif
+}
+
+int sfnet_malloc_keep_freed_pages(size_t mmap_max) {
+#if defined(__GLIBC__)
+    return mallopt(M_MMAP_THRESHOLD, (int)mmap_max) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+    (void)mmap_max;
+    return 0;
 #endif
 }

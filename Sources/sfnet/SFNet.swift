@@ -40,6 +40,7 @@ enum Main {
         // anything else, and never re-executes itself for OpenBLAS.
         if let status = HDF5Worker.runIfRequested(CommandLine.arguments) { exit(status) }
         BlasKernel.selectForThisCPU()
+        AllocatorPolicy.applyForThisCommand()
         do {
             var command = try SFNet.parseAsRoot()
             try command.run()

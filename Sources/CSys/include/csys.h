@@ -1,4 +1,4 @@
-// Linux system calls that glibc only declares under _GNU_SOURCE, wrapped for Swift.
+// Linux system calls that glibc only declares under _GNU_SOURCE, and glibc's malloc.h, wrapped for Swift.
 #pragma once
 #include <stddef.h>
 
@@ -9,3 +9,8 @@ int sfnet_start_writeback(int fd, long long off, long long n);
 /// renameat2(2) with RENAME_EXCHANGE: swaps `a` and `b` atomically (both must exist); -1 with errno
 /// (ENOSYS, EINVAL where the kernel or filesystem lacks it).
 int sfnet_rename_exchange(const char *a, const char *b);
+
+/// glibc's allocator keeps what a training step frees for the next one: blocks up to `mmap_max` bytes come
+/// from the heap instead of fresh mappings (M_MMAP_THRESHOLD) and freed memory is not trimmed back to the
+/// kernel (M_TRIM_THRESHOLD). Returns 1 when both were applied, 0 elsewhere (no glibc, or refused).
+int sfnet_malloc_keep_freed_pages(size_t mmap_max);
