@@ -4,9 +4,9 @@
 // mappings and returns freed heap tops above its trim threshold to the kernel, so every step
 // faulted its whole working set in again: the kernel zeroing pages was 9.5% of a VideoMAE-S
 // step (perf, 2 threads). With blocks up to 32 MiB (glibc's ceiling for the threshold) taken from
-// the heap and freed memory kept, each step reuses the last one's pages: VideoMAE-S step -8%,
-// X3D-S -5.5%, peak RSS within 1-2% (BENCHMARKS.md, "Allocator policy"). The process then keeps
-// its peak until it exits, which a CLI run does anyway.
+// the heap and freed memory kept, each step reuses the last one's pages: the VideoMAE-S step took
+// 0.95x its time in the same invocation, peak RSS within 2% (BENCHMARKS.md, "Allocator policy").
+// The process then keeps its peak until it exits, which a CLI run does anyway.
 // A policy the user set (GLIBC_TUNABLES with glibc.malloc, or MALLOC_*_ variables) is left alone,
 // as is SFNET_KEEP_MALLOC=1.
 
