@@ -69,3 +69,38 @@ void sfk_gelu_backward(const float *x, const float *dy, float *dx, long n, int t
 void sfk_swish_forward(const float *x, float *dst, long n, float scale) { current()->swish_forward(x, dst, n, scale); }
 void sfk_swish_backward(const float *x, const float *dy, float *dx, long n) { current()->swish_backward(x, dy, dx, n); }
 void sfk_exp(const float *x, float *dst, long n) { current()->exp(x, dst, n); }
+
+#if defined(__x86_64__)
+void sfk_avx512_pack_panels(const float *src, long ld, long n, long dh, float *dst);
+void sfk_avx512_pack_rows(const float *src, long ld, long n, long dh, float *dst);
+void sfk_avx512_abt(long m, long n, long dh, float alpha, const float *a, long lda, const float *panels, float *c, long ldc);
+void sfk_avx512_ab(long m, long k, long dh, float alpha, const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+#endif
+
+int sfk_attention_tiles(long dh) {
+#if defined(__x86_64__)
+    return current() == &sfk_avx512_table && dh >= 16 && dh <= 256 && dh % 16 == 0;
+#else
+    (void)dh;
+    return 0;
+#endif
+}
+
+long sfk_attention_panel_floats(long n, long dh) { return (n + 63) / 64 * 64 * dh; }
+
+// Reached only where sfk_attention_tiles said yes (an x86-64 build with AVX-512).
+#if defined(__x86_64__)
+void sfk_attention_pack_panels(const float *src, long ld, long n, long dh, float *dst) { sfk_avx512_pack_panels(src, ld, n, dh, dst); }
+void sfk_attention_pack_rows(const float *src, long ld, long n, long dh, float *dst) { sfk_avx512_pack_rows(src, ld, n, dh, dst); }
+void sfk_attention_abt(long m, long n, long dh, float alpha, const float *a, long lda, const float *panels, float *c, long ldc) {
+    sfk_avx512_abt(m, n, dh, alpha, a, lda, panels, c, ldc);
+}
+void sfk_attention_ab(long m, long k, long dh, float alpha, const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    sfk_avx512_ab(m, k, dh, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#else
+void sfk_attention_pack_panels(const float *src, long ld, long n, long dh, float *dst) { abort(); }
+void sfk_attention_pack_rows(const float *src, long ld, long n, long dh, float *dst) { abort(); }
+void sfk_attention_abt(long m, long n, long dh, float alpha, const float *a, long lda, const float *panels, float *c, long ldc) { abort(); }
+void sfk_attention_ab(long m, long k, long dh, float alpha, const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) { abort(); }
+#endif

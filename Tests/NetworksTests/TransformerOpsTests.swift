@@ -190,7 +190,19 @@ final class TransformerOpsTests: XCTestCase {
         AttentionCase(sequences: 3, length: 5, keyLength: 9, heads: 2, headDim: 3, blockRows: 2),     // keys longer than queries
         AttentionCase(sequences: 2, length: 1, keyLength: 1, heads: 4, headDim: 9, blockRows: 64),    // one token: P = 1
         AttentionCase(sequences: 1, length: 33, keyLength: 33, heads: 1, headDim: 24, blockRows: 7),
+        // The AVX-512 tiles (dh a multiple of 16): a partial key panel (197 = 3 x 64 + 5) and row tiles of 6 with
+        // remainders; dh 80 (a 64-column chunk and a 16 one) with keys past one 128-row pass of P V; dh 48 (three vectors).
+        AttentionCase(sequences: 1, length: 197, keyLength: 197, heads: 2, headDim: 64, blockRows: 64),
+        AttentionCase(sequences: 2, length: 8, keyLength: 131, heads: 1, headDim: 80, blockRows: 256),
+        AttentionCase(sequences: 1, length: 20, keyLength: 40, heads: 3, headDim: 48, blockRows: 9),
     ]
+
+    func testTheAttentionTilesRunWhereTheKernelsAreAVX512() {
+        forEachKernelBuild { kernels in
+            for dh in [16, 48, 64, 80, 128, 256] { XCTAssertEqual(HeadTiles.available(dh: dh), kernels == .avx512, "dh \(dh) [\(kernels)]") }
+            for dh in [3, 8, 24, 72, 272] { XCTAssertFalse(HeadTiles.available(dh: dh), "dh \(dh) [\(kernels)]") }
+        }
+    }
 
     /// Float-representable random values in [-range, range].
     private func random32(_ shape: [Int], _ rng: inout SeededGenerator, _ range: Double = 1) -> Tensor64 {

@@ -43,6 +43,25 @@ void sfk_softmax_row_backward(const float *p, float *ds, long n);
 /// sum of a[j] * b[j] for j < n, in double (each product exact).
 double sfk_dot_double(const float *a, const float *b, long n);
 
+// MARK: attention's products (attention_avx512.c)
+// Register tiles for the products of a score block [rows, Lk] with one head's [., dh] operand, reading
+// the block where it lies (no packing, no clearing of C). They run only where sfk_attention_tiles(dh)
+// says so; elsewhere the caller uses sgemm. Row strides are in floats.
+
+/// 1 when the tiles run on the active path for heads of `dh` columns (AVX-512; dh a multiple of 16, 16...256).
+int sfk_attention_tiles(long dh);
+/// Floats sfk_attention_pack_panels writes for `n` rows of `dh` columns: ceil(n / 64) x 64 x dh.
+long sfk_attention_panel_floats(long n, long dh);
+/// The transpose of a strided [n, dh] operand (K or V) in 64-column panels, zero-padded, for sfk_attention_abt.
+void sfk_attention_pack_panels(const float *src, long ld, long n, long dh, float *dst);
+/// A strided [n, dh] operand made contiguous (dst row stride dh).
+void sfk_attention_pack_rows(const float *src, long ld, long n, long dh, float *dst);
+/// C[m, n] = alpha A[m, dh] B[n, dh]^T with B packed by sfk_attention_pack_panels; C is only written.
+void sfk_attention_abt(long m, long n, long dh, float alpha, const float *a, long lda, const float *panels, float *c, long ldc);
+/// C[m, dh] = alpha A[m, k] B[k, dh] + beta C (C read only when beta != 0).
+void sfk_attention_ab(long m, long k, long dh, float alpha, const float *a, long lda, const float *b, long ldb,
+                      float beta, float *c, long ldc);
+
 // MARK: GELU (form 0: erf, exact; form 1: tanh approximation)
 
 /// dst[i] = gelu(x[i]) for i < n (dst may be x).

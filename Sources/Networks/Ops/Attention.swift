@@ -109,21 +109,29 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
     let items = shape.sequences * heads * blocks
     guard items > 0 else { return }
     let maxParts = Threading.splitGemms ? min(Threading.threads, items) : 1
-    let perPart = probabilities == nil ? blk * lk : 0
+    let tileFloats = HeadTiles.available(dh: dh) ? HeadTiles.floats(dh: dh, lk: lk) : 0
+    let perPart = (probabilities == nil ? blk * lk : 0) + tileFloats
     let ws = workspace ?? Workspace()
     let scratch = ws.buffer(maxParts * perPart)
     let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer, kept = probabilities?.pointer
     withExtendedLifetime((statistics, probabilities, ws)) {
         parallelParts(items, maxParts: maxParts) { part, range in
             var inverse = [Float](repeating: 0, count: blk)
+            var tiles = HeadTiles(dh: dh, lk: lk, scratch: scratch + part * perPart + (perPart - tileFloats))
             for item in range {
                 let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
                 let (s, h) = pair.quotientAndRemainder(dividingBy: heads)
                 let i0 = block * blk, nb = min(blk, l - i0)
                 let scores = kept.map { $0 + (pair * l + i0) * lk } ?? scratch + part * perPart
-                sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale,
-                      a: query.at(s, i0, head: h, dh), lda: query.rowStride,
-                      b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: scores, ldc: lk)
+                if tiles != nil {
+                    tiles!.load(pair: pair, key: key.at(s, 0, head: h, dh), keyStride: key.rowStride,
+                                value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, keyRows: false, valuePanels: false)
+                    tiles!.scores(m: nb, alpha: scale, a: query.at(s, i0, head: h, dh), lda: query.rowStride, c: scores)
+                } else {
+                    sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale,
+                          a: query.at(s, i0, head: h, dh), lda: query.rowStride,
+                          b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: scores, ldc: lk)
+                }
                 for r in 0..<nb {
                     let row = scores + r * lk
                     let m = rowMaximum(row, lk)
@@ -133,8 +141,12 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
                     rowSum?[pair * l + i0 + r] = sum
                 }
                 let out = output.at(s, i0, head: h, dh)
-                sgemm(m: nb, n: dh, k: lk, a: scores, lda: lk, b: value.at(s, 0, head: h, dh), ldb: value.rowStride,
-                      beta: 0, c: out, ldc: output.rowStride)
+                if let tiles {
+                    headProduct(m: nb, k: lk, dh: dh, a: scores, lda: lk, b: tiles.keyRows, ldb: dh, beta: 0, c: out, ldc: output.rowStride)
+                } else {
+                    sgemm(m: nb, n: dh, k: lk, a: scores, lda: lk, b: value.at(s, 0, head: h, dh), ldb: value.rowStride,
+                          beta: 0, c: out, ldc: output.rowStride)
+                }
                 for r in 0..<nb {
                     let o = out + r * output.rowStride, f = inverse[r]
                     for c in 0..<dh { o[c] *= f }
@@ -190,7 +202,8 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
     // Per part: dP (blk x lk), dK and dV sums of the current pair (lk x dh each), dO scaled by the rows'
     // 1 / sum (blk x dh) when P is kept, else a P block (blk x lk).
     let kept = probabilities?.pointer
-    let perPart = blk * lk + 2 * lk * dh + (kept == nil ? blk * lk : blk * dh)
+    let tileFloats = HeadTiles.available(dh: dh) ? HeadTiles.floats(dh: dh, lk: lk) : 0
+    let perPart = blk * lk + 2 * lk * dh + (kept == nil ? blk * lk : blk * dh) + tileFloats
     let ws = workspace ?? Workspace()
     let scratch = ws.buffer(parts * perPart)
     let lock = NSLock()
@@ -200,6 +213,7 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
             for part in partRange {
                 let dProbs = scratch + part * perPart
                 let dKSum = dProbs + blk * lk, dVSum = dKSum + lk * dh, extra = dVSum + lk * dh
+                var tiles = HeadTiles(dh: dh, lk: lk, scratch: dProbs + (perPart - tileFloats))
                 let range = itemRange(part)
                 var item = range.lowerBound
                 while item < range.upperBound {
@@ -216,8 +230,14 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                             output.map { Float(dotInDouble(dO + r * gradOutput.rowStride, $0.at(s, i0 + r, head: h, dh), dh)) }
                         }
                         // dP = dO V^T.
-                        sgemm(transB: true, m: nb, n: lk, k: dh, a: dO, lda: gradOutput.rowStride,
-                              b: value.at(s, 0, head: h, dh), ldb: value.rowStride, beta: 0, c: dProbs, ldc: lk)
+                        if tiles != nil {
+                            tiles!.load(pair: pair, key: key.at(s, 0, head: h, dh), keyStride: key.rowStride,
+                                        value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, keyRows: true, valuePanels: true)
+                            tiles!.scores(m: nb, alpha: 1, a: dO, lda: gradOutput.rowStride, value: true, c: dProbs)
+                        } else {
+                            sgemm(transB: true, m: nb, n: lk, k: dh, a: dO, lda: gradOutput.rowStride,
+                                  b: value.at(s, 0, head: h, dh), ldb: value.rowStride, beta: 0, c: dProbs, ldc: lk)
+                        }
                         // The P rows dV reads, and the right-hand side it multiplies: P and dO, or the kept
                         // unnormalised exp(S - max) and dO with each row divided by its sum.
                         let probs: UnsafeMutablePointer<Float>, dVRight: UnsafeMutablePointer<Float>, dVRightStride: Int
@@ -236,8 +256,12 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                             // S = scale Q K^T, then P = exp(S - max) / sum and dS = P (dP - rowsum(P dP)).
                             probs = extra
                             (dVRight, dVRightStride) = (dO, gradOutput.rowStride)
-                            sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale, a: q, lda: query.rowStride,
-                                  b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: probs, ldc: lk)
+                            if let tiles {
+                                tiles.scores(m: nb, alpha: scale, a: q, lda: query.rowStride, c: probs)
+                            } else {
+                                sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale, a: q, lda: query.rowStride,
+                                      b: key.at(s, 0, head: h, dh), ldb: key.rowStride, beta: 0, c: probs, ldc: lk)
+                            }
                             for r in 0..<nb {
                                 let stat = pair * l + i0 + r
                                 let (p, ds) = (probs + r * lk, dProbs + r * lk)
@@ -250,12 +274,20 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                             }
                         }
                         // dV += P^T dO; dK += scale dS^T Q; dQ = scale dS K.
+                        let dQ = gradQuery.at(s, i0, head: h, dh)
+                        // dV and dK stay with OpenBLAS: a tile reading the score block down its columns
+                        // (a row of the block a page apart) measured slower than OpenBLAS's packed product.
                         sgemm(transA: true, m: lk, n: dh, k: nb, a: probs, lda: lk, b: dVRight, ldb: dVRightStride,
                               beta: first ? 0 : 1, c: dVSum, ldc: dh)
                         sgemm(transA: true, m: lk, n: dh, k: nb, alpha: scale, a: dProbs, lda: lk, b: q, ldb: query.rowStride,
                               beta: first ? 0 : 1, c: dKSum, ldc: dh)
-                        sgemm(m: nb, n: dh, k: lk, alpha: scale, a: dProbs, lda: lk, b: key.at(s, 0, head: h, dh), ldb: key.rowStride,
-                              beta: accumulate ? 1 : 0, c: gradQuery.at(s, i0, head: h, dh), ldc: gradQuery.rowStride)
+                        if let tiles {
+                            headProduct(m: nb, k: lk, dh: dh, alpha: scale, a: dProbs, lda: lk, b: tiles.keyRows, ldb: dh,
+                                        beta: accumulate ? 1 : 0, c: dQ, ldc: gradQuery.rowStride)
+                        } else {
+                            sgemm(m: nb, n: dh, k: lk, alpha: scale, a: dProbs, lda: lk, b: key.at(s, 0, head: h, dh), ldb: key.rowStride,
+                                  beta: accumulate ? 1 : 0, c: dQ, ldc: gradQuery.rowStride)
+                        }
                         first = false
                         item += 1
                     }

@@ -101,7 +101,9 @@ enum TokenOps {
     static func add(_ y: FloatTensor, into x: FloatTensor) {
         precondition(x.count == y.count, "add: \(y.shape) into \(x.shape)")
         let (a, b) = (x.pointer, y.pointer)
-        for j in 0 ..< x.count { a[j] += b[j] }
+        withExtendedLifetime((x, y)) {
+            parallelRanges(x.count, minPerThread: 1 << 16) { range in for j in range { a[j] += b[j] } }
+        }
     }
 
     /// VideoMAE: the fixed sinusoid table [L, D] added to every clip's tokens [N, L, D].

@@ -214,6 +214,15 @@ public final class TrainableTransformer: TrainableClipNetwork {
         return (0 ..< n).map { _ in rng.nextUnit() < keep ? Float(1 / keep) : 0 }
     }
 
+    /// `x` with each sample's rows multiplied by its scale: a copy when dropping, `x` itself otherwise
+    /// (a branch's gradient is only read).
+    func scaledCopy(_ x: FloatTensor, _ mask: [Float]?) -> FloatTensor {
+        guard mask != nil else { return x }
+        let y = x.copy()
+        scaleSamples(y, mask)
+        return y
+    }
+
     /// Multiplies each sample's rows (`rowsPerSample` rows of `width`) by its scale.
     func scaleSamples(_ x: FloatTensor, _ mask: [Float]?) {
         guard let mask else { return }
@@ -221,18 +230,18 @@ public final class TrainableTransformer: TrainableClipNetwork {
         for (b, s) in mask.enumerated() where s != 1 { for j in 0 ..< per { x.pointer[b * per + j] *= s } }
     }
 
-    /// x += MLP(LN(x)) with drop path; returns the new tensor (x itself) and fills the save.
-    func mlp(_ x: FloatTensor, _ i: Int, n: Int, into save: inout LayerSave) {
+    /// x + MLP(LN(x)) with drop path, in the MLP output's buffer (x is saved, unchanged); fills the save.
+    func mlp(_ x: FloatTensor, _ i: Int, n: Int, into save: inout LayerSave) -> FloatTensor {
         let names = layout.layer(i)
-        let input = x.copy()
         let (normed, stats) = layerNormForward(x, gamma: v(names.normAfter + ".weight"), beta: v(names.normAfter + ".bias"), eps: t.layerNormEps)
         let pre = linearForward(normed, weight: v(names.mlpIn + ".weight"), bias: v(names.mlpIn + ".bias"))
         let post = geluForward(pre, approximate: t.geluTanh ? .tanh : .none)
         let out = linearForward(post, weight: v(names.mlpOut + ".weight"), bias: v(names.mlpOut + ".bias"))
         let mask = dropMask(dropPath[i], n: n)
         scaleSamples(out, mask)
-        TokenOps.add(out, into: x)
-        (save.mlpInput, save.mlpStats, save.mlpNormed, save.preGELU, save.postGELU, save.mlpMask) = (input, stats!, normed, pre, post, mask)
+        TokenOps.add(x, into: out)
+        (save.mlpInput, save.mlpStats, save.mlpNormed, save.preGELU, save.postGELU, save.mlpMask) = (x, stats!, normed, pre, post, mask)
+        return out
     }
 
     func jointLayer(_ x: FloatTensor, _ i: Int, n: Int) -> (FloatTensor, LayerSave) {
@@ -240,12 +249,11 @@ public final class TrainableTransformer: TrainableClipNetwork {
         let (attended, attSave) = attentionBlock(x, norm: names.normBefore, qkv: qkvProjection(i), output: names.attentionOutput)
         let mask = dropMask(dropPath[i], n: n)
         scaleSamples(attended, mask)
-        let out = x.copy()
-        TokenOps.add(attended, into: out)
+        TokenOps.add(x, into: attended)
+        let out = attended
         var save = LayerSave(attention: attSave, mlpInput: out, mlpStats: attSave.lnStats, mlpNormed: out, preGELU: out, postGELU: out,
                              attentionMask: mask)
-        mlp(out, i, n: n, into: &save)
-        return (out, save)
+        return (mlp(out, i, n: n, into: &save), save)
     }
 
     func dividedLayer(_ x: FloatTensor, _ i: Int, n: Int, grid g: (t: Int, h: Int, w: Int)) -> (FloatTensor, LayerSave) {
@@ -269,8 +277,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
         var save = LayerSave(attention: spatialSave, temporal: temporalSave, temporalDropped: temporalOut, mlpInput: out,
                              mlpStats: spatialSave.lnStats, mlpNormed: out, preGELU: out, postGELU: out,
                              attentionMask: spatialMask, temporalMask: temporalMask)
-        mlp(out, i, n: n, into: &save)
-        return (out, save)
+        return (mlp(out, i, n: n, into: &save), save)
     }
 
     // MARK: Backward
@@ -322,8 +329,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
     /// Backward of x -> x + MLP(LN(x)) (with its drop path): dL/dx from dL/dout.
     func mlpBackward(_ dOut: FloatTensor, _ save: LayerSave, _ i: Int) -> FloatTensor {
         let names = layout.layer(i)
-        let dBranch = dOut.copy()
-        scaleSamples(dBranch, save.mlpMask)
+        let dBranch = scaledCopy(dOut, save.mlpMask)
         let dPost = linearBackward(save.postGELU, weight: v(names.mlpOut + ".weight"), gradOutput: dBranch,
                                    gradWeight: g(names.mlpOut + ".weight"), gradBias: g(names.mlpOut + ".bias"))!
         let dPre = geluBackward(input: save.preGELU, gradOutput: dPost, approximate: t.geluTanh ? .tanh : .none)
@@ -331,7 +337,7 @@ public final class TrainableTransformer: TrainableClipNetwork {
                                      gradWeight: g(names.mlpIn + ".weight"), gradBias: g(names.mlpIn + ".bias"))!
         let dx = layerNormBackward(save.mlpInput, gamma: v(names.normAfter + ".weight"), statistics: save.mlpStats, eps: t.layerNormEps,
                                    gradOutput: dNormed, gradGamma: g(names.normAfter + ".weight"), gradBeta: g(names.normAfter + ".bias"))!
-        for j in 0 ..< dx.count { dx.pointer[j] += dOut.pointer[j] }
+        TokenOps.add(dOut, into: dx)
         return dx
     }
 
@@ -370,13 +376,11 @@ public final class TrainableTransformer: TrainableClipNetwork {
     func jointLayerBackward(_ dOut: FloatTensor, _ save: LayerSave, _ i: Int) -> FloatTensor {
         let names = layout.layer(i)
         let dMid = mlpBackward(dOut, save, i)
-        let dBranch = dMid.copy()
-        scaleSamples(dBranch, save.attentionMask)
         let grads = qkvGradients(i)
-        let dx = attentionBlockBackward(dBranch, save.attention, norm: names.normBefore, qkvGrad: grads,
+        let dx = attentionBlockBackward(scaledCopy(dMid, save.attentionMask), save.attention, norm: names.normBefore, qkvGrad: grads,
                                         output: names.attentionOutput)
         scatterQKV(i, grads)
-        for j in 0 ..< dx.count { dx.pointer[j] += dMid.pointer[j] }
+        TokenOps.add(dMid, into: dx)
         return dx
     }
 
