@@ -230,6 +230,7 @@ public final class FinetuneRun {
             ? try AdamW(config: AdamWConfig(beta1: o.adamBeta1, beta2: o.adamBeta2, clipGradNorm: o.clipGradNorm),
                         groups: Self.adamWGroups(arch: arch, store: model.store, weightDecay: o.weightDecay, layerDecay: o.layerDecay))
             : try SGD(config: sgdConfig)
+        sgd.threads = o.threads
         if o.optimizer == "adamw" {
             notes.append(String(format: "AdamW (%g, %g), weight decay %g (none on biases, norms and embeddings)", o.adamBeta1, o.adamBeta2, o.weightDecay)
                 + (arch.model.isTransformer && o.layerDecay < 1 ? String(format: ", layer-wise LR decay %g (embeddings at %.3g of the base LR)",

@@ -18,6 +18,8 @@ public protocol Optimizer: AnyObject {
     func stateMetadata() -> (key: String, value: String)
     /// Replaces the state with a checkpoint's (checked against `params` when given).
     func restore(tensors: TensorMap, metadata: [(key: String, value: String)], params: TrainableParameters?) throws
+    /// Threads the element-wise updates run on (the result does not depend on it).
+    var threads: Int { get set }
 }
 
 extension SGD: Optimizer {}
@@ -56,6 +58,7 @@ public final class AdamW: Optimizer {
     /// Per parameter name; a name without a group trains at scale 1 with no decay.
     public let groups: [String: ParameterGroup]
     public private(set) var stepCount = 0
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
     private var firstMoment: [String: [Float]] = [:]
     private var secondMoment: [String: [Float]] = [:]
     private var shapes: [String: [Int]] = [:]
@@ -72,7 +75,7 @@ public final class AdamW: Optimizer {
     @discardableResult
     public func step(_ params: TrainableParameters, lr: Double) throws -> SGDStepInfo {
         guard lr.isFinite && lr >= 0 else { throw TrainError(.invalidArgument, "learning rate \(lr) must be finite and >= 0", at: "AdamW step") }
-        let norm = try SGD.checkedGradientNorm(params)
+        let norm = try SGD.checkedGradientNorm(params, threads: threads)
         var coef: Float = 1
         // One rounding: the norm stays in double (torch rounds its float32 norm, then the quotient).
         if let maxNorm = config.clipGradNorm { coef = min(1, Float(Double(maxNorm) / (norm + 1e-6))) }
@@ -99,7 +102,7 @@ public final class AdamW: Optimizer {
                 }
                 firstMoment[name]!.withUnsafeMutableBufferPointer { m in
                     secondMoment[name]!.withUnsafeMutableBufferPointer { v in
-                        for j in 0 ..< p.count {
+                        ParallelLoop.ranges(p.count, threads: threads) { range in for j in range {
                             let grad = coef == 1 ? g[j] : g[j] * coef
                             // torch's order: decay, exp_avg.lerp_(grad, 1 - b1), exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2),
                             // param.addcdiv_(exp_avg, denom, -step_size).
@@ -107,7 +110,7 @@ public final class AdamW: Optimizer {
                             m[j] += w1 * (grad - m[j])
                             v[j] = v[j] * b2 + w2 * grad * grad
                             p[j] -= stepSize * (m[j] / (v[j].squareRoot() / bias2 + eps))
-                        }
+                        } }
                     }
                 }
             }

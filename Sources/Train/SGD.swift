@@ -94,6 +94,8 @@ public final class SGD {
     public let config: SGDConfig
     /// Steps taken (torch keeps none for SGD; PySlowFast's checkpoints keep the epoch).
     public private(set) var stepCount: Int = 0
+    /// Threads the element-wise updates run on (the result does not depend on it).
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
     /// Momentum buffers by parameter name, created on a parameter's first update.
     public private(set) var momentumBuffers: [String: [Float]] = [:]
     private var bufferShapes: [String: [Int]] = [:]
@@ -109,7 +111,7 @@ public final class SGD {
     @discardableResult
     public func step(_ params: TrainableParameters, lr: Double) throws -> SGDStepInfo {
         guard lr.isFinite && lr >= 0 else { throw TrainError(.invalidArgument, "learning rate \(lr) must be finite and >= 0", at: "SGD step") }
-        let norm = try Self.checkedGradientNorm(params)
+        let norm = try Self.checkedGradientNorm(params, threads: threads)
         let coef = Self.clipCoefficient(norm: norm, maxNorm: config.clipGradNorm)
         let m = config.momentum, damp = 1 - config.dampening, nesterov = config.nesterov
         let alpha = Float(-lr)
@@ -124,10 +126,12 @@ public final class SGD {
                     throw TrainError(.shapeMismatch, "\(p.count) values but \(g.count) gradients", at: "parameter '\(name)'")
                 }
                 if m == 0 {
-                    if wd == 0 {
-                        for j in 0 ..< p.count { p[j] = p[j] + alpha * (g[j] * coef) }
-                    } else {
-                        for j in 0 ..< p.count { p[j] = p[j] + alpha * (g[j] * coef + wd * p[j]) }
+                    ParallelLoop.ranges(p.count, threads: threads) { range in
+                        if wd == 0 {
+                            for j in range { p[j] = p[j] + alpha * (g[j] * coef) }
+                        } else {
+                            for j in range { p[j] = p[j] + alpha * (g[j] * coef + wd * p[j]) }
+                        }
                     }
                     return
                 }
@@ -141,22 +145,24 @@ public final class SGD {
                 momentumBuffers[name]!.withUnsafeMutableBufferPointer { buf in
                     // One loop per case, so that each is a straight vectorisable map: d = g * coef (+ wd * p; the
                     // decay term is left out only when wd is 0), torch's SGD with momentum and dampening.
-                    let n = p.count
-                    switch (fresh, nesterov, wd == 0) {
-                    case (true, true, true): for j in 0 ..< n { let d = g[j] * coef; buf[j] = d; p[j] = p[j] + alpha * (d + m * d) }
-                    case (true, true, false): for j in 0 ..< n { let d = g[j] * coef + wd * p[j]; buf[j] = d; p[j] = p[j] + alpha * (d + m * d) }
-                    case (true, false, true): for j in 0 ..< n { let d = g[j] * coef; buf[j] = d; p[j] = p[j] + alpha * d }
-                    case (true, false, false): for j in 0 ..< n { let d = g[j] * coef + wd * p[j]; buf[j] = d; p[j] = p[j] + alpha * d }
-                    case (false, true, true):
-                        for j in 0 ..< n { let d = g[j] * coef; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * (d + m * b) }
-                    case (false, true, false):
-                        for j in 0 ..< n {
-                            let d = g[j] * coef + wd * p[j]; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * (d + m * b)
+                    ParallelLoop.ranges(p.count, threads: threads) { span in
+                        let (lo, n) = (span.lowerBound, span.upperBound)
+                        switch (fresh, nesterov, wd == 0) {
+                        case (true, true, true): for j in lo ..< n { let d = g[j] * coef; buf[j] = d; p[j] = p[j] + alpha * (d + m * d) }
+                        case (true, true, false): for j in lo ..< n { let d = g[j] * coef + wd * p[j]; buf[j] = d; p[j] = p[j] + alpha * (d + m * d) }
+                        case (true, false, true): for j in lo ..< n { let d = g[j] * coef; buf[j] = d; p[j] = p[j] + alpha * d }
+                        case (true, false, false): for j in lo ..< n { let d = g[j] * coef + wd * p[j]; buf[j] = d; p[j] = p[j] + alpha * d }
+                        case (false, true, true):
+                            for j in lo ..< n { let d = g[j] * coef; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * (d + m * b) }
+                        case (false, true, false):
+                            for j in lo ..< n {
+                                let d = g[j] * coef + wd * p[j]; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * (d + m * b)
+                            }
+                        case (false, false, true):
+                            for j in lo ..< n { let d = g[j] * coef; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * b }
+                        case (false, false, false):
+                            for j in lo ..< n { let d = g[j] * coef + wd * p[j]; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * b }
                         }
-                    case (false, false, true):
-                        for j in 0 ..< n { let d = g[j] * coef; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * b }
-                    case (false, false, false):
-                        for j in 0 ..< n { let d = g[j] * coef + wd * p[j]; let b = buf[j] * m + damp * d; buf[j] = b; p[j] = p[j] + alpha * b }
                     }
                 }
             }
@@ -168,10 +174,12 @@ public final class SGD {
 
     /// The global L2 norm of the trainable parameters' gradients; throws, naming the parameter, when one
     /// is not finite (before any parameter is updated).
-    static func checkedGradientNorm(_ params: TrainableParameters) throws -> Double {
+    static func checkedGradientNorm(_ params: TrainableParameters, threads: Int = 1) throws -> Double {
         var sumSq = 0.0
         for i in 0 ..< params.parameterCount where params.parameterIsTrainable(at: i) {
-            let s = params.withParameter(at: i) { _, g in Self.sumOfSquares(UnsafeBufferPointer(g)) }
+            let s = params.withParameter(at: i) { _, g in
+                ParallelLoop.chunkedSum(g.count, threads: threads) { Self.sumOfSquares(UnsafeBufferPointer(rebasing: g[$0])) }
+            }
             guard s.isFinite else {
                 throw TrainError(.invalidArgument, "gradient is not finite (NaN or infinity); no parameter was updated",
                                  at: "parameter '\(params.parameterName(at: i))'", hint: "lower the learning rate or enable gradient clipping")

@@ -14,11 +14,25 @@ public func linearForward(_ x: FloatTensor, weight: FloatTensor, bias: FloatTens
     var shape = x.shape
     shape[shape.count - 1] = o
     let out = FloatTensor(uninitialized: shape)
-    if let bias {
-        for r in 0..<rows { (out.pointer + r * o).update(from: bias.pointer, count: o) }
+    guard let bias else {
+        parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
+                      beta: 0, c: out.pointer, ldc: o)
+        return out
     }
-    parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
-                  beta: bias == nil ? 0 : 1, c: out.pointer, ldc: o)
+    // Each thread fills its own rows with the bias and adds its share of the product onto them (while
+    // they are in its cache), so the fill is split as the GEMM is.
+    let split = shouldSplitGemm(macs: rows * o * f) && rows >= o
+    parallelParts(rows, maxParts: split ? Threading.threads : 1) { _, range in
+        for r in range { (out.pointer + r * o).update(from: bias.pointer, count: o) }
+        if split {
+            sgemm(transB: true, m: range.count, n: o, k: f, a: x.pointer + range.lowerBound * f, lda: f, b: weight.pointer, ldb: f,
+                  beta: 1, c: out.pointer + range.lowerBound * o, ldc: o)
+        }
+    }
+    if !split {
+        parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
+                      beta: 1, c: out.pointer, ldc: o)
+    }
     return out
 }
 

@@ -123,7 +123,9 @@ public final class TrainableTransformer: TrainableClipNetwork {
     public func sgdStep(learningRate: Float) {
         for name in store.trainableNames {
             guard let p = store.value(name), let gr = store.gradient(name) else { continue }
-            for j in 0 ..< p.count { p.pointer[j] -= learningRate * gr.pointer[j] }
+            withExtendedLifetime((p, gr)) {
+                parallelRanges(p.count, minPerThread: 1 << 16) { range in for j in range { p.pointer[j] -= learningRate * gr.pointer[j] } }
+            }
         }
     }
     public func exportWeights() -> TensorMap { store.exportWeights() }
