@@ -37,8 +37,9 @@ T void sfk_avx512_pack_panels(const float *src, long ld, long n, long dh, float 
     for (long p = 0; p < panels; p++) {
         float *pd = dst + p * dh * PANEL;
         long j0 = p * PANEL, w = n - j0 < PANEL ? n - j0 : PANEL;
-        // 16 rows x 16 columns at a time: gather a column of 16 rows with a strided load per lane.
-        for (long jb = 0; jb < PANEL; jb += 16) {
+        // 16 rows x 16 columns at a time: gather a column of 16 rows with a strided load per lane. A last
+        // panel gets the vectors `abt` reads of it only (those holding a row).
+        for (long jb = 0; jb < PANEL && jb < w; jb += 16) {
             long valid = w - jb;
             __mmask16 m = lanes(valid);
             __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -63,29 +64,41 @@ T void sfk_avx512_pack_rows(const float *src, long ld, long n, long dh, float *d
 
 // MARK: C = alpha A B^T, the reduction over dh (scores, dP)
 
-/// `rows` (<= 6) rows of C [.., 64 columns of the panel]: sum over d < dh of A[i, d] panel[d, :].
-AI void abt_tile(const int rows, long dh, const float *a, long lda, const float *panel, float alpha,
+/// `rows` (<= 6) rows x `nv` (<= 4) vectors of C [.., the panel's first 16 nv columns]: sum over d < dh of
+/// A[i, d] panel[d, :].
+AI void abt_tile(const int rows, const int nv, long dh, const float *a, long lda, const float *panel, float alpha,
                  float *c, long ldc, long valid) {
     __m512 acc[6][4];
     for (int i = 0; i < 6; i++) for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
     for (long d = 0; d < dh; d++) {
         const float *b = panel + d * PANEL;
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32), b3 = _mm512_loadu_ps(b + 48);
+        __m512 bv[4];
+        for (int v = 0; v < 4; v++) if (v < nv) bv[v] = _mm512_loadu_ps(b + 16 * v);
         for (int i = 0; i < 6; i++) {
             if (i >= rows) break;
             __m512 x = _mm512_set1_ps(a[i * lda + d]);
-            acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(x, b2, acc[i][2]);
-            acc[i][3] = _mm512_fmadd_ps(x, b3, acc[i][3]);
+            for (int v = 0; v < 4; v++) if (v < nv) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
         }
     }
     __m512 s = _mm512_set1_ps(alpha);
     for (int i = 0; i < 6; i++) {
         if (i >= rows) break;
-        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, lanes(valid - 16 * v), _mm512_mul_ps(acc[i][v], s));
+        for (int v = 0; v < 4; v++) {
+            if (v >= nv) break;
+            _mm512_mask_storeu_ps(c + i * ldc + 16 * v, lanes(valid - 16 * v), _mm512_mul_ps(acc[i][v], s));
+        }
     }
 }
+
+#define ABT_ROWS(NV) \
+    switch (rows) { \
+    case 6: abt_tile(6, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    case 5: abt_tile(5, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    case 4: abt_tile(4, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    case 3: abt_tile(3, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    case 2: abt_tile(2, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    default: abt_tile(1, NV, dh, ai, lda, panel, alpha, ci, ldc, valid); break; \
+    }
 
 /// C[m, n] = alpha A[m, dh] B[n, dh]^T, B packed by sfk_avx512_pack_panels (C's row stride ldc; C is
 /// written, not read).
@@ -95,16 +108,17 @@ T void sfk_avx512_abt(long m, long n, long dh, float alpha, const float *a, long
     for (long p = 0; p < count; p++) {
         const float *panel = panels + p * dh * PANEL;
         long j0 = p * PANEL, valid = n - j0;
+        // A last panel's columns in vectors: 197 keys cost 208 columns, not 256; 8 keys 16, not 64.
+        long nv = valid >= PANEL ? 4 : (valid + 15) / 16;
         for (long i0 = 0; i0 < m; i0 += 6) {
             const float *ai = a + i0 * lda;
             float *ci = c + i0 * ldc + j0;
-            switch (m - i0 < 6 ? m - i0 : 6) {
-            case 6: abt_tile(6, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
-            case 5: abt_tile(5, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
-            case 4: abt_tile(4, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
-            case 3: abt_tile(3, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
-            case 2: abt_tile(2, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
-            default: abt_tile(1, dh, ai, lda, panel, alpha, ci, ldc, valid); break;
+            long rows = m - i0 < 6 ? m - i0 : 6;
+            switch (nv) {
+            case 4: ABT_ROWS(4) break;
+            case 3: ABT_ROWS(3) break;
+            case 2: ABT_ROWS(2) break;
+            default: ABT_ROWS(1) break;
             }
         }
     }
