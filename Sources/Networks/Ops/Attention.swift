@@ -15,7 +15,11 @@
 // dV += P^T dO, dQ = scale dS K, dK += scale dS^T Q. A thread sums dK and dV of its current (sequence,
 // head) in scratch and writes them once; a pair whose blocks two threads share is added under a lock.
 // Where memory allows, the statistics can keep P (unnormalised) from the forward instead: the backward
-// then skips Q K^T and the exp (measured: a third of its time at L = 1568).
+// then skips Q K^T and the exp (measured: a third of its time at L = 1568 on one core; in the 2-thread
+// VideoMAE-S train step, where the kept P streams from memory, the step was slower, so training recomputes).
+// On AVX-512 with dh a multiple of 16, Q K^T, dO V^T, P V and dS K run on register tiles
+// (attention_avx512.c, `HeadTiles`) that read the score block in place and K and V from copies made once
+// per (sequence, head); P^T dO and dS^T Q, which read the block down its columns, stay with sgemm.
 
 import Foundation
 
@@ -81,11 +85,13 @@ public final class AttentionStatistics: @unchecked Sendable {
     }
 }
 
-/// Query rows per work item: a thread's score block is blockRows x Lk floats (256 x 1568: 1.6 MB; the
-/// backward holds two). Measured at L = 1568, H = 6, dh = 64 on one core (OpenBLAS SkylakeX): 64 rows
-/// 60 + 115 ms, 128 rows 56 + 108 ms, 256 rows 53 + 105 ms (forward + backward); larger blocks pack K and
-/// V fewer times and give the dK, dV products a longer inner dimension.
-public let attentionBlockRows = 256
+/// Query rows per work item: a thread's score block is blockRows x Lk floats (128 x 1568: 0.8 MB; the
+/// backward holds two). With the AVX-512 tiles K and V are copied once per (sequence, head) whatever the
+/// block, and 128 rows keep the blocks and those copies within a core's 2 MB L2: the VideoMAE-S train step
+/// (batch 2, 2 threads) took 2.96-2.99 s at 128 rows against 3.12 s at 256 (medians of 3-4 runs each,
+/// alternated; 64 and 96 rows no better). Before the tiles, when OpenBLAS packed K and V for every block,
+/// 256 rows measured best (one core: 64 rows 60 + 115 ms, 128 rows 56 + 108 ms, 256 rows 53 + 105 ms).
+public let attentionBlockRows = 128
 
 // MARK: - Strided entry points
 
