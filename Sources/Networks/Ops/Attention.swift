@@ -131,7 +131,7 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
                 let scores = kept.map { $0 + (pair * l + i0) * lk } ?? scratch + part * perPart
                 if tiles != nil {
                     tiles!.load(pair: pair, key: key.at(s, 0, head: h, dh), keyStride: key.rowStride,
-                                value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, keyRows: false, valuePanels: false)
+                                value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, backward: false)
                     tiles!.scores(m: nb, alpha: scale, a: query.at(s, i0, head: h, dh), lda: query.rowStride, c: scores)
                 } else {
                     sgemm(transB: true, m: nb, n: lk, k: dh, alpha: scale,
@@ -148,7 +148,7 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
                 }
                 let out = output.at(s, i0, head: h, dh)
                 if let tiles {
-                    headProduct(m: nb, k: lk, dh: dh, a: scores, lda: lk, b: tiles.keyRows, ldb: dh, beta: 0, c: out, ldc: output.rowStride)
+                    headProduct(m: nb, k: lk, dh: dh, a: scores, lda: lk, b: tiles.rows, ldb: dh, beta: 0, c: out, ldc: output.rowStride)
                 } else {
                     sgemm(m: nb, n: dh, k: lk, a: scores, lda: lk, b: value.at(s, 0, head: h, dh), ldb: value.rowStride,
                           beta: 0, c: out, ldc: output.rowStride)
@@ -238,7 +238,7 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                         // dP = dO V^T.
                         if tiles != nil {
                             tiles!.load(pair: pair, key: key.at(s, 0, head: h, dh), keyStride: key.rowStride,
-                                        value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, keyRows: true, valuePanels: true)
+                                        value: value.at(s, 0, head: h, dh), valueStride: value.rowStride, backward: true)
                             tiles!.scores(m: nb, alpha: 1, a: dO, lda: gradOutput.rowStride, value: true, c: dProbs)
                         } else {
                             sgemm(transB: true, m: nb, n: lk, k: dh, a: dO, lda: gradOutput.rowStride,
@@ -288,7 +288,7 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
                         sgemm(transA: true, m: lk, n: dh, k: nb, alpha: scale, a: dProbs, lda: lk, b: q, ldb: query.rowStride,
                               beta: first ? 0 : 1, c: dKSum, ldc: dh)
                         if let tiles {
-                            headProduct(m: nb, k: lk, dh: dh, alpha: scale, a: dProbs, lda: lk, b: tiles.keyRows, ldb: dh,
+                            headProduct(m: nb, k: lk, dh: dh, alpha: scale, a: dProbs, lda: lk, b: tiles.rows, ldb: dh,
                                         beta: accumulate ? 1 : 0, c: dQ, ldc: gradQuery.rowStride)
                         } else {
                             sgemm(m: nb, n: dh, k: lk, alpha: scale, a: dProbs, lda: lk, b: key.at(s, 0, head: h, dh), ldb: key.rowStride,

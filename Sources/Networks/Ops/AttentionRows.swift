@@ -52,15 +52,15 @@ func dotInDouble(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int)
 // MARK: - The products of a score block with one head (attention_avx512.c)
 
 /// One thread's copies of a (sequence, head)'s K and V in the layouts the AVX-512 attention tiles read
-/// (K and V transposed in 64-column panels, K's rows contiguous), made once per pair instead of once per
-/// block of query rows; nil where the tiles do not run (no AVX-512, or dh not a multiple of 16), and
-/// the attention calls sgemm then.
+/// (K and V transposed in 64-column panels; `rows`: V's rows made contiguous in the forward, for P V, K's
+/// in the backward, for dS K), made once per pair instead of once per block of query rows; nil where the
+/// tiles do not run (no AVX-512, or dh not a multiple of 16), and the attention calls sgemm then.
 struct HeadTiles {
     let dh: Int, lk: Int
     /// Floats one thread's copies take: two panel sets and one row copy.
     static func floats(dh: Int, lk: Int) -> Int { 2 * sfk_attention_panel_floats(lk, dh) + lk * dh }
 
-    let keyPanels: UnsafeMutablePointer<Float>, valuePanels: UnsafeMutablePointer<Float>, keyRows: UnsafeMutablePointer<Float>
+    let keyPanels: UnsafeMutablePointer<Float>, valuePanels: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<Float>
     private(set) var pair = -1
 
     /// The tiles for heads of `dh` columns over `lk` keys, in `floats(dh:lk:)` floats at `scratch`; nil where they do not run.
@@ -68,22 +68,24 @@ struct HeadTiles {
         guard sfk_attention_tiles(dh) != 0 else { return nil }
         (self.dh, self.lk) = (dh, lk)
         let panels = sfk_attention_panel_floats(lk, dh)
-        (keyPanels, valuePanels, keyRows) = (scratch, scratch + panels, scratch + 2 * panels)
+        (keyPanels, valuePanels, rows) = (scratch, scratch + panels, scratch + 2 * panels)
     }
 
     static func available(dh: Int) -> Bool { sfk_attention_tiles(dh) != 0 }
 
-    /// Copies pair `pair`'s K (panels, and rows when `keyRows`) and V (panels when `valuePanels`, rows
-    /// into `valueRows` when given) unless this thread already holds them.
+    /// Copies pair `pair`'s K and V unless this thread already holds them: for the forward K's panels and
+    /// V's rows; for the `backward` K's and V's panels and K's rows.
     mutating func load(pair: Int, key: UnsafePointer<Float>, keyStride: Int, value: UnsafePointer<Float>, valueStride: Int,
-                       keyRows wantKeyRows: Bool, valuePanels wantValuePanels: Bool) {
+                       backward: Bool) {
         guard pair != self.pair else { return }
         self.pair = pair
         sfk_attention_pack_panels(key, keyStride, lk, dh, keyPanels)
-        if wantKeyRows { sfk_attention_pack_rows(key, keyStride, lk, dh, keyRows) }
-        if wantValuePanels { sfk_attention_pack_panels(value, valueStride, lk, dh, valuePanels) }
-        // The forward reads V by rows: it is contiguous in the head's columns already, and its copy goes in keyRows' place.
-        if !wantKeyRows && !wantValuePanels { sfk_attention_pack_rows(value, valueStride, lk, dh, keyRows) }
+        if backward {
+            sfk_attention_pack_panels(value, valueStride, lk, dh, valuePanels)
+            sfk_attention_pack_rows(key, keyStride, lk, dh, rows)
+        } else {
+            sfk_attention_pack_rows(value, valueStride, lk, dh, rows)
+        }
     }
 
     /// C[m, lk] = alpha A[m, dh] K^T (or V^T with `value`), C written with row stride lk.
