@@ -1,7 +1,7 @@
 // The optimizers' element-wise loops over a parameter split across threads: every element's update
-// is independent, so the result does not depend on the split. A fine-tuning step of VideoMAE-B updates
-// 86 M parameters (AdamW reads and writes four arrays), which one core took ~0.1 s for while the
-// other waited.
+// is independent, so the result does not depend on the split. The momentum update of SlowFast R50's
+// 33.7 M parameters reads and writes ~400 MB a step, which one core did while the other waited (issue
+// 14's fine-tuning job spent 3.5 s less in its 108 steps once it was split; BENCHMARKS.md).
 
 import Dispatch
 import Foundation
@@ -12,14 +12,7 @@ enum ParallelLoop {
 
     /// Calls `body` with contiguous ranges covering `0..<count`, one per thread, at most `threads` of them.
     static func ranges(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
-        let parts = max(1, min(threads, count / minPerThread))
-        guard parts > 1 else { return body(0 ..< count) }
-        withoutActuallyEscaping(body) { body in
-            let shared = Shared(body)
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                shared.value((count * part / parts) ..< (count * (part + 1) / parts))
-            }
-        }
+        split(count, parts: min(threads, count / minPerThread), body)
     }
 
     /// The sum of `chunk(range)` over fixed chunks of `chunkSize` elements (a multiple of the kernels'
@@ -31,13 +24,23 @@ enum ParallelLoop {
         var sums = [Double](repeating: 0, count: chunks)
         sums.withUnsafeMutableBufferPointer { out in
             let base = Shared(out.baseAddress!)
-            ranges(chunks * minPerThread, threads: threads) { span in
-                for c in (span.lowerBound / minPerThread) ..< (span.upperBound / minPerThread) {
-                    base.value[c] = chunk((c * chunkSize) ..< min(count, (c + 1) * chunkSize))
-                }
+            split(chunks, parts: threads) { mine in
+                for c in mine { base.value[c] = chunk((c * chunkSize) ..< min(count, (c + 1) * chunkSize)) }
             }
         }
         return sums.reduce(0, +)
+    }
+
+    /// `body` over `0..<count` in `parts` contiguous ranges (at least 1, at most `count`), one per thread.
+    private static func split(_ count: Int, parts requested: Int, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(requested, count))
+        guard parts > 1 else { return body(0 ..< count) }
+        withoutActuallyEscaping(body) { body in
+            let shared = Shared(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                shared.value((count * part / parts) ..< (count * (part + 1) / parts))
+            }
+        }
     }
 
     /// Carries a closure or pointer into the threads; the callers give each thread disjoint elements.
