@@ -3,18 +3,16 @@
 // block (the large one) again in each product that reads it, K and V once per block of query rows,
 // and a beta = 0 call first clears C. These register tiles compute the scores (Q K^T, dO V^T) and the
 // products along the scores' rows (P V, dS K) with the block read where it lies and K and V copied
-// once per (sequence, head) (sfk_attention_pack_*). One thread, L = 1568, dh = 64, 256 query rows:
-// 150 and 158 GFLOP/s against OpenBLAS's 118 and 121 (Cooperlake kernel, Sapphire Rapids). The
-// products down the block's columns (P^T dO, dS^T Q) stay with OpenBLAS, whose packed product
-// measured faster (127 GFLOP/s) than a tile reading rows a page apart (97-107).
+// once per (sequence, head) (sfk_attention_pack_*). One thread, L = 1568, dh = 64, 256 query rows, on
+// Sapphire Rapids against OpenBLAS's Cooperlake kernel: Benchmarks/attention_tiles_bench.c, numbers in
+// BENCHMARKS.md. The products down the block's columns (P^T dO, dS^T Q) stay with OpenBLAS, whose
+// packed product measured faster than tiles reading the block's rows a page apart.
 // Every tile keeps 6 rows x up to 4 vectors of 16 columns in 24 registers and reduces with fused
 // multiply-adds in the order of the reduction index, as a GEMM does.
 
 #if defined(__x86_64__)
 
 #include <immintrin.h>
-
-#include "kernels_table.h"
 
 #define T __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
 #define AI static inline __attribute__((always_inline)) T
@@ -34,20 +32,18 @@ static inline __mmask16 lanes(long k) { return k >= 16 ? (__mmask16)0xFFFF : k <
 /// `abt` reads it.
 T void sfk_avx512_pack_panels(const float *src, long ld, long n, long dh, float *dst) {
     long panels = (n + PANEL - 1) / PANEL;
+    __m512i down = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                      _mm512_set1_epi32((int)ld));
     for (long p = 0; p < panels; p++) {
         float *pd = dst + p * dh * PANEL;
         long j0 = p * PANEL, w = n - j0 < PANEL ? n - j0 : PANEL;
         // 16 rows x 16 columns at a time: gather a column of 16 rows with a strided load per lane. A last
-        // panel gets the vectors `abt` reads of it only (those holding a row).
-        for (long jb = 0; jb < PANEL && jb < w; jb += 16) {
-            long valid = w - jb;
-            __mmask16 m = lanes(valid);
-            __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                             _mm512_set1_epi32((int)ld));
-            const float *base = src + (j0 + (valid > 0 ? jb : 0)) * ld;
+        // panel gets the vectors `abt` reads of it only (those holding a row; lanes past row n are zero).
+        for (long jb = 0; jb < w; jb += 16) {
+            __mmask16 m = lanes(w - jb);
+            const float *base = src + (j0 + jb) * ld;
             for (long d = 0; d < dh; d++) {
-                __m512 col = m ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base + d, 4) : _mm512_setzero_ps();
-                _mm512_storeu_ps(pd + d * PANEL + jb, col);
+                _mm512_storeu_ps(pd + d * PANEL + jb, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, down, base + d, 4));
             }
         }
     }

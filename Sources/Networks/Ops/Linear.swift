@@ -14,25 +14,16 @@ public func linearForward(_ x: FloatTensor, weight: FloatTensor, bias: FloatTens
     var shape = x.shape
     shape[shape.count - 1] = o
     let out = FloatTensor(uninitialized: shape)
-    guard let bias else {
-        parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
-                      beta: 0, c: out.pointer, ldc: o)
-        return out
-    }
-    // Each thread fills its own rows with the bias and adds its share of the product onto them (while
-    // they are in its cache), so the fill is split as the GEMM is.
-    let split = shouldSplitGemm(macs: rows * o * f) && rows >= o
-    parallelParts(rows, maxParts: split ? Threading.threads : 1) { _, range in
-        for r in range { (out.pointer + r * o).update(from: bias.pointer, count: o) }
-        if split {
-            sgemm(transB: true, m: range.count, n: o, k: f, a: x.pointer + range.lowerBound * f, lda: f, b: weight.pointer, ldb: f,
-                  beta: 1, c: out.pointer + range.lowerBound * o, ldc: o)
+    if let bias {
+        // Split over the threads: a serial fill left the other core idle (perf, VideoMAE-S train step).
+        withExtendedLifetime(bias) {
+            parallelRanges(rows, minPerThread: max(1, (1 << 15) / max(o, 1))) { range in
+                for r in range { (out.pointer + r * o).update(from: bias.pointer, count: o) }
+            }
         }
     }
-    if !split {
-        parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
-                      beta: 1, c: out.pointer, ldc: o)
-    }
+    parallelSgemm(transA: false, transB: true, m: rows, n: o, k: f, a: x.pointer, lda: f, b: weight.pointer, ldb: f,
+                  beta: bias == nil ? 0 : 1, c: out.pointer, ldc: o)
     return out
 }
 
