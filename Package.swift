@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "CFuzzMutators", dependencies: ["CZlib"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
-        .target(name: "Train", dependencies: ["Formats"]),
+        .target(name: "Train", dependencies: ["Formats", "CKernels"]),
         // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
         .target(name: "Video", dependencies: ["CFFmpeg", "Families", "Convert", "Formats", .product(name: "CSV", package: "CSV.swift")]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).

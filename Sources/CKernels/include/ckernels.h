@@ -79,6 +79,17 @@ void sfk_swish_backward(const float *x, const float *dy, float *dx, long n);
 /// (inputs clamped to [-87.3, 88.37]); for tests that check the core itself.
 void sfk_exp(const float *x, float *dst, long n);
 
+// MARK: the network's thread pool (pool.c)
+
+/// One part of a parallel loop: `part` in 0..<parts.
+typedef void (*sfk_pool_task)(void *context, long part);
+/// Runs task(context, part) for every part in 0..<parts on the calling thread and up to threads - 1
+/// pool workers (started on first use, spinning briefly between loops), and returns 1 when all are
+/// done. Returns 0 having run nothing when the pool is busy (a loop on another thread, or one opened
+/// inside a part), when threads < 2 or parts < 2, or when no worker could start: the caller then runs
+/// the loop itself. parts <= 0 returns 1 at once.
+int sfk_pool_run(long parts, long threads, sfk_pool_task task, void *context);
+
 #ifdef __cplusplus
 }
 #endif

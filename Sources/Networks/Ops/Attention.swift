@@ -120,7 +120,7 @@ public func attentionForward(_ shape: AttentionShape, query: AttentionOperand, k
     let ws = workspace ?? Workspace()
     let scratch = ws.buffer(maxParts * perPart)
     let rowMax = statistics?.rowMax.pointer, rowSum = statistics?.rowSum.pointer, kept = probabilities?.pointer
-    withExtendedLifetime((statistics, probabilities, ws)) {
+    _ = withExtendedLifetime((statistics, probabilities, ws)) {
         parallelParts(items, maxParts: maxParts) { part, range in
             var inverse = [Float](repeating: 0, count: blk)
             var tiles = HeadTiles(dh: dh, lk: lk, scratch: scratch + part * perPart + (perPart - tileFloats))
@@ -214,7 +214,7 @@ public func attentionBackward(_ shape: AttentionShape, query: AttentionOperand, 
     let scratch = ws.buffer(parts * perPart)
     let lock = NSLock()
     let rowMax = statistics.rowMax.pointer, rowSum = statistics.rowSum.pointer
-    withExtendedLifetime((statistics, probabilities, ws)) {
+    _ = withExtendedLifetime((statistics, probabilities, ws)) {
         parallelParts(parts, maxParts: parts) { _, partRange in
             for part in partRange {
                 let dProbs = scratch + part * perPart

@@ -288,17 +288,14 @@ func dynamicParts(_ count: Int, grain: Int, maxParts: Int, _ body: (_ part: Int,
         var next = 0
     }
     let counter = Counter()
-    withoutActuallyEscaping(body) { body in
-        let shared = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            while true {
-                counter.lock.lock()
-                let lo = counter.next
-                counter.next = min(count, lo + grain)
-                counter.lock.unlock()
-                guard lo < count else { return }
-                shared.value(part, lo..<min(count, lo + grain))
-            }
+    runParts(parts) { part in
+        while true {
+            counter.lock.lock()
+            let lo = counter.next
+            counter.next = min(count, lo + grain)
+            counter.lock.unlock()
+            guard lo < count else { return }
+            body(part, lo..<min(count, lo + grain))
         }
     }
 }

@@ -5,6 +5,7 @@
 // (fast pathway, stem), and no OpenBLAS worker spins while our loops run.
 // `splitGemms = false` hands GEMMs to OpenBLAS's own threads instead.
 
+import CKernels
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -61,15 +62,31 @@ func parallelParts(_ count: Int, minPerThread: Int = 1, maxParts: Int? = nil,
     }
     // The ops hand raw pointers to their bodies and split the work into
     // disjoint ranges themselves, so the closure is shared across threads unchecked.
-    withoutActuallyEscaping(body) { body in
-        let shared = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let lo = count * part / parts
-            let hi = count * (part + 1) / parts
-            if lo < hi { shared.value(part, lo..<hi) }
-        }
+    runParts(parts) { part in
+        let lo = count * part / parts
+        let hi = count * (part + 1) / parts
+        if lo < hi { body(part, lo..<hi) }
     }
     return parts
+}
+
+/// Calls `body(part)` for every part in `0..<parts`, each on some thread, and returns when all are
+/// done: on the pool (`sfk_pool_run`, workers that spin briefly between loops) or, when the pool is
+/// busy with another loop (one opened inside a part, or on another thread), on Dispatch's threads.
+func runParts(_ parts: Int, _ body: (_ part: Int) -> Void) {
+    // The ops hand raw pointers to their bodies and split the work into disjoint parts
+    // themselves, so the closure is shared across threads unchecked.
+    withoutActuallyEscaping(body) { body in
+        var task = body
+        let ran = withUnsafeMutablePointer(to: &task) { task in
+            sfk_pool_run(parts, Threading.threads, { context, part in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(part)
+            }, task)
+        }
+        guard ran == 0 else { return }
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in shared.value(part) }
+    }
 }
 
 /// `parallelParts` without the part index.
