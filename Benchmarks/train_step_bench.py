@@ -139,7 +139,9 @@ def main():
     for k, v in med.items():
         print(f"  {k:9s} {v:7.3f} s  (forward {statistics.median(fwd[k]):6.3f} s)   peak RSS {rss[k]:7.0f} MB   "
               f"rounds {[round(x, 3) for x in res[k]]}")
-    print(f"  sfnet / {peer} = {med['sfnet'] / med['pytorch']:.2f}x (target <= {0.4 if a.arch.startswith('x3d') else 1.0})")
+    # The issues' targets: X3D 0.4x (issue 15); SlowFast at small clips 0.8x (issue 14); otherwise no slower than the peer.
+    target = 0.4 if a.arch.startswith("x3d") else 0.8 if a.arch not in TRANSFORMERS and a.size <= 128 else 1.0
+    print(f"  sfnet / {peer} = {med['sfnet'] / med['pytorch']:.2f}x (target <= {target})")
     if a.baseline:
         print(f"  baseline / {peer} = {med['baseline'] / med['pytorch']:.2f}x; sfnet / baseline = {med['sfnet'] / med['baseline']:.2f}x")
     print(f"  sfnet about {extra['gflops']:.0f} GFLOP/s, activations {extra['activation_mb']:.0f} MB, OpenBLAS core {extra.get('openblas_core')}, "

@@ -33,7 +33,7 @@ func sgemm(transA: Bool = false, transB: Bool = false,
 
 /// Below this many multiply-adds a GEMM is not worth splitting. 2^20 while a split cost a
 /// Dispatch wake-up (tens of microseconds on a VM); on the pool's spinning workers 2^18 (a GEMM of
-/// ~0.3 MFLOP... 5 microseconds a thread) is 1.5-3% faster on the 64² train step (BENCHMARKS.md).
+/// 0.5 MFLOP, ~5 microseconds on one core) is 1.5-3% faster on the 64² train step (BENCHMARKS.md).
 private let splitThreshold = 1 << 18
 
 /// Whether a GEMM of `macs` multiply-adds is split over the network's threads.
