@@ -1,8 +1,8 @@
 // A small pool of worker threads for the network's parallel loops, in place of Dispatch's
-// concurrentPerform on the hot path. A training step at 64x64 pixels opens ~1,300 parallel loops,
+// concurrentPerform on the hot path. A training step at 64x64 pixels opens ~1,540 parallel loops,
 // most of them a millisecond or shorter; concurrentPerform wakes its workers through a futex each
-// time, and on a 2-core VM that wake-up (and the caller's sleep when it finishes first) cost a
-// tenth of the step (BENCHMARKS.md, "A spinning thread pool"). Here the workers spin on an atomic
+// time, and on a 2-core VM those wake-ups (and the caller's sleeps when it finishes first) cost a
+// quarter to a third of the step (BENCHMARKS.md, "A spinning thread pool"). Here the workers spin on an atomic
 // word for a short while after each loop, so the next one starts without a system call, and sleep
 // on a condition variable when no loop comes.
 //
@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,12 +31,13 @@
 
 enum { MAX_WORKERS = 255 };
 
-/// How long an idle worker spins before it sleeps, and how long the caller spins on unfinished parts
-/// before it yields its core between checks. 1 ms (about libgomp's default) rather than 0.2 ms halves
-/// the sleeps and wake-ups of the 64² train step (strace: 1,331 futex calls against 3,192 in a
-/// 10-step bench). With more threads than online cores nobody spins: a spinning thread would hold a
-/// core that a working one needs.
-static const int64_t WORKER_SPIN_NS = 1000 * 1000;
+/// How long an idle worker spins before it sleeps (SFNET_POOL_SPIN_US overrides it), and how long the
+/// caller spins on unfinished parts before it yields its core between checks. Measured on the 64²
+/// train step (2-core VM, BENCHMARKS.md): no spin 0.39-0.40 s a step; 0.2 ms 0.27-0.29 s (0.71-0.83x
+/// PyTorch's in four paired runs); 1 ms halved the futex calls (1,331 against 3,192 in a 10-step
+/// bench) but read 0.89x and 1.03x in two paired runs, so 0.2 ms stays. With more threads than online
+/// cores nobody spins: a spinning thread would hold a core that a working one needs.
+static const int64_t WORKER_SPIN_NS = 200 * 1000;
 static const int64_t CALLER_SPIN_NS = 50 * 1000;
 static _Atomic int64_t worker_spin_ns = WORKER_SPIN_NS;
 
@@ -145,9 +147,17 @@ int sfk_pool_run(long parts, long threads, sfk_pool_task task, void *context) {
         return 0;
     }
     static long cores;
+    static int64_t spin_ns = -1;
     if (cores == 0) cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (spin_ns < 0) {
+        // SFNET_POOL_SPIN_US overrides the workers' spin (microseconds, 0 ... 100000; 0: sleep at once).
+        const char *text = getenv("SFNET_POOL_SPIN_US");
+        char *end = NULL;
+        long us = text ? strtol(text, &end, 10) : -1;
+        spin_ns = (text && end != text && *end == 0 && us >= 0 && us <= 100000) ? (int64_t)us * 1000 : WORKER_SPIN_NS;
+    }
     int oversubscribed = cores > 0 && threads > cores;
-    atomic_store_explicit(&worker_spin_ns, oversubscribed ? 0 : WORKER_SPIN_NS, memory_order_relaxed);
+    atomic_store_explicit(&worker_spin_ns, oversubscribed ? 0 : spin_ns, memory_order_relaxed);
     job_task = task;
     job_context = context;
     atomic_store_explicit(&job_parts, parts, memory_order_relaxed);
