@@ -54,6 +54,7 @@ static _Atomic long job_workers;
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 static _Atomic int started;
 static _Atomic int sleepers;
+static _Atomic int parked;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,6 +91,19 @@ static void *worker_main(void *arg) {
     long index = (long)(intptr_t)arg;
     uint32_t seen = sequence_of(atomic_load(&claims));
     for (;;) {
+        if (index >= atomic_load(&job_workers)) {
+            // Not wanted by the loops (the thread count was lowered, or no loop ran yet): parked until a
+            // loop asks for more workers, neither spinning nor woken by every loop.
+            pthread_mutex_lock(&sleep_lock);
+            atomic_fetch_add(&parked, 1);
+            while (index >= atomic_load(&job_workers)) pthread_cond_wait(&wake, &sleep_lock);
+            atomic_fetch_sub(&parked, 1);
+            pthread_mutex_unlock(&sleep_lock);
+            // Joins the loop in flight, if any (a finished one has no part left to claim).
+            seen = sequence_of(atomic_load(&claims));
+            run_parts(seen);
+            continue;
+        }
         // Spin for the next loop, then sleep until one comes.
         int64_t deadline = now_ns() + atomic_load_explicit(&worker_spin_ns, memory_order_relaxed);
         uint32_t sequence;
@@ -109,8 +123,8 @@ static void *worker_main(void *arg) {
             }
         }
         seen = sequence;
-        // A loop asks for fewer workers than the pool may have started (setThreads lowered it).
-        if (index < atomic_load_explicit(&job_workers, memory_order_acquire)) run_parts(sequence);
+        // A loop that asks for fewer workers leaves this one to park at the top.
+        if (index < atomic_load(&job_workers)) run_parts(sequence);
     }
     return NULL;
 }
@@ -161,13 +175,15 @@ int sfk_pool_run(long parts, long threads, sfk_pool_task task, void *context) {
     job_task = task;
     job_context = context;
     atomic_store_explicit(&job_parts, parts, memory_order_relaxed);
-    atomic_store_explicit(&job_workers, threads - 1, memory_order_relaxed);
     atomic_store_explicit(&finished, 0, memory_order_relaxed);
+    long wanted = threads - 1, before = atomic_load(&job_workers);
+    atomic_store(&job_workers, wanted);
     uint32_t sequence = sequence_of(atomic_load(&claims)) + 1;
-    // Publishes the loop (sequentially consistent, paired with the sleepers' count below: either a
-    // worker about to sleep sees the new sequence, or this thread sees it counted and wakes it).
+    // Publishes the loop (sequentially consistent, paired with the sleepers' and the parked workers'
+    // counts below: either a worker about to sleep sees the new sequence (or, parked, the larger
+    // job_workers), or this thread sees it counted and wakes it).
     atomic_store(&claims, (uint64_t)sequence << 32);
-    if (atomic_load(&sleepers) > 0) {
+    if (atomic_load(&sleepers) > 0 || (wanted > before && atomic_load(&parked) > 0)) {
         pthread_mutex_lock(&sleep_lock);
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&sleep_lock);

@@ -51,6 +51,29 @@ final class ThreadPoolTests: XCTestCase {
         XCTAssertTrue(threadsSeen.contains { pthread_equal($0, caller) == 0 }, "every part ran on the caller")
     }
 
+    func testALoopRunsOnNoMoreThreadsThanItAsksFor() {
+        let saved = (Threading.threads, Threading.splitGemms)
+        defer { Threading.setThreads(saved.0, splitGemms: saved.1) }
+        // Five threads start four workers; with the count lowered to two, one of them may take parts.
+        Threading.setThreads(5)
+        runParts(8) { _ in usleep(200) }
+        Threading.setThreads(2)
+        for _ in 0..<3 {
+            let parts = 24
+            var threadsSeen = Array(repeating: pthread_self(), count: parts)
+            threadsSeen.withUnsafeMutableBufferPointer { slots in
+                let base = UncheckedSendable(slots.baseAddress!)
+                runParts(parts) { part in
+                    usleep(1000)
+                    base.value[part] = pthread_self()
+                }
+            }
+            var distinct: [pthread_t] = []
+            for t in threadsSeen where !distinct.contains(where: { pthread_equal($0, t) != 0 }) { distinct.append(t) }
+            XCTAssertLessThanOrEqual(distinct.count, 2, "a loop asked for 2 threads ran on \(distinct.count)")
+        }
+    }
+
     func testLoopsInsidePartsAndOnOtherThreadsStillRunEveryPart() {
         let saved = (Threading.threads, Threading.splitGemms)
         defer { Threading.setThreads(saved.0, splitGemms: saved.1) }

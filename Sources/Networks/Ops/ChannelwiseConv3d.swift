@@ -11,7 +11,6 @@
 // gathering from the output gradient laid out with row stride Wq between zero margins;
 // dW is one dot product per tap. Threads take runs of (n, c) planes (forward) or of channels (backward).
 
-import Dispatch
 import Foundation
 
 extension Conv3dGeometry {

@@ -60,8 +60,6 @@ func parallelParts(_ count: Int, minPerThread: Int = 1, maxParts: Int? = nil,
         body(0, 0..<count)
         return 1
     }
-    // The ops hand raw pointers to their bodies and split the work into
-    // disjoint ranges themselves, so the closure is shared across threads unchecked.
     runParts(parts) { part in
         let lo = count * part / parts
         let hi = count * (part + 1) / parts
