@@ -15,6 +15,19 @@ final class ThreadPoolTests: XCTestCase {
         init(_ n: Int) { counts = Array(repeating: 0, count: n) }
     }
 
+    /// The thread that ran each of `parts` parts, each part sleeping `microseconds` first.
+    private func threadsRunning(parts: Int, microseconds: UInt32) -> [pthread_t] {
+        var threadsSeen = Array(repeating: pthread_self(), count: parts)
+        threadsSeen.withUnsafeMutableBufferPointer { slots in
+            let base = UncheckedSendable(slots.baseAddress!)
+            runParts(parts) { part in
+                usleep(microseconds)
+                base.value[part] = pthread_self()
+            }
+        }
+        return threadsSeen
+    }
+
     func testEveryPartRunsOnceAcrossManyLoops() {
         let saved = (Threading.threads, Threading.splitGemms)
         defer { Threading.setThreads(saved.0, splitGemms: saved.1) }
@@ -38,15 +51,7 @@ final class ThreadPoolTests: XCTestCase {
         defer { Threading.setThreads(saved.0, splitGemms: saved.1) }
         Threading.setThreads(2)
         // Parts slow enough that the caller cannot take them all before a worker wakes.
-        let parts = 16
-        var threadsSeen = Array(repeating: pthread_self(), count: parts)
-        threadsSeen.withUnsafeMutableBufferPointer { slots in
-            let base = UncheckedSendable(slots.baseAddress!)
-            runParts(parts) { part in
-                usleep(2000)
-                base.value[part] = pthread_self()
-            }
-        }
+        let threadsSeen = threadsRunning(parts: 16, microseconds: 2000)
         let caller = pthread_self()
         XCTAssertTrue(threadsSeen.contains { pthread_equal($0, caller) == 0 }, "every part ran on the caller")
     }
@@ -59,15 +64,7 @@ final class ThreadPoolTests: XCTestCase {
         runParts(8) { _ in usleep(200) }
         Threading.setThreads(2)
         for _ in 0..<3 {
-            let parts = 24
-            var threadsSeen = Array(repeating: pthread_self(), count: parts)
-            threadsSeen.withUnsafeMutableBufferPointer { slots in
-                let base = UncheckedSendable(slots.baseAddress!)
-                runParts(parts) { part in
-                    usleep(1000)
-                    base.value[part] = pthread_self()
-                }
-            }
+            let threadsSeen = threadsRunning(parts: 24, microseconds: 1000)
             var distinct: [pthread_t] = []
             for t in threadsSeen where !distinct.contains(where: { pthread_equal($0, t) != 0 }) { distinct.append(t) }
             XCTAssertLessThanOrEqual(distinct.count, 2, "a loop asked for 2 threads ran on \(distinct.count)")
