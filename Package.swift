@@ -61,7 +61,9 @@ let package = Package(
         .target(name: "Keras", dependencies: ["CHDF5", "Formats", "Families", "Convert"]),
         // tensors and ops (forward + backward side by side, Ops/), and the executors that run a family's
         // graph: eval mode with BN folded (Eval/) and training mode with backward (Train/).
-        .target(name: "Networks", dependencies: ["COpenBLAS", "CKernels", "Formats", "Families"]),
+        // the thread pool's Swift side (runParts on CKernels' pool.c), shared by Networks and Train.
+        .target(name: "Parallel", dependencies: ["CKernels"]),
+        .target(name: "Networks", dependencies: ["COpenBLAS", "CKernels", "Parallel", "Formats", "Families"]),
         // reference fixtures, comparisons, the verdict that gates finetune; forward benchmark.
         .target(name: "Verify", dependencies: ["Formats", "Families", "Convert", "Networks", "Train"]),
         // metrics.json / metrics.csv / report.html of runs and experiment grids (inline SVG, no scripts).
@@ -74,7 +76,7 @@ let package = Package(
         .target(name: "CFuzzMutators", dependencies: ["CZlib"]),
         // losses, SGD, LR schedule, metrics (mAP), train state: plain Float buffers keyed by
         // canonical parameter name, so it does not depend on SlowFastNet.
-        .target(name: "Train", dependencies: ["Formats", "CKernels"]),
+        .target(name: "Train", dependencies: ["Formats", "Parallel"]),
         // video decoding, datasets and manifests, clip sampling, augmentation, the prefetching loader, synthetic data.
         .target(name: "Video", dependencies: ["CFFmpeg", "Families", "Convert", "Formats", .product(name: "CSV", package: "CSV.swift")]),
         // data-pipeline benchmark and synthetic-data entry point (Benchmarks/data_bench.py drives it).

@@ -3,9 +3,8 @@
 // 33.7 M parameters reads and writes ~400 MB a step, which one core did while the other waited (issue
 // 14's fine-tuning job spent 3.5 s less in its 108 steps once it was split; BENCHMARKS.md).
 
-import CKernels
-import Dispatch
 import Foundation
+import Parallel
 
 enum ParallelLoop {
     /// Below this many elements per thread a loop stays on the calling thread.
@@ -36,18 +35,7 @@ enum ParallelLoop {
     private static func split(_ count: Int, parts requested: Int, _ body: (Range<Int>) -> Void) {
         let parts = max(1, min(requested, count))
         guard parts > 1 else { return body(0 ..< count) }
-        withoutActuallyEscaping(body) { body in
-            // On the network's pool (CKernels' sfk_pool_run) when it is free, else on Dispatch's threads.
-            var range: (Int) -> Void = { part in body((count * part / parts) ..< (count * (part + 1) / parts)) }
-            let ran = withUnsafeMutablePointer(to: &range) { range in
-                sfk_pool_run(parts, parts, { context, part in
-                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(part)
-                }, range)
-            }
-            guard ran == 0 else { return }
-            let shared = Shared(range)
-            DispatchQueue.concurrentPerform(iterations: parts) { part in shared.value(part) }
-        }
+        runParts(parts, threads: parts) { part in body((count * part / parts) ..< (count * (part + 1) / parts)) }
     }
 
     /// Carries a closure or pointer into the threads; the callers give each thread disjoint elements.

@@ -1,14 +1,13 @@
 // Thread control. By default every parallel loop, GEMMs included, runs on the
-// network's own threads (Dispatch's concurrentPerform), and each GEMM piece is
+// network's own threads (the pool behind Parallel.runParts), and each GEMM piece is
 // a single-threaded OpenBLAS call: measured on the 2-core box this is as fast
 // as OpenBLAS's threads on large GEMMs and 1.5-3x faster on the thin ones
 // (fast pathway, stem), and no OpenBLAS worker spins while our loops run.
 // `splitGemms = false` hands GEMMs to OpenBLAS's own threads instead.
 
-import CKernels
 import COpenBLAS
-import Dispatch
 import Foundation
+import Parallel
 
 /// The number of threads the network uses, and who runs the GEMMs.
 public enum Threading {
@@ -68,23 +67,10 @@ func parallelParts(_ count: Int, minPerThread: Int = 1, maxParts: Int? = nil,
     return parts
 }
 
-/// Calls `body(part)` for every part in `0..<parts`, each on some thread, and returns when all are
-/// done: on the pool (`sfk_pool_run`, workers that spin briefly between loops) or, when the pool is
-/// busy with another loop (one opened inside a part, or on another thread), on Dispatch's threads.
+/// `Parallel.runParts` on the network's threads (`Threading.threads`).
+@inline(__always)
 func runParts(_ parts: Int, _ body: (_ part: Int) -> Void) {
-    // The ops hand raw pointers to their bodies and split the work into disjoint parts
-    // themselves, so the closure is shared across threads unchecked.
-    withoutActuallyEscaping(body) { body in
-        var task = body
-        let ran = withUnsafeMutablePointer(to: &task) { task in
-            sfk_pool_run(parts, Threading.threads, { context, part in
-                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(part)
-            }, task)
-        }
-        guard ran == 0 else { return }
-        let shared = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: parts) { part in shared.value(part) }
-    }
+    Parallel.runParts(parts, threads: Threading.threads, body)
 }
 
 /// `parallelParts` without the part index.
