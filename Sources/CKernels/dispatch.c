@@ -1,6 +1,7 @@
 // Chooses the build of the kernels once per process: AVX-512 where the CPU (and the OS, which
-// __builtin_cpu_supports checks through XCR0) has F, DQ, BW and VL, unless SFNET_KERNELS=generic;
-// the baseline build otherwise. Each entry point is one indirect call through the active table.
+// __builtin_cpu_supports checks through XCR0) has F, DQ, BW and VL; else AVX2 with FMA where it has
+// those; else the baseline build. SFNET_KERNELS=generic forces the baseline, SFNET_KERNELS=avx2 the AVX2
+// build where the CPU runs it. Each entry point is one indirect call through the active table.
 
 #include "ckernels.h"
 #include "kernels_table.h"
@@ -18,31 +19,52 @@ static int avx512_usable(void) {
 #endif
 }
 
+static int avx2_usable(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 static const struct sfk_table *table_for(sfk_path path) {
 #if defined(__x86_64__)
     if (path == SFK_PATH_AVX512) return &sfk_avx512_table;
+    if (path == SFK_PATH_AVX2) return &sfk_avx2_table;
 #endif
     return &sfk_generic_table;
 }
 
 static const struct sfk_table *_Atomic active;
 
+/// The widest build the CPU runs, or the narrower one SFNET_KERNELS names (generic, or avx2 where usable).
+static sfk_path chosen_path(void) {
+    const char *forced = getenv("SFNET_KERNELS");
+    if (forced && strcmp(forced, "generic") == 0) return SFK_PATH_GENERIC;
+    if (avx512_usable() && !(forced && strcmp(forced, "avx2") == 0)) return SFK_PATH_AVX512;
+    return avx2_usable() ? SFK_PATH_AVX2 : SFK_PATH_GENERIC;
+}
+
 /// The first call (from any thread) decides; racing first calls decide the same.
 static const struct sfk_table *current(void) {
     const struct sfk_table *t = active;
     if (t) return t;
-    const char *forced = getenv("SFNET_KERNELS");
-    sfk_path path = (avx512_usable() && !(forced && strcmp(forced, "generic") == 0)) ? SFK_PATH_AVX512 : SFK_PATH_GENERIC;
-    active = table_for(path);
+    active = table_for(chosen_path());
     return active;
 }
 
 sfk_path sfk_active_path(void) {
-    return current() == &sfk_generic_table ? SFK_PATH_GENERIC : SFK_PATH_AVX512;
+    const struct sfk_table *t = current();
+#if defined(__x86_64__)
+    if (t == &sfk_avx512_table) return SFK_PATH_AVX512;
+    if (t == &sfk_avx2_table) return SFK_PATH_AVX2;
+#endif
+    return SFK_PATH_GENERIC;
 }
 
 int sfk_path_available(sfk_path path) {
-    return path == SFK_PATH_GENERIC || (path == SFK_PATH_AVX512 && avx512_usable());
+    return path == SFK_PATH_GENERIC || (path == SFK_PATH_AVX512 && avx512_usable()) || (path == SFK_PATH_AVX2 && avx2_usable());
 }
 
 int sfk_set_path(sfk_path path) {

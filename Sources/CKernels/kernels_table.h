@@ -1,4 +1,4 @@
-// The entry points one build of the kernels provides (kernels_generic.c, kernels_avx512.c); dispatch.c
+// The entry points one build of the kernels provides (kernels_generic.c, kernels_avx2.c, kernels_avx512.c); dispatch.c
 // holds the active table. Signatures as in include/ckernels.h.
 
 #ifndef SFNET_CKERNELS_TABLE_H
@@ -21,6 +21,7 @@ struct sfk_table {
 
 extern const struct sfk_table sfk_generic_table;
 #if defined(__x86_64__)
+extern const struct sfk_table sfk_avx2_table;
 extern const struct sfk_table sfk_avx512_table;
 #endif
 

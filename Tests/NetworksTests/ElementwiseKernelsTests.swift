@@ -1,7 +1,8 @@
 // The C element-wise kernels (CKernels) on their own, under each build this CPU runs: the builds can be
-// chosen, the attention softmax rows match double precision at every tail length of both vector widths,
-// and Swish's exp and the softmax's exp are one core, bit for bit. The ops' oracle checks run under both
-// builds in TransformerOpsTests, X3DOpsTests and the PyTorch reference tests.
+// chosen (the widest the CPU runs, as /proc/cpuinfo tells), the attention softmax rows match double
+// precision at every tail length of both vector widths, and Swish's exp and the softmax's exp are one
+// core, bit for bit. The ops' oracle checks run under every build in TransformerOpsTests, X3DOpsTests
+// and the PyTorch reference tests.
 
 import CKernels
 import XCTest
@@ -17,13 +18,27 @@ final class ElementwiseKernelsTests: XCTestCase {
             XCTAssertEqual(ElementwiseKernels.use(kernels), runs, "\(kernels)")
             if runs { XCTAssertEqual(ElementwiseKernels.active, kernels) }
         }
+        let forced = ProcessInfo.processInfo.environment["SFNET_KERNELS"]
         #if arch(x86_64)
-        // Where the CPU has AVX-512, it runs unless SFNET_KERNELS=generic said otherwise.
-        if ElementwiseKernels.available.contains(.avx512) && ProcessInfo.processInfo.environment["SFNET_KERNELS"] == nil {
-            XCTAssertEqual(saved, .avx512)
+        // The widest build the CPU runs is the one that runs, unless SFNET_KERNELS said otherwise.
+        if forced == nil {
+            let widest: ElementwiseKernels = ElementwiseKernels.available.contains(.avx512) ? .avx512
+                : ElementwiseKernels.available.contains(.avx2) ? .avx2 : .generic
+            XCTAssertEqual(saved, widest)
         }
+        if forced == "avx2" && ElementwiseKernels.available.contains(.avx2) { XCTAssertEqual(saved, .avx2) }
+        // What the kernel reports of the CPU agrees with the dispatch: AVX2 and FMA mean the AVX2 build runs here.
+        if let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) {
+            let flags = Set(line.split(separator: " ").map(String.init))
+            XCTAssertEqual(ElementwiseKernels.available.contains(.avx2), flags.contains("avx2") && flags.contains("fma"), line.description)
+            XCTAssertEqual(ElementwiseKernels.available.contains(.avx512),
+                           ["avx512f", "avx512dq", "avx512bw", "avx512vl"].allSatisfy(flags.contains), line.description)
+        }
+        #else
+        XCTAssertEqual(ElementwiseKernels.available, [.generic])
         #endif
-        if ProcessInfo.processInfo.environment["SFNET_KERNELS"] == "generic" { XCTAssertEqual(saved, .generic) }
+        if forced == "generic" { XCTAssertEqual(saved, .generic) }
     }
 
     func testSoftmaxRowKernelsMatchDoubleAtEveryTailLength() {

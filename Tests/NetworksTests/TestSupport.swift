@@ -55,8 +55,8 @@ func unflatten(_ flat: Int, _ shape: [Int]) -> [Int] {
     return index
 }
 
-/// Runs `body` under each build of the C element-wise kernels this CPU can run (generic always, AVX-512
-/// where present), restoring the active build after: one oracle check covers both.
+/// Runs `body` under each build of the C element-wise kernels this CPU can run (generic always, AVX2 and
+/// AVX-512 where present), restoring the active build after: one oracle check covers them all.
 func forEachKernelBuild(_ body: (ElementwiseKernels) throws -> Void) rethrows {
     let saved = ElementwiseKernels.active
     defer { ElementwiseKernels.use(saved) }

@@ -1,7 +1,8 @@
 // sfnet's hot element-wise loops in C, so that one binary runs them 16 lanes wide with FMA (AVX-512)
-// where the CPU has it and 8 lanes at the baseline target elsewhere: Swift's SIMD types compile to
-// the package's baseline (no -march, STYLE 10). The path is chosen once per process (CPU features,
-// then SFNET_KERNELS=generic to force the baseline); tests switch it with sfk_set_path.
+// where the CPU has it, 8 lanes with FMA where it has AVX2 (no AVX-512), and 8 lanes at the baseline
+// target elsewhere: Swift's SIMD types compile to the package's baseline (no -march, STYLE 10). The
+// path is chosen once per process (the widest the CPU runs; SFNET_KERNELS=generic or avx2 forces a
+// narrower one); tests switch it with sfk_set_path.
 // Counts are element counts; pointers need no alignment; in-place calls (dst equal to an input) are
 // allowed where a comment says so.
 
@@ -16,6 +17,7 @@ extern "C" {
 typedef enum {
     SFK_PATH_GENERIC = 0,  ///< the baseline target, 8 lanes (plain C vector code)
     SFK_PATH_AVX512 = 1,   ///< AVX-512 F/DQ/BW/VL with FMA, 16 lanes (x86-64 only)
+    SFK_PATH_AVX2 = 2,     ///< AVX2 with FMA, 8 lanes (x86-64 only)
 } sfk_path;
 
 /// The path the kernels run now.
