@@ -27,7 +27,7 @@ final class ElementwiseKernelsTests: XCTestCase {
             XCTAssertEqual(saved, widest)
         }
         if forced == "avx2" && ElementwiseKernels.available.contains(.avx2) { XCTAssertEqual(saved, .avx2) }
-        // What the kernel reports of the CPU agrees with the dispatch: AVX2 and FMA mean the AVX2 build runs here.
+        // What the Linux kernel reports of the CPU agrees with the dispatch: a build is available iff its features are listed.
         if let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
            let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) {
             let flags = Set(line.split(separator: " ").map(String.init))
