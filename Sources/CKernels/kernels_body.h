@@ -1,7 +1,7 @@
 // The kernels' bodies, written once over a vector of SFK_LANES floats (clang's vector extensions) and
-// compiled twice: kernels_generic.c (8 lanes, baseline target, multiply-adds rounded twice, as the Swift
-// SIMD8 code they replace) and kernels_avx512.c (16 lanes, fused multiply-adds, masked tails). The
-// includer defines:
+// compiled three times: kernels_generic.c (8 lanes, baseline target, multiply-adds rounded twice, as the
+// Swift SIMD8 code they replace), kernels_avx2.c (8 lanes, fused multiply-adds, masked tails) and
+// kernels_avx512.c (16 lanes, fused multiply-adds, masked tails). The includer defines:
 //   SFK_LANES           8 or 16
 //   SFK_TARGET          function attributes (the target, or nothing)
 //   SFK_FUSED           1: MADD is one fused multiply-add
