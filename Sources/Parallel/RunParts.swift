@@ -18,12 +18,14 @@ public func runParts(_ parts: Int, threads: Int, _ body: (_ part: Int) -> Void) 
             }, task)
         }
         guard ran == 0 else { return }
-        let shared = Shared(body)
+        let shared = UncheckedSendable(body)
         DispatchQueue.concurrentPerform(iterations: parts) { part in shared.value(part) }
     }
 }
 
-private struct Shared<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
+/// Carries a closure or pointer into the threads of a loop whose parts touch disjoint memory (the
+/// callers' guarantee, which the compiler cannot check).
+public struct UncheckedSendable<Value>: @unchecked Sendable {
+    public let value: Value
+    public init(_ value: Value) { self.value = value }
 }

@@ -23,7 +23,7 @@ enum ParallelLoop {
         guard chunks > 1 else { return count == 0 ? 0 : chunk(0 ..< count) }
         var sums = [Double](repeating: 0, count: chunks)
         sums.withUnsafeMutableBufferPointer { out in
-            let base = Shared(out.baseAddress!)
+            let base = UncheckedSendable(out.baseAddress!)
             split(chunks, parts: threads) { mine in
                 for c in mine { base.value[c] = chunk((c * chunkSize) ..< min(count, (c + 1) * chunkSize)) }
             }
@@ -36,11 +36,5 @@ enum ParallelLoop {
         let parts = max(1, min(requested, count))
         guard parts > 1 else { return body(0 ..< count) }
         runParts(parts, threads: parts) { part in body((count * part / parts) ..< (count * (part + 1) / parts)) }
-    }
-
-    /// Carries a closure or pointer into the threads; the callers give each thread disjoint elements.
-    private struct Shared<Value>: @unchecked Sendable {
-        let value: Value
-        init(_ value: Value) { self.value = value }
     }
 }

@@ -90,9 +90,5 @@ func parallelFor(_ count: Int, work: Int = 1 << 16, _ body: (Int) -> Void) {
     }
 }
 
-/// Carries a value into a `@Sendable` closure when the caller guarantees
-/// that the threads touch disjoint memory.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
+/// Parallel's wrapper, under the name the ops use without importing Parallel.
+typealias UncheckedSendable = Parallel.UncheckedSendable
